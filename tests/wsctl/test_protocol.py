@@ -1,0 +1,41 @@
+"""Resume protocol v1 codec."""
+
+import json
+
+import pytest
+
+from wsctl import protocol as p
+
+
+def test_welcome_round_trips_through_json():
+    """A welcome encodes with type first and parses back to the same value."""
+    msg = p.Welcome("a", "e1", 3, True, 2, p.Heartbeat(1.0, 2.0))
+    text = p.encode(msg)
+    assert text.startswith('{"type":"welcome"')
+    assert "snapshot" not in json.loads(text)
+    assert p.parse_server(text) == msg
+
+
+def test_event_fast_path_matches_codec():
+    """encode_event produces a frame the parser reads as the same event."""
+    text = p.encode_event(7, 1700000000.25, json.dumps({"step": 1}))
+    assert p.parse_server(text) == p.Event(7, 1700000000.25, {"step": 1})
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ['{"type":"hello"}', "[1]", "not json", '{"type":"ack","offset":-1}', b"\x00",
+     '{"type":"ping","t":true}'],
+)
+def test_client_junk_is_a_protocol_error(frame):
+    """Anything but a well-formed ping or ack is rejected."""
+    with pytest.raises(p.ProtocolError):
+        p.parse_client(frame)
+
+
+def test_resume_query_and_retry_hint():
+    """Resume parameters are URL-encoded; retry hints are read from close reasons."""
+    assert p.resume_query(None, None) == ""
+    assert p.resume_query("e 1", 5, "t") == "?epoch=e+1&offset=5&token=t"
+    assert p.retry_hint_ms("server going away; retry_ms=1500") == 1500
+    assert p.retry_hint_ms("bye") is None

@@ -1,0 +1,1 @@
+"""Command-line interface: one module per command; bodies only parse and call the library."""

@@ -1,0 +1,41 @@
+"""What every command shares: the ``--debug`` switch and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from wsctl.errors import WsctlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+state = {"debug": False}
+
+
+def reports_errors(func: F) -> F:
+    """Turn a ``WsctlError`` into one line on stderr and its exit code (traceback with --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except WsctlError as exc:
+            if state["debug"]:
+                raise
+            print(f"wsctl: error: {exc}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("wsctl: interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail_usage(message: str) -> typer.Exit:
+    """Report bad input in one line and return the exit (code 2) for the caller to raise."""
+    print(f"wsctl: error: {message}", file=sys.stderr)
+    return typer.Exit(2)

@@ -1,0 +1,203 @@
+"""Resume protocol v1: the messages between the reference server and its clients.
+
+Pure codec, no I/O. One stream per connection at ``/ws/{stream}``; JSON text frames.
+Server -> client: ``welcome``, ``event``, ``pong``, ``error``.
+Client -> server: ``ping`` and ``ack``. The full contract is in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+VERSION = 1
+STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+HEALTH_STREAM = "health"
+
+# Close codes the reference server uses (RFC 6455 numbers).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+# ``error.code`` values, so clients can act without parsing the message.
+ERR_BAD_MESSAGE = "bad_message"
+ERR_TOO_BIG = "too_big"
+ERR_SLOW_CONSUMER = "slow_consumer"
+ERR_GOING_AWAY = "going_away"
+ERR_OVER_CAPACITY = "over_capacity"
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid protocol v1 message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Application heartbeat the server expects: seconds between pings, and the timeout."""
+
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """First frame on every connection: where the stream is and whether the gap was filled."""
+
+    stream: str
+    epoch: str
+    offset: int
+    recovered: bool
+    replayed: int
+    heartbeat: Heartbeat
+    snapshot: dict[str, Any] | None = None
+    type: str = field(default="welcome", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One stream event; ``ts`` is the server's wall time in seconds."""
+
+    offset: int
+    ts: float
+    data: dict[str, Any]
+    type: str = field(default="event", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """Reply to an application ``ping``; echoes its ``t``."""
+
+    t: float
+    type: str = field(default="pong", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A problem the client can act on, sent just before a close."""
+
+    code: str
+    message: str
+    type: str = field(default="error", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Application heartbeat from a client (browsers cannot send protocol pings)."""
+
+    t: float
+    type: str = field(default="ping", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The client has every event up to ``offset``; the store may trim them."""
+
+    offset: int
+    type: str = field(default="ack", init=False)
+
+
+ServerMessage = Welcome | Event | Pong | Error
+ClientMessage = Ping | Ack
+
+
+def encode(message: ServerMessage | ClientMessage) -> str:
+    """Serialise a message to its JSON text frame, ``type`` first."""
+    body = asdict(message)
+    if isinstance(message, Welcome) and message.snapshot is None:
+        del body["snapshot"]
+    return json.dumps({"type": body.pop("type"), **body}, separators=(",", ":"))
+
+
+def encode_event(offset: int, ts: float, data_json: str) -> str:
+    """Fast path for the hot loop: an ``event`` frame from already-serialised data."""
+    return f'{{"type":"event","offset":{offset},"ts":{ts!r},"data":{data_json}}}'
+
+
+def _load(frame: str | bytes) -> dict[str, Any]:
+    if isinstance(frame, bytes):
+        raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
+    try:
+        obj = json.loads(frame)
+    except ValueError as exc:
+        raise ProtocolError(f"not JSON: {exc.msg}") from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError("a message must be a JSON object")
+    return obj
+
+
+def _number(obj: dict[str, Any], name: str) -> float:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"{obj.get('type')}.{name} must be a number")
+    return float(value)
+
+
+def _offset(obj: dict[str, Any], name: str = "offset") -> int:
+    value = obj.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProtocolError(f"{obj.get('type')}.{name} must be a non-negative integer")
+    return value
+
+
+def parse_client(frame: str | bytes) -> ClientMessage:
+    """Parse a client frame; anything but ``ping`` or ``ack`` raises ``ProtocolError``."""
+    obj = _load(frame)
+    kind = obj.get("type")
+    if kind == "ping":
+        return Ping(t=_number(obj, "t"))
+    if kind == "ack":
+        return Ack(offset=_offset(obj))
+    raise ProtocolError(f"unknown message type {kind!r}; expected 'ping' or 'ack'")
+
+
+def parse_server(frame: str | bytes) -> ServerMessage:
+    """Parse a server frame into ``Welcome``, ``Event``, ``Pong`` or ``Error``."""
+    obj = _load(frame)
+    kind = obj.get("type")
+    try:
+        if kind == "event":
+            data = obj.get("data")
+            if not isinstance(data, dict):
+                raise ProtocolError("event.data must be an object")
+            return Event(offset=_offset(obj), ts=_number(obj, "ts"), data=data)
+        if kind == "welcome":
+            hb = obj["heartbeat"]
+            return Welcome(
+                stream=str(obj["stream"]),
+                epoch=str(obj["epoch"]),
+                offset=_offset(obj),
+                recovered=bool(obj["recovered"]),
+                replayed=int(obj["replayed"]),
+                heartbeat=Heartbeat(float(hb["interval"]), float(hb["timeout"])),
+                snapshot=obj.get("snapshot"),
+            )
+        if kind == "pong":
+            return Pong(t=_number(obj, "t"))
+        if kind == "error":
+            return Error(code=str(obj["code"]), message=str(obj["message"]))
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"{kind} message is missing or has a bad field: {exc}") from exc
+    raise ProtocolError(f"unknown message type {kind!r}")
+
+
+def resume_query(epoch: str | None, offset: int | None, token: str | None = None) -> str:
+    """Query string for a (re)connect: ``?epoch=E&offset=N[&token=T]``, or '' when fresh."""
+    params: dict[str, str] = {}
+    if epoch is not None and offset is not None:
+        params["epoch"] = epoch
+        params["offset"] = str(offset)
+    if token:
+        params["token"] = token
+    return "?" + urlencode(params) if params else ""
+
+
+def retry_hint_ms(reason: str) -> int | None:
+    """Retry hint carried in a 1001/1013 close reason (``retry_ms=N``), if any."""
+    match = re.search(r"retry_ms=(\d+)", reason)
+    return int(match.group(1)) if match else None
