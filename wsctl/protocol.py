@@ -124,8 +124,10 @@ def _load(frame: str | bytes) -> dict[str, Any]:
         raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
     try:
         obj = json.loads(frame)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ProtocolError(f"not JSON: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("JSON nested too deeply") from exc
     if not isinstance(obj, dict):
         raise ProtocolError("a message must be a JSON object")
     return obj

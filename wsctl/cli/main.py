@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from wsctl import __version__
+from wsctl.cli import serve
 from wsctl.cli._common import state
 
 EXIT_CODES = """Exit codes: 0 success (all criteria passed); 1 a criterion failed;
@@ -43,8 +45,16 @@ def main(
 
 
 # Commands register themselves here, one line each.
+serve.register(app)
 
 
 def run() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: no traceback reaches a person without ``--debug``."""
+    try:
+        app()
+    except Exception as exc:
+        if state["debug"] or "--debug" in sys.argv:
+            raise
+        print(f"wsctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
+              "for the traceback)", file=sys.stderr)
+        sys.exit(1)

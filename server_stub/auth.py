@@ -1,0 +1,44 @@
+"""Optional HMAC tokens bound to a stream name and an expiry.
+
+Token format: ``v1.<expiry unix seconds>.<signature>``, where the signature is the
+URL-safe base64 of HMAC-SHA256(secret, "<stream>|<expiry>") cut to 128 bits.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+from server_stub.connection_pool import Refusal
+
+
+def _sign(secret: str, stream: str, expiry: int) -> str:
+    mac = hmac.new(secret.encode(), f"{stream}|{expiry}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:16]).rstrip(b"=").decode()
+
+
+def issue_token(secret: str, stream: str, ttl: float, now: float | None = None) -> str:
+    """A token for ``stream`` valid for ``ttl`` seconds from ``now``."""
+    expiry = int((time.time() if now is None else now) + ttl)
+    return f"v1.{expiry}.{_sign(secret, stream, expiry)}"
+
+
+def check_token(
+    secret: str, stream: str, token: str | None, now: float | None = None
+) -> Refusal | None:
+    """None when ``token`` grants ``stream`` now; otherwise the refusal to send."""
+    if not token:
+        return Refusal(
+            401, "missing token: connect with ?token=... (wsctl serve --issue-token)", "auth"
+        )
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != "v1" or not parts[1].isdigit():
+        return Refusal(403, "malformed token", "auth")
+    expiry = int(parts[1])
+    if not hmac.compare_digest(parts[2], _sign(secret, stream, expiry)):
+        return Refusal(403, f"token not valid for stream {stream!r}", "auth")
+    if expiry < (time.time() if now is None else now):
+        return Refusal(401, f"token expired at {expiry} (unix time); get a new one", "auth")
+    return None

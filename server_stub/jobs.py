@@ -1,0 +1,109 @@
+"""Simulated alert-processing jobs: each stream's job emits progress at a set rate.
+
+A job runs ``steps`` steps, one event per ``1/rate`` seconds, ending with status
+``completed``; the next job on the stream then starts. Jobs keep running while their
+clients are disconnected, which is what makes resume worth having. One scheduler
+(a deadline heap) drives every stream, not a task per stream.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wsctl.clock import Clock, MonotonicClock
+
+
+@dataclass(slots=True)
+class Job:
+    """Progress of the current job on one stream."""
+
+    number: int = 1
+    step: int = 0
+
+    def advance(self, total: int) -> dict[str, Any]:
+        """Take one step and return the event data for it."""
+        if self.step >= total:
+            self.number += 1
+            self.step = 0
+        self.step += 1
+        status = "completed" if self.step == total else "running"
+        return {
+            "step": self.step,
+            "total": total,
+            "status": status,
+            "message": f"job {self.number}: step {self.step}/{total} {status}",
+        }
+
+
+class JobSchedule:
+    """Pure scheduling core: which streams are due for their next step at a given time."""
+
+    def __init__(self, rate: float, steps: int) -> None:
+        if rate <= 0 or steps <= 0:
+            raise ValueError("job rate and steps must be positive")
+        self.period = 1.0 / rate
+        self.steps = steps
+        self._jobs: dict[str, Job] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, stream: object) -> bool:
+        return stream in self._jobs
+
+    def start(self, stream: str, now: float) -> None:
+        """Start a job on ``stream``; its first step is due one period from now."""
+        if stream not in self._jobs:
+            self._jobs[stream] = Job()
+            heapq.heappush(self._heap, (now + self.period, stream))
+
+    def stop(self, stream: str) -> None:
+        """Stop the stream's job (its heap entry is dropped lazily)."""
+        self._jobs.pop(stream, None)
+
+    def next_due(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def due(self, now: float) -> list[tuple[str, dict[str, Any]]]:
+        """Advance every job whose step is due at ``now``; returns (stream, data) in order.
+
+        A stream that fell several periods behind (the loop was blocked) catches up one
+        step per period missed, so offsets keep pace with time.
+        """
+        out: list[tuple[str, dict[str, Any]]] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, stream = heapq.heappop(heap)
+            job = self._jobs.get(stream)
+            if job is None:
+                continue
+            out.append((stream, job.advance(self.steps)))
+            heapq.heappush(heap, (when + self.period, stream))
+        return out
+
+
+class JobRunner:
+    """Drives a ``JobSchedule`` on a clock and hands each step to ``publish``."""
+
+    def __init__(
+        self,
+        schedule: JobSchedule,
+        publish: Callable[[str, dict[str, Any]], None],
+        clock: Clock | None = None,
+        tick: float = 0.02,
+    ) -> None:
+        self.schedule = schedule
+        self.publish = publish
+        self.clock = clock or MonotonicClock()
+        self.tick = tick
+
+    async def run(self) -> None:
+        """Emit due steps forever; cancel the task to stop."""
+        while True:
+            for stream, data in self.schedule.due(self.clock.now()):
+                self.publish(stream, data)
+            await self.clock.sleep(self.tick)

@@ -1,0 +1,472 @@
+"""Build and run the reference server: WebSocket streams and plain HTTP on one port.
+
+Routes (all on the same port, through websockets' ``process_request``):
+
+    GET /ws/{stream}   WebSocket upgrade: resume protocol v1 (docs/protocol.md)
+    GET /ws/health     JSON health (200 healthy, 503 draining or at capacity);
+                       as a WebSocket upgrade, the same JSON once a second
+    GET /metrics       Prometheus text format
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Hashable, Iterable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from server_stub.auth import check_token
+from server_stub.config import ServerConfig
+from server_stub.connection_pool import ConnectionPool, Refusal, Session
+from server_stub.health_monitor import HealthMonitor
+from server_stub.jobs import JobRunner, JobSchedule
+from server_stub.streams import MemoryStreamStore, StreamStore
+from server_stub.websocket_manager import ResumeRequest, WebSocketManager
+from wsctl import __version__
+from wsctl import protocol as p
+from wsctl.errors import InvalidInput, PortInUse, RunFailed
+
+log = logging.getLogger("server_stub")
+
+HEARTBEAT_PAYLOAD = b"wsctl-hb"
+KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
+
+
+class PooledConnection(ServerConnection):
+    """A websockets connection that reports pongs to the HealthMonitor and its own end
+    to the ConnectionPool (``connection_lost`` runs on every exit path)."""
+
+    owner: ReferenceServer
+    resume_request: ResumeRequest | None = None
+
+    def acknowledge_pings(self, data: bytes) -> None:
+        if data == HEARTBEAT_PAYLOAD and self.owner.monitor is not None:
+            session = self.owner.pool.get(self)
+            if session is not None:
+                self.owner.monitor.pong(session)
+        super().acknowledge_pings(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.owner.connection_gone(self)
+
+
+def _close_code(conn: ServerConnection) -> tuple[int, str]:
+    """The close code and reason that ended ``conn``: whoever closed first."""
+    proto = conn.protocol
+    sent, rcvd = proto.close_sent, proto.close_rcvd
+    if rcvd is not None and (sent is None or proto.close_rcvd_then_sent):
+        return rcvd.code, rcvd.reason
+    if sent is not None:
+        return sent.code, sent.reason
+    return 1006, "connection lost without a close frame"
+
+
+def _respond(conn: ServerConnection, status: int, body: str, content_type: str,
+             headers: Iterable[tuple[str, str]] = ()) -> Response:
+    response = conn.respond(status, body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = content_type
+    for name, value in headers:
+        response.headers[name] = value
+    return response
+
+
+def _refuse(conn: ServerConnection, refusal: Refusal) -> Response:
+    headers = []
+    if refusal.retry_after is not None:
+        headers.append(("Retry-After", str(refusal.retry_after)))
+    return _respond(conn, refusal.status, refusal.reason + "\n", "text/plain; charset=utf-8",
+                    headers)
+
+
+class ReferenceServer:
+    """EP-0001's server side: pool, health monitor, manager, store and jobs on one port."""
+
+    def __init__(self, config: ServerConfig, store: StreamStore | None = None) -> None:
+        self.config = config = config.for_profile()
+        self.started = time.monotonic()
+        self.store = store or MemoryStreamStore(config.replay_size, config.replay_age)
+        self.pool = ConnectionPool(
+            config.max_connections, config.max_per_client,
+            retry_after=max(1, round(config.retry_hint_ms / 1000)),
+        )
+        self.jobs = JobSchedule(config.job_rate, config.job_steps)
+        self.manager = WebSocketManager(
+            self.store, self.pool, self.jobs,
+            heartbeat=p.Heartbeat(config.ping_interval, config.ping_timeout),
+            send_buffer=config.send_buffer,
+            resume_enabled=config.resume,
+            max_streams=config.max_streams,
+            stream_idle=config.replay_age,
+        )
+        self.monitor: HealthMonitor | None = None
+        if config.health_mode == "scheduler":
+            self.monitor = HealthMonitor(
+                config.ping_interval, config.ping_timeout, self._send_ping, self._close_dead
+            )
+        self.keepalive_dead = 0
+        self.draining = False
+        self.url = ""
+        self.port = 0
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conn_class = type("PooledConnection", (PooledConnection,), {"owner": self})
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_ServerCollector(self))
+        ProcessCollector(registry=self.registry)
+
+    def __repr__(self) -> str:
+        return f"ReferenceServer(url={self.url!r}, profile={self.config.profile!r})"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> str:
+        """Listen, start the job and health schedulers; returns the ``ws://`` base URL."""
+        cfg = self.config
+        ssl_context = None
+        if cfg.certfile:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ssl_context.load_cert_chain(cfg.certfile, cfg.keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise InvalidInput(
+                    f"cannot load TLS certificate {cfg.certfile} / key {cfg.keyfile}: {exc}"
+                ) from exc
+        per_connection = cfg.health_mode == "per-connection"
+        try:
+            self._server = await serve(
+                self._handler, cfg.host, cfg.port,
+                process_request=self._process_request,
+                compression="deflate" if cfg.compression else None,
+                ping_interval=cfg.ping_interval if per_connection else None,
+                ping_timeout=cfg.ping_timeout if per_connection else None,
+                close_timeout=min(10.0, cfg.shutdown_timeout),
+                max_size=cfg.max_message_size if cfg.profile == "reference" else 2**20,
+                ssl=ssl_context,
+                create_connection=self._conn_class,
+                server_header=f"wsctl-reference/{__version__}",
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"cannot listen on {cfg.host}:{cfg.port}: address already in use; "
+                    "choose another --port (0 picks a free one)"
+                ) from exc
+            raise RunFailed(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from exc
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
+        self.url = f"{cfg.scheme}://{host}:{self.port}"
+        loop = asyncio.get_running_loop()
+        runner = JobRunner(self.jobs, self.manager.publish)
+        self._tasks.append(loop.create_task(runner.run()))
+        self._tasks.append(loop.create_task(self._housekeeping()))
+        if self.monitor is not None:
+            self._tasks.append(loop.create_task(self.monitor.run()))
+        log.info("listening on %s profile=%s", self.url, cfg.profile)
+        return self.url
+
+    async def stop(self) -> None:
+        """Graceful shutdown: refuse new connections, close every one with 1001 and a
+        retry hint, wait at most ``shutdown_timeout``, then abort what is left."""
+        if self._server is None:
+            return
+        self.draining = True
+        reason = f"server shutting down; retry_ms={self.config.retry_hint_ms}"
+        log.info("shutting down: closing %d connections with 1001", len(self.pool))
+        self._server.close(close_connections=True, code=1001, reason=reason)
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), self.config.shutdown_timeout)
+        except TimeoutError:
+            log.warning("shutdown timeout: aborting %d connections", len(self.pool))
+            for session in self.pool:
+                session.conn.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._server = None
+
+    async def serve_forever(self, announce: bool = True) -> None:
+        """Start, print the URL, run until SIGTERM or SIGINT, then shut down gracefully."""
+        url = await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if announce:
+            print(
+                f"wsctl serve: listening on {url} (profile {self.config.profile}); "
+                f"streams at {url}/ws/{{stream}}, health at {url.replace('ws', 'http', 1)}"
+                "/ws/health",
+                flush=True,
+            )
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for stream in self.manager.reap_idle():
+                log.debug("stream %s idle: job stopped, history dropped", stream)
+
+    # -- HTTP and handshake ----------------------------------------------------------
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        path = url.path
+        upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
+        if path == "/metrics":
+            return _respond(conn, 200, generate_latest(self.registry).decode(),
+                            CONTENT_TYPE_LATEST)
+        if path == "/ws/health" and not upgrade:
+            health = self.health()
+            return _respond(conn, 200 if health["status"] == "ok" else 503,
+                            json.dumps(health) + "\n", "application/json")
+        if not path.startswith("/ws/"):
+            return _respond(conn, 404, f"not found: {path}; streams are at /ws/{{stream}}\n",
+                            "text/plain; charset=utf-8")
+        if not upgrade:
+            return _respond(conn, 426, "this is a WebSocket endpoint: connect with ws://\n",
+                            "text/plain; charset=utf-8", [("Upgrade", "websocket")])
+        address = str(conn.remote_address[0]) if conn.remote_address else "?"
+        admitted = self._admit(conn, address, path[len("/ws/"):], parse_qs(url.query),
+                               request.headers.get("Origin"))
+        if isinstance(admitted, Refusal):
+            log.info("refused %s %s: %d %s", address, path, admitted.status, admitted.reason)
+            return _refuse(conn, admitted)
+        return None
+
+    def _admit(self, conn: ServerConnection, address: str, stream: str,
+               query: dict[str, list[str]], origin: str | None) -> Session | Refusal:
+        """Validate a stream handshake and take a pool slot, or return the refusal."""
+        pool = self.pool
+        if not p.STREAM_NAME.fullmatch(stream):
+            return pool.refuse(Refusal(
+                400, f"invalid stream name {stream[:40]!r}: use 1-128 of A-Z a-z 0-9 . _ -",
+                "bad_request"))
+        if self.draining:
+            return pool.refuse(Refusal(503, "server is shutting down; retry later", "draining",
+                                       pool.retry_after))
+        if self.config.origins and origin is not None and origin not in self.config.origins:
+            return pool.refuse(Refusal(403, f"origin {origin} is not allowed", "origin"))
+        epoch = query.get("epoch", [None])[-1]
+        offset_text = query.get("offset", [None])[-1]
+        if (epoch is None) != (offset_text is None):
+            return pool.refuse(Refusal(400, "resume needs both epoch and offset", "bad_request"))
+        offset = None
+        if offset_text is not None:
+            if not offset_text.isdigit():
+                return pool.refuse(Refusal(
+                    400, f"offset must be a non-negative integer, got {offset_text[:20]!r}",
+                    "bad_request"))
+            offset = int(offset_text)
+        if self.config.secret and stream != p.HEALTH_STREAM:
+            refusal = check_token(self.config.secret, stream, query.get("token", [None])[-1])
+            if refusal is not None:
+                return pool.refuse(refusal)
+        if stream != p.HEALTH_STREAM and not self.manager.can_open(stream):
+            return pool.refuse(Refusal(
+                503, f"server holds its maximum of {self.config.max_streams} streams",
+                "streams", pool.retry_after))
+        admitted = pool.admit(conn, address)
+        if isinstance(admitted, Session):
+            conn.resume_request = ResumeRequest(stream, epoch, offset)  # type: ignore[attr-defined]
+        return admitted
+
+    # -- connections -----------------------------------------------------------------
+
+    async def _handler(self, conn: ServerConnection) -> None:
+        session = self.pool.get(conn)
+        request: ResumeRequest | None = getattr(conn, "resume_request", None)
+        if session is None or request is None:  # not admitted by process_request
+            await conn.close(1011, "internal error: connection not admitted")
+            return
+        if self.monitor is not None:
+            self.monitor.add(session)
+        try:
+            if request.stream == p.HEALTH_STREAM:
+                await self._health_feed(session)
+            else:
+                await self._stream(session, request)
+        finally:
+            if self.monitor is not None:
+                self.monitor.remove(session)
+
+    async def _stream(self, session: Session, request: ResumeRequest) -> None:
+        manager = self.manager
+        plan = manager.attach(session, request)
+        log.info(
+            "open id=%d addr=%s stream=%s resume=%s recovered=%s replayed=%d",
+            session.id, session.address, request.stream,
+            plan.reason if request.resuming else "fresh", plan.recovered, len(plan.replay),
+        )
+        try:
+            async for frame in session.conn:
+                manager.handle_frame(session, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            manager.detach(session)
+
+    async def _health_feed(self, session: Session) -> None:
+        conn = session.conn
+        while not session.closing:
+            self.manager.write(session, json.dumps(self.health()))
+            try:
+                await asyncio.wait_for(conn.recv(), 1.0)
+            except TimeoutError:
+                continue
+            except ConnectionClosed:
+                return
+
+    def connection_gone(self, conn: ServerConnection) -> None:
+        """Transport lost: release the slot, log the close, count keepalive deaths."""
+        code, reason = _close_code(conn)
+        session = self.pool.release(conn, code)
+        if session is None:
+            return
+        if self.monitor is None and code == 1011 and reason == KEEPALIVE_TIMEOUT_REASON:
+            self.keepalive_dead += 1
+        log.info(
+            "close id=%d addr=%s stream=%s code=%d reason=%r age=%.3fs",
+            session.id, session.address, session.stream, code, reason,
+            self.pool.clock.now() - session.opened_at,
+        )
+
+    def _send_ping(self, key: Hashable) -> None:
+        assert isinstance(key, Session)
+        conn = key.conn
+        if key.closing or conn.protocol.state is not State.OPEN:
+            return
+        with contextlib.suppress(Exception):
+            conn.protocol.send_ping(HEARTBEAT_PAYLOAD)
+            conn.send_data()
+
+    def _close_dead(self, key: Hashable) -> None:
+        """A peer that stopped answering: close frame 1011, then close TCP at once."""
+        assert isinstance(key, Session)
+        log.warning("dead id=%d addr=%s stream=%s: no pong within %.1fs, closing 1011",
+                    key.id, key.address, key.stream, self.config.ping_timeout)
+        key.closing = True
+        conn = key.conn
+        with contextlib.suppress(Exception):
+            conn.protocol.fail(1011, KEEPALIVE_TIMEOUT_REASON)
+            conn.send_data()
+        conn.transport.close()
+
+    # -- reporting -------------------------------------------------------------------
+
+    @property
+    def dead_detected(self) -> int:
+        return (self.monitor.dead_detected if self.monitor else 0) + self.keepalive_dead
+
+    def health(self) -> dict[str, Any]:
+        """The /ws/health document."""
+        status = "draining" if self.draining else "at_capacity" if self.pool.at_capacity else "ok"
+        liveness = self.monitor.counts() if self.monitor else {}
+        return {
+            "status": status,
+            "version": __version__,
+            "profile": self.config.profile,
+            "uptime": round(time.monotonic() - self.started, 3),
+            "connections": len(self.pool),
+            "max_connections": self.config.max_connections,
+            "refused": self.pool.counters.refused,
+            "dead_detected": self.dead_detected,
+            "late": liveness.get("late", 0),
+            "streams": len(self.jobs),
+            "store_size": self.store.size(),
+        }
+
+
+class _ServerCollector:
+    """Prometheus view of the server, computed at scrape time (no lock per message)."""
+
+    def __init__(self, server: ReferenceServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.server
+        c = s.pool.counters
+        yield GaugeMetricFamily("wsctl_server_connections", "Open WebSocket connections.",
+                                value=len(s.pool))
+        yield GaugeMetricFamily("wsctl_server_max_connections",
+                                "Connection limit (0 = none).", value=s.config.max_connections)
+        yield CounterMetricFamily("wsctl_server_connections_opened",
+                                  "Connections admitted.", value=c.opened)
+        closed = CounterMetricFamily("wsctl_server_connections_closed",
+                                     "Connections closed, by close code.", labels=["code"])
+        for code, n in sorted(c.closed_by_code.items()):
+            closed.add_metric([str(code)], n)
+        yield closed
+        refused = CounterMetricFamily("wsctl_server_refused",
+                                      "Handshakes refused, by reason.", labels=["reason"])
+        for kind in ("capacity", "per_client", "draining", "streams", "auth", "origin",
+                     "bad_request"):
+            refused.add_metric([kind], c.refused_by_kind.get(kind, 0))
+        yield refused
+        yield CounterMetricFamily("wsctl_server_dead_detected",
+                                  "Connections closed 1011 for missing pongs.",
+                                  value=s.dead_detected)
+        yield CounterMetricFamily("wsctl_server_slow_consumers",
+                                  "Connections closed for not keeping up.",
+                                  value=s.manager.slow_consumers)
+        resumes = CounterMetricFamily("wsctl_server_resumes", "Stream handshakes by outcome.",
+                                      labels=["outcome"])
+        for outcome, n in s.manager.resumes.items():
+            resumes.add_metric([outcome], n)
+        yield resumes
+        messages = CounterMetricFamily("wsctl_server_messages", "WebSocket messages.",
+                                       labels=["direction"])
+        messages.add_metric(["in"], c.messages_in)
+        messages.add_metric(["out"], c.messages_out)
+        yield messages
+        data = CounterMetricFamily("wsctl_server_bytes", "Message payload bytes.",
+                                   labels=["direction"])
+        data.add_metric(["in"], c.bytes_in)
+        data.add_metric(["out"], c.bytes_out)
+        yield data
+        yield GaugeMetricFamily("wsctl_server_streams", "Streams with a running job.",
+                                value=len(s.jobs))
+        yield GaugeMetricFamily("wsctl_server_store_events", "Events retained for replay.",
+                                value=s.store.size())
+        yield GaugeMetricFamily("wsctl_server_late_connections",
+                                "Connections with a ping outstanding past half the timeout.",
+                                value=s.monitor.counts()["late"] if s.monitor else 0)
+        yield GaugeMetricFamily("wsctl_server_draining", "1 while shutting down.",
+                                value=int(s.draining))
+        yield GaugeMetricFamily("wsctl_server_uptime_seconds", "Seconds since start.",
+                                value=time.monotonic() - s.started)
+
+
+def run(config: ServerConfig) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
+    asyncio.run(ReferenceServer(config).serve_forever())
+    return 0
+
+
+__all__ = ["ReferenceServer", "run"]

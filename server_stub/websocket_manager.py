@@ -1,0 +1,254 @@
+"""WebSocketManager: binds connections to streams, resumes them, and fans out events.
+
+The resume handshake and fan-out write to the connection without awaiting (the way
+``websockets.broadcast`` does), so a welcome, its replay and the subscription happen in
+one step of the event loop: no live event can slip in between, and offsets on one
+connection are strictly increasing with no holes and no duplicates. A client whose
+unsent data passes ``send_buffer`` bytes is a slow consumer: it is closed with 1008 and
+can resume; it never grows the server's memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from server_stub.connection_pool import ConnectionPool, Session
+from server_stub.jobs import JobSchedule
+from server_stub.streams import StoredEvent, StreamStore
+from wsctl import protocol as p
+from wsctl.clock import Clock, MonotonicClock
+
+log = logging.getLogger("server_stub")
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest:
+    """What a client asked for in its URL: the stream, and where it left off."""
+
+    stream: str
+    epoch: str | None = None
+    offset: int | None = None
+
+    @property
+    def resuming(self) -> bool:
+        return self.epoch is not None and self.offset is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    """The answer to a resume: whether the gap is filled, what to replay, the snapshot."""
+
+    recovered: bool
+    replay: list[StoredEvent]
+    snapshot: dict[str, Any] | None
+    reason: str
+
+
+def plan_resume(
+    store: StreamStore, request: ResumeRequest, resume_enabled: bool = True
+) -> ResumePlan:
+    """Decide a resume: replay the whole gap, or say ``recovered: false`` with a snapshot."""
+    stream = request.stream
+    head = store.head(stream)
+    if not request.resuming:
+        snapshot = store.snapshot(stream) if head else None
+        return ResumePlan(True, [], snapshot, "fresh")
+    assert request.offset is not None
+    if not resume_enabled:
+        return ResumePlan(False, [], store.snapshot(stream), "resume disabled")
+    if request.epoch != store.epoch(stream):
+        return ResumePlan(False, [], store.snapshot(stream), "epoch changed")
+    if request.offset > head:
+        return ResumePlan(False, [], store.snapshot(stream), "offset ahead of stream")
+    if request.offset + 1 < store.first(stream):
+        return ResumePlan(False, [], store.snapshot(stream), "history trimmed")
+    return ResumePlan(True, store.read(stream, request.offset), None, "replayed")
+
+
+class WebSocketManager:
+    """Streams, sessions, resume and fan-out for the reference server."""
+
+    def __init__(
+        self,
+        store: StreamStore,
+        pool: ConnectionPool,
+        jobs: JobSchedule,
+        *,
+        heartbeat: p.Heartbeat,
+        send_buffer: int = 256 * 1024,
+        resume_enabled: bool = True,
+        max_streams: int = 0,
+        stream_idle: float = 120.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self.jobs = jobs
+        self.heartbeat = heartbeat
+        self.send_buffer = send_buffer
+        self.resume_enabled = resume_enabled
+        self.max_streams = max_streams
+        self.stream_idle = stream_idle
+        self.clock = clock or MonotonicClock()
+        self.subscribers: dict[str, set[Session]] = {}
+        self._idle_since: dict[str, float] = {}
+        self.resumes: dict[str, int] = {"fresh": 0, "recovered": 0, "resync": 0}
+        self.slow_consumers = 0
+        self.on_bad_message: Callable[[Session], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"WebSocketManager(streams={len(self.jobs)}, store={self.store!r})"
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write(self, session: Session, frame: str, check_slow: bool = True) -> bool:
+        """Queue one text frame on the connection now, without awaiting.
+
+        Returns False when the connection is not open or was closed as a slow consumer.
+        """
+        conn = session.conn
+        if session.closing or conn.protocol.state is not State.OPEN:
+            return False
+        data = frame.encode()
+        try:
+            conn.protocol.send_text(data)
+            conn.send_data()
+        except Exception:  # the transport is going away; its close path cleans up
+            return False
+        counters = self.pool.counters
+        counters.messages_out += 1
+        counters.bytes_out += len(data)
+        if check_slow and conn.transport.get_write_buffer_size() > self.send_buffer:
+            self.slow_consumers += 1
+            log.warning(
+                "slow consumer id=%d stream=%s buffered=%d > %d: closing 1008 (resumable)",
+                session.id, session.stream, conn.transport.get_write_buffer_size(),
+                self.send_buffer,
+            )
+            self.close_with_error(
+                session, p.ERR_SLOW_CONSUMER,
+                "too slow to keep up; resume with epoch and offset", p.CLOSE_POLICY,
+            )
+            return False
+        return True
+
+    def close_with_error(self, session: Session, code: str, message: str, close_code: int) -> None:
+        """Send an ``error`` frame, then close with ``close_code`` (in the background)."""
+        if session.closing:
+            return
+        self.write(session, p.encode(p.Error(code, message)), check_slow=False)
+        session.closing = True
+        asyncio.get_running_loop().create_task(
+            session.conn.close(close_code, message[:120])
+        )
+
+    # -- streams ---------------------------------------------------------------------
+
+    def publish(self, stream: str, data: dict[str, Any]) -> None:
+        """Append one event to the stream and send it to every subscriber."""
+        event = self.store.append(stream, data)
+        subs = self.subscribers.get(stream)
+        if subs:
+            for session in list(subs):
+                if self.write(session, event.frame):
+                    session.sent = event.offset
+
+    def can_open(self, stream: str) -> bool:
+        """False when ``stream`` is new and the server already holds ``max_streams``."""
+        return stream in self.jobs or not (0 < self.max_streams <= len(self.jobs))
+
+    def attach(self, session: Session, request: ResumeRequest) -> ResumePlan:
+        """Welcome, replay and subscribe in one step (no await: nothing can interleave)."""
+        stream = request.stream
+        session.stream = stream
+        self.jobs.start(stream, self.clock.now())
+        epoch = self.store.epoch(stream)
+        plan = plan_resume(self.store, request, self.resume_enabled)
+        head = self.store.head(stream)
+        welcome = p.Welcome(
+            stream=stream,
+            epoch=epoch,
+            offset=head,
+            recovered=plan.recovered,
+            replayed=len(plan.replay),
+            heartbeat=self.heartbeat,
+            snapshot=plan.snapshot,
+        )
+        self.write(session, p.encode(welcome), check_slow=False)
+        for event in plan.replay:
+            self.write(session, event.frame, check_slow=False)
+        session.sent = head
+        session.acked = request.offset if plan.recovered and request.offset else 0
+        self.subscribers.setdefault(stream, set()).add(session)
+        self._idle_since.pop(stream, None)
+        kind = "fresh" if not request.resuming else "recovered" if plan.recovered else "resync"
+        self.resumes[kind] += 1
+        return plan
+
+    def detach(self, session: Session) -> None:
+        """Unsubscribe; a stream with no subscribers starts its idle clock."""
+        stream = session.stream
+        if stream is None:
+            return
+        subs = self.subscribers.get(stream)
+        if subs is not None:
+            subs.discard(session)
+            if not subs:
+                del self.subscribers[stream]
+                self._idle_since[stream] = self.clock.now()
+
+    def reap_idle(self) -> list[str]:
+        """Stop jobs and drop history of streams nobody has read for ``stream_idle`` s."""
+        cutoff = self.clock.now() - self.stream_idle
+        gone = [s for s, since in self._idle_since.items() if since <= cutoff]
+        for stream in gone:
+            del self._idle_since[stream]
+            self.jobs.stop(stream)
+            self.store.drop(stream)
+        return gone
+
+    # -- one connection --------------------------------------------------------------
+
+    def handle_frame(self, session: Session, frame: str | bytes) -> None:
+        """React to one client frame: ``ping`` -> ``pong``, ``ack`` -> trim, else 1008."""
+        if session.closing:
+            return
+        counters = self.pool.counters
+        counters.messages_in += 1
+        counters.bytes_in += len(frame)
+        try:
+            message = p.parse_client(frame)
+            if isinstance(message, p.Ack) and message.offset > session.sent:
+                raise p.ProtocolError(
+                    f"ack {message.offset} is past the last offset sent ({session.sent})"
+                )
+        except p.ProtocolError as exc:
+            log.info("bad message id=%d stream=%s: %s", session.id, session.stream, exc)
+            self.close_with_error(session, p.ERR_BAD_MESSAGE, str(exc), p.CLOSE_POLICY)
+            return
+        if isinstance(message, p.Ping):
+            self.write(session, p.encode(p.Pong(message.t)))
+            return
+        session.acked = max(session.acked, message.offset)
+        assert session.stream is not None
+        subs = self.subscribers.get(session.stream, ())
+        self.store.trim(session.stream, min((s.acked for s in subs), default=session.acked))
+
+    async def serve(self, session: Session, request: ResumeRequest) -> ResumePlan:
+        """Run one stream connection until it closes."""
+        plan = self.attach(session, request)
+        try:
+            async for frame in session.conn:
+                self.handle_frame(session, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.detach(session)
+        return plan

@@ -1,0 +1,28 @@
+"""Duration parsing."""
+
+import pytest
+
+from wsctl.errors import InvalidInput
+from wsctl.units import format_duration, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0), ("1.5", 1.5), (3, 3.0),
+     ("500us", 0.0005)],
+)
+def test_durations_in_every_unit(text, seconds):
+    """Each unit converts to the right number of seconds; a bare number is seconds."""
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5 sec", "-1s", "abc", "1d"])
+def test_bad_duration_names_the_field(text):
+    """A bad duration is InvalidInput naming what was being read."""
+    with pytest.raises(InvalidInput, match="ttl"):
+        parse_duration(text, "ttl")
+
+
+def test_format_duration():
+    """Short forms for people."""
+    assert [format_duration(x) for x in (0.85, 4.2, 185)] == ["850ms", "4.2s", "3m05s"]

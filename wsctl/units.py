@@ -1,0 +1,34 @@
+"""Parsing of the units people write: durations (``250ms``, ``5s``, ``2m``, ``1h``)."""
+
+from __future__ import annotations
+
+import re
+
+from wsctl.errors import InvalidInput
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h)?\s*")
+_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str | float | int, what: str = "duration") -> float:
+    """Seconds in ``text``: a number with an optional unit (us, ms, s, m, h; default s)."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise InvalidInput(f"{what} must not be negative, got {text}")
+        return float(text)
+    match = _DURATION.fullmatch(str(text))
+    if not match:
+        raise InvalidInput(
+            f"{what}: cannot read {text!r} as a duration; write e.g. 250ms, 5s, 2m or 1h"
+        )
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: ``850ms``, ``4.2s``, ``3m05s``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
