@@ -1,0 +1,122 @@
+"""The conformance suite every fault, and the bare proxy, must pass."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import pytest
+
+from tests.wsctl.chaos.conftest import TcpEcho, make_proxy, settle
+from wsctl.chaos.proxy import Chaos, Proxy, Toxic
+
+# Faults that only delay or reshape data: bytes must arrive complete and in order.
+DELAYING = {
+    "none": None,
+    "latency": {"latency": 5, "jitter": 2},
+    "bandwidth": {"rate": 20_000},
+    "slow_close": {"delay": 20},
+    "slicer": {"average_size": 700, "size_variation": 300, "delay": 10},
+    "frame_delay": {"delay": 5},
+    "drop_pongs": {},
+}
+# Every fault, with attributes that let a short connection finish.
+ALL = {
+    **DELAYING,
+    "timeout": {"timeout": 20},
+    "reset_peer": {"timeout": 5},
+    "limit_data": {"bytes": 10},
+    "drop_frames": {},
+    "close": {"code": 1013},
+    "cut": {},
+}
+
+
+def add_both_ways(proxy: Proxy, kind: str, attributes: dict[str, int] | None) -> None:
+    if attributes is None:
+        return
+    for stream in ("upstream", "downstream"):
+        body = {"type": kind, "stream": stream, "attributes": attributes}
+        proxy.add_toxic(Toxic.from_json(body))
+
+
+@pytest.mark.parametrize("kind", list(DELAYING))
+async def test_bytes_complete_and_in_order(kind: str, chaos: Chaos, tcp_echo: TcpEcho) -> None:
+    """1 MiB through the proxy and back arrives complete and in order, both ways."""
+    proxy = await make_proxy(chaos, tcp_echo.port)
+    add_both_ways(proxy, kind, DELAYING[kind])
+    payload = random.Random(7).randbytes(1 << 20)
+    host, port = proxy.listen.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+
+    async def send() -> None:
+        for i in range(0, len(payload), 50_000):
+            writer.write(payload[i : i + 50_000])
+            await writer.drain()
+        writer.write_eof()
+
+    sender = asyncio.create_task(send())
+    echoed = await asyncio.wait_for(reader.read(-1), 20)  # until the proxy passes EOF back
+    await sender
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.wait_for(tcp_echo.ended.wait(), 5)
+    assert tcp_echo.received == [payload]
+    assert echoed == payload
+
+
+@pytest.mark.parametrize("kind", list(DELAYING))
+async def test_server_close_propagates(kind: str, chaos: Chaos, tcp_echo: TcpEcho) -> None:
+    """A FIN from the client reaches the server, and the server's FIN reaches the client."""
+    proxy = await make_proxy(chaos, tcp_echo.port)
+    add_both_ways(proxy, kind, DELAYING[kind])
+    host, port = proxy.listen.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"last words")
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(-1), 5) == b"last words"
+    await asyncio.wait_for(tcp_echo.ended.wait(), 5)
+    assert tcp_echo.endings == ["eof"]
+    writer.close()
+    await writer.wait_closed()
+    assert await settle(lambda: not proxy.connections)
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("kind", list(ALL))
+async def test_no_leak_after_500_connections(kind: str, chaos: Chaos, tcp_echo: TcpEcho) -> None:
+    """After 500 connections come and go, no task, connection or descriptor is left over."""
+    proxy = await make_proxy(chaos, tcp_echo.port)
+    add_both_ways(proxy, kind, ALL[kind])
+    host, port = proxy.listen.split(":")
+    await asyncio.sleep(0)
+    tasks_before, fds_before = len(asyncio.all_tasks()), open_fds()
+
+    async def one() -> None:
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            return
+        try:
+            writer.write(b"ping" * 8)
+            writer.write_eof()
+            await asyncio.wait_for(reader.read(-1), 5)
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+
+    for _ in range(5):
+        await asyncio.gather(*(one() for _ in range(100)))
+    assert proxy.stats.connections_total == 500
+    assert await settle(lambda: not proxy.connections and not proxy._tasks, 5)
+    assert await settle(lambda: len(asyncio.all_tasks()) <= tasks_before, 5)
+    assert await settle(lambda: open_fds() <= fds_before, 5)

@@ -1,0 +1,276 @@
+"""The HTTP control API: Toxiproxy's routes, JSON and status codes, plus wsctl's extras.
+
+Toxiproxy's dialect (clients written for it work unchanged)::
+
+    GET  /proxies                      POST /proxies (201, 409 if the name exists)
+    POST /populate (201)               POST /reset (204)          GET /version
+    GET|POST|PATCH|DELETE /proxies/{proxy}
+    GET|POST /proxies/{proxy}/toxics   GET|POST|PATCH|DELETE /proxies/{proxy}/toxics/{toxic}
+
+Extras (new routes only): ``/proxies/{proxy}/connections`` (list, cut one or all, faults
+for one connection), ``/proxies/{proxy}/schedules``, ``/toxics`` (the types known) and
+``/metrics`` (Prometheus). Errors are ``{"error": message, "status": code}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from wsctl import __version__
+from wsctl.chaos.faults import FAULTS
+from wsctl.chaos.proxy import Chaos, ChaosError, Toxic
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ChaosError(f"bad request body: {exc}", 400) from None
+
+
+class _Metrics:
+    """Prometheus collector reading the proxies' counters at scrape time."""
+
+    def __init__(self, chaos: Chaos) -> None:
+        self.chaos = chaos
+
+    def collect(self) -> Iterator[Metric]:
+        sent = CounterMetricFamily(
+            "wsctl_chaos_bytes", "Bytes forwarded, per proxy and direction.",
+            labels=["proxy", "direction"],
+        )
+        opened = CounterMetricFamily(
+            "wsctl_chaos_connections", "Connections accepted, per proxy.", labels=["proxy"]
+        )
+        active = GaugeMetricFamily(
+            "wsctl_chaos_connections_active", "Connections open now, per proxy.", labels=["proxy"]
+        )
+        applied = CounterMetricFamily(
+            "wsctl_chaos_faults_applied",
+            "Faults applied: activations on connections plus frames dropped or injected.",
+            labels=["proxy", "type"],
+        )
+        enabled = GaugeMetricFamily(
+            "wsctl_chaos_proxy_enabled", "1 if the proxy is listening.", labels=["proxy"]
+        )
+        for proxy in self.chaos.proxies.values():
+            for direction in ("upstream", "downstream"):
+                sent.add_metric([proxy.name, direction], proxy.bytes_total(direction))
+            opened.add_metric([proxy.name], proxy.stats.connections_total)
+            active.add_metric([proxy.name], len(proxy.connections))
+            enabled.add_metric([proxy.name], 1 if proxy.enabled else 0)
+            for kind, count in sorted(proxy.stats.applied.items()):
+                applied.add_metric([proxy.name, kind], count)
+        yield from (sent, opened, active, applied, enabled)
+
+
+def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
+    """The ASGI app for ``chaos``; with ``token`` every request needs ``Bearer <token>``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Metrics(chaos))
+
+    async def proxy_index(request: Request) -> Response:
+        return JSONResponse({name: p.to_json() for name, p in chaos.proxies.items()})
+
+    async def proxy_create(request: Request) -> Response:
+        proxy = await chaos.create(await _body(request))
+        return JSONResponse(proxy.to_json(), status_code=201)
+
+    async def populate(request: Request) -> Response:
+        proxies = await chaos.populate(await _body(request))
+        return JSONResponse({"proxies": [p.to_json() for p in proxies]}, status_code=201)
+
+    async def reset(request: Request) -> Response:
+        await chaos.reset()
+        return Response(status_code=204)
+
+    async def version(request: Request) -> Response:
+        return JSONResponse({"version": __version__})
+
+    async def proxy_show(request: Request) -> Response:
+        return JSONResponse(chaos.get(request.path_params["proxy"]).to_json())
+
+    async def proxy_update(request: Request) -> Response:
+        proxy = await chaos.update(request.path_params["proxy"], await _body(request))
+        return JSONResponse(proxy.to_json())
+
+    async def proxy_delete(request: Request) -> Response:
+        await chaos.delete(request.path_params["proxy"])
+        return Response(status_code=204)
+
+    async def toxic_index(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        return JSONResponse([t.to_json() for t in proxy.toxics.values()])
+
+    async def toxic_create(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        toxic = proxy.add_toxic(Toxic.from_json(await _body(request)))
+        return JSONResponse(toxic.to_json())
+
+    async def toxic_show(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        toxic = proxy.toxics.get(request.path_params["toxic"])
+        if toxic is None:
+            raise ChaosError("toxic not found", 404)
+        return JSONResponse(toxic.to_json())
+
+    async def toxic_update(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        if request.path_params["toxic"] not in proxy.toxics:
+            raise ChaosError("toxic not found", 404)
+        toxic = await proxy.update_toxic(request.path_params["toxic"], await _body(request))
+        return JSONResponse(toxic.to_json())
+
+    async def toxic_delete(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        await proxy.remove_toxic(request.path_params["toxic"])
+        return Response(status_code=204)
+
+    # -- extras ------------------------------------------------------------------------
+
+    async def toxic_types(request: Request) -> Response:
+        return JSONResponse(
+            {
+                name: {
+                    "layer": spec.layer,
+                    "summary": spec.summary,
+                    "attributes": {
+                        f.name: f.default for f in dataclasses.fields(spec.config)
+                    },
+                }
+                for name, spec in FAULTS.items()
+            }
+        )
+
+    async def connection_index(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        return JSONResponse([c.to_json() for c in proxy.connections.values()])
+
+    async def connection_cut_all(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        for conn in list(proxy.connections.values()):
+            conn.reset()
+        return Response(status_code=204)
+
+    async def connection_show(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        return JSONResponse(proxy.connection(request.path_params["conn"]).to_json())
+
+    async def connection_cut(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        proxy.connection(request.path_params["conn"]).reset()
+        return Response(status_code=204)
+
+    async def connection_toxic_index(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        conn = proxy.connection(request.path_params["conn"])
+        return JSONResponse([t.to_json() for t in conn.toxics.values()])
+
+    async def connection_toxic_create(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        toxic = Toxic.from_json(await _body(request))
+        proxy.add_connection_toxic(request.path_params["conn"], toxic)
+        return JSONResponse(toxic.to_json())
+
+    async def connection_toxic_delete(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        await proxy.remove_connection_toxic(
+            request.path_params["conn"], request.path_params["toxic"]
+        )
+        return Response(status_code=204)
+
+    async def schedule_index(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        return JSONResponse([s.to_json() for s in proxy.schedules.values()])
+
+    async def schedule_create(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        schedule = proxy.add_schedule(await _body(request))
+        return JSONResponse(schedule.to_json(), status_code=201)
+
+    async def schedule_show(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        return JSONResponse(proxy.schedule(request.path_params["schedule"]).to_json())
+
+    async def schedule_delete(request: Request) -> Response:
+        proxy = chaos.get(request.path_params["proxy"])
+        await proxy.remove_schedule(request.path_params["schedule"])
+        return Response(status_code=204)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def chaos_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ChaosError)
+        return _error(exc.message, exc.status)
+
+    class Guard(BaseHTTPMiddleware):
+        """Bearer token (when configured); browsers refused, as Toxiproxy does (CSRF)."""
+
+        async def dispatch(self, request: Request, call_next: Handler) -> Response:
+            if request.headers.get("user-agent", "").startswith("Mozilla/"):
+                return _error("User agent not allowed", 403)
+            if token is not None:
+                given = request.headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    response = _error("missing or wrong bearer token", 401)
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                    return response
+            return await call_next(request)
+
+    p, t = "/proxies/{proxy}", "/proxies/{proxy}/toxics/{toxic}"
+    c = "/proxies/{proxy}/connections/{conn}"
+    routes = [
+        Route("/proxies", proxy_index, methods=["GET"]),
+        Route("/proxies", proxy_create, methods=["POST"]),
+        Route("/populate", populate, methods=["POST"]),
+        Route("/reset", reset, methods=["POST"]),
+        Route("/version", version, methods=["GET"]),
+        Route(p, proxy_show, methods=["GET"]),
+        Route(p, proxy_update, methods=["POST", "PATCH"]),
+        Route(p, proxy_delete, methods=["DELETE"]),
+        Route(p + "/toxics", toxic_index, methods=["GET"]),
+        Route(p + "/toxics", toxic_create, methods=["POST"]),
+        Route(t, toxic_show, methods=["GET"]),
+        Route(t, toxic_update, methods=["POST", "PATCH"]),
+        Route(t, toxic_delete, methods=["DELETE"]),
+        Route("/toxics", toxic_types, methods=["GET"]),
+        Route(p + "/connections", connection_index, methods=["GET"]),
+        Route(p + "/connections", connection_cut_all, methods=["DELETE"]),
+        Route(c, connection_show, methods=["GET"]),
+        Route(c, connection_cut, methods=["DELETE"]),
+        Route(c + "/toxics", connection_toxic_index, methods=["GET"]),
+        Route(c + "/toxics", connection_toxic_create, methods=["POST"]),
+        Route(c + "/toxics/{toxic}", connection_toxic_delete, methods=["DELETE"]),
+        Route(p + "/schedules", schedule_index, methods=["GET"]),
+        Route(p + "/schedules", schedule_create, methods=["POST"]),
+        Route(p + "/schedules/{schedule}", schedule_show, methods=["GET"]),
+        Route(p + "/schedules/{schedule}", schedule_delete, methods=["DELETE"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(Guard)],
+        exception_handlers={ChaosError: chaos_error},
+    )

@@ -1,0 +1,661 @@
+"""The proxy core: listeners, connections and the toxics applied to them.
+
+``Chaos`` is the collection of proxies (what the HTTP API drives); a ``Proxy`` listens
+and relays to its upstream; a ``Connection`` is one accepted client and its upstream
+socket, with an ``upstream`` and a ``downstream`` ``Link``. Toxics carry Toxiproxy's
+fields (name, type, stream, toxicity, attributes); toxicity is drawn once per
+connection when the toxic reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import itertools
+import logging
+import random
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wsctl.chaos.faults import FAULTS, FaultSpec, InvalidAttribute
+from wsctl.chaos.link import Link
+from wsctl.chaos.schedule import Schedule, Timing
+from wsctl.clock import Clock, MonotonicClock
+from wsctl.errors import InvalidInput, PortInUse
+
+log = logging.getLogger(__name__)
+
+STREAMS = ("upstream", "downstream")
+_connection_ids = itertools.count(1)
+
+
+class ChaosError(Exception):
+    """An API-level failure with an HTTP status (Toxiproxy's codes and messages)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def not_found(what: str) -> ChaosError:
+    return ChaosError(f"{what} not found", 404)
+
+
+def parse_address(text: str, what: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``, or ``:port``) into a pair; InvalidInput if malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise InvalidInput(f"{what} {text!r} is not host:port")
+    host = host.strip("[]") or default_host
+    if host == "localhost":
+        host = "127.0.0.1"
+    return host, int(port)
+
+
+@dataclass(slots=True)
+class Toxic:
+    """A fault as the API sees it: Toxiproxy's toxic JSON, parsed."""
+
+    name: str
+    type: str
+    stream: str
+    toxicity: float
+    config: Any
+
+    @property
+    def spec(self) -> FaultSpec:
+        return FAULTS[self.type]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attributes": dataclasses.asdict(self.config),
+            "name": self.name,
+            "type": self.type,
+            "stream": self.stream,
+            "toxicity": self.toxicity,
+        }
+
+    @classmethod
+    def from_json(cls, body: Any) -> Toxic:
+        """Toxiproxy's defaults: stream downstream, toxicity 1.0, name ``<type>_<stream>``."""
+        if not isinstance(body, dict):
+            raise ChaosError("bad request body: expected a JSON object", 400)
+        kind = body.get("type")
+        stream = body.get("stream", "downstream") or "downstream"
+        if stream not in STREAMS:
+            raise ChaosError("stream was invalid, can be either upstream or downstream", 400)
+        if kind not in FAULTS:
+            valid = ", ".join(FAULTS)
+            raise ChaosError(f"invalid toxic type: {kind!r} (valid types: {valid})", 400)
+        toxicity = body.get("toxicity", 1.0)
+        if toxicity is None:
+            toxicity = 1.0
+        toxicity = _toxicity(toxicity)
+        name = body.get("name") or f"{kind}_{stream}"
+        if not isinstance(name, str):
+            raise ChaosError("bad request body: name must be a string", 400)
+        try:
+            config = FAULTS[kind].parse(body.get("attributes"))
+        except InvalidAttribute as exc:
+            raise ChaosError(f"bad request body: {exc}", 400) from None
+        return cls(name, kind, stream, toxicity, config)
+
+    def updated(self, body: Any) -> Toxic:
+        """A copy with the attributes and toxicity of a PATCH body applied."""
+        if not isinstance(body, dict):
+            raise ChaosError("bad request body: expected a JSON object", 400)
+        try:
+            config = self.spec.parse(body.get("attributes"), base=self.config)
+        except InvalidAttribute as exc:
+            raise ChaosError(f"bad request body: {exc}", 400) from None
+        toxicity = _toxicity(body["toxicity"]) if "toxicity" in body else self.toxicity
+        return Toxic(self.name, self.type, self.stream, toxicity, config)
+
+
+def _toxicity(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        message = f"bad request body: toxicity must be a number in [0, 1], got {value!r}"
+        raise ChaosError(message, 400)
+    return float(value)
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a connection; what it reads goes into ``inbound``."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self.conn = conn
+        self.name = name
+        self.inbound: Link | None = None  # link this socket feeds
+        self.outbound: Link | None = None  # link that writes to this socket
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.name == "client":
+            transport.pause_reading()  # until the upstream is connected
+            self.conn.client_made(self, transport)
+
+    def bind(self, inbound: Link, outbound: Link) -> None:
+        self.inbound, self.outbound = inbound, outbound
+        self.data_received = inbound.feed  # type: ignore[method-assign]  # hot path
+
+    def data_received(self, data: bytes) -> None:  # replaced by bind()
+        pass
+
+    def eof_received(self) -> bool:
+        if self.inbound is not None:
+            self.inbound.feed_eof()
+            return True  # keep the other direction open (half-close)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.side_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        if self.outbound is not None:
+            self.outbound.pause("dest")
+
+    def resume_writing(self) -> None:
+        if self.outbound is not None:
+            self.outbound.resume("dest")
+
+
+def _abort_with_rst(transport: asyncio.Transport | None) -> None:
+    if transport is None or transport.is_closing() and transport.get_extra_info("socket") is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
+class Connection:
+    """A client connection and its upstream socket."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.id = str(next(_connection_ids))
+        self.opened_at = time.time()
+        self.client: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.links: dict[str, Link] = {}
+        self.toxics: dict[str, Toxic] = {}  # toxics for this connection only
+        self.closed = asyncio.get_running_loop().create_future()
+        self._lost: set[str] = set()
+        self._finished: set[str] = set()
+        self._connecting: asyncio.Task[None] | None = None
+        self._client_addr = ""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def client_made(self, side: _Side, transport: asyncio.Transport) -> None:
+        self.client = transport
+        peer = transport.get_extra_info("peername")
+        self._client_addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.proxy._opened(self)
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(side))
+        self.proxy.track(self._connecting)
+
+    async def _connect(self, client_side: _Side) -> None:
+        host, port = parse_address(self.proxy.upstream, "upstream")
+        loop = asyncio.get_running_loop()
+        try:
+            transport, upstream_side = await loop.create_connection(
+                lambda: _Side(self, "upstream"), host, port
+            )
+        except OSError as exc:
+            proxy = self.proxy
+            log.info("proxy %s: upstream %s unreachable: %s", proxy.name, proxy.upstream, exc)
+            if self.client is not None:
+                self.client.close()
+            return
+        assert isinstance(transport, asyncio.Transport)
+        self.upstream = transport
+        if self.client is None or self.client.is_closing():
+            transport.close()
+            return
+        chaos = self.proxy.chaos
+        up = Link("upstream", self, self.client, transport, chaos.clock, chaos.random)
+        down = Link("downstream", self, transport, self.client, chaos.clock, chaos.random)
+        self.links = {"upstream": up, "downstream": down}
+        client_side.bind(up, down)
+        upstream_side.bind(down, up)
+        for toxic in self.proxy.toxics.values():
+            self.apply(toxic)
+        self.client.resume_reading()
+
+    def apply(self, toxic: Toxic) -> None:
+        """Start ``toxic`` on this connection, if its toxicity draw says so."""
+        link = self.links.get(toxic.stream)
+        if link is None or link.has(toxic.name):
+            return
+        if toxic.toxicity < 1.0 and self.proxy.chaos.random.random() >= toxic.toxicity:
+            return
+        link.add(toxic.name, toxic.type, toxic.spec, toxic.config)
+
+    async def unapply(self, toxic: Toxic) -> None:
+        link = self.links.get(toxic.stream)
+        if link is not None:
+            await link.remove(toxic.name)
+
+    def close(self) -> None:
+        """Close both sockets gracefully (pending writes are flushed, then FIN)."""
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        for transport in (self.client, self.upstream):
+            if transport is not None:
+                transport.close()
+        if self.upstream is None:
+            self._done()
+
+    def reset(self) -> None:
+        """Abort both sockets with RST."""
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        _abort_with_rst(self.client)
+        _abort_with_rst(self.upstream)
+        if self.upstream is None:
+            self._done()
+
+    def link_finished(self, link: Link) -> None:
+        self._finished.add(link.direction)
+        if len(self._finished) == 2:
+            self.close()
+
+    def side_lost(self, side: _Side, exc: Exception | None) -> None:
+        self._lost.add(side.name)
+        other = self.upstream if side.name == "client" else self.client
+        if exc is not None:
+            _abort_with_rst(other)  # a reset on one side is passed on as a reset
+        elif other is not None:
+            other.close()
+        if side.name == "client" and self.upstream is None:
+            if self._connecting is not None and not self._connecting.done():
+                self._connecting.cancel()
+            self._done()
+        elif len(self._lost) == 2:
+            self._done()
+
+    def _done(self) -> None:
+        if self.closed.done():
+            return
+        for link in self.links.values():
+            link.cancel_all()
+        self.closed.set_result(None)
+        self.proxy._closed(self)
+
+    # -- owner hooks for links ---------------------------------------------------------
+
+    def applied(self, fault_type: str) -> None:
+        self.proxy.stats.applied[fault_type] = self.proxy.stats.applied.get(fault_type, 0) + 1
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self.proxy.track(task)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "client": self._client_addr,
+            "upstream": self.proxy.upstream,
+            "opened_at": self.opened_at,
+            "bytes": {d: link.bytes for d, link in self.links.items()},
+            "toxics": [t.to_json() for t in self.toxics.values()],
+        }
+
+
+@dataclass
+class ProxyStats:
+    """Counters read by ``/metrics`` at scrape time (no locks on the data path)."""
+
+    connections_total: int = 0
+    bytes_closed: dict[str, int] = dataclasses.field(
+        default_factory=lambda: {"upstream": 0, "downstream": 0}
+    )
+    applied: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class Proxy:
+    """A listener relaying every accepted connection to ``upstream``."""
+
+    def __init__(self, chaos: Chaos, name: str, listen: str, upstream: str) -> None:
+        self.chaos = chaos
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.enabled = False
+        self.toxics: dict[str, Toxic] = {}
+        self.connections: dict[str, Connection] = {}
+        self.stats = ProxyStats()
+        self.schedules: dict[str, Schedule] = {}
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "listen": self.listen,
+            "upstream": self.upstream,
+            "enabled": self.enabled,
+            "toxics": [t.to_json() for t in self.toxics.values()],
+        }
+
+    def bytes_total(self, direction: str) -> int:
+        live = sum(c.links[direction].bytes for c in self.connections.values() if c.links)
+        return self.stats.bytes_closed[direction] + live
+
+    async def start(self) -> None:
+        if self.enabled:
+            return
+        host, port = parse_address(self.listen, "listen address")
+        parse_address(self.upstream, "upstream")
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                lambda: _Side(Connection(self), "client"), host, port, reuse_address=True
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"listen address {self.listen} is already in use") from None
+            raise InvalidInput(f"can't listen on {self.listen}: {exc.strerror or exc}") from None
+        sockname = self._server.sockets[0].getsockname()
+        self.listen = f"{sockname[0]}:{sockname[1]}"  # port 0 becomes the real port
+        self.enabled = True
+        log.info("proxy %s listening on %s -> %s", self.name, self.listen, self.upstream)
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (Toxiproxy's ``enabled: false``)."""
+        self.enabled = False
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for conn in list(self.connections.values()):
+            conn.close()
+        await self.drain()
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until connections and fault tasks are gone (bounded)."""
+        pending = [c.closed for c in self.connections.values()] + list(self._tasks)
+        if pending:
+            done, still = await asyncio.wait(pending, timeout=timeout)
+            for conn in list(self.connections.values()):
+                conn.reset()
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=1.0)
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._untrack)
+
+    def _untrack(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("proxy %s task failed", self.name, exc_info=task.exception())
+
+    def _opened(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        self.stats.connections_total += 1
+
+    def _closed(self, conn: Connection) -> None:
+        self.connections.pop(conn.id, None)
+        for direction, link in conn.links.items():
+            self.stats.bytes_closed[direction] += link.bytes
+
+    # -- toxics ------------------------------------------------------------------------
+
+    def add_toxic(self, toxic: Toxic) -> Toxic:
+        if toxic.name in self.toxics:
+            raise ChaosError("toxic already exists", 409)
+        self.toxics[toxic.name] = toxic
+        for conn in list(self.connections.values()):
+            conn.apply(toxic)
+        return toxic
+
+    async def remove_toxic(self, name: str) -> None:
+        toxic = self.toxics.pop(name, None)
+        if toxic is None:
+            raise not_found("toxic")
+        await asyncio.gather(*(c.unapply(toxic) for c in list(self.connections.values())))
+
+    async def update_toxic(self, name: str, body: Any) -> Toxic:
+        toxic = self.toxics.get(name)
+        if toxic is None:
+            raise not_found("toxic")
+        new = toxic.updated(body)
+        self.toxics[name] = new
+        for conn in list(self.connections.values()):
+            await conn.unapply(toxic)
+            conn.apply(new)
+        return new
+
+    async def reset_toxics(self) -> None:
+        await self.cancel_schedules()
+        for name in list(self.toxics):
+            await self.remove_toxic(name)
+        for conn in list(self.connections.values()):
+            for toxic in list(conn.toxics.values()):
+                await conn.unapply(toxic)
+            conn.toxics.clear()
+
+    # -- schedules ---------------------------------------------------------------------
+
+    def add_schedule(self, body: Any) -> Schedule:
+        """Body: ``{"toxic": {...}, "at": ..., "for": ..., "every": ..., "connection": id}``."""
+        if not isinstance(body, dict):
+            raise ChaosError("bad request body: expected a JSON object", 400)
+        toxic = Toxic.from_json(body.get("toxic"))
+        try:
+            timing = Timing.from_json(body)
+        except ValueError as exc:
+            raise ChaosError(f"bad request body: {exc}", 400) from None
+        connection = body.get("connection")
+        if connection is not None:
+            self.connection(str(connection))
+            connection = str(connection)
+        schedule = Schedule(self, toxic, timing, connection)
+        self.schedules[schedule.id] = schedule
+        schedule.start(self.chaos.clock)
+        assert schedule.task is not None
+        self.track(schedule.task)
+        return schedule
+
+    def schedule(self, schedule_id: str) -> Schedule:
+        schedule = self.schedules.get(schedule_id)
+        if schedule is None:
+            raise not_found("schedule")
+        return schedule
+
+    async def remove_schedule(self, schedule_id: str) -> None:
+        schedule = self.schedule(schedule_id)
+        await schedule.cancel()
+        del self.schedules[schedule_id]
+
+    async def cancel_schedules(self) -> None:
+        for schedule_id in list(self.schedules):
+            await self.remove_schedule(schedule_id)
+
+    # -- single connections --------------------------------------------------------
+
+    def connection(self, conn_id: str) -> Connection:
+        conn = self.connections.get(conn_id)
+        if conn is None:
+            raise not_found("connection")
+        return conn
+
+    def add_connection_toxic(self, conn_id: str, toxic: Toxic) -> Toxic:
+        conn = self.connection(conn_id)
+        if toxic.name in conn.toxics or toxic.name in self.toxics:
+            raise ChaosError("toxic already exists", 409)
+        conn.toxics[toxic.name] = toxic
+        conn.apply(toxic)
+        return toxic
+
+    async def remove_connection_toxic(self, conn_id: str, name: str) -> None:
+        conn = self.connection(conn_id)
+        toxic = conn.toxics.pop(name, None)
+        if toxic is None:
+            raise not_found("toxic")
+        await conn.unapply(toxic)
+
+
+class Chaos:
+    """Every proxy of one wsctl chaos instance; the library behind the HTTP API."""
+
+    def __init__(self, clock: Clock | None = None, rng: random.Random | None = None) -> None:
+        self.clock: Clock = clock or MonotonicClock()
+        self.random = rng or random.Random()
+        self.proxies: dict[str, Proxy] = {}
+        self._lock = asyncio.Lock()
+
+    def get(self, name: str) -> Proxy:
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            raise not_found("proxy")
+        return proxy
+
+    async def create(self, body: Any) -> Proxy:
+        name, listen, upstream, enabled = _proxy_fields(body)
+        async with self._lock:
+            if name in self.proxies:
+                raise ChaosError("proxy already exists", 409)
+            proxy = Proxy(self, name, listen, upstream)
+            if enabled:
+                await _start(proxy)
+            self.proxies[name] = proxy
+            return proxy
+
+    async def update(self, name: str, body: Any) -> Proxy:
+        proxy = self.get(name)
+        if not isinstance(body, dict):
+            raise ChaosError("bad request body: expected a JSON object", 400)
+        listen = body.get("listen", proxy.listen) or proxy.listen
+        upstream = body.get("upstream", proxy.upstream) or proxy.upstream
+        enabled = body.get("enabled", proxy.enabled)
+        if not isinstance(enabled, bool):
+            raise ChaosError("bad request body: enabled must be true or false", 400)
+        for field, value in (("listen", listen), ("upstream", upstream)):
+            _check_address(field, value)
+        async with self._lock:
+            changed = listen != proxy.listen or upstream != proxy.upstream
+            if changed or not enabled:
+                await proxy.stop()
+            proxy.listen, proxy.upstream = listen, upstream
+            if enabled:
+                await _start(proxy)
+            return proxy
+
+    async def delete(self, name: str) -> None:
+        async with self._lock:
+            proxy = self.get(name)
+            await proxy.cancel_schedules()
+            await proxy.stop()
+            del self.proxies[name]
+
+    async def populate(self, body: Any) -> list[Proxy]:
+        """Create or replace proxies; ones already matching listen and upstream are kept."""
+        if not isinstance(body, list):
+            raise ChaosError("bad request body: expected a JSON array of proxies", 400)
+        wanted = []
+        seen: set[str] = set()
+        for i, item in enumerate(body, 1):
+            try:
+                fields = _proxy_fields(item)
+            except ChaosError as exc:
+                raise ChaosError(f"{exc.message} at proxy {i}", exc.status) from None
+            if fields[0] in seen:
+                raise ChaosError(f"duplicate proxy name {fields[0]!r}", 400)
+            seen.add(fields[0])
+            wanted.append(fields)
+        result = []
+        async with self._lock:
+            for name, listen, upstream, enabled in wanted:
+                existing = self.proxies.get(name)
+                if existing is not None:
+                    if _same(existing.listen, listen) and existing.upstream == upstream:
+                        if enabled and not existing.enabled:
+                            await _start(existing)
+                        result.append(existing)
+                        continue
+                    await existing.cancel_schedules()
+                    await existing.stop()
+                    del self.proxies[name]
+                proxy = Proxy(self, name, listen, upstream)
+                if enabled:
+                    await _start(proxy)
+                self.proxies[name] = proxy
+                result.append(proxy)
+        return result
+
+    async def reset(self) -> None:
+        """Enable every proxy and remove every toxic (Toxiproxy's ``POST /reset``)."""
+        async with self._lock:
+            for proxy in self.proxies.values():
+                await _start(proxy)
+                await proxy.reset_toxics()
+
+    async def close(self) -> None:
+        """Stop every proxy and close every connection."""
+        async with self._lock:
+            for proxy in self.proxies.values():
+                await proxy.cancel_schedules()
+                await proxy.stop()
+
+
+def _same(current: str, wanted: str) -> bool:
+    """Does a running proxy's listen address satisfy a requested one (port 0 = any)?"""
+    if current == wanted:
+        return True
+    try:
+        (h1, p1), (h2, p2) = parse_address(current, "listen"), parse_address(wanted, "listen")
+    except InvalidInput:
+        return False
+    return h1 == h2 and (p1 == p2 or p2 == 0)
+
+
+def _check_address(field: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ChaosError(f"bad request body: {field} must be a string", 400)
+    try:
+        parse_address(value, field)
+    except InvalidInput as exc:
+        raise ChaosError(f"bad request body: {exc}", 400) from None
+
+
+def _proxy_fields(body: Any) -> tuple[str, str, str, bool]:
+    if not isinstance(body, dict):
+        raise ChaosError("bad request body: expected a JSON object", 400)
+    name = body.get("name")
+    if not name or not isinstance(name, str):
+        raise ChaosError("missing required field: name", 400)
+    upstream = body.get("upstream")
+    if not upstream or not isinstance(upstream, str):
+        raise ChaosError("missing required field: upstream", 400)
+    listen = body.get("listen") or "127.0.0.1:0"
+    enabled = body.get("enabled", True)
+    if enabled is None:
+        enabled = True
+    if not isinstance(enabled, bool):
+        raise ChaosError("bad request body: enabled must be true or false", 400)
+    _check_address("listen", listen)
+    _check_address("upstream", upstream)
+    return name, listen, upstream, enabled
+
+
+async def _start(proxy: Proxy) -> None:
+    try:
+        await proxy.start()
+    except PortInUse as exc:
+        raise ChaosError(str(exc), 409) from None
+    except InvalidInput as exc:
+        raise ChaosError(str(exc), 400) from None
