@@ -161,7 +161,12 @@ class HealthMonitor:
             self.close_dead(key)
 
     async def run(self) -> None:
-        """Check liveness every tick, forever; cancel the task to stop."""
+        """Check liveness forever, waking exactly when the next ping or deadline is due
+        (and at least every tick); cancel the task to stop."""
         while True:
             self.step()
-            await self.clock.sleep(self.tick)
+            delay = self.tick
+            next_due = self.tracker.next_due()
+            if next_due is not None:
+                delay = min(delay, max(0.0, next_due - self.clock.now()))
+            await self.clock.sleep(delay)

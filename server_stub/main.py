@@ -311,26 +311,10 @@ class ReferenceServer:
             if request.stream == p.HEALTH_STREAM:
                 await self._health_feed(session)
             else:
-                await self._stream(session, request)
+                await self.manager.serve(session, request)
         finally:
             if self.monitor is not None:
                 self.monitor.remove(session)
-
-    async def _stream(self, session: Session, request: ResumeRequest) -> None:
-        manager = self.manager
-        plan = manager.attach(session, request)
-        log.info(
-            "open id=%d addr=%s stream=%s resume=%s recovered=%s replayed=%d",
-            session.id, session.address, request.stream,
-            plan.reason if request.resuming else "fresh", plan.recovered, len(plan.replay),
-        )
-        try:
-            async for frame in session.conn:
-                manager.handle_frame(session, frame)
-        except ConnectionClosed:
-            pass
-        finally:
-            manager.detach(session)
 
     async def _health_feed(self, session: Session) -> None:
         conn = session.conn

@@ -190,6 +190,10 @@ class WebSocketManager:
         self._idle_since.pop(stream, None)
         kind = "fresh" if not request.resuming else "recovered" if plan.recovered else "resync"
         self.resumes[kind] += 1
+        log.info(
+            "open id=%d addr=%s stream=%s resume=%s reason=%r replayed=%d",
+            session.id, session.address, stream, kind, plan.reason, len(plan.replay),
+        )
         return plan
 
     def detach(self, session: Session) -> None:

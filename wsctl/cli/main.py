@@ -49,12 +49,20 @@ serve.register(app)
 
 
 def run() -> None:
-    """Console-script entry point: no traceback reaches a person without ``--debug``."""
+    """Console-script entry point: usage errors in one line (exit 2), and no traceback
+    reaches a person without ``--debug``."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except Exception as exc:
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's errors
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            if message := exc.format_message():  # empty when help was shown instead
+                print(f"wsctl: error: {message}{hint}", file=sys.stderr)
+            sys.exit(exc.exit_code)
         if state["debug"] or "--debug" in sys.argv:
             raise
         print(f"wsctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
               "for the traceback)", file=sys.stderr)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

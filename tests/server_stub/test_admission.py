@@ -1,0 +1,154 @@
+"""Admission, limits, auth, origin, /ws/health and /metrics on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from server_stub.auth import check_token, issue_token
+from tests.server_stub.helpers import recv_message
+from wsctl import protocol as p
+
+
+def http_url(server: object) -> str:
+    return server.url.replace("ws", "http", 1)  # type: ignore[attr-defined]
+
+
+async def metrics(server: object) -> dict[str, float]:
+    """Scrape /metrics and parse it with prometheus_client's own parser."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(http_url(server) + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+async def test_over_the_limit_is_503_with_retry_after_and_counted(make_server):
+    """Past max_connections a handshake gets 503 + Retry-After, counted in /metrics."""
+    server = await make_server(max_connections=2)
+    async with connect(f"{server.url}/ws/a"), connect(f"{server.url}/ws/b"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{server.url}/ws/c"):
+                pass
+        response = refused.value.response
+        assert response.status_code == 503
+        assert int(response.headers["Retry-After"]) >= 1
+        assert b"capacity" in response.body
+        async with httpx.AsyncClient() as client:
+            health = await client.get(http_url(server) + "/ws/health")
+        assert health.status_code == 503 and health.json()["status"] == "at_capacity"
+        m = await metrics(server)
+    assert m["wsctl_server_refused_total{reason=capacity}"] == 1
+    assert m["wsctl_server_connections"] == 2
+
+
+async def test_per_client_address_limit(make_server):
+    """max_per_client refuses a third connection from the same address."""
+    server = await make_server(max_per_client=2)
+    async with connect(f"{server.url}/ws/a"), connect(f"{server.url}/ws/a"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{server.url}/ws/b"):
+                pass
+    assert refused.value.response.status_code == 503
+    assert b"127.0.0.1" in refused.value.response.body
+
+
+async def test_health_document_fields_and_live_feed(make_server):
+    """/ws/health has every documented field; as a WebSocket it streams the same JSON."""
+    server = await make_server(max_connections=50)
+    async with connect(f"{server.url}/ws/a") as ws:
+        await recv_message(ws)
+        async with httpx.AsyncClient() as client:
+            response = await client.get(http_url(server) + "/ws/health")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        health = response.json()
+        assert {"status", "uptime", "connections", "max_connections", "refused",
+                "dead_detected", "streams", "store_size"} <= health.keys()
+        assert (health["status"], health["connections"], health["max_connections"],
+                health["streams"]) == ("ok", 1, 50, 1)
+        async with connect(f"{server.url}/ws/health") as feed:
+            t0 = time.monotonic()
+            first = json.loads(await feed.recv())
+            second = json.loads(await feed.recv())
+            elapsed = time.monotonic() - t0
+        assert first["connections"] == 2 and second["uptime"] > first["uptime"]
+        assert 0.7 < elapsed < 2.0
+
+
+async def test_metrics_parse_and_count_traffic(make_server):
+    """/metrics parses with prometheus_client and counts opens, closes and messages."""
+    server = await make_server(job_rate=50.0)
+    async with connect(f"{server.url}/ws/a") as ws:
+        await recv_message(ws)
+        await ws.send(p.encode(p.Ping(1.0)))
+        for _ in range(5):
+            await ws.recv()
+    await asyncio.sleep(0.1)
+    m = await metrics(server)
+    assert m["wsctl_server_connections_opened_total"] == 1
+    assert m["wsctl_server_connections_closed_total{code=1000}"] == 1
+    assert m["wsctl_server_messages_total{direction=in}"] == 1
+    assert m["wsctl_server_messages_total{direction=out}"] >= 5
+    assert m["wsctl_server_resumes_total{outcome=fresh}"] == 1
+    assert "process_resident_memory_bytes" in m
+
+
+async def test_tokens_missing_bad_expired_and_good(make_server):
+    """With a secret: no token 401, wrong stream 403, expired 401, valid token accepted."""
+    server = await make_server(secret="s3cret")
+    cases = {
+        "": 401,
+        f"?token={issue_token('s3cret', 'other', 60)}": 403,
+        f"?token={issue_token('s3cret', 'a', -10)}": 401,
+        "?token=garbage": 403,
+    }
+    for query, status in cases.items():
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{server.url}/ws/a{query}"):
+                pass
+        assert refused.value.response.status_code == status, query
+        assert len(refused.value.response.body.strip().splitlines()) == 1
+    async with connect(f"{server.url}/ws/a?token={issue_token('s3cret', 'a', 60)}") as ws:
+        assert isinstance(await recv_message(ws), p.Welcome)
+    assert server.pool.counters.refused_by_kind["auth"] == 4
+
+
+def test_token_check_is_bound_to_stream_and_expiry():
+    """A token verifies only for its stream and before its expiry."""
+    token = issue_token("k", "s", 10, now=1000)
+    assert check_token("k", "s", token, now=1005) is None
+    assert check_token("k", "t", token, now=1005).status == 403
+    assert check_token("k", "s", token, now=1011).status == 401
+    assert check_token("other", "s", token, now=1005).status == 403
+
+
+async def test_origin_allowlist_refuses_cross_site_with_403(make_server):
+    """With --origin set, a browser from another origin gets 403; the allowed one connects."""
+    server = await make_server(origins=("https://app.example",))
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{server.url}/ws/a", origin="https://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(f"{server.url}/ws/a", origin="https://app.example") as ws:
+        assert isinstance(await recv_message(ws), p.Welcome)
+
+
+async def test_plain_get_on_a_stream_is_426(make_server):
+    """A plain HTTP GET on a stream path says it needs a WebSocket upgrade."""
+    server = await make_server()
+    async with httpx.AsyncClient() as client:
+        response = await client.get(http_url(server) + "/ws/a")
+    assert response.status_code == 426
