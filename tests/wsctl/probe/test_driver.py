@@ -1,0 +1,211 @@
+"""The asyncio driver against fake connectors (virtual time) and real local servers."""
+
+import asyncio
+import base64
+import hashlib
+import random
+
+import pytest
+from websockets.asyncio.server import serve
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from wsctl.backoff import BackoffPolicy
+from wsctl.clock import FakeClock
+from wsctl.probe import ConnectError, Fleet, Probe, ProbeConfig, ProbeMachine, State
+from wsctl.probe.driver import websockets_connector
+from wsctl.probe.machine import new_metrics
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_backoff_attempts_happen_at_exact_virtual_instants():
+    """A refusing target is retried at the policy's exact delays on a fake clock."""
+    clock = FakeClock()
+    attempts: list[float] = []
+
+    async def refuse(url: str, timeout: float):
+        attempts.append(clock.now())
+        raise ConnectError("connection refused")
+
+    policy = BackoffPolicy(kind="exponential", base=1, cap=4, max_attempts=5)
+    config = ProbeConfig("ws://127.0.0.1:9/ws/a", backoff=policy)
+    machine = ProbeMachine(0, config, new_metrics(), random.Random(0), clock.now())
+    task = asyncio.create_task(Probe(machine, refuse, clock=clock).run())
+    await clock.advance(100)
+    await task
+    assert attempts == [0, 1, 3, 7, 11]
+    assert machine.state is State.GAVE_UP
+
+
+async def test_seeded_full_jitter_run_is_reproducible():
+    """Two fleets with the same seed retry at the same virtual instants."""
+
+    async def run(seed):
+        clock = FakeClock()
+        seen: list[float] = []
+
+        async def refuse(url: str, timeout: float):
+            seen.append(clock.now())
+            raise ConnectError("connection refused")
+
+        config = ProbeConfig("ws://127.0.0.1:9/ws/a",
+                             backoff=BackoffPolicy(base=1, cap=8, max_attempts=6))
+        fleet = Fleet(config, 1, seed=seed, connector=refuse, clock=clock, spawn_rate=None)
+        task = asyncio.create_task(fleet.run())
+        await clock.advance(100)
+        await task
+        return seen
+
+    first, again, other = await run(11), await run(11), await run(12)
+    assert first == again and len(first) == 6
+    assert first != other
+
+
+async def test_retry_deadline_stops_a_probe_on_virtual_time():
+    """With a 10 s retry deadline no attempt starts after t=10."""
+    clock = FakeClock()
+    attempts: list[float] = []
+
+    async def refuse(url: str, timeout: float):
+        attempts.append(clock.now())
+        raise ConnectError("connection refused")
+
+    config = ProbeConfig("ws://127.0.0.1:9/ws/a",
+                         backoff=BackoffPolicy(kind="exponential", base=1, cap=100, deadline=10))
+    fleet = Fleet(config, 1, seed=1, connector=refuse, clock=clock, spawn_rate=None)
+    task = asyncio.create_task(fleet.run())
+    await clock.advance(60)
+    result = await task
+    assert attempts == [0, 1, 3, 7, 10]
+    assert result.value("probes.gave_up") == 1
+
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+
+async def test_echo_mode_against_a_plain_websockets_server():
+    """Round trips to a stock websockets echo server are counted and timed."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="echo", echo_rate=20,
+                             duration=1.0, heartbeat_interval=0.2, heartbeat_timeout=1)
+        result = await Fleet(config, 3, seed=1).run()
+    sent, received = result.value("messages.sent"), result.value("messages.received")
+    assert sent >= 3 * 15
+    assert received >= sent - 3  # at most the one in flight per probe at the stop
+    assert result.value("messages.lost") == 0
+    assert result.value("rtt.count") >= received
+    assert result.value("connections.lost") == 0
+    assert result.details["states"]["closed"] == 3
+
+
+async def test_listen_mode_counts_what_a_plain_server_sends():
+    """Listen mode counts every frame from a server that knows nothing of wsctl."""
+
+    async def chatter(ws):
+        for i in range(10):
+            await ws.send(f"hello {i}")
+        await ws.wait_closed()
+
+    async with serve(chatter, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen", duration=0.5)
+        result = await Fleet(config, 2, seed=1).run()
+    assert result.value("messages.received") == 20
+
+
+async def silent_websocket_server(reader, writer):
+    """Completes the opening handshake, then never answers anything (not even pings)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:"))
+    accept = base64.b64encode(hashlib.sha1(
+        key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    try:
+        while await reader.read(4096):
+            pass
+    finally:
+        writer.close()
+
+
+async def test_server_that_never_answers_pings_is_detected_dead():
+    """A peer that never pongs is declared dead within interval+timeout; nothing hangs."""
+    server = await asyncio.start_server(silent_websocket_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen", duration=1.2,
+                             heartbeat_interval=0.2, heartbeat_timeout=0.2,
+                             backoff=BackoffPolicy(kind="exponential", base=0.05, cap=0.05))
+        records = []
+        fleet = Fleet(config, 1, seed=1, sink=records.extend)
+        result = await asyncio.wait_for(fleet.run(), 5)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result.value("connections.lost") >= 2
+    opened_at = None
+    losses = 0
+    for record in records:
+        if record.state is State.OPEN:
+            opened_at = record.at
+        elif record.state is State.LOST:
+            assert "no pong within 0.2s" in record.reason
+            assert record.at - opened_at <= 0.4 + 0.15
+            losses += 1
+    assert losses == result.value("connections.lost")
+
+
+async def test_refused_port_is_reported_as_refused():
+    """Connecting to a closed port yields the reason 'connection refused'."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(ConnectError, match="connection refused"):
+        await websockets_connector()(f"ws://127.0.0.1:{port}/", 2)
+
+
+async def test_503_with_retry_after_is_reported_with_the_hint():
+    """An HTTP 503 refusal carries its status and Retry-After seconds."""
+
+    def refuse(conn, request):
+        return Response(503, "Service Unavailable", Headers([("Retry-After", "7")]), b"")
+
+    async with serve(echo, "127.0.0.1", 0, process_request=refuse) as server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(ConnectError) as info:
+            await websockets_connector()(f"ws://127.0.0.1:{port}/", 2)
+    assert info.value.reason == "handshake rejected: HTTP 503"
+    assert info.value.retry_after == 7
+
+
+async def test_stop_closes_open_probes_politely():
+    """Fleet.stop() ends run() with every probe closed by a 1000 close."""
+    codes: list[int] = []
+
+    async def hold(ws):
+        await ws.wait_closed()
+        codes.append(ws.close_code)
+
+    async with serve(hold, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen")
+        fleet = Fleet(config, 4, seed=1)
+        task = asyncio.create_task(fleet.run())
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if fleet.states()["open"] == 4:
+                break
+        fleet.stop()
+        result = await asyncio.wait_for(task, 5)
+        for _ in range(50):
+            if len(codes) == 4:
+                break
+            await asyncio.sleep(0.02)
+    assert result.details["states"]["closed"] == 4
+    assert codes == [1000] * 4

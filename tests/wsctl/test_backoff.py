@@ -1,0 +1,125 @@
+"""Backoff policies and retry bookkeeping on virtual time with seeded RNGs."""
+
+import itertools
+import random
+
+import pytest
+
+from wsctl.backoff import BackoffPolicy, Retrier, delays
+
+
+def take(policy, seed=7, n=8):
+    return list(itertools.islice(delays(policy, random.Random(seed)), n))
+
+
+def test_exponential_sequence_is_exact_and_capped():
+    """Plain exponential doubles from base and stays at the cap."""
+    policy = BackoffPolicy(kind="exponential", base=0.5, cap=10, factor=2)
+    assert take(policy) == [0.5, 1.0, 2.0, 4.0, 8.0, 10, 10, 10]
+
+
+def test_full_jitter_sequence_is_exact_for_a_seed():
+    """Full jitter draws uniform(0, min(cap, base*2**n)) from the seeded RNG, in order."""
+    policy = BackoffPolicy(kind="full", base=1, cap=5, factor=2)
+    rng = random.Random(7)
+    expected = [rng.uniform(0, c) for c in (1, 2, 4, 5, 5, 5, 5, 5)]
+    assert take(policy, seed=7) == expected
+    assert take(policy, seed=7) == take(policy, seed=7)
+    assert take(policy, seed=7) != take(policy, seed=8)
+
+
+def test_full_jitter_literal_values_for_seed_42():
+    """A pinned sequence: a change to the formula or draw order shows up here."""
+    policy = BackoffPolicy(kind="full", base=1, cap=30, factor=2)
+    got = [round(d, 6) for d in take(policy, seed=42, n=4)]
+    assert got == [0.639427, 0.050022, 1.100117, 1.785686]
+
+
+def test_equal_jitter_stays_in_upper_half():
+    """Equal jitter is ceiling/2 + uniform(0, ceiling/2), never below half the ceiling."""
+    policy = BackoffPolicy(kind="equal", base=1, cap=8, factor=2)
+    rng = random.Random(3)
+    expected = [c / 2 + rng.uniform(0, c / 2) for c in (1, 2, 4, 8, 8)]
+    got = take(policy, seed=3, n=5)
+    assert got == expected
+    assert all(d >= c / 2 for d, c in zip(got, (1, 2, 4, 8, 8), strict=True))
+
+
+def test_decorrelated_jitter_follows_previous_delay():
+    """Decorrelated jitter is min(cap, uniform(base, previous*3)), starting from base."""
+    policy = BackoffPolicy(kind="decorrelated", base=1, cap=6)
+    rng = random.Random(5)
+    previous, expected = 1.0, []
+    for _ in range(6):
+        previous = min(6, rng.uniform(1, previous * 3))
+        expected.append(previous)
+    assert take(policy, seed=5, n=6) == expected
+    assert all(1 <= d <= 6 for d in expected)
+
+
+def test_huge_attempt_counts_do_not_overflow():
+    """Thousands of attempts stay at the cap instead of overflowing factor**n."""
+    policy = BackoffPolicy(kind="exponential", base=1, cap=3, factor=10)
+    assert list(itertools.islice(delays(policy, random.Random(1)), 2000))[-1] == 3
+
+
+def test_max_attempts_gives_up_after_that_many_attempts():
+    """With max_attempts=3 the first connect plus two retries happen, then None."""
+    retrier = Retrier(BackoffPolicy(kind="exponential", base=1, max_attempts=3),
+                      random.Random(0), now=0.0)
+    assert retrier.next_delay(0.0) == 1
+    assert retrier.next_delay(1.0) == 2
+    assert retrier.next_delay(3.0) is None
+    assert retrier.attempts == 3
+
+
+def test_deadline_clamps_last_wait_then_gives_up():
+    """No attempt starts after the deadline; the last wait is shortened to meet it."""
+    policy = BackoffPolicy(kind="exponential", base=4, cap=100, deadline=10)
+    retrier = Retrier(policy, random.Random(0), now=100.0)
+    assert retrier.next_delay(100.0) == 4  # attempt at 104
+    assert retrier.next_delay(104.0) == 6  # would be 8; deadline at 110
+    assert retrier.next_delay(110.0) is None
+
+
+def test_min_uptime_reset_only_after_connection_lasted():
+    """A connection dropped before min_uptime keeps growing the delay; a long one resets."""
+    policy = BackoffPolicy(kind="exponential", base=1, cap=100, min_uptime=5)
+    retrier = Retrier(policy, random.Random(0), now=0.0)
+    assert retrier.next_delay(0.0) == 1
+    retrier.opened(1.0)
+    retrier.lost(2.0)  # up 1 s < 5 s: accept-then-drop must not reset
+    assert retrier.next_delay(2.0) == 2
+    retrier.opened(4.0)
+    retrier.lost(10.0)  # up 6 s: reset
+    assert retrier.next_delay(10.0) == 1
+    assert retrier.attempts == 1
+
+
+def test_flapping_server_reaches_max_attempts():
+    """Accept-then-drop forever exhausts max_attempts instead of retrying at base forever."""
+    policy = BackoffPolicy(kind="exponential", base=1, cap=100, min_uptime=5, max_attempts=4)
+    retrier = Retrier(policy, random.Random(0), now=0.0)
+    now, waits = 0.0, []
+    while (delay := retrier.next_delay(now)) is not None:
+        waits.append(delay)
+        now += delay
+        retrier.opened(now)
+        now += 0.1
+        retrier.lost(now)
+    assert waits == [1, 2, 4]
+
+
+def test_retry_hint_raises_the_wait():
+    """A server hint longer than the computed delay wins; a shorter one does not."""
+    retrier = Retrier(BackoffPolicy(kind="exponential", base=1), random.Random(0), 0.0)
+    assert retrier.next_delay(0.0, hint=2.5) == 2.5
+    assert retrier.next_delay(0.0, hint=0.1) == 2
+
+
+@pytest.mark.parametrize("kwargs", [{"kind": "fibonacci"}, {"factor": 0.5}, {"base": -1},
+                                    {"max_attempts": 0}, {"deadline": 0}])
+def test_invalid_policies_are_rejected(kwargs):
+    """Nonsense parameters raise ValueError with the parameter named."""
+    with pytest.raises(ValueError):
+        BackoffPolicy(**kwargs)

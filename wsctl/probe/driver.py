@@ -1,0 +1,283 @@
+"""The asyncio driver: runs one ``ProbeMachine`` over a real (or injected) connection.
+
+It is deliberately short: wait for the next frame or the machine's next deadline,
+feed what happened to the machine, carry out the actions it returns. The one place
+where network errors become words a person can act on is ``websockets_connector``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from wsctl import __version__
+from wsctl.clock import Clock, MonotonicClock
+from wsctl.probe.machine import (
+    Abort,
+    Action,
+    Close,
+    Closed,
+    Connect,
+    Connected,
+    ConnectFailed,
+    PongReceived,
+    ProbeMachine,
+    Received,
+    Record,
+    Send,
+    SendPing,
+    Stop,
+    Tick,
+)
+
+
+class Link(Protocol):
+    """What the driver needs from an open connection (websockets' ClientConnection fits)."""
+
+    transport: asyncio.Transport
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def ping(self) -> Awaitable[float]: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+Connector = Callable[[str, float], Awaitable[Link]]
+RecordSink = Callable[[list[Record]], None]
+
+
+class ConnectError(Exception):
+    """A connection attempt failed; ``reason`` says how (refused, DNS, TLS, HTTP status)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def describe_connect_error(exc: BaseException, timeout: float) -> ConnectError:
+    """Translate whatever ``connect`` raised into one actionable line."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        retry_after = None
+        header = exc.response.headers.get("Retry-After")
+        if header is not None:
+            try:
+                retry_after = max(0.0, float(header))
+            except ValueError:
+                retry_after = None
+        return ConnectError(f"handshake rejected: HTTP {status}", retry_after)
+    if isinstance(exc, TimeoutError):
+        return ConnectError(f"timed out after {timeout:g}s opening the connection")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError("connection refused")
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"DNS lookup failed: {exc.strerror or exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectError(f"TLS certificate verification failed: {exc.verify_message}")
+    if isinstance(exc, ssl.SSLError):
+        return ConnectError(f"TLS handshake failed: {exc.reason or exc}")
+    if isinstance(exc, InvalidHandshake):
+        return ConnectError(f"WebSocket handshake failed: {exc}")
+    if isinstance(exc, OSError):
+        return ConnectError(exc.strerror or str(exc) or type(exc).__name__)
+    return ConnectError(f"{type(exc).__name__}: {exc}")
+
+
+def websockets_connector(
+    ssl_context: ssl.SSLContext | None = None, max_size: int | None = 2**20
+) -> Connector:
+    """Connect with ``websockets``: no compression (its zlib state costs ~45 KiB per
+    connection), no library keepalive (the machine runs the heartbeat), no proxy."""
+
+    async def connect(url: str, timeout: float) -> Link:
+        try:
+            return await ws_connect(
+                url,
+                open_timeout=timeout,
+                ping_interval=None,
+                close_timeout=1,
+                compression=None,
+                proxy=None,
+                max_size=max_size,
+                ssl=ssl_context if url.startswith("wss:") else None,
+                user_agent_header=f"wsctl/{__version__}",
+            )
+        except InvalidURI:
+            raise
+        except Exception as exc:
+            raise describe_connect_error(exc, timeout) from exc
+
+    return connect
+
+
+def _close_code(exc: ConnectionClosed) -> tuple[int, str]:
+    if exc.rcvd is not None:
+        return exc.rcvd.code, exc.rcvd.reason
+    return 1006, "connection lost without a close frame"
+
+
+class Probe:
+    """Drives one machine: ``run()`` until it is closed or gives up; ``request_stop()``."""
+
+    __slots__ = ("machine", "_clock", "_connector", "_sink", "_link", "_task", "_stopping")
+
+    def __init__(
+        self,
+        machine: ProbeMachine,
+        connector: Connector,
+        *,
+        clock: Clock | None = None,
+        sink: RecordSink | None = None,
+    ) -> None:
+        self.machine = machine
+        self._clock: Clock = clock or MonotonicClock()
+        self._connector = connector
+        self._sink = sink
+        self._link: Link | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def request_stop(self) -> None:
+        """Close politely and end ``run()`` as soon as possible."""
+        self._stopping = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def run(self) -> None:
+        machine = self.machine
+        self._task = asyncio.current_task()
+        actions = machine.start(self._clock.now())
+        try:
+            while True:
+                try:
+                    if self._stopping:
+                        raise asyncio.CancelledError
+                    await self._perform(actions)
+                    self._flush()
+                    if machine.done:
+                        return
+                    actions = await self._next()
+                except asyncio.CancelledError:
+                    if not self._stopping:
+                        raise
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    self._stopping = False
+                    self._task = None  # a second stop request must not cancel the close
+                    actions = machine.handle(Stop(self._clock.now()))
+                    if machine.done and not actions:
+                        return
+        finally:
+            if self._link is not None:
+                self._link.transport.abort()
+                self._link = None
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._sink is not None and self.machine.records:
+            self._sink(self.machine.take_records())
+        elif self.machine.records:
+            self.machine.records.clear()
+
+    async def _perform(self, actions: list[Action]) -> None:
+        while actions:
+            action, actions = actions[0], actions[1:]
+            if isinstance(action, Connect):
+                actions = await self._connect(action) + actions
+            elif isinstance(action, Send):
+                if self._link is not None:
+                    try:
+                        await self._link.send(action.text)
+                    except ConnectionClosed:
+                        pass  # the next recv reports the close
+            elif isinstance(action, SendPing):
+                if self._link is not None:
+                    try:
+                        waiter = await self._link.ping()
+                    except ConnectionClosed:
+                        continue
+                    callback = functools.partial(self._on_pong, action.at, self._link)
+                    asyncio.ensure_future(waiter).add_done_callback(callback)
+            elif isinstance(action, Abort):
+                if self._link is not None:
+                    self._link.transport.abort()
+                    self._link = None
+            elif isinstance(action, Close):
+                link, self._link = self._link, None
+                if link is not None:
+                    try:
+                        await link.close(action.code, action.reason)
+                    except (ConnectionClosed, OSError):
+                        pass
+            else:  # pragma: no cover - exhaustive
+                raise TypeError(action)
+
+    async def _connect(self, action: Connect) -> list[Action]:
+        machine = self.machine
+        clock = self._clock
+        deadline = machine.deadline  # the run's end bounds a hanging attempt too
+        budget = action.timeout
+        if deadline is not None:
+            budget = min(budget, max(0.0, deadline - clock.now()))
+        try:
+            async with asyncio.timeout(budget):
+                link = await self._connector(action.url, action.timeout)
+        except TimeoutError:
+            now = clock.now()
+            if deadline is not None and now >= deadline:
+                return machine.handle(Tick(now))
+            reason = f"timed out after {action.timeout:g}s opening the connection"
+            return machine.handle(ConnectFailed(now, reason))
+        except ConnectError as exc:
+            return machine.handle(ConnectFailed(clock.now(), exc.reason, exc.retry_after))
+        self._link = link
+        return machine.handle(Connected(clock.now()))
+
+    async def _next(self) -> list[Action]:
+        """Wait for whatever comes first: a frame, a close, or the machine's deadline."""
+        machine = self.machine
+        clock = self._clock
+        deadline = machine.deadline
+        link = self._link
+        if link is None:
+            if deadline is None:  # nothing will ever happen: treat as stopped
+                return machine.handle(Stop(clock.now()))
+            await clock.sleep(deadline - clock.now())
+            return machine.handle(Tick(clock.now()))
+        try:
+            if deadline is None:
+                frame = await link.recv()
+            else:
+                remaining = deadline - clock.now()
+                if remaining <= 0:
+                    return machine.handle(Tick(clock.now()))
+                async with asyncio.timeout(remaining):
+                    frame = await link.recv()
+        except TimeoutError:
+            return machine.handle(Tick(clock.now()))
+        except ConnectionClosed as exc:
+            self._link = None
+            code, reason = _close_code(exc)
+            return machine.handle(Closed(clock.now(), code, reason))
+        return machine.handle(Received(clock.now(), time.time(), frame))
+
+    def _on_pong(self, sent_at: float, link: Link, waiter: asyncio.Future[float]) -> None:
+        if waiter.cancelled() or waiter.exception() is not None or link is not self._link:
+            return
+        self.machine.handle(PongReceived(self._clock.now(), sent_at))
+
+    def __repr__(self) -> str:
+        return f"Probe({self.machine!r})"

@@ -1,0 +1,129 @@
+"""A fleet: N probes in one event loop sharing one metric set, and its result."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+from wsctl.clock import Clock, MonotonicClock
+from wsctl.metrics import MetricSet, Result
+from wsctl.probe.driver import Connector, Probe, RecordSink, websockets_connector
+from wsctl.probe.machine import ProbeConfig, ProbeMachine, State, new_metrics
+
+
+class Fleet:
+    """``count`` probes of one config. ``run()`` returns when every probe has finished
+    (its duration is over, it got a 1000 close, it gave up, or ``stop()`` was called).
+
+    Probes start ``spawn_rate`` per second (None: all at once) so that thousands of
+    handshakes do not overflow the server's listen backlog. Each probe has its own RNG
+    seeded from ``seed`` and its index, so a seeded run's delays are reproducible.
+    """
+
+    def __init__(
+        self,
+        config: ProbeConfig,
+        count: int = 1,
+        *,
+        seed: int | None = None,
+        connector: Connector | None = None,
+        clock: Clock | None = None,
+        sink: RecordSink | None = None,
+        spawn_rate: float | None = 1000.0,
+    ) -> None:
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        self.config = config
+        self.count = count
+        self.seed = seed if seed is not None else random.randrange(2**32)
+        self.clock: Clock = clock or MonotonicClock()
+        self.connector = connector or websockets_connector()
+        self.sink = sink
+        self.spawn_rate = spawn_rate
+        self.metrics: MetricSet = new_metrics()
+        self.probes: list[Probe] = []
+        self.started_at = time.time()
+        self.started_mono = self.clock.now()
+        self.ended_mono: float | None = None
+        self._stopping = False
+
+    @property
+    def wall_offset(self) -> float:
+        """Add to a monotonic instant of this process to get Unix time."""
+        return self.started_at - self.started_mono
+
+    async def run(self) -> Result:
+        clock = self.clock
+        self.started_at = time.time()
+        self.started_mono = start = clock.now()
+        stop_at = start + self.config.duration if self.config.duration is not None else None
+        batch = max(1, int(self.spawn_rate / 20)) if self.spawn_rate else self.count
+        async with asyncio.TaskGroup() as group:
+            for index in range(self.count):
+                if self._stopping:
+                    break
+                rng = random.Random(self.seed * 1_000_003 + index)
+                machine = ProbeMachine(
+                    index, self.config, self.metrics, rng, clock.now(),
+                    keep_records=self.sink is not None,
+                )
+                machine.stop_at = stop_at
+                probe = Probe(machine, self.connector, clock=clock, sink=self.sink)
+                self.probes.append(probe)
+                group.create_task(probe.run())
+                if self.spawn_rate and (index + 1) % batch == 0 and index + 1 < self.count:
+                    await clock.sleep(batch / self.spawn_rate)
+        self.ended_mono = clock.now()
+        return self.result()
+
+    def inject_fault(self, at: float | None = None) -> None:
+        """Mark that a fault was injected at ``at`` (monotonic; default now), so each open
+        probe measures ``detect_time`` from it to the moment it notices the loss."""
+        instant = self.clock.now() if at is None else at
+        for probe in self.probes:
+            probe.machine.fault_injected(instant)
+
+    def stop(self) -> None:
+        """Ask every probe to close politely and finish; ``run()`` then returns."""
+        self._stopping = True
+        for probe in self.probes:
+            probe.request_stop()
+
+    def states(self) -> dict[str, int]:
+        """How many probes are in each state right now."""
+        counts = Counter(probe.machine.state.value for probe in self.probes)
+        return {state.value: counts.get(state.value, 0) for state in State}
+
+    def errors(self) -> dict[str, int]:
+        """Last failure of each probe that is not open (refused, DNS, TLS, status, …)."""
+        return dict(Counter(p.machine.last_error for p in self.probes
+                            if p.machine.last_error and p.machine.state is not State.OPEN))
+
+    def result(self) -> Result:
+        """The run so far as a versioned result object (see docs/probe.md)."""
+        end = self.ended_mono if self.ended_mono is not None else self.clock.now()
+        config: dict[str, Any] = asdict(self.config)
+        config.update(count=self.count, seed=self.seed)
+        never_opened = sum(1 for p in self.probes if not p.machine.ever_opened)
+        return Result(
+            kind="probe",
+            metrics=self.metrics,
+            started_at=self.started_at,
+            duration=max(0.0, end - self.started_mono),
+            target=self.config.url,
+            config=config,
+            details={
+                "probes": len(self.probes),
+                "states": self.states(),
+                "never_opened": never_opened,
+                "reconnects": sum(p.machine.reconnects for p in self.probes),
+                "errors": self.errors(),
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"Fleet({self.config.url!r}, count={self.count})"

@@ -1,0 +1,629 @@
+"""The probe's pure state machine: events in, actions and timestamped records out.
+
+    connecting -> open -> lost -> backoff -> connecting … -> closed | gave_up
+
+Nothing here awaits, sleeps or touches a socket. Every event carries the instant it
+happened (``time.monotonic()`` in the driver, any number in tests); the machine answers
+with actions for the driver (connect, send, ping, abort, close), keeps its timers as
+absolute instants (``deadline``), appends state changes to ``records`` and writes the
+DESIGN.md section 6 metrics into a shared ``MetricSet``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from wsctl import protocol
+from wsctl.backoff import BackoffPolicy, Retrier
+from wsctl.metrics import MetricSet
+from wsctl.probe.sequence import SequenceTracker
+
+Mode = Literal["resume", "echo", "listen"]
+MODES: tuple[Mode, ...] = ("resume", "echo", "listen")
+HeartbeatKind = Literal["auto", "app", "protocol", "off"]
+HEARTBEATS: tuple[HeartbeatKind, ...] = ("auto", "app", "protocol", "off")
+
+DEFAULT_HEARTBEAT_INTERVAL = 5.0
+DEFAULT_HEARTBEAT_TIMEOUT = 5.0
+ECHO_KEY = "wsctl_echo"
+
+# Metric names: a public contract (DESIGN.md section 6, docs/probe.md).
+HISTOGRAMS: tuple[tuple[str, Literal["s", "count"]], ...] = (
+    ("connect_time", "s"),
+    ("detect_time", "s"),
+    ("reconnect_time", "s"),
+    ("resume_time", "s"),
+    ("outage_time", "s"),
+    ("reconnect_attempts", "count"),
+    ("delivery_latency", "s"),
+    ("rtt", "s"),
+)
+COUNTERS: tuple[str, ...] = (
+    "messages.received",
+    "messages.lost",
+    "messages.duplicated",
+    "messages.reordered",
+    "messages.replayed",
+    "messages.sent",
+    "messages.invalid",
+    "probes.gave_up",
+    "resyncs",
+    "connections.opened",
+    "connections.failed",
+    "connections.lost",
+)
+
+
+def new_metrics() -> MetricSet:
+    """A metric set with every probe metric present (zero or empty)."""
+    return MetricSet(HISTOGRAMS, COUNTERS)
+
+
+class State(StrEnum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    LOST = "lost"
+    BACKOFF = "backoff"
+    CLOSED = "closed"
+    GAVE_UP = "gave_up"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL = (State.CLOSED, State.GAVE_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeConfig:
+    """What one probe does; shared by every probe of a fleet (``{n}`` becomes the index)."""
+
+    url: str
+    mode: Mode = "resume"
+    backoff: BackoffPolicy = BackoffPolicy()
+    heartbeat: HeartbeatKind = "auto"
+    heartbeat_interval: float | None = None  # None: the server's welcome, else 5 s
+    heartbeat_timeout: float | None = None
+    connect_timeout: float = 10.0
+    echo_rate: float = 1.0  # echo messages per second per probe
+    duration: float | None = None  # None: until stopped
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.heartbeat not in HEARTBEATS:
+            raise ValueError(f"heartbeat must be one of {', '.join(HEARTBEATS)}")
+        for name in ("heartbeat_interval", "heartbeat_timeout", "duration"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name.replace('_', ' ')} must be > 0")
+        if self.connect_timeout <= 0 or self.echo_rate <= 0:
+            raise ValueError("connect timeout and echo rate must be > 0")
+
+    @property
+    def heartbeat_kind(self) -> Literal["app", "protocol", "off"]:
+        """``auto`` means the application ping for resume mode, protocol pings otherwise."""
+        if self.heartbeat == "auto":
+            return "app" if self.mode == "resume" else "protocol"
+        return self.heartbeat
+
+    def url_for(self, index: int) -> str:
+        return self.url.replace("{n}", str(index))
+
+
+# Events (in) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """The opening handshake completed."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    """A connection attempt failed; ``retry_after`` is a server hint in seconds."""
+
+    at: float
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A data frame arrived; ``wall`` is ``time.time()`` for latency against server ``ts``."""
+
+    at: float
+    wall: float
+    frame: str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The connection closed or failed (code 1006 when there was no close frame)."""
+
+    at: float
+    code: int | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    """A protocol-level pong answered the ping sent at ``sent_at``."""
+
+    at: float
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: the driver calls this at (or after) ``deadline``."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """The run is over: close politely and stop."""
+
+    at: float
+
+
+Event = Connected | ConnectFailed | Received | Closed | PongReceived | Tick | Stop
+
+# Actions (out) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    url: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendPing:
+    """Send a protocol ping; report its pong as ``PongReceived(sent_at=at)``."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Abort:
+    """Drop the connection now without a closing handshake (it is presumed dead)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int = protocol.CLOSE_NORMAL
+    reason: str = ""
+
+
+Action = Connect | Send | SendPing | Abort | Close
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A state change (or, with ``state == previous``, a notable event such as a resync)."""
+
+    at: float
+    probe: int
+    previous: State
+    state: State
+    reason: str = ""
+    code: int | None = None
+
+    def to_json(self, wall_offset: float = 0.0) -> dict[str, object]:
+        out: dict[str, object] = {
+            "t": round(self.at + wall_offset, 6),
+            "probe": self.probe,
+            "from": self.previous.value,
+            "to": self.state.value,
+        }
+        if self.reason:
+            out["reason"] = self.reason
+        if self.code is not None:
+            out["code"] = self.code
+        return out
+
+
+class ProbeMachine:
+    """One reconnecting probe. Feed ``start`` then ``handle`` events; run its actions."""
+
+    __slots__ = (
+        "index", "config", "metrics", "url", "state", "records", "keep_records", "retrier",
+        "hb_kind", "hb_interval", "hb_timeout", "stop_at", "reconnect_at", "ping_at",
+        "ping_sent", "pong_due", "welcome_due", "send_at", "attempt_started", "loss_at",
+        "awaiting_welcome", "outage_from", "last_data_at", "recovery_attempts", "fault_at",
+        "tracker", "epoch", "echo_seq", "reconnects", "last_rtt", "last_latency",
+        "last_error", "ever_opened",
+    )
+
+    def __init__(
+        self,
+        index: int,
+        config: ProbeConfig,
+        metrics: MetricSet,
+        rng: random.Random,
+        now: float,
+        *,
+        keep_records: bool = True,
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.metrics = metrics
+        self.url = config.url_for(index)
+        self.state = State.CONNECTING
+        self.records: list[Record] = []
+        self.keep_records = keep_records
+        self.retrier = Retrier(config.backoff, rng, now)
+        self.hb_kind = config.heartbeat_kind
+        self.hb_interval = config.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
+        self.hb_timeout = config.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT
+        self.stop_at = now + config.duration if config.duration is not None else None
+        self.reconnect_at: float | None = None
+        self.ping_at: float | None = None
+        self.ping_sent: float | None = None
+        self.pong_due: float | None = None
+        self.welcome_due: float | None = None
+        self.send_at: float | None = None
+        self.attempt_started = now
+        self.loss_at: float | None = None  # set from a loss until the recovery is measured
+        self.awaiting_welcome = False
+        self.outage_from: float | None = None  # last data before the loss
+        self.last_data_at: float | None = None
+        self.recovery_attempts = 0
+        self.fault_at: float | None = None
+        self.tracker = SequenceTracker()
+        self.epoch: str | None = None
+        self.echo_seq = 0
+        self.reconnects = 0
+        self.last_rtt: float | None = None
+        self.last_latency: float | None = None
+        self.last_error = ""
+        self.ever_opened = False
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """The first action: connect straight away."""
+        self._record(now, State.CONNECTING, "start")
+        return [self._connect(now)]
+
+    def fault_injected(self, at: float) -> None:
+        """A fault was injected at ``at``: the next loss noticed yields a ``detect_time``."""
+        if self.state is State.OPEN:
+            self.fault_at = at
+
+    def stop(self, now: float) -> list[Action]:
+        """Stop now (the caller's decision rather than the configured duration)."""
+        return self.handle(Stop(now))
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply one event; returns the actions the driver must carry out, in order."""
+        if self.state in FINAL:
+            return []
+        if isinstance(event, Received):
+            return self._on_received(event) if self.state is State.OPEN else []
+        if isinstance(event, Tick):
+            return self._on_tick(event.at)
+        if isinstance(event, PongReceived):
+            if self.state is State.OPEN and self.ping_sent == event.sent_at:
+                self._pong(event.at)
+            return []
+        if isinstance(event, Connected):
+            return self._on_connected(event.at) if self.state is State.CONNECTING else []
+        if isinstance(event, ConnectFailed):
+            if self.state is not State.CONNECTING:
+                return []
+            self.last_error = event.reason
+            self.metrics.counters["connections.failed"] += 1
+            return self._retry(event.at, event.reason, event.retry_after)
+        if isinstance(event, Closed):
+            return self._on_closed(event) if self.state is State.OPEN else []
+        if isinstance(event, Stop):
+            return self._stop(event.at, "stopped")
+        raise TypeError(f"not a probe event: {event!r}")
+
+    @property
+    def deadline(self) -> float | None:
+        """The next instant the machine needs a ``Tick``, or ``None``."""
+        state = self.state
+        candidates: tuple[float | None, ...]
+        if state is State.OPEN:
+            candidates = (self.stop_at, self.ping_at, self.pong_due, self.welcome_due,
+                          self.send_at)
+        elif state is State.BACKOFF:
+            candidates = (self.stop_at, self.reconnect_at)
+        elif state is State.CONNECTING:
+            candidates = (self.stop_at,)
+        else:
+            return None
+        return min((c for c in candidates if c is not None), default=None)
+
+    @property
+    def done(self) -> bool:
+        return self.state in FINAL
+
+    def take_records(self) -> list[Record]:
+        """Records since the last call (the driver writes them out)."""
+        records, self.records = self.records, []
+        return records
+
+    # -- transitions --------------------------------------------------------------------
+
+    def _record(self, at: float, state: State, reason: str = "", code: int | None = None) -> None:
+        previous, self.state = self.state, state
+        if self.keep_records:
+            self.records.append(Record(at, self.index, previous, state, reason, code))
+
+    def _note(self, at: float, reason: str) -> None:
+        if self.keep_records:
+            self.records.append(Record(at, self.index, self.state, self.state, reason))
+
+    def _connect(self, now: float) -> Connect:
+        self.attempt_started = now
+        self.recovery_attempts += 1
+        url = self.url
+        if self.config.mode == "resume" and self.epoch is not None:
+            highest = self.tracker.highest if self.tracker.highest is not None else 0
+            query = protocol.resume_query(self.epoch, highest)
+            url += ("&" + query[1:]) if "?" in url else query
+        return Connect(url, self.config.connect_timeout)
+
+    def _on_connected(self, now: float) -> list[Action]:
+        metrics = self.metrics
+        metrics.histograms["connect_time"].record(now - self.attempt_started)
+        metrics.counters["connections.opened"] += 1
+        self.retrier.opened(now)
+        self.ever_opened = True
+        self.last_error = ""
+        self._record(now, State.OPEN, f"attempt {self.recovery_attempts}")
+        if self.loss_at is not None:
+            metrics.histograms["reconnect_time"].record(now - self.loss_at)
+            metrics.histograms["reconnect_attempts"].record(self.recovery_attempts)
+            self.reconnects += 1
+        self.recovery_attempts = 0
+        self.ping_sent = self.pong_due = self.ping_at = self.send_at = None
+        actions: list[Action] = []
+        if self.config.mode == "resume":
+            self.awaiting_welcome = True
+            self.welcome_due = now + self.config.connect_timeout
+        else:
+            self.loss_at = None
+            self._start_heartbeat(now)
+            if self.config.mode == "echo":
+                self.send_at = now
+                self.tracker.expect(self.echo_seq)
+                actions.extend(self._on_tick(now))
+        return actions
+
+    def _start_heartbeat(self, now: float) -> None:
+        if self.hb_kind != "off":
+            self.ping_at = now + self.hb_interval
+
+    def _on_tick(self, now: float) -> list[Action]:
+        if self.stop_at is not None and now >= self.stop_at:
+            return self._stop(now, "duration reached")
+        state = self.state
+        if state is State.BACKOFF:
+            if self.reconnect_at is not None and now >= self.reconnect_at:
+                self.reconnect_at = None
+                self._record(now, State.CONNECTING, f"attempt {self.recovery_attempts + 1}")
+                return [self._connect(now)]
+            return []
+        if state is not State.OPEN:
+            return []
+        if self.welcome_due is not None and now >= self.welcome_due:
+            return self._lose(now, "no welcome from the server", abort=True)
+        if self.pong_due is not None and now >= self.pong_due:
+            return self._lose(now, f"no pong within {self.hb_timeout:g}s", abort=True)
+        actions: list[Action] = []
+        if self.ping_at is not None and now >= self.ping_at:
+            self.ping_at = now + self.hb_interval
+            if self.ping_sent is None:
+                self.ping_sent = now
+                self.pong_due = now + self.hb_timeout
+                if self.hb_kind == "app":
+                    actions.append(Send(protocol.encode(protocol.Ping(t=now))))
+                else:
+                    actions.append(SendPing(now))
+        if self.send_at is not None and now >= self.send_at:
+            period = 1.0 / self.config.echo_rate
+            # Catch up by at most one period: a stalled loop must not burst-send.
+            self.send_at = max(self.send_at + period, now)
+            seq = self.echo_seq
+            self.echo_seq += 1
+            self.metrics.counters["messages.sent"] += 1
+            actions.append(Send(f'{{"{ECHO_KEY}":{seq},"t":{now!r}}}'))
+        return actions
+
+    def _pong(self, now: float) -> None:
+        assert self.ping_sent is not None
+        rtt = now - self.ping_sent
+        self.metrics.histograms["rtt"].record(rtt)
+        self.last_rtt = rtt
+        self.ping_sent = self.pong_due = None
+
+    def _on_received(self, event: Received) -> list[Action]:
+        mode = self.config.mode
+        if mode == "resume":
+            return self._on_protocol_frame(event)
+        if mode == "echo":
+            self._on_echo(event)
+        else:
+            self.metrics.counters["messages.received"] += 1
+            self._data_arrived(event.at)
+        return []
+
+    def _data_arrived(self, now: float) -> None:
+        if self.outage_from is not None:
+            self.metrics.histograms["outage_time"].record(now - self.outage_from)
+            self.outage_from = None
+        self.last_data_at = now
+
+    def _count(self, outcome: str) -> None:
+        counters = self.metrics.counters
+        counters["messages.received"] += 1
+        if outcome == "duplicate":
+            counters["messages.duplicated"] += 1
+        elif outcome == "reordered":
+            counters["messages.reordered"] += 1
+
+    def _on_echo(self, event: Received) -> None:
+        try:
+            obj = json.loads(event.frame)
+            seq, sent = obj[ECHO_KEY], obj["t"]
+        except (ValueError, TypeError, KeyError):
+            self.metrics.counters["messages.invalid"] += 1
+            return
+        if not isinstance(seq, int) or not isinstance(sent, int | float):
+            self.metrics.counters["messages.invalid"] += 1
+            return
+        self._count(self.tracker.seen(seq))
+        rtt = event.at - sent
+        self.metrics.histograms["rtt"].record(rtt)
+        self.last_rtt = rtt
+        self._data_arrived(event.at)
+
+    def _on_protocol_frame(self, event: Received) -> list[Action]:
+        try:
+            message = protocol.parse_server(event.frame)
+        except protocol.ProtocolError:
+            self.metrics.counters["messages.invalid"] += 1
+            return []
+        if isinstance(message, protocol.Event):
+            if self.awaiting_welcome:
+                self.metrics.counters["messages.invalid"] += 1
+                return []
+            self._count(self.tracker.seen(message.offset))
+            latency = event.wall - message.ts
+            self.metrics.histograms["delivery_latency"].record(latency)
+            self.last_latency = latency
+            self._data_arrived(event.at)
+        elif isinstance(message, protocol.Welcome):
+            self._on_welcome(event.at, message)
+        elif isinstance(message, protocol.Pong):
+            if self.ping_sent is not None and abs(message.t - self.ping_sent) < 1e-6:
+                self._pong(event.at)
+        else:
+            self.last_error = f"server error {message.code}: {message.message}"
+        return []
+
+    def _on_welcome(self, now: float, welcome: protocol.Welcome) -> None:
+        if not self.awaiting_welcome:
+            self.metrics.counters["messages.invalid"] += 1
+            return
+        self.awaiting_welcome = False
+        self.welcome_due = None
+        tracker = self.tracker
+        resumed = self.epoch is not None
+        if resumed and welcome.recovered and welcome.epoch == self.epoch:
+            tracker.expect((tracker.highest or 0) + 1)
+            self.metrics.counters["messages.replayed"] += welcome.replayed
+            self._note(now, f"resumed: {welcome.replayed} replayed")
+        else:
+            if resumed:
+                # A declared resync: the gap is covered, holes before it are not.
+                self.metrics.counters["messages.lost"] += tracker.settle()
+                self.metrics.counters["resyncs"] += 1
+                self._note(now, f"resync: epoch {self.epoch} -> {welcome.epoch}")
+            self.epoch = welcome.epoch
+            tracker.highest = welcome.offset
+            tracker.expect(welcome.offset + 1)
+        if self.loss_at is not None:
+            self.metrics.histograms["resume_time"].record(now - self.loss_at)
+            self.loss_at = None
+        if self.config.heartbeat_interval is None:
+            self.hb_interval = welcome.heartbeat.interval
+        if self.config.heartbeat_timeout is None:
+            self.hb_timeout = welcome.heartbeat.timeout
+        self._start_heartbeat(now)
+
+    def _on_closed(self, event: Closed) -> list[Action]:
+        reason = f"closed {event.code}" + (f" {event.reason}" if event.reason else "")
+        if event.code == protocol.CLOSE_NORMAL:
+            self._finish()
+            self._record(event.at, State.CLOSED, reason, event.code)
+            return []
+        hint = None
+        if event.code in (protocol.CLOSE_GOING_AWAY, protocol.CLOSE_TRY_AGAIN_LATER):
+            hint_ms = protocol.retry_hint_ms(event.reason)
+            hint = hint_ms / 1000 if hint_ms is not None else None
+        return self._lose(event.at, reason, code=event.code, hint=hint)
+
+    def _lose(
+        self,
+        now: float,
+        reason: str,
+        *,
+        code: int | None = None,
+        hint: float | None = None,
+        abort: bool = False,
+    ) -> list[Action]:
+        metrics = self.metrics
+        metrics.counters["connections.lost"] += 1
+        if self.fault_at is not None:
+            if now >= self.fault_at:
+                metrics.histograms["detect_time"].record(now - self.fault_at)
+            self.fault_at = None
+        self.last_error = reason
+        self._record(now, State.LOST, reason, code)
+        self.loss_at = now
+        self.awaiting_welcome = False
+        self.outage_from = self.last_data_at
+        self.ping_at = self.ping_sent = self.pong_due = self.welcome_due = self.send_at = None
+        if self.config.mode == "echo":
+            self._echoes_lost()
+        self.retrier.lost(now)
+        actions: list[Action] = [Abort(reason)] if abort else []
+        actions.extend(self._retry(now, reason, hint))
+        return actions
+
+    def _echoes_lost(self) -> None:
+        tracker = self.tracker
+        if tracker.next is not None and tracker.next < self.echo_seq:
+            tracker.missing.append([tracker.next, self.echo_seq - 1])
+        self.metrics.counters["messages.lost"] += tracker.settle()
+        tracker.expect(self.echo_seq)
+
+    def _retry(self, now: float, reason: str, hint: float | None) -> list[Action]:
+        delay = self.retrier.next_delay(now, hint)
+        if delay is None:
+            self._finish()
+            self.metrics.counters["probes.gave_up"] += 1
+            self._record(now, State.GAVE_UP, f"{reason}; gave up after "
+                         f"{self.retrier.attempts} attempts")
+            return []
+        self.reconnect_at = now + delay
+        self._record(now, State.BACKOFF, f"retry in {delay:.3f}s")
+        if delay == 0:
+            return self._on_tick(now)
+        return []
+
+    def _stop(self, now: float, reason: str) -> list[Action]:
+        was_open = self.state is State.OPEN
+        self._finish()
+        self._record(now, State.CLOSED, reason)
+        return [Close(protocol.CLOSE_NORMAL, reason)] if was_open else []
+
+    def _finish(self) -> None:
+        """Final accounting: holes that were never filled are lost (echoes still in
+        flight at a stop are not: they may simply not be back yet)."""
+        self.metrics.counters["messages.lost"] += self.tracker.settle()
+        self.ping_at = self.ping_sent = self.pong_due = self.welcome_due = None
+        self.send_at = self.reconnect_at = None
+
+    def __repr__(self) -> str:
+        return f"ProbeMachine({self.index}, state={self.state.value}, url={self.url!r})"
