@@ -10,15 +10,34 @@ Raw bytes of frames that are forwarded are never re-encoded.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
+from websockets.extensions.base import Extension
 from websockets.frames import Frame
 from websockets.streams import StreamReader
+from websockets.typing import ExtensionName
 
 HANDSHAKE, FRAMES, OPAQUE = "handshake", "frames", "opaque"
 MAX_HANDSHAKE = 64 * 1024
 _UPGRADE = re.compile(rb"(?im)^upgrade:[ \t]*websocket[ \t]*\r?$")
+
+
+class _Opaque(Extension):
+    """Lets compressed (RSV1) frames parse without inflating them: we only need their
+    opcode and boundaries, and forward their raw bytes."""
+
+    name = ExtensionName("wsctl-opaque")
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        return dataclasses.replace(frame, rsv1=False) if frame.rsv1 else frame
+
+    def encode(self, frame: Frame) -> Frame:  # pragma: no cover - never encodes
+        return frame
+
+
+_EXTENSIONS = [_Opaque()]
 
 
 def _handshake_is_websocket(head: bytes, upstream: bool) -> bool:
@@ -145,7 +164,9 @@ class FrameSplitter:
         self._parser = self._new_parser()
 
     def _new_parser(self):  # type: ignore[no-untyped-def]
-        return Frame.parse(self._reader.read_exact, mask=self.upstream, max_size=None)
+        return Frame.parse(
+            self._reader.read_exact, mask=self.upstream, max_size=None, extensions=_EXTENSIONS
+        )
 
     def at_boundary(self) -> bool:
         """True between two frames of a WebSocket stream (never in the handshake or opaque)."""

@@ -16,7 +16,7 @@ import random
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wsctl.chaos.faults.base import Chunk, FaultSpec
-from wsctl.chaos.frames import FrameSplitter, FrameTracker
+from wsctl.chaos.frames import HANDSHAKE, FrameSplitter, FrameTracker
 from wsctl.clock import Clock
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class Link:
         self.random = rng
         self.tracker = FrameTracker(direction == "upstream")
         self.stages: list[Stage] = []
+        self.peer: Link | None = None  # the other direction of the same connection
         self.bytes = 0
         self.finished = False  # EOF has been written to dest
         self._paused: set[str] = set()
@@ -268,7 +269,8 @@ class LinkStub:
     def at_frame_boundary(self) -> bool:
         if self.splitter is None:
             self.splitter = FrameSplitter(self._link.tracker.snapshot())
-        return self.splitter.at_boundary()
+        peer = self._link.peer
+        return self.splitter.at_boundary() and (peer is None or peer.tracker.mode != HANDSHAKE)
 
     def close(self) -> None:
         self._link.owner.close()

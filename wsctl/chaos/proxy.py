@@ -226,6 +226,7 @@ class Connection:
         chaos = self.proxy.chaos
         up = Link("upstream", self, self.client, transport, chaos.clock, chaos.random)
         down = Link("downstream", self, transport, self.client, chaos.clock, chaos.random)
+        up.peer, down.peer = down, up
         self.links = {"upstream": up, "downstream": down}
         client_side.bind(up, down)
         upstream_side.bind(down, up)

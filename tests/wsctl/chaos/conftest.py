@@ -38,6 +38,8 @@ class TcpEcho:
             writer.write_eof()
         except ConnectionResetError:
             self.endings.append("reset")
+        except OSError:
+            self.endings.append("error")
         finally:
             self.received.append(bytes(buf))
             writer.close()

@@ -54,7 +54,7 @@ class Stub(Protocol):
         ...
 
     def at_frame_boundary(self) -> bool:
-        """True when the WebSocket stream here is between two frames (after the handshake)."""
+        """True between two frames, once both directions are past the opening handshake."""
         ...
 
     def close(self) -> None:

@@ -39,9 +39,17 @@ async def run(config: Close, stub: Stub) -> None:
         stub.applied()
         sent = True
 
-    if stub.at_frame_boundary():
-        inject()
-    while (chunk := await stub.get()) is not None:
+    while True:
+        if not sent and stub.at_frame_boundary():
+            inject()
+        try:
+            # Until sent, wake up now and then: the handshake may complete in the other
+            # direction (the server's 101) while this one stays idle.
+            chunk = await stub.get(None if sent else 0.05)
+        except TimeoutError:
+            continue
+        if chunk is None:
+            break
         pieces = stub.split(chunk)
         for raw, parsed in pieces:
             if sent:
@@ -49,7 +57,5 @@ async def run(config: Close, stub: Stub) -> None:
             stub.send(Chunk(raw, chunk.arrived))
             if parsed is not None:
                 inject()
-        if not sent and stub.at_frame_boundary():
-            inject()
         stub.held = []
     stub.send(None)

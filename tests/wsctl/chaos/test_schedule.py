@@ -1,0 +1,103 @@
+"""Schedules on a fake clock: exact virtual instants, no real waiting."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from wsctl.chaos.proxy import Chaos, ChaosError, Toxic
+from wsctl.chaos.schedule import Timing, parse_duration, windows
+from wsctl.clock import FakeClock
+
+
+def test_windows_repeat_every_period() -> None:
+    """at 1 s, for 2 s, every 5 s: on at 1, 6, 11 and off 2 s after each."""
+    got = list(itertools.islice(windows(Timing(at=1, duration=2, every=5)), 3))
+    assert got == [(1, 3), (6, 8), (11, 13)]
+
+
+def test_window_without_for_stays_on() -> None:
+    """Without ``for`` a schedule switches the fault on once and leaves it on."""
+    assert list(windows(Timing(at=4))) == [(4, None)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every": 5}, "needs a 'for'"),
+        ({"duration": 5, "every": 5}, "shorter than 'every'"),
+        ({"duration": 1, "every": 0}, "must be > 0"),
+    ],
+)
+def test_timing_rejects_impossible_repeats(kwargs: dict[str, float], message: str) -> None:
+    """A repeat without a duration, or not longer than it, is refused with the field named."""
+    with pytest.raises(ValueError, match=message):
+        Timing(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), (1.5, 1.5), ("3", 3.0)]
+)
+def test_parse_duration(text: object, seconds: float) -> None:
+    """Durations are numbers of seconds or strings with ms/s/m/h."""
+    assert parse_duration(text, "at") == seconds
+
+
+def test_parse_duration_rejects_garbage() -> None:
+    """An unreadable duration names its field."""
+    with pytest.raises(ValueError, match="for: expected a duration"):
+        parse_duration("soon", "for")
+
+
+async def test_schedule_switches_toxic_on_and_off_at_exact_times() -> None:
+    """On a fake clock the toxic appears at 1.0 s, goes at 3.0 s, returns at 6.0 s."""
+    clock = FakeClock()
+    chaos = Chaos(clock=clock)
+    proxy = await chaos.create({"name": "p", "upstream": "127.0.0.1:9", "enabled": False})
+    schedule = proxy.add_schedule(
+        {
+            "toxic": {"type": "latency", "attributes": {"latency": 5}},
+            "at": "1s",
+            "for": 2,
+            "every": "5s",
+        }
+    )
+    await clock.advance(0.999)
+    assert "latency_downstream" not in proxy.toxics and schedule.state == "pending"
+    await clock.advance(0.001)
+    assert "latency_downstream" in proxy.toxics and schedule.state == "active"
+    await clock.advance(1.999)
+    assert "latency_downstream" in proxy.toxics
+    await clock.advance(0.001)
+    assert "latency_downstream" not in proxy.toxics
+    await clock.advance(3.0)
+    assert "latency_downstream" in proxy.toxics and schedule.activations == 2
+    await proxy.remove_schedule(schedule.id)
+    assert "latency_downstream" not in proxy.toxics and not proxy.schedules
+    await chaos.close()
+
+
+async def test_schedule_does_not_remove_a_toxic_it_did_not_add() -> None:
+    """If the name is already taken the window is skipped, and the other toxic is left alone."""
+    clock = FakeClock()
+    chaos = Chaos(clock=clock)
+    proxy = await chaos.create({"name": "p", "upstream": "127.0.0.1:9", "enabled": False})
+    proxy.add_toxic(chaos_toxic := Toxic.from_json({"type": "latency"}))
+    proxy.add_schedule({"toxic": {"type": "latency"}, "at": 1, "for": 1})
+    await clock.advance(5)
+    assert proxy.toxics["latency_downstream"] is chaos_toxic
+    await chaos.close()
+
+
+async def test_schedule_validation_names_the_field() -> None:
+    """A bad schedule body is a 400 naming the field; an unknown connection a 404."""
+    chaos = Chaos(clock=FakeClock())
+    proxy = await chaos.create({"name": "p", "upstream": "127.0.0.1:9", "enabled": False})
+    with pytest.raises(ChaosError, match="every: needs a 'for'") as bad:
+        proxy.add_schedule({"toxic": {"type": "cut"}, "every": 3})
+    assert bad.value.status == 400
+    with pytest.raises(ChaosError, match="connection not found") as missing:
+        proxy.add_schedule({"toxic": {"type": "cut"}, "connection": "nope"})
+    assert missing.value.status == 404
+    await chaos.close()
