@@ -9,6 +9,9 @@ server's default job rate (1 event/s). Targets, in the same run:
   reference       wsctl serve --profile reference (one health scheduler)
   reference/pc    the same with --health-mode per-connection (websockets' keepalive task
                   per connection), to measure the scheduler choice
+  ref/no-replay   reference with --replay-size 0: what the connection costs without the
+                  stream's replay history (which grows for --replay-age, 60 s by default:
+                  use --hold 70 or more to see the full steady state)
   baseline        wsctl serve --profile baseline (EP-0001's "before")
   bare            a bare websockets echo server, compression off; its clients send one
                   message a second and read the echo
@@ -51,6 +54,7 @@ def targets() -> list[Target]:
     return [
         Target("reference", serve, "/ws/bench-{n}"),
         Target("reference/pc", [*serve, "--health-mode", "per-connection"], "/ws/bench-{n}"),
+        Target("ref/no-replay", [*serve, "--replay-size", "0"], "/ws/bench-{n}"),
         Target("baseline", [*serve, "--profile", "baseline"], "/ws/bench-{n}"),
         Target("bare", [sys.executable, str(HERE / "_bare_echo.py")], "/c{n}", echo=True),
     ]
@@ -138,18 +142,18 @@ def main() -> None:
         for target in chosen:  # interleaved, so drift on the machine hits every target
             figures = run_one(target, args.connections, args.hold, args.concurrency)
             results[target.name].append(figures)
-            print(f"round {r + 1} {target.name:13s} " + " ".join(
+            print(f"round {r + 1} {target.name:14s} " + " ".join(
                 f"{k}={v:.1f}" for k, v in figures.items()), flush=True)
 
     med = {name: {k: statistics.median(f[k] for f in runs) for k in runs[0]}
            for name, runs in results.items()}
     print(f"\nmedians over {args.rounds} round(s), {args.connections} connections each\n")
-    header = (f"{'target':13s} {'open':>6s} {'KiB/conn':>9s} {'idle MiB':>9s} "
+    header = (f"{'target':14s} {'open':>6s} {'KiB/conn':>9s} {'idle MiB':>9s} "
               f"{'hs/s':>8s} {'hs/cpu-s':>9s} {'cpu hold':>9s} {'msg/s':>8s}")
     print(header)
     print("-" * len(header))
     for name, m in med.items():
-        print(f"{name:13s} {m['open']:6.0f} {m['rss_per_conn_kib']:9.1f} "
+        print(f"{name:14s} {m['open']:6.0f} {m['rss_per_conn_kib']:9.1f} "
               f"{m['rss_idle_mib']:9.1f} {m['handshakes_per_s']:8.0f} "
               f"{m['handshakes_per_cpu_s']:9.0f} {m['cpu_share_holding']:9.1%} "
               f"{m['messages_per_s']:8.0f}")

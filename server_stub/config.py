@@ -28,7 +28,7 @@ class ServerConfig:
     ping_timeout: float = 5.0
     health_mode: HealthMode = "scheduler"
     replay_size: int = 1000
-    replay_age: float = 120.0
+    replay_age: float = 60.0
     resume: bool = True
     compression: bool = False
     job_rate: float = 1.0

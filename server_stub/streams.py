@@ -23,11 +23,12 @@ from wsctl.protocol import encode_event
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """One event as kept: its offset, server wall time, and the ready-to-send frame."""
+    """One event as kept: its offset, server wall time, and the ready-to-send frame
+    (UTF-8 bytes, encoded once and shared by every subscriber and replay)."""
 
     offset: int
     ts: float
-    frame: str
+    frame: bytes
 
 
 class StreamStore(ABC):
@@ -127,7 +128,7 @@ class MemoryStreamStore(StreamStore):
         now = self._wall()
         log.head += 1
         data_json = json.dumps(data, separators=(",", ":"))
-        event = StoredEvent(log.head, now, encode_event(log.head, now, data_json))
+        event = StoredEvent(log.head, now, encode_event(log.head, now, data_json).encode())
         log.last_data = data_json
         if self.max_events > 0:
             if len(log.events) == self.max_events:

@@ -108,7 +108,7 @@ class WebSocketManager:
 
     # -- writing ---------------------------------------------------------------------
 
-    def write(self, session: Session, frame: str, check_slow: bool = True) -> bool:
+    def write(self, session: Session, frame: str | bytes, check_slow: bool = True) -> bool:
         """Queue one text frame on the connection now, without awaiting.
 
         Returns False when the connection is not open or was closed as a slow consumer.
@@ -116,7 +116,7 @@ class WebSocketManager:
         conn = session.conn
         if session.closing or conn.protocol.state is not State.OPEN:
             return False
-        data = frame.encode()
+        data = frame.encode() if isinstance(frame, str) else frame
         try:
             conn.protocol.send_text(data)
             conn.send_data()

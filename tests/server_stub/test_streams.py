@@ -57,4 +57,4 @@ def test_frames_are_protocol_events():
 
     store = MemoryStreamStore()
     event = store.append("a", {"step": 1})
-    assert parse_server(event.frame) == Event(1, event.ts, {"step": 1})
+    assert parse_server(event.frame.decode()) == Event(1, event.ts, {"step": 1})

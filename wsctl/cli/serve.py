@@ -64,7 +64,7 @@ def serve(
     replay_size: Annotated[int, _opt("Events kept per stream for resume.", "REPLAY_SIZE",
                                      min=0)] = 1000,
     replay_age: Annotated[str, _opt("Oldest event kept for resume; also how long an unread "
-                                    "stream's job keeps running.", "REPLAY_AGE")] = "2m",
+                                    "stream's job keeps running.", "REPLAY_AGE")] = "1m",
     job_rate: Annotated[float, _opt("Progress events per second on each stream.", "JOB_RATE",
                                     min=0.001, max=1000.0)] = 1.0,
     job_steps: Annotated[int, _opt("Steps in one simulated job.", "JOB_STEPS", min=1)] = 100,
