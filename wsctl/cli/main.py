@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from wsctl import __version__
-from wsctl.cli import serve
+from wsctl.cli import chaos, probe, serve
 from wsctl.cli._common import state
 
 EXIT_CODES = """Exit codes: 0 success (all criteria passed); 1 a criterion failed;
@@ -46,6 +46,8 @@ def main(
 
 # Commands register themselves here, one line each.
 serve.register(app)
+chaos.register(app)
+probe.register(app)
 
 
 def run() -> None:

@@ -1,0 +1,325 @@
+"""``wsctl chaos``: the fault-injection proxy and the commands that drive its API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wsctl.chaos.client import ChaosClient
+from wsctl.chaos.faults import FAULTS
+from wsctl.chaos.server import DEFAULT_API, ChaosServer, load_config
+from wsctl.cli._common import fail_usage, reports_errors
+
+app = typer.Typer(
+    help="Fault-injection TCP proxy with Toxiproxy's HTTP API and WebSocket-aware faults.",
+    no_args_is_help=True,
+)
+proxy_app = typer.Typer(
+    help="Create, list, enable, disable and remove proxies.", no_args_is_help=True
+)
+toxic_app = typer.Typer(
+    help="Add, list and remove toxics (faults) on a proxy.", no_args_is_help=True
+)
+app.add_typer(proxy_app, name="proxy")
+app.add_typer(toxic_app, name="toxic")
+
+Api = Annotated[
+    str,
+    typer.Option("--api", help="Chaos API address (host:port or URL).", envvar="WSCTL_CHAOS_API"),
+]
+Token = Annotated[
+    str | None,
+    typer.Option("--api-token", help="Bearer token for the API.", envvar="WSCTL_CHAOS_TOKEN"),
+]
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="chaos")
+
+
+def _console() -> Console:
+    return Console(soft_wrap=True)
+
+
+@app.command()
+@reports_errors
+def serve(
+    api: Annotated[
+        str,
+        typer.Option(
+            help="Address for the HTTP API (loopback by default).", envvar="WSCTL_CHAOS_API"
+        ),
+    ] = DEFAULT_API,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Toxiproxy-style JSON file of proxies to create at start.",
+            envvar="WSCTL_CHAOS_CONFIG",
+        ),
+    ] = None,
+    api_token: Token = None,
+) -> None:
+    """Run the proxy and its API until Ctrl-C (or SIGTERM), then close every connection."""
+    proxies = load_config(config) if config is not None else []
+    asyncio.run(_serve(api, proxies, api_token))
+
+
+async def _serve(api: str, proxies: list[Any], token: str | None) -> None:
+    server = ChaosServer(api=api, token=token)
+    await server.start()
+    try:
+        await server.populate(proxies)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(
+            f"wsctl chaos: API on {server.url}, {len(server.chaos.proxies)} proxies; Ctrl-C stops",
+            file=sys.stderr,
+        )
+        for proxy in server.chaos.proxies.values():
+            print(f"  {proxy.name}: {proxy.listen} -> {proxy.upstream}", file=sys.stderr)
+        waiter = asyncio.ensure_future(server.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiter, stopper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    finally:
+        await server.stop()
+        print("wsctl chaos: stopped", file=sys.stderr)
+
+
+# -- proxies ---------------------------------------------------------------------------
+
+
+def _proxy_table(proxies: list[dict[str, Any]]) -> Table:
+    table = Table("name", "listen", "upstream", "enabled", "toxics")
+    for p in proxies:
+        toxics = ", ".join(t["name"] for t in p.get("toxics", [])) or "-"
+        table.add_row(
+            p["name"], p["listen"], p["upstream"], "yes" if p["enabled"] else "no", toxics
+        )
+    return table
+
+
+@proxy_app.command("add")
+@reports_errors
+def proxy_add(
+    name: Annotated[str, typer.Argument(help="Proxy name.")],
+    upstream: Annotated[str, typer.Option(help="Where to relay to, host:port.")],
+    listen: Annotated[
+        str, typer.Option(help="Where to listen, host:port (port 0: any).")
+    ] = "127.0.0.1:0",
+    disabled: Annotated[bool, typer.Option("--disabled", help="Create without listening.")] = False,
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Create a proxy (Toxiproxy: POST /proxies)."""
+    body = {"name": name, "listen": listen, "upstream": upstream, "enabled": not disabled}
+    with ChaosClient(api, api_token) as client:
+        proxy = client.request("POST", "/proxies", body)
+    _console().print(_proxy_table([proxy]))
+
+
+@proxy_app.command("list")
+@reports_errors
+def proxy_list(api: Api = DEFAULT_API, api_token: Token = None) -> None:
+    """List proxies and their toxics."""
+    with ChaosClient(api, api_token) as client:
+        proxies = client.request("GET", "/proxies")
+    _console().print(_proxy_table(list(proxies.values())))
+
+
+@proxy_app.command("rm")
+@reports_errors
+def proxy_rm(
+    name: Annotated[str, typer.Argument(help="Proxy name.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Delete a proxy, closing its connections."""
+    with ChaosClient(api, api_token) as client:
+        client.request("DELETE", f"/proxies/{name}")
+    _console().print(f"removed proxy {name}")
+
+
+def _set_enabled(name: str, enabled: bool, api: str, token: str | None) -> None:
+    with ChaosClient(api, token) as client:
+        proxy = client.request("PATCH", f"/proxies/{name}", {"enabled": enabled})
+    _console().print(_proxy_table([proxy]))
+
+
+@proxy_app.command("enable")
+@reports_errors
+def proxy_enable(
+    name: Annotated[str, typer.Argument(help="Proxy name.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Start listening again."""
+    _set_enabled(name, True, api, api_token)
+
+
+@proxy_app.command("disable")
+@reports_errors
+def proxy_disable(
+    name: Annotated[str, typer.Argument(help="Proxy name.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Take the proxy down: stop listening and close its connections (Toxiproxy's 'down')."""
+    _set_enabled(name, False, api, api_token)
+
+
+# -- toxics ----------------------------------------------------------------------------
+
+
+def _attribute(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise fail_usage(f"attribute {text!r} is not key=value")
+    for convert in (int, float):
+        try:
+            return key, convert(raw)
+        except ValueError:
+            pass
+    return key, raw
+
+
+def _toxic_table(toxics: list[dict[str, Any]]) -> Table:
+    table = Table("name", "type", "stream", "toxicity", "attributes")
+    for t in toxics:
+        attrs = ", ".join(f"{k}={v}" for k, v in t["attributes"].items()) or "-"
+        table.add_row(t["name"], t["type"], t["stream"], f"{t['toxicity']:g}", attrs)
+    return table
+
+
+@toxic_app.command("add")
+@reports_errors
+def toxic_add(
+    proxy: Annotated[str, typer.Argument(help="Proxy name.")],
+    type_: Annotated[str, typer.Option("--type", "-t", help=f"Toxic type: {', '.join(FAULTS)}.")],
+    attribute: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attribute", "-a", help="Attribute key=value (repeatable), e.g. latency=100."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Toxic name (default <type>_<stream>).")
+    ] = None,
+    stream: Annotated[
+        str, typer.Option(help="upstream (client->server) or downstream.")
+    ] = "downstream",
+    toxicity: Annotated[float, typer.Option(help="Probability a connection gets it, 0..1.")] = 1.0,
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Add a toxic to a proxy; live connections get it at once."""
+    body: dict[str, Any] = {
+        "type": type_,
+        "stream": stream,
+        "toxicity": toxicity,
+        "attributes": dict(_attribute(a) for a in attribute or []),
+    }
+    if name:
+        body["name"] = name
+    with ChaosClient(api, api_token) as client:
+        toxic = client.request("POST", f"/proxies/{proxy}/toxics", body)
+    _console().print(_toxic_table([toxic]))
+
+
+@toxic_app.command("list")
+@reports_errors
+def toxic_list(
+    proxy: Annotated[str, typer.Argument(help="Proxy name.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """List a proxy's toxics."""
+    with ChaosClient(api, api_token) as client:
+        toxics = client.request("GET", f"/proxies/{proxy}/toxics")
+    _console().print(_toxic_table(toxics))
+
+
+@toxic_app.command("rm")
+@reports_errors
+def toxic_rm(
+    proxy: Annotated[str, typer.Argument(help="Proxy name.")],
+    name: Annotated[str, typer.Argument(help="Toxic name.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Remove a toxic; data it was holding is forwarded, not dropped."""
+    with ChaosClient(api, api_token) as client:
+        client.request("DELETE", f"/proxies/{proxy}/toxics/{name}")
+    _console().print(f"removed toxic {name} from {proxy}")
+
+
+# -- connections -----------------------------------------------------------------------
+
+
+@app.command("conns")
+@reports_errors
+def conns(
+    proxy: Annotated[str, typer.Argument(help="Proxy name.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """List a proxy's live connections."""
+    with ChaosClient(api, api_token) as client:
+        listing = client.request("GET", f"/proxies/{proxy}/connections")
+    table = Table("id", "client", "upstream", "bytes up", "bytes down", "toxics")
+    for c in listing:
+        toxics = ", ".join(t["name"] for t in c["toxics"]) or "-"
+        b = c["bytes"]
+        table.add_row(
+            c["id"],
+            c["client"],
+            c["upstream"],
+            str(b.get("upstream", 0)),
+            str(b.get("downstream", 0)),
+            toxics,
+        )
+    _console().print(table)
+
+
+@app.command("cut")
+@reports_errors
+def cut(
+    proxy: Annotated[str, typer.Argument(help="Proxy name.")],
+    connection: Annotated[
+        str | None, typer.Argument(help="Connection id (see `wsctl chaos conns`).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Cut every connection of the proxy.")] = False,
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Reset connections now (TCP RST): WebSocket clients see 1006."""
+    if (connection is None) == (not all_):
+        raise fail_usage("give a connection id or --all (not both)")
+    path = f"/proxies/{proxy}/connections" + (f"/{connection}" if connection else "")
+    with ChaosClient(api, api_token) as client:
+        client.request("DELETE", path)
+    _console().print(
+        f"cut {'every connection' if all_ else 'connection ' + str(connection)} of {proxy}"
+    )
+
+
+@app.command("reset")
+@reports_errors
+def reset(api: Api = DEFAULT_API, api_token: Token = None) -> None:
+    """Enable every proxy and remove every toxic and schedule (Toxiproxy: POST /reset)."""
+    with ChaosClient(api, api_token) as client:
+        client.request("POST", "/reset")
+    _console().print("reset: all proxies enabled, all toxics removed")
