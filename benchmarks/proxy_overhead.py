@@ -1,0 +1,234 @@
+"""What does ``wsctl chaos`` (no faults) add to a WebSocket echo round trip?
+
+One run measures three paths to the same websockets echo server (its own process):
+
+    direct       client -> echo server
+    bare relay   client -> simplest asyncio relay (own process) -> echo server
+    wsctl chaos  client -> `wsctl chaos serve` proxy, no toxics (own process) -> echo server
+
+Latency: one message at a time, paced at ~1,000 msg/s, p50/p99 of the round trip.
+Throughput: 64 KiB binary messages, pipelined, MB/s of echoed payload.
+Rounds alternate between the paths so drift on the machine hits all of them alike.
+
+    python benchmarks/proxy_overhead.py [--messages 3000] [--rounds 3]
+
+Targets (issue 7): wsctl's added p50 <= 1.15 x the bare relay's added p50; proxied
+throughput >= 50% of direct. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+ECHO_SERVER = """
+import asyncio, sys
+from websockets.asyncio.server import serve
+async def echo(ws):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with serve(echo, "127.0.0.1", 0, compression=None, max_size=None) as s:
+        print(s.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+# The simplest possible proxy: asyncio streams, one copy loop per direction.
+BARE_RELAY = """
+import asyncio, sys
+UP = int(sys.argv[1])
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+async def handle(r, w):
+    ur, uw = await asyncio.open_connection("127.0.0.1", UP)
+    await asyncio.gather(pipe(r, uw), pipe(ur, w), return_exceptions=True)
+async def main():
+    s = await asyncio.start_server(handle, "127.0.0.1", 0)
+    print(s.sockets[0].getsockname()[1], flush=True)
+    await s.serve_forever()
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn_script(code: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def spawn_wsctl_chaos(upstream_port: int, workdir: Path) -> tuple[subprocess.Popen[str], int]:
+    api = f"127.0.0.1:{free_port()}"
+    config = workdir / "proxies.json"
+    proxy = {"name": "bench", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{upstream_port}"}
+    config.write_text(json.dumps([proxy]))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from wsctl.cli.main import run; run()",
+            "chaos",
+            "serve",
+            "--api",
+            api,
+            "--config",
+            str(config),
+        ],
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{api}/proxies/bench", timeout=1) as response:
+                listen = json.load(response)["listen"]
+                return proc, int(listen.rsplit(":", 1)[1])
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("wsctl chaos serve did not come up") from None
+            time.sleep(0.05)
+
+
+async def latency(port: int, messages: int, rate: float) -> list[float]:
+    """Round trips (s) of ``messages`` 32-byte messages sent at ``rate`` per second."""
+    payload = os.urandom(32)
+    samples = []
+    async with connect(f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None) as ws:
+        for _ in range(50):  # warm up
+            await ws.send(payload)
+            await ws.recv()
+        start = time.perf_counter()
+        for i in range(messages):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            await ws.send(payload)
+            await ws.recv()
+            samples.append(time.perf_counter() - sent)
+    return samples
+
+
+async def throughput(port: int, count: int, size: int = 64 * 1024) -> float:
+    """MB/s of echoed payload with ``count`` pipelined messages of ``size`` bytes."""
+    payload = os.urandom(size)
+    async with connect(
+        f"ws://127.0.0.1:{port}/", compression=None, ping_interval=None, max_size=None
+    ) as ws:
+        for _ in range(20):
+            await ws.send(payload)
+            await ws.recv()
+        window = asyncio.Semaphore(32)  # messages in flight
+
+        async def send() -> None:
+            for _ in range(count):
+                await window.acquire()
+                await ws.send(payload)
+
+        start = time.perf_counter()
+        sender = asyncio.create_task(send())
+        for _ in range(count):
+            await ws.recv()
+            window.release()
+        await sender
+        return count * size / (time.perf_counter() - start) / 1e6
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def measure(
+    targets: dict[str, int], rounds: int, messages: int, count: int, rate: float
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    rtts: dict[str, list[float]] = {name: [] for name in targets}
+    mbps: dict[str, list[float]] = {name: [] for name in targets}
+    for r in range(rounds):
+        order = list(targets) if r % 2 == 0 else list(reversed(targets))
+        for name in order:
+            rtts[name] += await latency(targets[name], messages, rate)
+            mbps[name].append(await throughput(targets[name], count))
+    return rtts, mbps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--messages", type=int, default=3000, help="latency samples per round")
+    parser.add_argument("--rate", type=float, default=1000.0, help="messages per second")
+    parser.add_argument("--count", type=int, default=1500, help="64 KiB messages per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            echo, echo_port = spawn_script(ECHO_SERVER)
+            procs.append(echo)
+            relay, relay_port = spawn_script(BARE_RELAY, str(echo_port))
+            procs.append(relay)
+            chaos, chaos_port = spawn_wsctl_chaos(echo_port, Path(tmp))
+            procs.append(chaos)
+            targets = {"direct": echo_port, "bare relay": relay_port, "wsctl chaos": chaos_port}
+            rtts, mbps = asyncio.run(
+                measure(targets, args.rounds, args.messages, args.count, args.rate)
+            )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+
+    p50 = {n: pct(s, 0.50) * 1e6 for n, s in rtts.items()}
+    p99 = {n: pct(s, 0.99) * 1e6 for n, s in rtts.items()}
+    tput = {n: statistics.median(v) for n, v in mbps.items()}
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.rounds} rounds x "
+        f"{args.messages} msgs @ {args.rate:g}/s, {args.count} x 64 KiB for throughput"
+    )
+    print(f"{'path':<12} {'p50 us':>8} {'p99 us':>8} {'+p50 us':>8} {'MB/s':>8} {'vs direct':>9}")
+    for name in rtts:
+        added = p50[name] - p50["direct"]
+        print(
+            f"{name:<12} {p50[name]:8.0f} {p99[name]:8.0f} {added:8.0f} {tput[name]:8.0f} "
+            f"{tput[name] / tput['direct']:8.0%}"
+        )
+    bare_added = p50["bare relay"] - p50["direct"]
+    wsctl_added = p50["wsctl chaos"] - p50["direct"]
+    ratio = wsctl_added / bare_added if bare_added > 0 else float("nan")
+    print(
+        f"wsctl added p50 / bare relay added p50 = {ratio:.2f} (target <= 1.15): "
+        f"{'met' if ratio <= 1.15 else 'MISSED'}"
+    )
+    share = tput["wsctl chaos"] / tput["direct"]
+    print(
+        f"wsctl throughput / direct = {share:.0%} (target >= 50%): "
+        f"{'met' if share >= 0.5 else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
