@@ -13,7 +13,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -85,9 +85,10 @@ def describe_connect_error(exc: BaseException, timeout: float) -> ConnectError:
     if isinstance(exc, socket.gaierror):
         return ConnectError(f"DNS lookup failed: {exc.strerror or exc}")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return ConnectError(f"TLS certificate verification failed: {exc.verify_message}")
+        return ConnectError("TLS certificate verification failed: "
+                            f"{getattr(exc, 'verify_message', None) or exc}")
     if isinstance(exc, ssl.SSLError):
-        return ConnectError(f"TLS handshake failed: {exc.reason or exc}")
+        return ConnectError(f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}")
     if isinstance(exc, InvalidHandshake):
         return ConnectError(f"WebSocket handshake failed: {exc}")
     if isinstance(exc, OSError):
@@ -102,6 +103,9 @@ def websockets_connector(
     connection), no library keepalive (the machine runs the heartbeat), no proxy."""
 
     async def connect(url: str, timeout: float) -> Link:
+        tls: dict[str, Any] = {}
+        if ssl_context is not None and url.startswith("wss:"):
+            tls["ssl"] = ssl_context  # otherwise websockets uses the system's defaults
         try:
             return await ws_connect(
                 url,
@@ -111,8 +115,8 @@ def websockets_connector(
                 compression=None,
                 proxy=None,
                 max_size=max_size,
-                ssl=ssl_context if url.startswith("wss:") else None,
                 user_agent_header=f"wsctl/{__version__}",
+                **tls,
             )
         except InvalidURI:
             raise

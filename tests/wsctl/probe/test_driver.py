@@ -209,3 +209,17 @@ async def test_stop_closes_open_probes_politely():
             await asyncio.sleep(0.02)
     assert result.details["states"]["closed"] == 4
     assert codes == [1000] * 4
+
+
+@pytest.mark.parametrize("exc, reason", [
+    (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
+    (__import__("socket").gaierror(-2, "Name or service not known"),
+     "DNS lookup failed: Name or service not known"),
+    (__import__("ssl").SSLError(1, "[SSL] wrong version number"), "TLS handshake failed"),
+    (TimeoutError(), "timed out after 3s opening the connection"),
+])
+def test_connect_errors_are_named_for_people(exc, reason):
+    """Refused, DNS, TLS and timeouts each become a line that says which it was."""
+    from wsctl.probe.driver import describe_connect_error
+
+    assert describe_connect_error(exc, 3.0).reason.startswith(reason)

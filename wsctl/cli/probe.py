@@ -1,0 +1,233 @@
+"""``wsctl probe URL``: reconnecting probe clients that measure what a user would feel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
+
+from wsctl.backoff import BackoffPolicy
+from wsctl.cli._common import reports_errors
+from wsctl.errors import InvalidInput
+from wsctl.units import parse_duration
+
+HELP = (
+    "Run N reconnecting probe clients against URL and report what they saw.\n\n"
+    "Modes: resume (the reference server's protocol v1: offsets, replays, resyncs), echo "
+    "(round trips against any echo server), listen (counts what any server sends). `{n}` "
+    "in URL becomes each probe's index, e.g. ws://127.0.0.1:8765/ws/alert-{n}.\n\n"
+    "Exit codes: 0 done; 2 invalid input; 3 the target was unreachable (a probe gave up, "
+    "or no probe ever connected), with what failed: refused, DNS, TLS or HTTP status."
+)
+
+
+class ModeName(StrEnum):
+    resume = "resume"
+    echo = "echo"
+    listen = "listen"
+
+
+class HeartbeatName(StrEnum):
+    auto = "auto"
+    app = "app"
+    protocol = "protocol"
+    off = "off"
+
+
+class BackoffName(StrEnum):
+    full = "full"
+    equal = "equal"
+    decorrelated = "decorrelated"
+    exponential = "exponential"
+
+
+class ViewName(StrEnum):
+    auto = "auto"
+    live = "live"
+    plain = "plain"
+    quiet = "quiet"
+
+
+def _opt(help: str, env: str | None, *names: str, **kw: object) -> typer.models.OptionInfo:  # noqa: A002
+    """An option with help text and, where it makes sense, a ``WSCTL_PROBE_*`` variable."""
+    kw.setdefault("show_default", True)
+    if env is not None:
+        kw["envvar"] = f"WSCTL_PROBE_{env}"
+    return typer.Option(*names, help=help, **kw)  # type: ignore[arg-type]
+
+
+def _seconds(text: str, what: str, *, zero_ok: bool = False) -> float:
+    value = parse_duration(text, what)
+    if value == 0 and not zero_ok:
+        raise InvalidInput(f"{what} must be greater than zero, got {text!r}")
+    return value
+
+
+def check_url(url: str) -> None:
+    """Reject anything that is not a ws:// or wss:// URL with a host (``{n}`` allowed)."""
+    if not url.startswith(("ws://", "wss://")):
+        raise InvalidInput(f"invalid URL {url!r}: it must start with ws:// or wss://")
+    try:
+        parse_uri(url.replace("{n}", "0"))
+    except (InvalidURI, ValueError) as exc:  # ValueError: port out of range
+        raise InvalidInput(f"invalid URL {url!r}: {exc}") from exc
+
+
+def ensure_fds(count: int) -> None:
+    """Each probe holds one socket: make sure this process may open enough of them."""
+    needed = count + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise InvalidInput(f"--count {count} needs about {needed} file descriptors but this "
+                           f"process may open at most {hard} (ulimit -n); use fewer probes "
+                           "per process")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+@reports_errors
+def probe(
+    url: Annotated[str, typer.Argument(help="ws:// or wss:// URL; {n} becomes the probe index.",
+                                       envvar="WSCTL_PROBE_URL", show_default=False)],
+    count: Annotated[int, _opt("Number of probes (one connection each).", "COUNT",
+                               "--count", "-n", min=1)] = 1,
+    duration: Annotated[str, _opt("How long to run, e.g. 30s or 5m.", "DURATION")] = "10s",
+    forever: Annotated[bool, _opt("Run until interrupted (synthetic monitor); overrides "
+                                  "--duration.", "FOREVER")] = False,
+    mode: Annotated[ModeName, _opt("resume = protocol v1 offsets and resume; echo = time "
+                                   "round trips; listen = count frames.", "MODE")]
+    = ModeName.resume,
+    heartbeat: Annotated[HeartbeatName, _opt(
+        "Liveness check: app = protocol v1 ping/pong frames; protocol = WebSocket "
+        "ping/pong; auto = app for resume, protocol otherwise.", "HEARTBEAT")]
+    = HeartbeatName.auto,
+    heartbeat_interval: Annotated[str | None, _opt(
+        "Time between pings [default: the server's welcome in resume mode, else 5s].",
+        "HEARTBEAT_INTERVAL", show_default=False)] = None,
+    heartbeat_timeout: Annotated[str | None, _opt(
+        "No pong within this -> the connection is dead (half-open) and is replaced "
+        "[default: the server's welcome in resume mode, else 5s].", "HEARTBEAT_TIMEOUT",
+        show_default=False)] = None,
+    connect_timeout: Annotated[str, _opt("Longest TCP + TLS + opening handshake (and wait "
+                                         "for the welcome).", "CONNECT_TIMEOUT")] = "10s",
+    rate: Annotated[float, _opt("Echo mode: messages per second per probe.", "RATE",
+                                min=0.001)] = 1.0,
+    backoff: Annotated[BackoffName, _opt("Reconnect delay policy.", "BACKOFF")]
+    = BackoffName.full,
+    backoff_base: Annotated[str, _opt("First backoff ceiling.", "BACKOFF_BASE")] = "500ms",
+    backoff_cap: Annotated[str, _opt("Largest backoff delay.", "BACKOFF_CAP")] = "30s",
+    backoff_factor: Annotated[float, _opt("Growth of the ceiling per attempt.",
+                                          "BACKOFF_FACTOR", min=1.0)] = 2.0,
+    min_uptime: Annotated[str, _opt("A connection must last this long before the attempt "
+                                    "counter resets.", "MIN_UPTIME")] = "2s",
+    max_attempts: Annotated[int, _opt("Give up after this many attempts in one outage "
+                                      "(0 = never).", "MAX_ATTEMPTS", min=0)] = 0,
+    retry_deadline: Annotated[str, _opt("Give up when an outage lasts this long (0 = never).",
+                                        "RETRY_DEADLINE")] = "0",
+    seed: Annotated[int | None, _opt("Seed for backoff jitter: same seed, same delays.",
+                                     "SEED", show_default=False)] = None,
+    spawn_rate: Annotated[float, _opt("New probes started per second.", "SPAWN_RATE",
+                                      min=1.0)] = 1000.0,
+    json_out: Annotated[Path | None, _opt("Write the result object (schema v1, see "
+                                          "docs/probe.md) to this file; '-' for stdout.",
+                                          "JSON", "--json", show_default=False)] = None,
+    records: Annotated[Path | None, _opt("Write every state change as JSON lines here.",
+                                         "RECORDS", show_default=False)] = None,
+    metrics_port: Annotated[int | None, _opt(
+        "Serve Prometheus metrics on this port (0 picks one) at /metrics.", "METRICS_PORT",
+        min=0, max=65535, show_default=False)] = None,
+    metrics_host: Annotated[str, _opt("Address for --metrics-port.", "METRICS_HOST")]
+    = "127.0.0.1",
+    cacert: Annotated[Path | None, _opt("CA bundle (PEM) to verify a wss:// server.",
+                                        "CACERT", show_default=False)] = None,
+    insecure: Annotated[bool, _opt("wss:// without certificate verification.",
+                                   "INSECURE")] = False,
+    view: Annotated[ViewName, _opt("live = rich table (TTY); plain = a status line every "
+                                   "--report-interval; quiet = summary only.", "VIEW")]
+    = ViewName.auto,
+    report_interval: Annotated[str, _opt("Time between plain status lines.",
+                                         "REPORT_INTERVAL")] = "5s",
+) -> None:
+    from wsctl.metrics import validate
+    from wsctl.probe.console import summary
+    from wsctl.probe.fleet import Fleet
+    from wsctl.probe.machine import ProbeConfig
+    from wsctl.probe.runner import RecordsWriter, check_reachable, run_fleet, tls_context
+
+    check_url(url)
+    if (cacert or insecure) and not url.startswith("wss://"):
+        raise InvalidInput("--cacert and --insecure apply to wss:// URLs only")
+    if metrics_port is not None and not forever:
+        typer.echo("wsctl probe: note: --metrics-port without --forever stops serving at "
+                   "the end of --duration", err=True)
+    try:
+        policy = BackoffPolicy(
+            kind=backoff.value,
+            base=parse_duration(backoff_base, "--backoff-base"),
+            cap=parse_duration(backoff_cap, "--backoff-cap"),
+            factor=backoff_factor,
+            min_uptime=parse_duration(min_uptime, "--min-uptime"),
+            max_attempts=max_attempts or None,
+            deadline=_seconds(retry_deadline, "--retry-deadline", zero_ok=True) or None,
+        )
+        config = ProbeConfig(
+            url=url,
+            mode=mode.value,
+            backoff=policy,
+            heartbeat=heartbeat.value,
+            heartbeat_interval=(_seconds(heartbeat_interval, "--heartbeat-interval")
+                                if heartbeat_interval else None),
+            heartbeat_timeout=(_seconds(heartbeat_timeout, "--heartbeat-timeout")
+                               if heartbeat_timeout else None),
+            connect_timeout=_seconds(connect_timeout, "--connect-timeout"),
+            echo_rate=rate,
+            duration=None if forever else _seconds(duration, "--duration"),
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    interval = _seconds(report_interval, "--report-interval")
+    ensure_fds(count)
+    context = tls_context(cacert, insecure)
+
+    from wsctl.probe.driver import websockets_connector
+
+    json_stdout = json_out is not None and str(json_out) == "-"
+    if json_out is not None and not json_stdout and not json_out.parent.is_dir():
+        raise InvalidInput(f"--json {json_out}: directory {json_out.parent} does not exist")
+    fleet_ref: list[Fleet] = []
+    writer = RecordsWriter(records, fleet_ref) if records else None
+    fleet = Fleet(config, count, seed=seed, connector=websockets_connector(context),
+                  sink=writer, spawn_rate=spawn_rate)
+    fleet_ref.append(fleet)
+    # With --json - stdout carries only the JSON; people's output goes to stderr.
+    console = Console(stderr=json_stdout)
+    try:
+        result = asyncio.run(run_fleet(fleet, view=view.value, report_interval=interval,
+                                       metrics_port=metrics_port, metrics_host=metrics_host,
+                                       console=console, out=console.file))
+    finally:
+        if writer is not None:
+            writer.close()
+    obj = result.to_dict()
+    validate(obj)
+    if json_out is not None:
+        text = json.dumps(obj, indent=2)
+        if json_stdout:
+            typer.echo(text)
+        else:
+            json_out.write_text(text + "\n", encoding="utf-8")
+    console.print(summary(result))
+    check_reachable(result)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("probe", help=HELP)(probe)
