@@ -94,16 +94,21 @@ class JobRunner:
         schedule: JobSchedule,
         publish: Callable[[str, dict[str, Any]], None],
         clock: Clock | None = None,
-        tick: float = 0.02,
+        max_sleep: float = 0.25,
     ) -> None:
         self.schedule = schedule
         self.publish = publish
         self.clock = clock or MonotonicClock()
-        self.tick = tick
+        self.max_sleep = max_sleep
 
     async def run(self) -> None:
-        """Emit due steps forever; cancel the task to stop."""
+        """Emit due steps forever, waking when the next one is due (and at least every
+        ``max_sleep`` s, to notice new streams); cancel the task to stop."""
         while True:
             for stream, data in self.schedule.due(self.clock.now()):
                 self.publish(stream, data)
-            await self.clock.sleep(self.tick)
+            delay = self.max_sleep
+            next_due = self.schedule.next_due()
+            if next_due is not None:
+                delay = min(delay, max(0.0, next_due - self.clock.now()))
+            await self.clock.sleep(delay)

@@ -40,3 +40,23 @@ def test_rate_must_be_positive():
     """A zero rate is refused."""
     with pytest.raises(ValueError):
         JobSchedule(rate=0, steps=1)
+
+
+async def test_runner_publishes_each_step_on_time_on_a_fake_clock():
+    """Driven on virtual time, the runner publishes each step exactly when it is due."""
+    import asyncio
+
+    from server_stub.jobs import JobRunner
+    from wsctl.clock import FakeClock
+
+    clock = FakeClock()
+    sched = JobSchedule(rate=4.0, steps=10)
+    published: list[tuple[float, str, int]] = []
+    runner = JobRunner(sched, lambda s, d: published.append((clock.now(), s, d["step"])), clock)
+    task = asyncio.get_running_loop().create_task(runner.run())
+    await clock.advance(0)
+    sched.start("a", clock.now())
+    await clock.advance(1.0)
+    task.cancel()
+    assert [(round(t, 9), s, step) for t, s, step in published] == [
+        (0.25, "a", 1), (0.5, "a", 2), (0.75, "a", 3), (1.0, "a", 4)]

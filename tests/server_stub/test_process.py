@@ -58,3 +58,60 @@ def test_port_in_use_is_one_line_and_exit_3(server_process):
     assert result.returncode == 3
     assert result.stderr.strip().count("\n") == 0
     assert "address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def _self_signed(tmp_path):
+    """A throwaway certificate for 127.0.0.1, made with the openssl command."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not found: cannot make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+async def test_wss_with_certfile_and_keyfile(server_process, tmp_path):
+    """--certfile/--keyfile serve wss://; a client trusting the cert gets a welcome."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server = server_process("--certfile", str(cert), "--keyfile", str(key))
+    assert server.url.startswith("wss://")
+    context = ssl.create_default_context(cafile=str(cert))
+    async with connect(f"{server.url}/ws/a", ssl=context) as ws:
+        assert isinstance(await recv_message(ws), p.Welcome)
+
+
+def test_unreadable_certificate_is_exit_2(tmp_path):
+    """A certificate that cannot be loaded is bad input: one line, exit 2."""
+    bogus = tmp_path / "cert.pem"
+    bogus.write_text("not a certificate")
+    result = subprocess.run(
+        [sys.executable, "-m", "server_stub", "--port", "0", "--certfile", str(bogus),
+         "--keyfile", str(bogus)],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode == 2
+    assert "cannot load TLS certificate" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_json_log_has_one_line_per_connection_event(server_process):
+    """--log-format json logs open (with resume outcome) and close (with code) as JSON lines."""
+    import json
+
+    server = server_process("--log-format", "json", "--log-level", "info")
+    async with connect(f"{server.url}/ws/a") as ws:
+        await recv_message(ws)
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.proc.wait, 10) == 0
+    records = [json.loads(line) for line in server.proc.stderr.read().splitlines()]
+    messages = [r["msg"] for r in records]
+    assert any(m.startswith("open id=1 ") and "resume=fresh" in m for m in messages)
+    assert any(m.startswith("close id=1 ") and "code=1000" in m for m in messages)
+    assert all({"ts", "level", "msg"} <= r.keys() for r in records)
