@@ -120,3 +120,26 @@ async def test_no_leak_after_500_connections(kind: str, chaos: Chaos, tcp_echo: 
     assert await settle(lambda: not proxy.connections and not proxy._tasks, 5)
     assert await settle(lambda: len(asyncio.all_tasks()) <= tasks_before, 5)
     assert await settle(lambda: open_fds() <= fds_before, 5)
+
+
+@pytest.mark.parametrize("kind", list(ALL))
+async def test_close_propagates_with_every_fault(
+    kind: str, chaos: Chaos, tcp_echo: TcpEcho
+) -> None:
+    """Whatever the fault, a client's close reaches the server and the server's the client."""
+    proxy = await make_proxy(chaos, tcp_echo.port)
+    add_both_ways(proxy, kind, ALL[kind])
+    host, port = proxy.listen.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write_eof()
+    try:
+        await asyncio.wait_for(reader.read(-1), 3)  # b"" (FIN) ...
+    except ConnectionResetError:  # ... or RST, for the faults whose job is to reset
+        pass
+    await asyncio.wait_for(tcp_echo.ended.wait(), 3)
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    assert await settle(lambda: not proxy.connections)
