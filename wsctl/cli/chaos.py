@@ -82,7 +82,7 @@ async def _serve(api: str, proxies: list[Any], token: str | None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         print(
-            f"wsctl chaos: API on {server.url}, {len(server.chaos.proxies)} proxies; Ctrl-C stops",
+            f"wsctl chaos: API on {server.url}, proxies: {len(server.chaos.proxies)}; Ctrl-C stops",
             file=sys.stderr,
         )
         for proxy in server.chaos.proxies.values():
@@ -222,10 +222,23 @@ def toxic_add(
         str, typer.Option(help="upstream (client->server) or downstream.")
     ] = "downstream",
     toxicity: Annotated[float, typer.Option(help="Probability a connection gets it, 0..1.")] = 1.0,
+    connection: Annotated[
+        str | None,
+        typer.Option(help="Only this connection (id from `wsctl chaos conns`)."),
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option(help="Schedule: switch on after this long, e.g. 5s.")
+    ] = None,
+    for_: Annotated[
+        str | None, typer.Option("--for", help="Schedule: switch off after this long, e.g. 250ms.")
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option(help="Schedule: repeat with this period (needs --for).")
+    ] = None,
     api: Api = DEFAULT_API,
     api_token: Token = None,
 ) -> None:
-    """Add a toxic to a proxy; live connections get it at once."""
+    """Add a toxic to a proxy (live connections get it at once), or schedule it."""
     body: dict[str, Any] = {
         "type": type_,
         "stream": stream,
@@ -235,8 +248,36 @@ def toxic_add(
     if name:
         body["name"] = name
     with ChaosClient(api, api_token) as client:
-        toxic = client.request("POST", f"/proxies/{proxy}/toxics", body)
+        if at is not None or for_ is not None or every is not None:
+            timing = {"at": at or 0, "for": for_, "every": every, "connection": connection}
+            schedule = client.request(
+                "POST", f"/proxies/{proxy}/schedules", {"toxic": body, **timing}
+            )
+            _console().print(_schedule_table([schedule]))
+            return
+        path = f"/proxies/{proxy}" + (f"/connections/{connection}" if connection else "")
+        toxic = client.request("POST", f"{path}/toxics", body)
     _console().print(_toxic_table([toxic]))
+
+
+def _schedule_table(schedules: list[dict[str, Any]]) -> Table:
+    table = Table("schedule", "toxic", "type", "at", "for", "every", "connection", "state")
+    for s in schedules:
+
+        def show(value: Any) -> str:
+            return "-" if value is None else f"{value:g}s"
+
+        table.add_row(
+            s["id"],
+            s["toxic"]["name"],
+            s["toxic"]["type"],
+            show(s["at"]),
+            show(s["for"]),
+            show(s["every"]),
+            s["connection"] or "all",
+            s["state"],
+        )
+    return table
 
 
 @toxic_app.command("list")
@@ -246,10 +287,14 @@ def toxic_list(
     api: Api = DEFAULT_API,
     api_token: Token = None,
 ) -> None:
-    """List a proxy's toxics."""
+    """List a proxy's toxics, and its schedules if it has any."""
     with ChaosClient(api, api_token) as client:
         toxics = client.request("GET", f"/proxies/{proxy}/toxics")
-    _console().print(_toxic_table(toxics))
+        schedules = client.request("GET", f"/proxies/{proxy}/schedules")
+    console = _console()
+    console.print(_toxic_table(toxics))
+    if schedules:
+        console.print(_schedule_table(schedules))
 
 
 @toxic_app.command("rm")
@@ -257,12 +302,16 @@ def toxic_list(
 def toxic_rm(
     proxy: Annotated[str, typer.Argument(help="Proxy name.")],
     name: Annotated[str, typer.Argument(help="Toxic name.")],
+    connection: Annotated[
+        str | None, typer.Option(help="The toxic was added to this connection only.")
+    ] = None,
     api: Api = DEFAULT_API,
     api_token: Token = None,
 ) -> None:
     """Remove a toxic; data it was holding is forwarded, not dropped."""
+    path = f"/proxies/{proxy}" + (f"/connections/{connection}" if connection else "")
     with ChaosClient(api, api_token) as client:
-        client.request("DELETE", f"/proxies/{proxy}/toxics/{name}")
+        client.request("DELETE", f"{path}/toxics/{name}")
     _console().print(f"removed toxic {name} from {proxy}")
 
 
@@ -314,6 +363,20 @@ def cut(
     _console().print(
         f"cut {'every connection' if all_ else 'connection ' + str(connection)} of {proxy}"
     )
+
+
+@app.command("unschedule")
+@reports_errors
+def unschedule(
+    proxy: Annotated[str, typer.Argument(help="Proxy name.")],
+    schedule: Annotated[str, typer.Argument(help="Schedule id (see `wsctl chaos toxic list`).")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Cancel a schedule; a toxic it switched on is removed."""
+    with ChaosClient(api, api_token) as client:
+        client.request("DELETE", f"/proxies/{proxy}/schedules/{schedule}")
+    _console().print(f"cancelled schedule {schedule} of {proxy}")
 
 
 @app.command("reset")

@@ -27,13 +27,14 @@ def api() -> Iterator[str]:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(server.start())
         ready.set()
-        loop.run_until_complete(server.wait())
+        loop.run_forever()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert ready.wait(10)
     yield server.address
     asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
     loop.close()
 
@@ -127,3 +128,37 @@ def test_serve_with_bad_config_is_exit_2(tmp_path: object) -> None:
     config.write_text('{"name": "x"}')
     code, _, err = wsctl("chaos", "serve", "--api", "127.0.0.1:0", "--config", str(config))
     assert code == 2 and "proxies.json" in err and "JSON array" in err
+
+
+def test_toxic_add_with_timing_creates_a_schedule(api: str) -> None:
+    """--at/--for/--every turn ``toxic add`` into a schedule, listed by ``toxic list``."""
+    wsctl("chaos", "proxy", "add", "web", "--upstream", "127.0.0.1:9", "--api", api)
+    code, out, err = wsctl(
+        "chaos",
+        "toxic",
+        "add",
+        "web",
+        "-t",
+        "cut",
+        "--at",
+        "1h",
+        "--for",
+        "1s",
+        "--every",
+        "2h",
+        "--api",
+        api,
+    )
+    assert code == 0, err
+    assert "3600s" in out and "7200s" in out and "pending" in out
+    code, out, _ = wsctl("chaos", "toxic", "list", "web", "--api", api)
+    assert code == 0 and "cut_downstream" in out and "pending" in out
+    code, _, err = wsctl("chaos", "unschedule", "web", "999", "--api", api)
+    assert code == 2 and "schedule not found" in err
+
+
+def test_bad_schedule_is_exit_2(api: str) -> None:
+    """--every without --for is refused by the API: one line, exit 2."""
+    wsctl("chaos", "proxy", "add", "web", "--upstream", "127.0.0.1:9", "--api", api)
+    code, _, err = wsctl("chaos", "toxic", "add", "web", "-t", "cut", "--every", "5s", "--api", api)
+    assert code == 2 and "needs a 'for'" in err
