@@ -6,6 +6,7 @@ Routes (all on the same port, through websockets' ``process_request``):
     GET /ws/health     JSON health (200 healthy, 503 draining or at capacity);
                        as a WebSocket upgrade, the same JSON once a second
     GET /metrics       Prometheus text format
+    GET /              the dashboard; GET /static/<name> its files (static_files.py)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from server_stub import static_files
 from server_stub.auth import check_token
 from server_stub.config import ServerConfig
 from server_stub.connection_pool import ConnectionPool, Refusal, Session
@@ -246,6 +248,8 @@ class ReferenceServer:
             health = self.health()
             return _respond(conn, 200 if health["status"] == "ok" else 503,
                             json.dumps(health) + "\n", "application/json")
+        if not upgrade and static_files.is_static_path(path):  # GET / is the dashboard
+            return static_files.respond(conn, path)
         if not path.startswith("/ws/"):
             return _respond(conn, 404, f"not found: {path}; streams are at /ws/{{stream}}\n",
                             "text/plain; charset=utf-8")

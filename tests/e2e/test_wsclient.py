@@ -1,0 +1,191 @@
+"""wsclient.js on its own, in real Chromium: its pure functions, and its handling of a
+scripted server that sends duplicates, a hole and a final 1000."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import Server, ServerConnection, serve
+
+from server_stub.static_files import STATIC_DIR
+
+HEARTBEAT = {"interval": 5.0, "timeout": 5.0}
+
+
+@pytest.fixture
+def client_page(page: Any) -> Any:
+    """A blank page with wsclient.js loaded and nothing else."""
+    page.set_content("<!doctype html><title>wsclient</title>")
+    page.add_script_tag(path=str(STATIC_DIR / "wsclient.js"))
+    return page
+
+
+Script = Callable[[ServerConnection], None]
+
+
+class ScriptedServer:
+    """A WebSocket server in a thread that plays one script per connection, in order."""
+
+    def __init__(self, scripts: list[Script]) -> None:
+        self.scripts = scripts
+        self.paths: list[str] = []
+        self.failures: list[BaseException] = []
+        self.server: Server = serve(self._handle, "127.0.0.1", 0)
+        self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/ws/scripted"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        self.paths.append(ws.request.path)
+        script = self.scripts[min(len(self.paths), len(self.scripts)) - 1]
+        try:
+            script(ws)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # reported by the test, not lost in the thread
+            self.failures.append(exc)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[Script]], ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(scripts: list[Script]) -> ScriptedServer:
+        servers.append(ScriptedServer(scripts))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def welcome(offset: int, recovered: bool = True, replayed: int = 0, epoch: str = "E1") -> str:
+    return json.dumps({"type": "welcome", "stream": "scripted", "epoch": epoch, "offset": offset,
+                       "recovered": recovered, "replayed": replayed, "heartbeat": HEARTBEAT})
+
+
+def event(offset: int) -> str:
+    return json.dumps({"type": "event", "offset": offset, "ts": 0.0,
+                       "data": {"step": offset, "total": 10, "status": "running", "message": ""}})
+
+
+def drain(ws: ServerConnection) -> None:
+    """Read until the client closes."""
+    while True:
+        ws.recv()
+
+
+START_CLIENT = """url => {
+  window.delivered = [];
+  window.states = [];
+  window.resyncs = [];
+  window.client = new WsctlClient(url, {
+    baseDelay: 50, maxDelay: 100,
+    onevent: (e) => delivered.push(e.offset),
+    onresync: (r) => resyncs.push(r),
+    onstate: (state, info) => states.push([state, info.code ?? null]),
+  }).start();
+}"""
+
+
+def test_backoff_is_full_jitter_between_zero_and_the_capped_ceiling(client_page):
+    """backoffDelay spans [0, min(cap, base*2^(attempt-1))): random 0 gives 0, ~1 the ceiling."""
+    delays = client_page.evaluate("""() => [1, 2, 3, 4, 5, 10].map(a => [
+        WsctlClient.backoffDelay(a, 500, 5000, () => 0),
+        WsctlClient.backoffDelay(a, 500, 5000, () => 0.999999),
+        WsctlClient.backoffDelay(a, 500, 5000, () => 0.5)])""")
+    assert [low for low, _, _ in delays] == [0] * 6
+    assert [high for _, high, _ in delays] == [499, 999, 1999, 3999, 4999, 4999]
+    assert [mid for _, _, mid in delays] == [250, 500, 1000, 2000, 2500, 2500]
+
+
+def test_retry_hint_is_read_only_from_1001_and_1013(client_page):
+    """retryHintMs reads retry_ms=N from 1001/1013 reasons and ignores other codes."""
+    hints = client_page.evaluate("""() => [
+        WsctlClient.retryHintMs(1001, 'server shutting down; retry_ms=1500'),
+        WsctlClient.retryHintMs(1013, 'over capacity retry_ms=250'),
+        WsctlClient.retryHintMs(1011, 'retry_ms=99'),
+        WsctlClient.retryHintMs(1001, 'no hint')]""")
+    assert hints == [1500, 250, None, None]
+
+
+def test_connect_url_adds_epoch_and_offset_only_when_resuming(client_page):
+    """connectUrl adds epoch+offset together (and the token), replacing stale ones."""
+    urls = client_page.evaluate("""() => [
+        WsctlClient.connectUrl('ws://h:1/ws/a', null, 0, null),
+        WsctlClient.connectUrl('ws://h:1/ws/a?epoch=old&offset=1', 'E', 42, 't'),
+    ]""")
+    assert urls == ["ws://h:1/ws/a", "ws://h:1/ws/a?epoch=E&offset=42&token=t"]
+
+
+def test_duplicates_dropped_hole_resumed_and_1000_final(client_page, scripted):
+    """Each offset reaches onevent once and in order: a duplicate is dropped, a hole makes
+    the client resume from its last offset, and the server's 1000 ends it for good."""
+    resumed_at = threading.Event()
+
+    def first(ws: ServerConnection) -> None:
+        ws.send(welcome(0))
+        for offset in (1, 2, 2, 3, 5, 6):
+            ws.send(event(offset))
+        drain(ws)
+
+    def second(ws: ServerConnection) -> None:
+        resumed_at.set()
+        ws.send(welcome(6, replayed=3))
+        for offset in (4, 5, 6, 7):
+            ws.send(event(offset))
+        ws.close(1000, "done")
+
+    server = scripted([first, second, second])
+    client_page.evaluate(START_CLIENT, server.url)
+    client_page.wait_for_function("() => client.state === 'closed'", timeout=5000)
+    client_page.wait_for_timeout(300)  # a wrong client would reconnect in <= 100 ms
+    assert not server.failures
+    assert client_page.evaluate("delivered") == [1, 2, 3, 4, 5, 6, 7]
+    stats = client_page.evaluate("client.stats")
+    assert (stats["duplicates"], stats["gaps"]) == (1, 1)
+    assert len(server.paths) == 2
+    assert urlsplit(server.paths[0]).query == ""
+    assert parse_qs(urlsplit(server.paths[1]).query) == {"epoch": ["E1"], "offset": ["3"]}
+    states = client_page.evaluate("states")
+    assert states[-1] == ["closed", 1000]
+    assert [s for s, _ in states].count("reconnecting") == 1
+
+
+def test_recovered_false_calls_onresync_and_restarts_from_the_head(client_page, scripted):
+    """A recovered:false welcome after a resume calls onresync with the snapshot, and events
+    continue from the new head without being taken for duplicates."""
+
+    def first(ws: ServerConnection) -> None:
+        ws.send(welcome(0))
+        for offset in (1, 2, 3):
+            ws.send(event(offset))
+        ws.close(1012, "restart")
+
+    def second(ws: ServerConnection) -> None:
+        ws.send(json.dumps({**json.loads(welcome(1, recovered=False, epoch="E2")),
+                            "snapshot": {"offset": 1, "data": {"step": 1}}}))
+        ws.send(event(2))
+        ws.close(1000, "done")
+
+    server = scripted([first, second])
+    client_page.evaluate(START_CLIENT, server.url)
+    client_page.wait_for_function("() => client.state === 'closed'", timeout=5000)
+    assert not server.failures
+    assert client_page.evaluate("delivered") == [1, 2, 3, 2]
+    resync = client_page.evaluate("resyncs[0]")
+    assert (resync["previousEpoch"], resync["previousOffset"]) == ("E1", 3)
+    assert (resync["epoch"], resync["offset"]) == ("E2", 1)
+    assert resync["snapshot"] == {"offset": 1, "data": {"step": 1}}
+    assert parse_qs(urlsplit(server.paths[1]).query) == {"epoch": ["E1"], "offset": ["3"]}
