@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from wsctl import __version__
 from wsctl.cli import chaos, probe, serve
-from wsctl.cli._common import state
+from wsctl.cli._common import run_app, state
 
 EXIT_CODES = """Exit codes: 0 success (all criteria passed); 1 a criterion failed;
 2 usage or invalid input; 3 the run could not happen (unreachable, port taken)."""
@@ -51,20 +50,5 @@ probe.register(app)
 
 
 def run() -> None:
-    """Console-script entry point: usage errors in one line (exit 2), and no traceback
-    reaches a person without ``--debug``."""
-    try:
-        code = app(standalone_mode=False)
-    except Exception as exc:
-        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click's errors
-            ctx = getattr(exc, "ctx", None)
-            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            if message := exc.format_message():  # empty when help was shown instead
-                print(f"wsctl: error: {message}{hint}", file=sys.stderr)
-            sys.exit(exc.exit_code)
-        if state["debug"] or "--debug" in sys.argv:
-            raise
-        print(f"wsctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug "
-              "for the traceback)", file=sys.stderr)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    """Console-script entry point."""
+    run_app(app)
