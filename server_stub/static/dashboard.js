@@ -130,6 +130,8 @@
       }
       log(info.resync ? "resync" : "open", text);
       box.dataset.how = how;
+      // The server is back: don't leave the health feed waiting out its own backoff.
+      if (healthRetry !== null) connectHealth();
     } else if (state === "reconnecting") {
       const tick = () => showStatus("reconnecting", reconnectingText(info, client), "", null);
       tick();
@@ -142,7 +144,7 @@
     } else if (state === "offline") {
       const why = info.network ? "gave up after " + info.attempts + " attempts" : "the browser has no network";
       showStatus("offline", "Offline", "(" + why + ")", "Offline: " + why + ". Retry now button available.");
-      log("offline", "offline: " + why + " (" + describeClose(info) + ") at offset " + client.offset);
+      log("offline", "offline: " + why + "; last: " + describeClose(info) + " at offset " + client.offset);
     } else if (state === "closed") {
       const by = info.by === "server" ? "by the server" : "by this page";
       showStatus("closed", "Closed", "(" + by + ", code " + info.code + ")", "Connection closed " + by);
@@ -254,11 +256,12 @@
   function healthLost(text) {
     const state = $("health-state");
     state.dataset.live = "false";
-    state.textContent = text;
+    state.textContent = text + (dashboard.health ? " (figures below are the last known)" : "");
   }
 
   function connectHealth() {
     clearTimeout(healthRetry);
+    healthRetry = null;
     if (health) {
       health.onclose = health.onmessage = null;
       health.close();

@@ -117,10 +117,11 @@ def test_kill_then_restart_on_same_port_reconnects_and_resyncs(page, start_serve
     assert took <= DETECT_S
     # Catch the indicator during a backoff wait, with a countdown, for the screenshot.
     page.wait_for_function(
-        "() => /^Reconnecting in \\d+s, attempt \\d+$/"
+        "() => /^Reconnecting in \\d+s, attempt [2-9]$/"
         ".test(document.querySelector('#status-text').textContent)"
     )
     assert page.is_hidden("#retry")
+    page.wait_for_selector("#health-state[data-live=false]")
     screenshot(page, "dashboard-reconnecting")
     before = received(page)
 
@@ -130,6 +131,7 @@ def test_kill_then_restart_on_same_port_reconnects_and_resyncs(page, start_serve
     page.wait_for_selector("#resynced", state="visible")
     assert page.inner_text("#resynced").startswith("Resynced:")
     wait_offsets(page, len(before) + 3)
+    page.wait_for_selector("#health-state[data-live=true]", timeout=3000)
     screenshot(page, "dashboard-resynced")
 
     epochs = by_epoch(received(page))
