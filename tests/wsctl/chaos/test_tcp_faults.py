@@ -99,15 +99,15 @@ async def test_toxic_added_to_live_connection(chaos: Chaos, ws_echo: Server) -> 
             await ws.recv()
             return time.perf_counter() - start
 
-        assert await rtt() < 0.05
-        proxy.add_toxic(toxic("latency", latency=100))
-        assert await rtt() >= 0.1
+        assert await rtt() < 0.1
+        proxy.add_toxic(toxic("latency", latency=200))
+        assert await rtt() >= 0.2
         await proxy.remove_toxic("latency_downstream")
-        assert await rtt() < 0.05
+        assert await rtt() < 0.1
 
 
 async def test_bandwidth_limits_rate(chaos: Chaos, tcp_echo: TcpEcho) -> None:
-    """100 KB through ``rate`` 500 KB/s upstream takes about 0.2 s (not less, not much more)."""
+    """100 KB through ``rate`` 500 KB/s upstream takes about 0.2 s (never less)."""
     proxy = await make_proxy(chaos, tcp_echo.port)
     proxy.add_toxic(toxic("bandwidth", stream="upstream", rate=500))
     reader, writer = await open_tcp(proxy.listen)
@@ -115,7 +115,7 @@ async def test_bandwidth_limits_rate(chaos: Chaos, tcp_echo: TcpEcho) -> None:
     writer.write(b"b" * 100_000)
     await asyncio.wait_for(reader.readexactly(100_000), 5)
     elapsed = time.monotonic() - start
-    assert 0.19 <= elapsed <= 0.3
+    assert 0.19 <= elapsed <= 0.45
     await close_tcp(writer)
 
 
