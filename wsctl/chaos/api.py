@@ -85,50 +85,83 @@ class _Metrics:
         yield from (sent, opened, active, applied, enabled)
 
 
+def _openapi(routes: list[Route]) -> dict[str, Any]:
+    """A minimal OpenAPI document from the routes and their handlers' docstrings."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in route.param_convertors
+        ]
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            paths.setdefault(route.path, {})[method.lower()] = {
+                "summary": (route.endpoint.__doc__ or "").strip(),
+                "operationId": f"{route.name}_{method.lower()}",
+                "parameters": params,
+                "responses": {"default": {"description": "JSON, or {error, status}"}},
+            }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "wsctl chaos (Toxiproxy-compatible)", "version": __version__},
+        "paths": paths,
+    }
+
+
 def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
     """The ASGI app for ``chaos``; with ``token`` every request needs ``Bearer <token>``."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Metrics(chaos))
 
     async def proxy_index(request: Request) -> Response:
+        """List every proxy with its toxics, keyed by name."""
         return JSONResponse({name: p.to_json() for name, p in chaos.proxies.items()})
 
     async def proxy_create(request: Request) -> Response:
+        """Create a proxy (201; 409 if the name exists)."""
         proxy = await chaos.create(await _body(request))
         return JSONResponse(proxy.to_json(), status_code=201)
 
     async def populate(request: Request) -> Response:
+        """Create or replace proxies from a list; matching ones are kept (201)."""
         proxies = await chaos.populate(await _body(request))
         return JSONResponse({"proxies": [p.to_json() for p in proxies]}, status_code=201)
 
     async def reset(request: Request) -> Response:
+        """Enable every proxy and remove every toxic and schedule (204)."""
         await chaos.reset()
         return Response(status_code=204)
 
     async def version(request: Request) -> Response:
+        """The server's version."""
         return JSONResponse({"version": __version__})
 
     async def proxy_show(request: Request) -> Response:
+        """One proxy with its toxics."""
         return JSONResponse(chaos.get(request.path_params["proxy"]).to_json())
 
     async def proxy_update(request: Request) -> Response:
+        """Change listen, upstream or enabled; disabling closes connections."""
         proxy = await chaos.update(request.path_params["proxy"], await _body(request))
         return JSONResponse(proxy.to_json())
 
     async def proxy_delete(request: Request) -> Response:
+        """Delete a proxy and close its connections (204)."""
         await chaos.delete(request.path_params["proxy"])
         return Response(status_code=204)
 
     async def toxic_index(request: Request) -> Response:
+        """A proxy's toxics."""
         proxy = chaos.get(request.path_params["proxy"])
         return JSONResponse([t.to_json() for t in proxy.toxics.values()])
 
     async def toxic_create(request: Request) -> Response:
+        """Add a toxic; live connections get it at once (409 if the name exists)."""
         proxy = chaos.get(request.path_params["proxy"])
         toxic = proxy.add_toxic(Toxic.from_json(await _body(request)))
         return JSONResponse(toxic.to_json())
 
     async def toxic_show(request: Request) -> Response:
+        """One toxic."""
         proxy = chaos.get(request.path_params["proxy"])
         toxic = proxy.toxics.get(request.path_params["toxic"])
         if toxic is None:
@@ -136,6 +169,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         return JSONResponse(toxic.to_json())
 
     async def toxic_update(request: Request) -> Response:
+        """Merge attributes and replace toxicity of a toxic."""
         proxy = chaos.get(request.path_params["proxy"])
         if request.path_params["toxic"] not in proxy.toxics:
             raise ChaosError("toxic not found", 404)
@@ -143,6 +177,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         return JSONResponse(toxic.to_json())
 
     async def toxic_delete(request: Request) -> Response:
+        """Remove a toxic; data it holds is forwarded (204)."""
         proxy = chaos.get(request.path_params["proxy"])
         await proxy.remove_toxic(request.path_params["toxic"])
         return Response(status_code=204)
@@ -150,6 +185,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
     # -- extras ------------------------------------------------------------------------
 
     async def toxic_types(request: Request) -> Response:
+        """Every toxic type with its layer and attribute defaults."""
         return JSONResponse(
             {
                 name: {
@@ -164,36 +200,43 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         )
 
     async def connection_index(request: Request) -> Response:
+        """A proxy's live connections."""
         proxy = chaos.get(request.path_params["proxy"])
         return JSONResponse([c.to_json() for c in proxy.connections.values()])
 
     async def connection_cut_all(request: Request) -> Response:
+        """Reset (RST) every connection of a proxy (204)."""
         proxy = chaos.get(request.path_params["proxy"])
         for conn in list(proxy.connections.values()):
             conn.reset()
         return Response(status_code=204)
 
     async def connection_show(request: Request) -> Response:
+        """One live connection."""
         proxy = chaos.get(request.path_params["proxy"])
         return JSONResponse(proxy.connection(request.path_params["conn"]).to_json())
 
     async def connection_cut(request: Request) -> Response:
+        """Reset (RST) one connection: WebSocket clients see 1006 (204)."""
         proxy = chaos.get(request.path_params["proxy"])
         proxy.connection(request.path_params["conn"]).reset()
         return Response(status_code=204)
 
     async def connection_toxic_index(request: Request) -> Response:
+        """Toxics applied to one connection only."""
         proxy = chaos.get(request.path_params["proxy"])
         conn = proxy.connection(request.path_params["conn"])
         return JSONResponse([t.to_json() for t in conn.toxics.values()])
 
     async def connection_toxic_create(request: Request) -> Response:
+        """Add a toxic to one connection only."""
         proxy = chaos.get(request.path_params["proxy"])
         toxic = Toxic.from_json(await _body(request))
         proxy.add_connection_toxic(request.path_params["conn"], toxic)
         return JSONResponse(toxic.to_json())
 
     async def connection_toxic_delete(request: Request) -> Response:
+        """Remove a toxic from one connection (204)."""
         proxy = chaos.get(request.path_params["proxy"])
         await proxy.remove_connection_toxic(
             request.path_params["conn"], request.path_params["toxic"]
@@ -201,25 +244,34 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         return Response(status_code=204)
 
     async def schedule_index(request: Request) -> Response:
+        """A proxy's schedules."""
         proxy = chaos.get(request.path_params["proxy"])
         return JSONResponse([s.to_json() for s in proxy.schedules.values()])
 
     async def schedule_create(request: Request) -> Response:
+        """Schedule a toxic: at, for, every, optionally one connection (201)."""
         proxy = chaos.get(request.path_params["proxy"])
         schedule = proxy.add_schedule(await _body(request))
         return JSONResponse(schedule.to_json(), status_code=201)
 
     async def schedule_show(request: Request) -> Response:
+        """One schedule and its state."""
         proxy = chaos.get(request.path_params["proxy"])
         return JSONResponse(proxy.schedule(request.path_params["schedule"]).to_json())
 
     async def schedule_delete(request: Request) -> Response:
+        """Cancel a schedule; a toxic it switched on is removed (204)."""
         proxy = chaos.get(request.path_params["proxy"])
         await proxy.remove_schedule(request.path_params["schedule"])
         return Response(status_code=204)
 
     async def metrics(request: Request) -> Response:
+        """Prometheus metrics: bytes, connections, faults applied."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(request: Request) -> Response:
+        """This document (OpenAPI 3.1)."""
+        return JSONResponse(_openapi(routes))
 
     async def chaos_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ChaosError)
@@ -268,6 +320,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         Route(p + "/schedules/{schedule}", schedule_show, methods=["GET"]),
         Route(p + "/schedules/{schedule}", schedule_delete, methods=["DELETE"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

@@ -353,3 +353,11 @@ async def test_stop_closes_proxies(ws_echo: Server) -> None:
         with pytest.raises(ConnectionClosedError):
             await asyncio.wait_for(ws.recv(), 2)
     assert await settle(lambda: not proxy.connections)
+
+
+async def test_openapi_lists_toxiproxy_routes(client: httpx.AsyncClient) -> None:
+    """GET /openapi.json documents the Toxiproxy routes with their methods."""
+    document = (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    assert set(paths["/proxies/{proxy}/toxics/{toxic}"]) == {"get", "post", "patch", "delete"}
+    assert paths["/proxies"]["post"]["summary"].startswith("Create a proxy")
