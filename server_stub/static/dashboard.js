@@ -58,7 +58,7 @@
     const now = new Date();
     time.dateTime = now.toISOString();
     time.textContent = now.toISOString().slice(11, 23);
-    item.append(time, text);
+    item.append(time, " ", text);
     const list = $("log");
     list.prepend(item);
     while (list.children.length > LOG_LIMIT) list.lastElementChild.remove();

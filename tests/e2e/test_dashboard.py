@@ -123,6 +123,7 @@ def test_kill_then_restart_on_same_port_reconnects_and_resyncs(page, start_serve
     assert page.is_hidden("#retry")
     page.wait_for_selector("#health-state[data-live=false]")
     screenshot(page, "dashboard-reconnecting")
+    assert page.inner_text("#status-live").startswith("Reconnecting, attempt ")
     before = received(page)
 
     restarted = start_server(port=server.port)
@@ -185,6 +186,7 @@ def test_retries_exhausted_show_offline_and_retry_now_reconnects(page, start_ser
     wait_status(page, "offline", timeout_s=DETECT_S)
     assert page.inner_text("#status-text") == "Offline"
     assert "gave up after 2 attempts" in page.inner_text("#status-detail")
+    assert page.inner_text("#status-live").startswith("Offline: gave up after 2 attempts")
     retry = page.locator("#retry")
     assert retry.is_visible() and retry.inner_text() == "Retry now"
     screenshot(page, "dashboard-offline")
