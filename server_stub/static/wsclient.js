@@ -193,7 +193,15 @@
     }
 
     _connect() {
-      this._detach();
+      const previous = this._detach();
+      if (previous) {
+        // retryNow() during an attempt: never leave the old socket open behind us.
+        try {
+          previous.close(CLOSE_CLIENT_ABANDON, "replaced by a new attempt");
+        } catch (err) {
+          /* already closing */
+        }
+      }
       const resuming = this.epoch != null;
       this._setState("connecting", {
         attempt: this.attempt,

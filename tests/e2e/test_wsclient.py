@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -189,3 +190,33 @@ def test_recovered_false_calls_onresync_and_restarts_from_the_head(client_page, 
     assert (resync["epoch"], resync["offset"]) == ("E2", 1)
     assert resync["snapshot"] == {"offset": 1, "data": {"step": 1}}
     assert parse_qs(urlsplit(server.paths[1]).query) == {"epoch": ["E1"], "offset": ["3"]}
+
+
+def test_retry_now_during_an_attempt_closes_the_abandoned_socket(client_page, scripted):
+    """retryNow() while a handshake hangs closes that socket (4000) and connects anew."""
+    closed: list[int | None] = []
+    first_open = threading.Event()
+
+    def silent(ws: ServerConnection) -> None:
+        first_open.set()
+        try:
+            drain(ws)
+        finally:
+            closed.append(ws.close_code)
+
+    def answer(ws: ServerConnection) -> None:
+        ws.send(welcome(0))
+        drain(ws)
+
+    server = scripted([silent, answer])
+    client_page.evaluate(START_CLIENT, server.url)
+    assert first_open.wait(5)
+    assert client_page.evaluate("client.state") == "connecting"
+    client_page.evaluate("client.retryNow()")
+    client_page.wait_for_function("() => client.state === 'open'", timeout=5000)
+    deadline = time.monotonic() + 5
+    while not closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert closed == [4000]
+    assert len(server.paths) == 2
+    client_page.evaluate("client.close()")
