@@ -216,10 +216,11 @@ class ReferenceServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         if announce:
+            http_url = url.replace("ws", "http", 1)
             print(
                 f"wsctl serve: listening on {url} (profile {self.config.profile}); "
-                f"streams at {url}/ws/{{stream}}, health at {url.replace('ws', 'http', 1)}"
-                "/ws/health",
+                f"dashboard {http_url}/ ; streams {url}/ws/{{stream}} ; "
+                f"health {http_url}/ws/health",
                 flush=True,
             )
         try:
@@ -258,15 +259,20 @@ class ReferenceServer:
                             "text/plain; charset=utf-8", [("Upgrade", "websocket")])
         address = str(conn.remote_address[0]) if conn.remote_address else "?"
         admitted = self._admit(conn, address, path[len("/ws/"):], parse_qs(url.query),
-                               request.headers.get("Origin"))
+                               request.headers.get("Origin"), request.headers.get("Host"))
         if isinstance(admitted, Refusal):
             log.info("refused %s %s: %d %s", address, path, admitted.status, admitted.reason)
             return _refuse(conn, admitted)
         return None
 
     def _admit(self, conn: ServerConnection, address: str, stream: str,
-               query: dict[str, list[str]], origin: str | None) -> Session | Refusal:
-        """Validate a stream handshake and take a pool slot, or return the refusal."""
+               query: dict[str, list[str]], origin: str | None,
+               host: str | None = None) -> Session | Refusal:
+        """Validate a stream handshake and take a pool slot, or return the refusal.
+
+        ``--origin`` guards against cross-site WebSocket hijacking: a browser ``Origin``
+        not in the list is refused, except the server's own (``Origin`` naming the
+        ``Host`` it connected to: the dashboard this server serves)."""
         pool = self.pool
         if not p.STREAM_NAME.fullmatch(stream):
             return pool.refuse(Refusal(
@@ -275,7 +281,8 @@ class ReferenceServer:
         if self.draining:
             return pool.refuse(Refusal(503, "server is shutting down; retry later", "draining",
                                        pool.retry_after))
-        if self.config.origins and origin is not None and origin not in self.config.origins:
+        if (self.config.origins and origin is not None and origin not in self.config.origins
+                and urlsplit(origin).netloc != host):
             return pool.refuse(Refusal(403, f"origin {origin} is not allowed", "origin"))
         epoch = query.get("epoch", [None])[-1]
         offset_text = query.get("offset", [None])[-1]
@@ -309,6 +316,7 @@ class ReferenceServer:
         if session is None or request is None:  # not admitted by process_request
             await conn.close(1011, "internal error: connection not admitted")
             return
+        session.stream = request.stream
         if self.monitor is not None:
             self.monitor.add(session)
         try:

@@ -152,3 +152,14 @@ async def test_plain_get_on_a_stream_is_426(make_server):
     async with httpx.AsyncClient() as client:
         response = await client.get(http_url(server) + "/ws/a")
     assert response.status_code == 426
+
+
+async def test_origin_allowlist_admits_the_servers_own_pages(make_server):
+    """The dashboard served by this server (Origin = its own host) is never refused."""
+    server = await make_server(origins=("https://app.example",))
+    own = f"http://127.0.0.1:{server.port}"
+    async with connect(f"{server.url}/ws/a", origin=own) as ws:
+        assert isinstance(await recv_message(ws), p.Welcome)
+    with pytest.raises(InvalidStatus):
+        async with connect(f"{server.url}/ws/a", origin="http://127.0.0.1:1"):
+            pass
