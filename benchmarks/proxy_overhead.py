@@ -10,7 +10,7 @@ Latency: one message at a time, paced at ~1,000 msg/s, p50/p99 of the round trip
 Throughput: 64 KiB binary messages, pipelined, MB/s of echoed payload.
 Rounds alternate between the paths so drift on the machine hits all of them alike.
 
-    python benchmarks/proxy_overhead.py [--messages 3000] [--rounds 3]
+    python benchmarks/proxy_overhead.py [--messages 3000] [--count 3000] [--rounds 3]
 
 Targets (issue 7): wsctl's added p50 <= 1.15 x the bare relay's added p50; proxied
 throughput >= 50% of direct. Figures are printed, never asserted.
@@ -179,7 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--messages", type=int, default=3000, help="latency samples per round")
     parser.add_argument("--rate", type=float, default=1000.0, help="messages per second")
-    parser.add_argument("--count", type=int, default=1500, help="64 KiB messages per round")
+    parser.add_argument("--count", type=int, default=3000, help="64 KiB messages per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
