@@ -17,13 +17,46 @@ callers pass the time in.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 BackoffKind = Literal["full", "equal", "decorrelated", "exponential"]
 KINDS: tuple[BackoffKind, ...] = ("full", "equal", "decorrelated", "exponential")
+
+
+class Uniform(Protocol):
+    """The one thing backoff needs from an RNG (``random.Random`` has it)."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+class SmallRandom:
+    """A seeded SplitMix64 generator in 56 bytes, for fleets of thousands of probes.
+
+    ``random.Random`` keeps 2.5 KiB of Mersenne Twister state; one per probe would be a
+    tenth of a probe's memory budget. Backoff jitter needs reproducibility, not quality.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, seed: int) -> None:
+        self._state = seed & 0xFFFFFFFFFFFFFFFF
+
+    def random(self) -> float:
+        """A float in [0, 1)."""
+        self._state = (self._state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = self._state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        z ^= z >> 31
+        return (z >> 11) / 9007199254740992.0  # 53 bits
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.random()
+
+    def __repr__(self) -> str:
+        return "SmallRandom(...)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +96,7 @@ class BackoffPolicy:
         return self.cap
 
 
-def delays(policy: BackoffPolicy, rng: random.Random) -> Iterator[float]:
+def delays(policy: BackoffPolicy, rng: Uniform) -> Iterator[float]:
     """Yield the wait before attempt 1, 2, 3, … of one outage, forever."""
     ceiling = min(policy.cap, policy.base)
     previous = policy.base
@@ -86,7 +119,7 @@ class Retrier:
 
     __slots__ = ("policy", "_rng", "_delays", "attempts", "window_start", "_opened_at")
 
-    def __init__(self, policy: BackoffPolicy, rng: random.Random, now: float) -> None:
+    def __init__(self, policy: BackoffPolicy, rng: Uniform, now: float) -> None:
         self.policy = policy
         self._rng = rng
         self._delays = delays(policy, rng)

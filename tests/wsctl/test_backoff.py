@@ -123,3 +123,17 @@ def test_invalid_policies_are_rejected(kwargs):
     """Nonsense parameters raise ValueError with the parameter named."""
     with pytest.raises(ValueError):
         BackoffPolicy(**kwargs)
+
+
+def test_small_random_is_seeded_and_in_range():
+    """SmallRandom repeats per seed, differs across seeds, and stays in [a, b)."""
+    from wsctl.backoff import SmallRandom
+
+    first = [SmallRandom(9).uniform(1, 2) for _ in range(3)]
+    assert first[0] == first[1] == first[2]
+    rng = SmallRandom(9)
+    draws = [rng.uniform(0, 1) for _ in range(10_000)]
+    assert all(0 <= d < 1 for d in draws)
+    assert 0.48 < sum(draws) / len(draws) < 0.52
+    assert SmallRandom(10).uniform(0, 1) != SmallRandom(9).uniform(0, 1)
+    assert len(set(draws)) == len(draws)

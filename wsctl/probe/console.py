@@ -21,6 +21,7 @@ STATE_STYLE = {
     State.LOST: "red", State.CLOSED: "dim", State.GAVE_UP: "bold red",
 }
 MAX_ROWS = 20
+OVERLOAD_LAG = 0.05  # seconds of event-loop lag (p99) that make the figures suspect
 
 
 def _ms(seconds: float | None) -> str:
@@ -96,6 +97,12 @@ def summary(result: Result) -> Group:
     state_line = "  ".join(f"{k}={v}" for k, v in states.items() if v)
     lines: list[Table | Text] = [table] if table.row_count else [Text("no durations recorded")]
     lines += [Text(counters), Text(f"probes: {state_line}")]
+    lag = result.details.get("loop_lag") or {}
+    if lag.get("count") and (lag.get("p99") or 0) > OVERLOAD_LAG:
+        lines.append(Text(
+            f"warning: this probe process was overloaded (event-loop lag p99 "
+            f"{_ms(lag['p99'])}, max {_ms(lag['max'])}): timings include its own delays "
+            "and missed pongs may be its fault; run fewer probes per process", style="yellow"))
     errors = result.details.get("errors") or {}
     if errors:
         lines.append(Text("last errors: " + "; ".join(f"{e} (x{n})" for e, n in errors.items())))

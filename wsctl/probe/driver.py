@@ -135,7 +135,8 @@ def _close_code(exc: ConnectionClosed) -> tuple[int, str]:
 class Probe:
     """Drives one machine: ``run()`` until it is closed or gives up; ``request_stop()``."""
 
-    __slots__ = ("machine", "_clock", "_connector", "_sink", "_link", "_task", "_stopping")
+    __slots__ = ("machine", "_clock", "_connector", "_sink", "_link", "_task", "_stopping",
+                 "_timer", "_timer_at", "_receiving", "_woken")
 
     def __init__(
         self,
@@ -152,11 +153,19 @@ class Probe:
         self._link: Link | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # One wake-up timer per probe, re-armed only when the deadline moves earlier, rather
+        # than a timeout per recv(): thousands of probes receiving events would otherwise
+        # churn (and, while cancelled timers wait in the loop's heap, hold) a timer each.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._receiving = False
+        self._woken = False
 
     def request_stop(self) -> None:
         """Close politely and end ``run()`` as soon as possible."""
         self._stopping = True
-        if self._task is not None and not self._task.done():
+        # If a wake-up already cancelled recv(), that cancellation now means "stop".
+        if self._task is not None and not self._task.done() and not self._woken:
             self._task.cancel()
 
     async def run(self) -> None:
@@ -185,10 +194,29 @@ class Probe:
                     if machine.done and not actions:
                         return
         finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if self._link is not None:
                 self._link.transport.abort()
                 self._link = None
             self._flush()
+
+    def _arm(self, deadline: float) -> None:
+        """Make sure we are woken by ``deadline`` (an earlier timer already does it)."""
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return  # it fires first; the spurious Tick is harmless and re-arms
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_at(loop.time() + (deadline - self._clock.now()), self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        if self._receiving and self._task is not None and not (self._woken or self._stopping):
+            self._woken = True
+            self._task.cancel()  # interrupts recv(), which websockets documents as safe
 
     def _flush(self) -> None:
         if self._sink is not None and self.machine.records:
@@ -261,21 +289,27 @@ class Probe:
                 return machine.handle(Stop(clock.now()))
             await clock.sleep(deadline - clock.now())
             return machine.handle(Tick(clock.now()))
+        if deadline is not None:
+            if deadline <= clock.now():
+                return machine.handle(Tick(clock.now()))
+            self._arm(deadline)
+        self._receiving = True
         try:
-            if deadline is None:
-                frame = await link.recv()
-            else:
-                remaining = deadline - clock.now()
-                if remaining <= 0:
-                    return machine.handle(Tick(clock.now()))
-                async with asyncio.timeout(remaining):
-                    frame = await link.recv()
-        except TimeoutError:
+            frame = await link.recv()
+        except asyncio.CancelledError:
+            if not self._woken or self._stopping:
+                raise
+            self._woken = False
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             return machine.handle(Tick(clock.now()))
         except ConnectionClosed as exc:
             self._link = None
             code, reason = _close_code(exc)
             return machine.handle(Closed(clock.now(), code, reason))
+        finally:
+            self._receiving = False
         return machine.handle(Received(clock.now(), time.time(), frame))
 
     def _on_pong(self, sent_at: float, link: Link, waiter: asyncio.Future[float]) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
+from wsctl.backoff import SmallRandom
 from wsctl.clock import Clock, MonotonicClock
-from wsctl.metrics import MetricSet, Result
+from wsctl.metrics import Histogram, MetricSet, Result
 from wsctl.probe.driver import Connector, Probe, RecordSink, websockets_connector
 from wsctl.probe.machine import ProbeConfig, ProbeMachine, State, new_metrics
 
@@ -50,6 +52,7 @@ class Fleet:
         self.started_mono = self.clock.now()
         self.ended_mono: float | None = None
         self._stopping = False
+        self.loop_lag = Histogram("loop_lag")
 
     @property
     def wall_offset(self) -> float:
@@ -62,11 +65,34 @@ class Fleet:
         self.started_mono = start = clock.now()
         stop_at = start + self.config.duration if self.config.duration is not None else None
         batch = max(1, int(self.spawn_rate / 20)) if self.spawn_rate else self.count
+        lag_task = None
+        if isinstance(clock, MonotonicClock):
+            lag_task = asyncio.create_task(self._watch_loop_lag())
+        try:
+            await self._spawn_and_wait(batch, stop_at)
+        finally:
+            if lag_task is not None:
+                lag_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lag_task
+        self.ended_mono = clock.now()
+        return self.result()
+
+    async def _watch_loop_lag(self, period: float = 0.1) -> None:
+        """Record how late the event loop wakes up: the instrument's own overload."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(period)
+            self.loop_lag.record(max(0.0, loop.time() - before - period))
+
+    async def _spawn_and_wait(self, batch: int, stop_at: float | None) -> None:
+        clock = self.clock
         async with asyncio.TaskGroup() as group:
             for index in range(self.count):
                 if self._stopping:
                     break
-                rng = random.Random(self.seed * 1_000_003 + index)
+                rng = SmallRandom(self.seed * 1_000_003 + index)
                 machine = ProbeMachine(
                     index, self.config, self.metrics, rng, clock.now(),
                     keep_records=self.sink is not None,
@@ -77,8 +103,6 @@ class Fleet:
                 group.create_task(probe.run())
                 if self.spawn_rate and (index + 1) % batch == 0 and index + 1 < self.count:
                     await clock.sleep(batch / self.spawn_rate)
-        self.ended_mono = clock.now()
-        return self.result()
 
     def inject_fault(self, at: float | None = None) -> None:
         """Mark that a fault was injected at ``at`` (monotonic; default now), so each open
@@ -122,6 +146,7 @@ class Fleet:
                 "never_opened": never_opened,
                 "reconnects": sum(p.machine.reconnects for p in self.probes),
                 "errors": self.errors(),
+                "loop_lag": self.loop_lag.summary(),
             },
         )
 
