@@ -1,0 +1,209 @@
+"""One proxied connection: the client's socket, the upstream socket and a link each way."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from wsctl.chaos.link import Link
+from wsctl.chaos.model import Toxic, parse_address
+
+if TYPE_CHECKING:
+    from wsctl.chaos.proxy import Proxy
+
+log = logging.getLogger(__name__)
+_connection_ids = itertools.count(1)
+
+
+class SideProtocol(asyncio.Protocol):
+    """One socket of a connection; what it reads goes into ``inbound``."""
+
+    def __init__(self, conn: Connection, name: str) -> None:
+        self.conn = conn
+        self.name = name
+        self.inbound: Link | None = None  # link this socket feeds
+        self.outbound: Link | None = None  # link that writes to this socket
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.name == "client":
+            transport.pause_reading()  # until the upstream is connected
+            self.conn.client_made(self, transport)
+
+    def bind(self, inbound: Link, outbound: Link) -> None:
+        self.inbound, self.outbound = inbound, outbound
+        self.data_received = inbound.feed  # type: ignore[method-assign]  # hot path
+
+    def data_received(self, data: bytes) -> None:  # replaced by bind()
+        pass
+
+    def eof_received(self) -> bool:
+        if self.inbound is not None:
+            self.inbound.feed_eof()
+            return True  # keep the other direction open (half-close)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.side_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        if self.outbound is not None:
+            self.outbound.pause("dest")
+
+    def resume_writing(self) -> None:
+        if self.outbound is not None:
+            self.outbound.resume("dest")
+
+
+def _abort_with_rst(transport: asyncio.Transport | None) -> None:
+    if transport is None or transport.is_closing() and transport.get_extra_info("socket") is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
+class Connection:
+    """A client connection and its upstream socket."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.id = str(next(_connection_ids))
+        self.opened_at = time.time()
+        self.client: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.links: dict[str, Link] = {}
+        self.toxics: dict[str, Toxic] = {}  # toxics for this connection only
+        self.closed = asyncio.get_running_loop().create_future()
+        self._lost: set[str] = set()
+        self._finished: set[str] = set()
+        self._connecting: asyncio.Task[None] | None = None
+        self._client_addr = ""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def client_made(self, side: SideProtocol, transport: asyncio.Transport) -> None:
+        self.client = transport
+        peer = transport.get_extra_info("peername")
+        self._client_addr = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.proxy._opened(self)
+        self._connecting = asyncio.get_running_loop().create_task(self._connect(side))
+        self.proxy.track(self._connecting)
+
+    async def _connect(self, client_side: SideProtocol) -> None:
+        host, port = parse_address(self.proxy.upstream, "upstream")
+        loop = asyncio.get_running_loop()
+        try:
+            transport, upstream_side = await loop.create_connection(
+                lambda: SideProtocol(self, "upstream"), host, port
+            )
+        except OSError as exc:
+            proxy = self.proxy
+            log.info("proxy %s: upstream %s unreachable: %s", proxy.name, proxy.upstream, exc)
+            if self.client is not None:
+                self.client.close()
+            return
+        assert isinstance(transport, asyncio.Transport)
+        self.upstream = transport
+        if self.client is None or self.client.is_closing():
+            transport.close()
+            return
+        chaos = self.proxy.chaos
+        up = Link("upstream", self, self.client, transport, chaos.clock, chaos.random)
+        down = Link("downstream", self, transport, self.client, chaos.clock, chaos.random)
+        up.peer, down.peer = down, up
+        self.links = {"upstream": up, "downstream": down}
+        client_side.bind(up, down)
+        upstream_side.bind(down, up)
+        for toxic in self.proxy.toxics.values():
+            self.apply(toxic)
+        self.client.resume_reading()
+
+    def apply(self, toxic: Toxic) -> None:
+        """Start ``toxic`` on this connection, if its toxicity draw says so."""
+        link = self.links.get(toxic.stream)
+        if link is None or link.has(toxic.name):
+            return
+        if toxic.toxicity < 1.0 and self.proxy.chaos.random.random() >= toxic.toxicity:
+            return
+        link.add(toxic.name, toxic.type, toxic.spec, toxic.config)
+
+    async def unapply(self, toxic: Toxic) -> None:
+        link = self.links.get(toxic.stream)
+        if link is not None:
+            await link.remove(toxic.name)
+
+    def close(self) -> None:
+        """Close both sockets gracefully (pending writes are flushed, then FIN)."""
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        for transport in (self.client, self.upstream):
+            if transport is not None:
+                transport.close()
+        if self.upstream is None:
+            self._done()
+
+    def reset(self) -> None:
+        """Abort both sockets with RST."""
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        _abort_with_rst(self.client)
+        _abort_with_rst(self.upstream)
+        if self.upstream is None:
+            self._done()
+
+    def link_finished(self, link: Link) -> None:
+        self._finished.add(link.direction)
+        if len(self._finished) == 2:
+            self.close()
+
+    def side_lost(self, side: SideProtocol, exc: Exception | None) -> None:
+        self._lost.add(side.name)
+        other = self.upstream if side.name == "client" else self.client
+        if exc is not None:
+            _abort_with_rst(other)  # a reset on one side is passed on as a reset
+        elif other is not None:
+            other.close()
+        if side.name == "client" and self.upstream is None:
+            if self._connecting is not None and not self._connecting.done():
+                self._connecting.cancel()
+            self._done()
+        elif len(self._lost) == 2:
+            self._done()
+
+    def _done(self) -> None:
+        if self.closed.done():
+            return
+        for link in self.links.values():
+            link.cancel_all()
+        self.closed.set_result(None)
+        self.proxy._closed(self)
+
+    # -- owner hooks for links ---------------------------------------------------------
+
+    def applied(self, fault_type: str) -> None:
+        self.proxy.stats.applied[fault_type] = self.proxy.stats.applied.get(fault_type, 0) + 1
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self.proxy.track(task)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "client": self._client_addr,
+            "upstream": self.proxy.upstream,
+            "opened_at": self.opened_at,
+            "bytes": {d: link.bytes for d, link in self.links.items()},
+            "toxics": [t.to_json() for t in self.toxics.values()],
+        }
