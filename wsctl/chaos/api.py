@@ -57,7 +57,8 @@ class _Metrics:
 
     def collect(self) -> Iterator[Metric]:
         sent = CounterMetricFamily(
-            "wsctl_chaos_bytes", "Bytes forwarded, per proxy and direction.",
+            "wsctl_chaos_bytes",
+            "Bytes forwarded, per proxy and direction.",
             labels=["proxy", "direction"],
         )
         opened = CounterMetricFamily(
@@ -191,9 +192,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
                 name: {
                     "layer": spec.layer,
                     "summary": spec.summary,
-                    "attributes": {
-                        f.name: f.default for f in dataclasses.fields(spec.config)
-                    },
+                    "attributes": {f.name: f.default for f in dataclasses.fields(spec.config)},
                 }
                 for name, spec in FAULTS.items()
             }

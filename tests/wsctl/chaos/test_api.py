@@ -108,9 +108,7 @@ async def test_toxic_defaults_update_and_delete(client: httpx.AsyncClient, ws_ec
         "/proxies/ws/toxics/latency_downstream", json={"attributes": {"jitter": 5}}
     )
     assert patched.json()["attributes"] == {"latency": 100, "jitter": 5}
-    posted = await client.post(
-        "/proxies/ws/toxics/latency_downstream", json={"toxicity": 0.5}
-    )
+    posted = await client.post("/proxies/ws/toxics/latency_downstream", json={"toxicity": 0.5})
     assert posted.json()["toxicity"] == 0.5
     assert [t["name"] for t in (await client.get("/proxies/ws/toxics")).json()] == [
         "latency_downstream"

@@ -147,9 +147,7 @@ async def test_timeout_drops_data_then_closes(chaos: Chaos, tcp_echo: TcpEcho) -
     await close_tcp(writer)
 
 
-async def test_timeout_zero_is_a_black_hole_until_removed(
-    chaos: Chaos, tcp_echo: TcpEcho
-) -> None:
+async def test_timeout_zero_is_a_black_hole_until_removed(chaos: Chaos, tcp_echo: TcpEcho) -> None:
     """``timeout`` 0 keeps the connection open and silent; removing it closes it."""
     proxy = await make_proxy(chaos, tcp_echo.port)
     proxy.add_toxic(toxic("timeout", stream="upstream", timeout=0))

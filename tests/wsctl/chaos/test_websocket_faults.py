@@ -53,9 +53,7 @@ async def test_drop_pongs_fails_client_keepalive(chaos: Chaos, ws_echo: Server) 
     proxy = await make_proxy(chaos, port_of(ws_echo))
     proxy.add_toxic(toxic("drop_pongs"))
     interval, timeout = 0.2, 0.2
-    async with connect(
-        f"ws://{proxy.listen}/", ping_interval=interval, ping_timeout=timeout
-    ) as ws:
+    async with connect(f"ws://{proxy.listen}/", ping_interval=interval, ping_timeout=timeout) as ws:
         start = time.monotonic()
         with pytest.raises(ConnectionClosedError) as raised:
             await asyncio.wait_for(ws.recv(), 3)
@@ -187,9 +185,7 @@ async def test_frame_delay_delays_whole_frames(chaos: Chaos, ws_echo: Server) ->
         assert time.monotonic() - start >= 0.08
 
 
-async def test_faults_toggled_mid_stream_keep_frames_intact(
-    chaos: Chaos, ws_echo: Server
-) -> None:
+async def test_faults_toggled_mid_stream_keep_frames_intact(chaos: Chaos, ws_echo: Server) -> None:
     """Adding and removing frame faults while large frames flow never corrupts the stream."""
     proxy = await make_proxy(chaos, port_of(ws_echo))
     messages = [bytes([i]) * (50_000 + i * 997) for i in range(40)]
