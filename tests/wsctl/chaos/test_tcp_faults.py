@@ -304,3 +304,20 @@ async def test_unreachable_upstream_closes_client(chaos: Chaos) -> None:
     assert await asyncio.wait_for(reader.read(-1), 2) == b""
     await close_tcp(writer)
     assert await settle(lambda: not proxy.connections)
+
+
+async def test_updated_toxic_applies_to_live_connection(chaos: Chaos, ws_echo: Server) -> None:
+    """Updating a toxic's attributes (PATCH) changes it on open connections at once."""
+    proxy = await make_proxy(chaos, port_of(ws_echo))
+    proxy.add_toxic(toxic("latency", latency=200))
+    async with connect(f"ws://{proxy.listen}/", ping_interval=None) as ws:
+
+        async def rtt() -> float:
+            start = time.perf_counter()
+            await ws.send("x")
+            await ws.recv()
+            return time.perf_counter() - start
+
+        assert await rtt() >= 0.2
+        await proxy.update_toxic("latency_downstream", {"attributes": {"latency": 0}})
+        assert await rtt() < 0.1
