@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import sys
 from pathlib import Path
@@ -87,6 +88,12 @@ async def _serve(api: str, proxies: list[Any], token: str | None) -> None:
         )
         for proxy in server.chaos.proxies.values():
             print(f"  {proxy.name}: {proxy.listen} -> {proxy.upstream}", file=sys.stderr)
+        if token is None and not _loopback(server.address):
+            print(
+                f"wsctl chaos: warning: the API on {server.address} is reachable from other"
+                " machines and has no --api-token",
+                file=sys.stderr,
+            )
         waiter = asyncio.ensure_future(server.wait())
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -97,6 +104,14 @@ async def _serve(api: str, proxies: list[Any], token: str | None) -> None:
     finally:
         await server.stop()
         print("wsctl chaos: stopped", file=sys.stderr)
+
+
+def _loopback(address: str) -> bool:
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 # -- proxies ---------------------------------------------------------------------------
