@@ -47,7 +47,7 @@ def child(url: str, count: int, window: float, settle: float, server_pid: int) -
         rss0 = proc.memory_info().rss
         config = ProbeConfig(url + "/ws/bench-{n}", mode="resume", connect_timeout=30,
                              backoff=BackoffPolicy(base=0.5, cap=5))
-        fleet = Fleet(config, count, seed=1, spawn_rate=1000)
+        fleet = Fleet(config, count, seed=1, spawn_rate=1000, tune_gc=True)
         task = asyncio.create_task(fleet.run())
         t0 = time.monotonic()
         while True:

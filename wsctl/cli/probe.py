@@ -206,7 +206,7 @@ def probe(
     fleet_ref: list[Fleet] = []
     writer = RecordsWriter(records, fleet_ref) if records else None
     fleet = Fleet(config, count, seed=seed, connector=websockets_connector(context),
-                  sink=writer, spawn_rate=spawn_rate)
+                  sink=writer, spawn_rate=spawn_rate, tune_gc=True)
     fleet_ref.append(fleet)
     # With --json - stdout carries only the JSON; people's output goes to stderr.
     console = Console(stderr=json_stdout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import time
 from collections import Counter
@@ -24,6 +25,11 @@ class Fleet:
     Probes start ``spawn_rate`` per second (None: all at once) so that thousands of
     handshakes do not overflow the server's listen backlog. Each probe has its own RNG
     seeded from ``seed`` and its index, so a seeded run's delays are reproducible.
+
+    ``tune_gc`` is for processes that own their interpreter (the CLI, benchmarks): once
+    every probe is started, the heap is frozen and young collections made rarer. With
+    thousands of probes a full collection otherwise stalls the loop for ~0.5 s — long
+    enough to miss pongs and report a healthy server as dead. Undone at the end.
     """
 
     def __init__(
@@ -36,6 +42,7 @@ class Fleet:
         clock: Clock | None = None,
         sink: RecordSink | None = None,
         spawn_rate: float | None = 1000.0,
+        tune_gc: bool = False,
     ) -> None:
         if count < 1:
             raise ValueError("count must be >= 1")
@@ -46,6 +53,7 @@ class Fleet:
         self.connector = connector or websockets_connector()
         self.sink = sink
         self.spawn_rate = spawn_rate
+        self.tune_gc = tune_gc
         self.metrics: MetricSet = new_metrics()
         self.probes: list[Probe] = []
         self.started_at = time.time()
@@ -53,6 +61,7 @@ class Fleet:
         self.ended_mono: float | None = None
         self._stopping = False
         self.loop_lag = Histogram("loop_lag")
+        self._gc_saved: tuple[int, int, int] | None = None
 
     @property
     def wall_offset(self) -> float:
@@ -71,6 +80,10 @@ class Fleet:
         try:
             await self._spawn_and_wait(batch, stop_at)
         finally:
+            if self._gc_saved is not None:
+                gc.unfreeze()
+                gc.set_threshold(*self._gc_saved)
+                self._gc_saved = None
             if lag_task is not None:
                 lag_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -103,6 +116,11 @@ class Fleet:
                 group.create_task(probe.run())
                 if self.spawn_rate and (index + 1) % batch == 0 and index + 1 < self.count:
                     await clock.sleep(batch / self.spawn_rate)
+            if self.tune_gc:
+                self._gc_saved = gc.get_threshold()
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(50_000, 50, 1000)
 
     def inject_fault(self, at: float | None = None) -> None:
         """Mark that a fault was injected at ``at`` (monotonic; default now), so each open

@@ -223,3 +223,20 @@ def test_connect_errors_are_named_for_people(exc, reason):
     from wsctl.probe.driver import describe_connect_error
 
     assert describe_connect_error(exc, 3.0).reason.startswith(reason)
+
+
+async def test_tune_gc_freezes_while_running_and_restores_after():
+    """tune_gc freezes the heap once probes are started and undoes it when the run ends."""
+    import gc
+
+    before = gc.get_threshold()
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen", duration=0.3)
+        fleet = Fleet(config, 2, seed=1, tune_gc=True)
+        task = asyncio.create_task(fleet.run())
+        await asyncio.sleep(0.15)
+        during = gc.get_threshold(), gc.get_freeze_count()
+        await task
+    assert during[0][0] == 50_000 and during[1] > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
