@@ -126,7 +126,7 @@ class Connection:
         self.links = {"upstream": up, "downstream": down}
         client_side.bind(up, down)
         upstream_side.bind(down, up)
-        for toxic in self.proxy.toxics.values():
+        for toxic in [*self.proxy.toxics.values(), *self.toxics.values()]:
             self.apply(toxic)
         self.client.resume_reading()
 

@@ -110,6 +110,8 @@ class Schedule:
         t0 = clock.now()
         for on, off in windows(self.timing):
             await clock.sleep(t0 + on - clock.now())
+            if self.connection is not None and self.connection not in self.proxy.connections:
+                break  # its connection is gone: nothing left to do
             self._on()
             if off is None:
                 return

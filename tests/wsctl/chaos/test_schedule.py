@@ -101,3 +101,36 @@ async def test_schedule_validation_names_the_field() -> None:
         proxy.add_schedule({"toxic": {"type": "cut"}, "connection": "nope"})
     assert missing.value.status == 404
     await chaos.close()
+
+
+class _FakeConnection:
+    """Stands in for a live connection: records the toxics it is given."""
+
+    def __init__(self) -> None:
+        self.toxics: dict[str, Toxic] = {}
+        self.applied: list[str] = []
+
+    def apply(self, toxic: Toxic) -> None:
+        self.applied.append(toxic.name)
+
+    async def unapply(self, toxic: Toxic) -> None:
+        self.applied.append(f"-{toxic.name}")
+
+
+async def test_connection_schedule_ends_with_its_connection() -> None:
+    """A repeating schedule aimed at one connection stops once that connection is gone."""
+    clock = FakeClock()
+    chaos = Chaos(clock=clock)
+    proxy = await chaos.create({"name": "p", "upstream": "127.0.0.1:9", "enabled": False})
+    conn = _FakeConnection()
+    proxy.connections["c1"] = conn  # type: ignore[assignment]
+    schedule = proxy.add_schedule(
+        {"toxic": {"type": "cut"}, "at": 1, "for": 1, "every": 10, "connection": "c1"}
+    )
+    await clock.advance(2.5)
+    assert conn.applied == ["cut_downstream", "-cut_downstream"]
+    del proxy.connections["c1"]
+    await clock.advance(10)
+    assert schedule.state == "done" and schedule.task is not None and schedule.task.done()
+    assert schedule.activations == 1
+    await chaos.close()
