@@ -7,8 +7,10 @@ import os
 import random
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import Server
 
-from tests.wsctl.chaos.conftest import TcpEcho, make_proxy, settle
+from tests.wsctl.chaos.conftest import TcpEcho, make_proxy, port_of, settle
 from wsctl.chaos.proxy import Chaos, Proxy, Toxic
 
 # Faults that only delay or reshape data: bytes must arrive complete and in order.
@@ -143,3 +145,26 @@ async def test_close_propagates_with_every_fault(
     except OSError:
         pass
     assert await settle(lambda: not proxy.connections)
+
+
+async def test_no_leak_with_websocket_clients_through_frame_faults(
+    chaos: Chaos, ws_echo: Server
+) -> None:
+    """300 WebSocket sessions through frame-parsing faults leave no task or descriptor."""
+    proxy = await make_proxy(chaos, port_of(ws_echo))
+    for kind, attributes in (("drop_pongs", {}), ("frame_delay", {"delay": 1})):
+        add_both_ways(proxy, kind, attributes)
+    await asyncio.sleep(0)
+    tasks_before, fds_before = len(asyncio.all_tasks()), open_fds()
+
+    async def session(i: int) -> bool:
+        async with connect(f"ws://{proxy.listen}/", ping_interval=None) as ws:
+            await ws.send(f"m{i}")
+            return await ws.recv() == f"m{i}"
+
+    for start in range(0, 300, 100):
+        assert all(await asyncio.gather(*(session(i) for i in range(start, start + 100))))
+    assert proxy.stats.connections_total == 300
+    assert await settle(lambda: not proxy.connections and not proxy._tasks, 5)
+    assert await settle(lambda: len(asyncio.all_tasks()) <= tasks_before, 5)
+    assert await settle(lambda: open_fds() <= fds_before, 5)
