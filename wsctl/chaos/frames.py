@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from websockets.extensions.base import Extension
@@ -163,7 +164,7 @@ class FrameSplitter:
             self._reader.feed_data(state.header)
         self._parser = self._new_parser()
 
-    def _new_parser(self):  # type: ignore[no-untyped-def]
+    def _new_parser(self) -> Generator[None, None, Frame]:
         return Frame.parse(
             self._reader.read_exact, mask=self.upstream, max_size=None, extensions=_EXTENSIONS
         )
