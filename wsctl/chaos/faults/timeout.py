@@ -1,8 +1,8 @@
 """``timeout``: drop all data; close the connection after ``timeout`` ms (0: never).
 
 With 0 the connection is a black hole until the fault is removed. Removing it after it
-dropped bytes closes the connection, as Toxiproxy does: a stream with a hole in it is
-of no use to either peer.
+dropped bytes closes the connection: a stream with a hole in it is of no use to either
+peer. (Toxiproxy closes on removal even when nothing was dropped.)
 """
 
 from __future__ import annotations
