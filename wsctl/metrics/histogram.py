@@ -53,6 +53,23 @@ class Histogram:
         self._hdr.add(other._hdr)
         self.clamped += other.clamped
 
+    def _recorded(self) -> tuple[list[int], list[int], list[int]]:
+        """Lowest value, highest value and count of every non-empty HDR bucket, in order.
+
+        One pass over the counts array at C speed; hdrhistogram's own iterators walk all
+        of it in Python (~100 ms a call), which would stall a loop serving many probes.
+        Buckets are contiguous, so a bucket's highest value is the next one's lowest - 1.
+        """
+        hdr = self._hdr
+        counts = hdr.counts[:]
+        last = len(counts) - 1
+        indexes = [i for i in range(len(counts)) if counts[i]]
+        lows = [hdr.get_value_from_index(i) for i in indexes]
+        highs = [hdr.get_value_from_index(i + 1) - 1 if i < last
+                 else hdr.get_highest_equivalent_value(low)
+                 for i, low in zip(indexes, lows, strict=True)]
+        return lows, highs, [counts[i] for i in indexes]
+
     def summary(self) -> dict[str, Any]:
         """count, mean, min, p50, p90, p99, p99.9, max in the unit; ``None`` when empty."""
         count = self.count
@@ -62,29 +79,35 @@ class Histogram:
             return out
         scale = SCALE[self.unit]
         hdr = self._hdr
-        out["mean"] = hdr.get_mean_value() / scale
+        lows, highs, counts = self._recorded()
+        # HDR's mean: each value counts as the middle of its bucket.
+        total = sum(n * (lo + ((hi - lo + 1) >> 1))
+                    for lo, hi, n in zip(lows, highs, counts, strict=True))
+        out["mean"] = total / count / scale
         out["min"] = hdr.get_min_value() / scale
         for name, pct in PERCENTILES:
-            out[name] = hdr.get_value_at_percentile(pct) / scale
+            target = hdr.get_target_count_at_percentile(pct)
+            seen = 0
+            for high, n in zip(highs, counts, strict=True):
+                seen += n
+                if seen >= target:
+                    out[name] = high / scale
+                    break
         out["max"] = hdr.get_max_value() / scale
         return out
 
     def cumulative(self, bounds: list[float]) -> list[int]:
         """How many values are <= each bound (in the unit), for Prometheus buckets."""
         scale = SCALE[self.unit]
-        limits = [b * scale for b in bounds]
-        counts = [0] * len(bounds)
-        for item in self._hdr.get_recorded_iterator():
-            value = item.value_iterated_to
-            for i, limit in enumerate(limits):
-                if value <= limit:
-                    counts[i] += item.count_at_value_iterated_to
-        return counts
+        _, highs, counts = self._recorded()
+        return [sum(n for high, n in zip(highs, counts, strict=True) if high <= bound * scale)
+                for bound in bounds]
 
     @property
     def total(self) -> float:
         """Sum of recorded values in the unit (mean x count; HDR-precision)."""
-        return self._hdr.get_mean_value() * self.count / SCALE[self.unit] if self.count else 0.0
+        mean = self.summary()["mean"]
+        return mean * self.count if mean is not None else 0.0
 
     def encode(self) -> str:
         """HdrHistogram's compressed base64 form, for merging in another process."""

@@ -89,3 +89,24 @@ def test_metric_set_merge_adds_counters_and_histograms():
     a.merge(b)
     assert a.counters == {"messages.lost": 2, "resyncs": 1}
     assert a.histograms["rtt"].count == 2
+
+
+def test_fast_summary_matches_hdrhistogram_exactly():
+    """The one-pass summary and buckets equal hdrhistogram's own (slow) answers."""
+    import random
+
+    rng = random.Random(4)
+    hist = Histogram("x")
+    for _ in range(5000):
+        hist.record(rng.expovariate(rng.choice([1000, 10, 0.5])))
+    hist.record(0)
+    hdr = hist._hdr
+    s = hist.summary()
+    assert s["mean"] == hdr.get_mean_value() / 1e6
+    for name, pct in (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9)):
+        assert s[name] == hdr.get_value_at_percentile(pct) / 1e6
+    assert (s["min"], s["max"]) == (hdr.get_min_value() / 1e6, hdr.get_max_value() / 1e6)
+    bounds = [0.001, 0.01, 0.1, 1, 10]
+    expected = [sum(item.count_at_value_iterated_to for item in hdr.get_recorded_iterator()
+                    if item.value_iterated_to <= b * 1e6) for b in bounds]
+    assert hist.cumulative(bounds) == expected
