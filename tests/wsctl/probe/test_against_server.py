@@ -42,9 +42,9 @@ def events_flowing(fleet, after=0):
 def server():
     servers: list[ServerProcess] = []
 
-    def start(port=0):
+    def start(port=0, extra=()):
         proc = ServerProcess("--job-rate", "10", "--job-steps", "100000",
-                             "--ping-interval", "5", "--ping-timeout", "5")
+                             "--ping-interval", "5", "--ping-timeout", "5", *extra)
         servers.append(proc)
         return proc.start(port)
 
@@ -125,3 +125,26 @@ async def test_sigkill_and_restart_is_a_declared_resync(server):
     assert result.value("messages.lost") == 0
     assert result.value("probes.gave_up") == 0
     assert any(r.reason.startswith("resync: epoch") for r in records)
+
+
+async def test_sigterm_retry_hint_is_honoured(server):
+    """SIGTERM closes with 1001 retry_ms=1500: no probe reconnects sooner than 1.5 s."""
+    srv = server(extra=("--retry-hint", "1500ms"))
+    records = []
+    fleet = fleet_for(srv.url, records)
+    task = asyncio.create_task(fleet.run())
+    try:
+        assert await wait_until(lambda: events_flowing(fleet), 10), srv.logs()
+        srv.signal(signal.SIGTERM)
+        assert srv.proc.wait(10) == 0
+        srv.close()
+        again = server(port=srv.port, extra=("--retry-hint", "1500ms"))
+        assert await wait_until(
+            lambda: all(p.machine.reconnects == 1 for p in fleet.probes), 10), again.logs()
+    finally:
+        fleet.stop()
+        result = await asyncio.wait_for(task, 10)
+    losses = [r for r in records if r.state is State.LOST]
+    assert len(losses) == COUNT and {r.code for r in losses} == {1001}
+    assert result.value("reconnect_time.min") >= 1.5
+    assert result.value("probes.gave_up") == 0
