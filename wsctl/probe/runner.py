@@ -126,7 +126,9 @@ def check_reachable(result: Result) -> None:
     reason = errors.most_common(1)[0][0] if errors else "no connection could be opened"
     hint = " (is the server running?)" if reason == "connection refused" else ""
     if gave_up:
-        raise Unreachable(f"could not connect to {result.target}: {reason}{hint}; "
-                          f"{gave_up} of {count} probes gave up retrying")
+        what = f"could not connect to {result.target}" if never else \
+            f"{result.target} kept dropping connections"
+        raise Unreachable(f"{what}: {reason}{hint}; {gave_up} of {count} probes gave up "
+                          "retrying")
     raise Unreachable(f"could not connect to {result.target} within {result.duration:.1f}s: "
                       f"{reason}{hint}")

@@ -240,3 +240,24 @@ async def test_tune_gc_freezes_while_running_and_restores_after():
         await task
     assert during[0][0] == 50_000 and during[1] > 0
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_accept_then_drop_server_cannot_defeat_backoff():
+    """A server that accepts then closes at once: waits keep growing, then the probe gives up."""
+
+    async def drop(ws):
+        await ws.close(1011, "boom")
+
+    records: list = []
+    async with serve(drop, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        policy = BackoffPolicy(kind="exponential", base=0.05, cap=10, min_uptime=1,
+                               max_attempts=4)
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen", heartbeat="off",
+                             backoff=policy)
+        result = await asyncio.wait_for(
+            Fleet(config, 1, seed=1, sink=records.extend).run(), 5)
+    waits = [r.reason for r in records if r.state is State.BACKOFF]
+    assert waits == ["retry in 0.050s", "retry in 0.100s", "retry in 0.200s"]
+    assert result.value("connections.opened") == 4
+    assert result.value("probes.gave_up") == 1
