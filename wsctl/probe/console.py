@@ -25,7 +25,12 @@ OVERLOAD_LAG = 0.05  # seconds of event-loop lag (p99) that make the figures sus
 
 
 def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f}ms"
+    """Short duration: ``0.9ms``, ``838ms``, ``1.24s``."""
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return f"{seconds:.2f}s"
+    return f"{seconds * 1000:.1f}ms" if seconds < 0.1 else f"{seconds * 1000:.0f}ms"
 
 
 def status_line(fleet: Fleet) -> str:
@@ -80,9 +85,9 @@ async def print_progress(fleet: Fleet, out: IO[str], interval: float) -> None:
 def summary(result: Result) -> Group:
     """The end-of-run summary: durations table, counters, probe states."""
     table = Table(title="probe summary", title_justify="left")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for column in ("count", "mean", "p50", "p90", "p99", "p99.9", "max"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for name, unit in HISTOGRAMS:
         s = result.metrics.histograms[name].summary()
         if not s["count"]:
