@@ -16,6 +16,7 @@ COUNT = 5
 INTERVAL = 0.5
 TIMEOUT = 0.5
 BACKOFF = BackoffPolicy(base=0.1, cap=0.5)
+SLACK = 0.4  # scheduling delays on a loaded 2-core CI machine
 
 
 async def wait_until(predicate, timeout, step=0.02):
@@ -77,14 +78,14 @@ async def test_sigstop_is_detected_then_resumed_without_loss(server):
 
     detect = result.metrics.histograms["detect_time"].summary()
     assert detect["count"] == COUNT
-    assert detect["max"] <= INTERVAL + TIMEOUT + 0.25
+    assert detect["max"] <= INTERVAL + TIMEOUT + SLACK
     losses = [r for r in records if r.state is State.LOST]
     assert len(losses) == COUNT and all("no pong" in r.reason for r in losses)
     resumed = [r for r in records if r.reason.startswith("resumed:")]
     assert sorted(r.probe for r in resumed) == list(range(COUNT))
     assert result.value("resume_time.count") == COUNT
     # Nobody can be back before SIGCONT: resume spans the rest of the pause at least.
-    assert result.value("reconnect_time.min") >= 3 - (INTERVAL + TIMEOUT + 0.25)
+    assert result.value("reconnect_time.min") >= 3 - (INTERVAL + TIMEOUT + SLACK)
     assert result.value("resyncs") == 0
     assert result.value("messages.lost") == 0
     assert result.value("messages.duplicated") == 0
@@ -115,12 +116,12 @@ async def test_sigkill_and_restart_is_a_declared_resync(server):
         result = await asyncio.wait_for(task, 10)
 
     detect = result.metrics.histograms["detect_time"].summary()
-    assert detect["count"] == COUNT and detect["max"] < 0.25  # a kill closes the sockets
+    assert detect["count"] == COUNT and detect["max"] < SLACK  # a kill closes the sockets
     reconnect = result.metrics.histograms["reconnect_time"].summary()
     assert reconnect["count"] == COUNT
     # Not back before the new process existed; back within one backoff cap of it being up.
     assert reconnect["min"] >= (spawned_at - killed_at) - detect["max"]
-    assert reconnect["max"] <= outage + BACKOFF.bound + 0.3
+    assert reconnect["max"] <= outage + BACKOFF.bound + SLACK
     assert result.value("resyncs") == COUNT
     assert result.value("messages.lost") == 0
     assert result.value("probes.gave_up") == 0

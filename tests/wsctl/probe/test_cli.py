@@ -92,8 +92,8 @@ def test_echo_mode_json_result_validates_and_counts_round_trips(echo_url, tmp_pa
     validate(obj)
     assert obj["kind"] == "probe" and obj["config"]["mode"] == "echo"
     assert obj["config"]["seed"] == 5 and obj["config"]["count"] == 2
-    assert obj["metrics"]["messages.received"]["value"] >= 30
-    assert obj["metrics"]["rtt"]["count"] >= 30
+    assert obj["metrics"]["messages.received"]["value"] >= 20  # 2 x 20/s x 1 s, loaded
+    assert obj["metrics"]["rtt"]["count"] >= 20
     assert obj["metrics"]["messages.lost"]["value"] == 0
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert {(r["probe"], r["to"]) for r in lines} >= {(0, "open"), (1, "open"),

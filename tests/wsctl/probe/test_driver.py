@@ -94,7 +94,7 @@ async def test_echo_mode_against_a_plain_websockets_server():
                              duration=1.0, heartbeat_interval=0.2, heartbeat_timeout=1)
         result = await Fleet(config, 3, seed=1).run()
     sent, received = result.value("messages.sent"), result.value("messages.received")
-    assert sent >= 3 * 15
+    assert sent >= 3 * 10  # 20/s for 1 s, with room for a loaded machine
     assert received >= sent - 3  # at most the one in flight per probe at the stop
     assert result.value("messages.lost") == 0
     assert result.value("rtt.count") >= received
@@ -155,7 +155,7 @@ async def test_server_that_never_answers_pings_is_detected_dead():
             opened_at = record.at
         elif record.state is State.LOST:
             assert "no pong within 0.2s" in record.reason
-            assert record.at - opened_at <= 0.4 + 0.15
+            assert record.at - opened_at <= 0.4 + 0.3  # interval + timeout + slack
             losses += 1
     assert losses == result.value("connections.lost")
 
