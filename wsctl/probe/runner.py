@@ -76,14 +76,19 @@ async def run_fleet(
 
     def on_signal() -> None:
         fleet.stop()
-        for sig in installed:  # a second Ctrl-C interrupts for real
-            loop.remove_signal_handler(sig)
-        installed.clear()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C interrupts for real
+            if sig in installed:
+                loop.remove_signal_handler(sig)
+                installed.remove(sig)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, on_signal)
             installed.append(sig)
+    # SIGUSR1 = "a fault was injected now": open probes then measure detect_time from it.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+        loop.add_signal_handler(signal.SIGUSR1, fleet.inject_fault)
+        installed.append(signal.SIGUSR1)
     exporter = None
     ui: asyncio.Task[None] | None = None
     try:

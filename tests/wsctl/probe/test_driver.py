@@ -261,3 +261,26 @@ async def test_accept_then_drop_server_cannot_defeat_backoff():
     assert waits == ["retry in 0.050s", "retry in 0.100s", "retry in 0.200s"]
     assert result.value("connections.opened") == 4
     assert result.value("probes.gave_up") == 1
+
+
+async def test_sigusr1_marks_a_fault_for_detect_time():
+    """In run_fleet, SIGUSR1 marks 'fault injected now' on every open probe."""
+    import os
+    import signal
+
+    from wsctl.probe.runner import run_fleet
+
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen", duration=0.6)
+        fleet = Fleet(config, 2, seed=1)
+        task = asyncio.create_task(run_fleet(fleet, view="quiet"))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if fleet.states()["open"] == 2:
+                break
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await asyncio.sleep(0.05)
+        marks = [p.machine.fault_at for p in fleet.probes]
+        await task
+    assert all(m is not None for m in marks)
