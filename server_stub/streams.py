@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 from abc import ABC, abstractmethod
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -76,20 +77,39 @@ class StreamStore(ABC):
 
 
 class _Log:
-    __slots__ = ("epoch", "head", "events", "last_data")
+    """One stream's retained history, kept compact: the frames in a deque and their
+    times in a float array; offsets are implied (they have no holes), so there is no
+    object per event beyond its frame. Oldest first."""
 
-    def __init__(self, epoch: str, maxlen: int) -> None:
+    __slots__ = ("epoch", "head", "frames", "times", "last_data")
+
+    def __init__(self, epoch: str) -> None:
         self.epoch = epoch
         self.head = 0
-        self.events: deque[StoredEvent] = deque(maxlen=maxlen)
+        self.frames: deque[bytes] = deque()
+        self.times = array("d")
         self.last_data: str | None = None
+
+    @property
+    def first(self) -> int:
+        """Offset of the oldest retained event (head + 1 when none)."""
+        return self.head - len(self.frames) + 1
+
+    def drop_oldest(self, n: int) -> int:
+        """Forget the ``n`` oldest events (fewer if there are fewer); returns how many."""
+        n = min(n, len(self.frames))
+        for _ in range(n):
+            self.frames.popleft()
+        del self.times[:n]
+        return n
 
 
 class MemoryStreamStore(StreamStore):
     """In-memory store bounded per stream by count (``max_events``) and age (``max_age`` s).
 
     Everything is lost with the process; each store instance draws a random boot id so
-    epochs from an earlier process never match.
+    epochs from an earlier process never match. A retained event costs its encoded
+    frame plus 16 bytes (about 190 bytes for a job progress event).
     """
 
     def __init__(
@@ -112,16 +132,18 @@ class MemoryStreamStore(StreamStore):
     def _log(self, stream: str) -> _Log:
         log = self._logs.get(stream)
         if log is None:
-            log = _Log(f"{self._boot}-{next(self._seq)}", self.max_events)
+            log = _Log(f"{self._boot}-{next(self._seq)}")
             self._logs[stream] = log
         return log
 
     def _expire(self, log: _Log, now: float) -> None:
         cutoff = now - self.max_age
-        events = log.events
-        while events and events[0].ts < cutoff:
-            events.popleft()
-            self._size -= 1
+        times = log.times
+        stale = 0
+        while stale < len(times) and times[stale] < cutoff:
+            stale += 1
+        if stale:
+            self._size -= log.drop_oldest(stale)
 
     def append(self, stream: str, data: dict[str, Any]) -> StoredEvent:
         log = self._log(stream)
@@ -131,9 +153,10 @@ class MemoryStreamStore(StreamStore):
         event = StoredEvent(log.head, now, encode_event(log.head, now, data_json).encode())
         log.last_data = data_json
         if self.max_events > 0:
-            if len(log.events) == self.max_events:
-                self._size -= 1
-            log.events.append(event)
+            if len(log.frames) >= self.max_events:
+                self._size -= log.drop_oldest(len(log.frames) - self.max_events + 1)
+            log.frames.append(event.frame)
+            log.times.append(now)
             self._size += 1
         self._expire(log, now)
         return event
@@ -143,11 +166,14 @@ class MemoryStreamStore(StreamStore):
         if log is None:
             return []
         self._expire(log, self._wall())
-        if not log.events:
-            return []
-        start = max(0, after - log.events[0].offset + 1)
-        stop = len(log.events) if limit is None else min(len(log.events), start + limit)
-        return list(itertools.islice(log.events, start, stop))
+        first = log.first
+        start = max(0, after - first + 1)
+        stop = len(log.frames) if limit is None else min(len(log.frames), start + limit)
+        times = log.times
+        return [
+            StoredEvent(first + i, times[i], frame)
+            for i, frame in enumerate(itertools.islice(log.frames, start, stop), start)
+        ]
 
     def epoch(self, stream: str) -> str:
         return self._log(stream).epoch
@@ -161,7 +187,7 @@ class MemoryStreamStore(StreamStore):
         if log is None:
             return 1
         self._expire(log, self._wall())
-        return log.events[0].offset if log.events else log.head + 1
+        return log.first
 
     def snapshot(self, stream: str) -> dict[str, Any]:
         log = self._logs.get(stream)
@@ -172,17 +198,16 @@ class MemoryStreamStore(StreamStore):
 
     def trim(self, stream: str, upto: int) -> int:
         log = self._logs.get(stream)
-        dropped = 0
-        while log and log.events and log.events[0].offset <= upto:
-            log.events.popleft()
-            dropped += 1
+        if log is None:
+            return 0
+        dropped = log.drop_oldest(max(0, upto - log.first + 1))
         self._size -= dropped
         return dropped
 
     def drop(self, stream: str) -> None:
         log = self._logs.pop(stream, None)
         if log is not None:
-            self._size -= len(log.events)
+            self._size -= len(log.frames)
 
     def streams(self) -> Iterable[str]:
         return self._logs.keys()

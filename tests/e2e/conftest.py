@@ -8,15 +8,13 @@ shown in pytest's summary; CI installs the chromium package so they run there.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.serverproc import ServerProcess
 
 CHROMIUM = os.environ.get("WSCTL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,52 +35,19 @@ SERVER_ARGS = ("--job-rate", "5", "--ping-interval", "1s", "--ping-timeout", "1s
                "--log-level", "warning")
 
 
-class ServerProcess:
-    """``python -m server_stub`` as a subprocess; the port comes from its first stdout line."""
-
-    def __init__(self, log_path: Path, port: int = 0, *args: str) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server_stub", "--port", str(port), *SERVER_ARGS, *args],
-            stdout=subprocess.PIPE, stderr=self._log, text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)", line)
-        if not match:
-            self.kill()
-            raise RuntimeError(f"server did not start: {line!r}; log in {log_path}")
-        self.port = int(match.group(1))
-        self.http = f"http://127.0.0.1:{self.port}"
-
-    def signal(self, sig: int) -> None:
-        os.kill(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL (after SIGCONT, in case it is paused) and reap it."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-        self.proc.wait(10)
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self._log.close()
-
-
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Start reference servers (``port=`` to reuse one); all killed after the test."""
     procs: list[ServerProcess] = []
 
     def start(*args: str, port: int = 0) -> ServerProcess:
-        proc = ServerProcess(tmp_path / "server.log", port, *args)
+        proc = ServerProcess(*SERVER_ARGS, *args, port=port, log_path=tmp_path / "server.log")
         procs.append(proc)
         return proc
 
     yield start
     for proc in procs:
-        proc.kill()
+        proc.close()
 
 
 @pytest.fixture(scope="package")

@@ -110,7 +110,7 @@ async def test_json_log_has_one_line_per_connection_event(server_process):
         await recv_message(ws)
     server.signal(signal.SIGTERM)
     assert await asyncio.to_thread(server.proc.wait, 10) == 0
-    records = [json.loads(line) for line in server.proc.stderr.read().splitlines()]
+    records = [json.loads(line) for line in server.logs().splitlines()]
     messages = [r["msg"] for r in records]
     assert any(m.startswith("open id=1 ") and "resume=fresh" in m for m in messages)
     assert any(m.startswith("close id=1 ") and "code=1000" in m for m in messages)

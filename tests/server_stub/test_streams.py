@@ -58,3 +58,26 @@ def test_frames_are_protocol_events():
     store = MemoryStreamStore()
     event = store.append("a", {"step": 1})
     assert parse_server(event.frame.decode()) == Event(1, event.ts, {"step": 1})
+
+
+def test_zero_retention_keeps_head_and_snapshot_only():
+    """With max_events=0 nothing is replayable, but offsets and the snapshot go on."""
+    store = MemoryStreamStore(max_events=0)
+    for i in range(3):
+        store.append("a", {"i": i})
+    assert store.read("a", 0) == [] and store.size() == 0
+    assert store.first("a") == 4 and store.head("a") == 3
+    assert store.snapshot("a") == {"offset": 3, "data": {"i": 2}}
+
+
+def test_read_returns_times_and_frames_of_the_right_offsets():
+    """Replayed events carry their own offset, time and frame after trims and expiry."""
+    wall = Wall()
+    store = MemoryStreamStore(max_events=4, max_age=100.0, wall=wall)
+    appended = []
+    for i in range(6):
+        wall.t += 1
+        appended.append(store.append("a", {"i": i}))
+    store.trim("a", 3)
+    assert store.read("a", 0) == appended[3:]
+    assert store.read("a", 4, limit=1) == [appended[4]]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.wsctl.probe.server_process import ServerProcess
+from tests.serverproc import ServerProcess
 from wsctl.backoff import BackoffPolicy
 from wsctl.probe import Fleet, ProbeConfig, State
 
@@ -45,9 +45,9 @@ def server():
 
     def start(port=0, extra=()):
         proc = ServerProcess("--job-rate", "10", "--job-steps", "100000",
-                             "--ping-interval", "5", "--ping-timeout", "5", *extra)
+                             "--ping-interval", "5", "--ping-timeout", "5", *extra, port=port)
         servers.append(proc)
-        return proc.start(port)
+        return proc
 
     yield start
     for proc in servers:
