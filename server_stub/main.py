@@ -24,7 +24,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -48,6 +53,7 @@ log = logging.getLogger("server_stub")
 
 HEARTBEAT_PAYLOAD = b"wsctl-hb"
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
+AGE_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 
 
 class PooledConnection(ServerConnection):
@@ -453,6 +459,18 @@ class _ServerCollector:
         yield GaugeMetricFamily("wsctl_server_late_connections",
                                 "Connections with a ping outstanding past half the timeout.",
                                 value=s.monitor.counts()["late"] if s.monitor else 0)
+        ages = sorted(s.pool.ages())
+        buckets, i = [], 0
+        for bound in AGE_BUCKETS:
+            while i < len(ages) and ages[i] <= bound:
+                i += 1
+            buckets.append((str(bound), i))
+        buckets.append(("+Inf", len(ages)))
+        yield HistogramMetricFamily(
+            "wsctl_server_connection_age_seconds",
+            "Age of the connections open now (computed at scrape time).",
+            buckets=buckets, sum_value=sum(ages),
+        )
         yield GaugeMetricFamily("wsctl_server_draining", "1 while shutting down.",
                                 value=int(s.draining))
         yield GaugeMetricFamily("wsctl_server_uptime_seconds", "Seconds since start.",

@@ -104,6 +104,19 @@ async def test_metrics_parse_and_count_traffic(make_server):
     assert m["wsctl_server_messages_total{direction=out}"] >= 5
     assert m["wsctl_server_resumes_total{outcome=fresh}"] == 1
     assert "process_resident_memory_bytes" in m
+    assert m["wsctl_server_connection_age_seconds_count"] == 0  # the connection is closed
+
+
+async def test_connection_ages_are_a_histogram(make_server):
+    """/metrics reports the age of open connections in cumulative buckets."""
+    server = await make_server()
+    async with connect(f"{server.url}/ws/a") as ws:
+        await recv_message(ws)
+        m = await metrics(server)
+    assert m["wsctl_server_connection_age_seconds_count"] == 1
+    assert m["wsctl_server_connection_age_seconds_bucket{le=1.0}"] == 1
+    assert m["wsctl_server_connection_age_seconds_bucket{le=+Inf}"] == 1
+    assert 0 < m["wsctl_server_connection_age_seconds_sum"] < 1
 
 
 async def test_tokens_missing_bad_expired_and_good(make_server):
