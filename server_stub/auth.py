@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 
 from server_stub.connection_pool import Refusal
+
+_EXPIRY = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() admits '²'
 
 
 def _sign(secret: str, stream: str, expiry: int) -> str:
@@ -34,10 +37,10 @@ def check_token(
             401, "missing token: connect with ?token=... (wsctl serve --issue-token)", "auth"
         )
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != "v1" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != "v1" or not _EXPIRY.fullmatch(parts[1]):
         return Refusal(403, "malformed token", "auth")
     expiry = int(parts[1])
-    if not hmac.compare_digest(parts[2], _sign(secret, stream, expiry)):
+    if not hmac.compare_digest(parts[2].encode(), _sign(secret, stream, expiry).encode()):
         return Refusal(403, f"token not valid for stream {stream!r}", "auth")
     if expiry < (time.time() if now is None else now):
         return Refusal(401, f"token expired at {expiry} (unix time); get a new one", "auth")

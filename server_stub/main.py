@@ -16,7 +16,9 @@ import contextlib
 import errno
 import json
 import logging
+import re
 import signal
+import socket
 import ssl
 import time
 from collections.abc import Hashable, Iterable
@@ -53,6 +55,7 @@ log = logging.getLogger("server_stub")
 
 HEARTBEAT_PAYLOAD = b"wsctl-hb"
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
+_OFFSET = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() admits "²"
 AGE_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 
 
@@ -172,6 +175,11 @@ class ReferenceServer:
                 server_header=f"wsctl-reference/{__version__}",
             )
         except OSError as exc:
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                raise InvalidInput(
+                    f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}; --host must be "
+                    "an address of this machine (127.0.0.1 by default)"
+                ) from exc
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUse(
                     f"cannot listen on {cfg.host}:{cfg.port}: address already in use; "
@@ -296,7 +304,7 @@ class ReferenceServer:
             return pool.refuse(Refusal(400, "resume needs both epoch and offset", "bad_request"))
         offset = None
         if offset_text is not None:
-            if not offset_text.isdigit():
+            if not _OFFSET.fullmatch(offset_text):
                 return pool.refuse(Refusal(
                     400, f"offset must be a non-negative integer, got {offset_text[:20]!r}",
                     "bad_request"))

@@ -127,6 +127,8 @@ async def test_tokens_missing_bad_expired_and_good(make_server):
         f"?token={issue_token('s3cret', 'other', 60)}": 403,
         f"?token={issue_token('s3cret', 'a', -10)}": 401,
         "?token=garbage": 403,
+        "?token=v1.%C2%B2.abc": 403,
+        "?token=v1.9999999999.%C3%A9": 403,
     }
     for query, status in cases.items():
         with pytest.raises(InvalidStatus) as refused:
@@ -136,7 +138,7 @@ async def test_tokens_missing_bad_expired_and_good(make_server):
         assert len(refused.value.response.body.strip().splitlines()) == 1
     async with connect(f"{server.url}/ws/a?token={issue_token('s3cret', 'a', 60)}") as ws:
         assert isinstance(await recv_message(ws), p.Welcome)
-    assert server.pool.counters.refused_by_kind["auth"] == 4
+    assert server.pool.counters.refused_by_kind["auth"] == 6
 
 
 def test_token_check_is_bound_to_stream_and_expiry():

@@ -115,3 +115,13 @@ async def test_json_log_has_one_line_per_connection_event(server_process):
     assert any(m.startswith("open id=1 ") and "resume=fresh" in m for m in messages)
     assert any(m.startswith("close id=1 ") and "code=1000" in m for m in messages)
     assert all({"ts", "level", "msg"} <= r.keys() for r in records)
+
+
+def test_host_that_is_not_ours_is_bad_input():
+    """--host naming no address of this machine is bad input: one line, exit 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "server_stub", "--port", "0", "--host", "256.1.1.1"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode == 2
+    assert "--host" in result.stderr and "Traceback" not in result.stderr

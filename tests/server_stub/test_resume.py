@@ -154,3 +154,13 @@ async def test_bad_handshakes_are_refused_with_status(make_server, path, status)
         async with connect(server.url + path.replace(" ", "%20")):
             pass
     assert refused.value.response.status_code == status
+
+
+@pytest.mark.parametrize("offset", ["%C2%B2", "%D9%A3", "1e3", "9" * 30])
+async def test_non_ascii_or_huge_offsets_are_400_not_500(make_server, offset):
+    """Offsets must be ASCII digits ('²' and Arabic-Indic digits pass str.isdigit)."""
+    server = await make_server(**FAST)
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{server.url}/ws/a?epoch=e&offset={offset}"):
+            pass
+    assert refused.value.response.status_code == 400
