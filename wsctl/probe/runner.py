@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import signal
+import socket
 import ssl
 import sys
 from collections import Counter
@@ -97,6 +99,9 @@ async def run_fleet(
             try:
                 port = await exporter.start()
             except OSError as exc:
+                if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                    raise InvalidInput(f"--metrics-host {metrics_host}: {exc.strerror}; use an "
+                                       "address of this machine (127.0.0.1 by default)") from exc
                 raise PortInUse(f"--metrics-port {metrics_port} on {metrics_host}: "
                                 f"{exc.strerror}") from exc
             print(f"wsctl probe: metrics at http://{metrics_host}:{port}/metrics",

@@ -197,3 +197,12 @@ def test_wss_needs_a_trusted_certificate(wss_url):
     untrusted = runner.invoke(app, ["probe", url, "--max-attempts", "1", *common])
     assert untrusted.exit_code == 3
     assert "TLS certificate verification failed" in untrusted.stderr
+
+
+def test_metrics_host_of_no_local_address_is_bad_input(echo_url):
+    """--metrics-host that names no address of this machine is exit 2, in one line."""
+    result = runner.invoke(app, ["probe", echo_url, "--mode", "listen", "--duration", "300ms",
+                                 "--metrics-port", "0", "--metrics-host", "256.1.1.1",
+                                 "--view", "quiet"])
+    assert result.exit_code == 2, result.output
+    assert "--metrics-host" in result.output
