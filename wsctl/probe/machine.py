@@ -243,9 +243,9 @@ class ProbeMachine:
     __slots__ = (
         "index", "config", "metrics", "url", "state", "records", "keep_records", "retrier",
         "hb_kind", "hb_interval", "hb_timeout", "stop_at", "reconnect_at", "ping_at",
-        "ping_sent", "pong_due", "welcome_due", "send_at", "attempt_started", "loss_at",
-        "awaiting_welcome", "outage_from", "last_data_at", "recovery_attempts", "fault_at",
-        "tracker", "epoch", "echo_seq", "reconnects", "last_rtt", "last_latency",
+        "ping_sent", "pong_due", "welcome_due", "send_at", "attempt_started", "opened_at",
+        "loss_at", "awaiting_welcome", "outage_from", "last_data_at", "recovery_attempts",
+        "fault_at", "tracker", "epoch", "echo_seq", "reconnects", "last_rtt", "last_latency",
         "last_error", "ever_opened",
     )
 
@@ -278,7 +278,11 @@ class ProbeMachine:
         self.welcome_due: float | None = None
         self.send_at: float | None = None
         self.attempt_started = now
-        self.loss_at: float | None = None  # set from a loss until the recovery is measured
+        self.opened_at = now  # when the current (or last) connection opened
+        # One recovery: from the loss noticed until the state is synchronized again (the
+        # welcome in resume mode, the connection open otherwise). A connection lost before
+        # its welcome does not start a new one: loss_at keeps the first loss.
+        self.loss_at: float | None = None
         self.awaiting_welcome = False
         self.outage_from: float | None = None  # last data before the loss
         self.last_data_at: float | None = None
@@ -389,24 +393,33 @@ class ProbeMachine:
         self.ever_opened = True
         self.last_error = ""
         self._record(now, State.OPEN, f"attempt {self.recovery_attempts}")
-        if self.loss_at is not None:
-            metrics.histograms["reconnect_time"].record(now - self.loss_at)
-            metrics.histograms["reconnect_attempts"].record(self.recovery_attempts)
-            self.reconnects += 1
-        self.recovery_attempts = 0
+        self.opened_at = now
         self.ping_sent = self.pong_due = self.ping_at = self.send_at = None
         actions: list[Action] = []
         if self.config.mode == "resume":
+            # Synchronized (and any recovery over) only once the welcome arrives.
             self.awaiting_welcome = True
             self.welcome_due = now + self.config.connect_timeout
         else:
-            self.loss_at = None
+            self._synchronized(now)
             self._start_heartbeat(now)
             if self.config.mode == "echo":
                 self.send_at = now
                 self.tracker.expect(self.echo_seq)
                 actions.extend(self._on_tick(now))
         return actions
+
+    def _synchronized(self, now: float) -> None:
+        """The state is synchronized: a recovery in progress is complete, measure it once."""
+        if self.loss_at is not None:
+            histograms = self.metrics.histograms
+            histograms["reconnect_time"].record(self.opened_at - self.loss_at)
+            histograms["reconnect_attempts"].record(self.recovery_attempts)
+            if self.config.mode == "resume":
+                histograms["resume_time"].record(now - self.loss_at)
+            self.reconnects += 1
+            self.loss_at = None
+        self.recovery_attempts = 0
 
     def _start_heartbeat(self, now: float) -> None:
         if self.hb_kind != "off":
@@ -542,9 +555,7 @@ class ProbeMachine:
             self.epoch = welcome.epoch
             tracker.highest = welcome.offset
             tracker.expect(welcome.offset + 1)
-        if self.loss_at is not None:
-            self.metrics.histograms["resume_time"].record(now - self.loss_at)
-            self.loss_at = None
+        self._synchronized(now)
         if self.config.heartbeat_interval is None:
             self.hb_interval = welcome.heartbeat.interval
         if self.config.heartbeat_timeout is None:
@@ -580,7 +591,10 @@ class ProbeMachine:
             self.fault_at = None
         self.last_error = reason
         self._record(now, State.LOST, reason, code)
-        self.loss_at = now
+        if self.loss_at is None:
+            # A new recovery. Otherwise (lost before its welcome) the current one goes on.
+            self.loss_at = now
+            self.recovery_attempts = 0
         self.awaiting_welcome = False
         self.outage_from = self.last_data_at
         self.ping_at = self.ping_sent = self.pong_due = self.welcome_due = self.send_at = None

@@ -228,6 +228,7 @@ def test_reconnect_attempts_counts_failures_in_the_recovery():
         m.handle(ConnectFailed(m.attempt_started + 0.01, "connection refused"))
     m.handle(Tick(m.deadline))
     m.handle(Connected(m.attempt_started + 0.01))
+    m.handle(Received(m.attempt_started + 0.02, 100.0, welcome()))
     assert summary(m, "reconnect_attempts")["max"] == 3
 
 
@@ -302,3 +303,96 @@ def test_records_serialise_with_wall_time():
     rec = m.take_records()[-1].to_json(wall_offset=1000.0)
     assert rec["t"] == 1010.5 and rec["from"] == "connecting" and rec["to"] == "backoff"
     assert m.take_records() == []
+
+
+def steady_backoff():
+    """Every retry waits exactly 1 s, so the tests' timelines are easy to follow."""
+    return BackoffPolicy(kind="exponential", base=1, cap=1)
+
+
+def test_drop_before_welcome_stays_in_the_same_recovery():
+    """A connection lost before its welcome continues the recovery: one of each metric."""
+    m = opened(machine(backoff=steady_backoff()),
+               hello=welcome(epoch="E", offset=0, interval=30, timeout=30))
+    m.handle(Received(9.5, 100.0, event(1)))
+    m.fault_injected(9.8)
+    m.handle(Closed(10.0, 1006))
+    assert m.deadline == 11.0
+    m.handle(Tick(11.0))
+    m.handle(Connected(11.0))
+    m.handle(Closed(11.5, 1013))  # before its welcome
+    assert m.deadline == 12.5
+    m.handle(Tick(12.5))
+    assert m.take_records()[-1].reason == "attempt 2"
+    m.handle(Connected(12.5))
+    m.handle(Received(12.6, 100.0, welcome(epoch="E", offset=1, replayed=0)))
+    m.handle(Received(12.7, 100.0, event(2)))
+    expected = {"reconnect_time": 2.5, "resume_time": 2.6, "reconnect_attempts": 2,
+                "outage_time": 3.2, "detect_time": 0.2}
+    for name, value in expected.items():
+        s = summary(m, name)
+        assert s["count"] == 1, name
+        assert s["max"] == pytest.approx(value, rel=1e-3), name
+    c = m.metrics.counters
+    assert (c["connections.opened"], c["connections.lost"], c["probes.gave_up"]) == (3, 2, 0)
+    assert m.reconnects == 1
+
+
+def test_single_drop_recoveries_are_measured_each_once():
+    """Two drops, each after its welcome, are two recoveries with unchanged values."""
+    m = opened(machine(backoff=steady_backoff()),
+               hello=welcome(epoch="E", offset=0, interval=30, timeout=30))
+    for lost_at, offset in ((10.0, 1), (20.0, 2)):
+        m.handle(Received(lost_at - 0.5, 100.0, event(offset)))
+        m.handle(Closed(lost_at, 1006))
+        m.handle(Tick(lost_at + 1.0))
+        m.handle(Connected(lost_at + 1.25))
+        m.handle(Received(lost_at + 1.5, 100.0, welcome(epoch="E", offset=offset)))
+        m.handle(Received(lost_at + 1.75, 100.0, event(offset + 1)))
+    expected = {"reconnect_time": 1.25, "resume_time": 1.5, "reconnect_attempts": 1,
+                "outage_time": 2.25}
+    for name, value in expected.items():
+        s = summary(m, name)
+        assert s["count"] == 2, name
+        assert s["min"] == pytest.approx(value, rel=1e-3), name
+        assert s["max"] == pytest.approx(value, rel=1e-3), name
+    assert m.reconnects == 2 and m.metrics.counters["connections.lost"] == 2
+
+
+def test_giving_up_after_a_drop_before_welcome_records_no_recovery():
+    """A recovery that ends in gave_up records no reconnect or resume time."""
+    m = opened(machine(backoff=BackoffPolicy(kind="exponential", base=1, cap=1,
+                                             max_attempts=1)),
+               hello=welcome(interval=30, timeout=30))
+    m.handle(Closed(10.0, 1006))
+    m.handle(Tick(11.0))
+    m.handle(Connected(11.0))
+    m.handle(Closed(11.5, 1006))
+    assert m.state is State.GAVE_UP
+    assert m.metrics.counters["probes.gave_up"] == 1
+    assert m.metrics.counters["connections.lost"] == 2
+    for name in ("reconnect_time", "resume_time", "reconnect_attempts"):
+        assert summary(m, name)["count"] == 0, name
+    assert m.reconnects == 0
+
+
+@pytest.mark.parametrize("mode", ["echo", "listen"])
+def test_echo_and_listen_recover_when_the_connection_opens(mode):
+    """Without a welcome, each reopened connection ends a recovery: two drops, two."""
+    m = machine(mode=mode, heartbeat="off", backoff=steady_backoff())
+    m.start(0.0)
+    m.handle(Connected(0.0))
+    m.handle(Closed(10.0, 1006))
+    m.handle(Tick(11.0))
+    m.handle(Connected(11.0))
+    m.handle(Closed(11.5, 1006))
+    m.handle(Tick(12.5))
+    m.handle(Connected(12.75))
+    reconnect = summary(m, "reconnect_time")
+    assert reconnect["count"] == 2
+    assert reconnect["min"] == pytest.approx(1.0, rel=1e-3)
+    assert reconnect["max"] == pytest.approx(1.25, rel=1e-3)
+    attempts = summary(m, "reconnect_attempts")
+    assert (attempts["count"], attempts["max"]) == (2, 1)
+    assert summary(m, "resume_time")["count"] == 0
+    assert m.reconnects == 2
