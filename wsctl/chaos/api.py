@@ -9,7 +9,8 @@ Toxiproxy's dialect (clients written for it work unchanged)::
 
 Extras (new routes only): ``/proxies/{proxy}/connections`` (list, cut one or all, faults
 for one connection), ``/proxies/{proxy}/schedules``, ``/toxics`` (the types known) and
-``/metrics`` (Prometheus). Errors are ``{"error": message, "status": code}``.
+``/metrics`` (Prometheus). Errors are ``{"error": message, "status": code}``, plus
+``"kind": "port_in_use"`` when a listen address is taken.
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ from wsctl.chaos.proxy import Chaos, ChaosError, Toxic
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
+def _error(message: str, status: int, kind: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message, "status": status}
+    if kind is not None:
+        body["kind"] = kind
+    return JSONResponse(body, status_code=status)
 
 
 async def _body(request: Request) -> Any:
@@ -274,7 +278,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
 
     async def chaos_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ChaosError)
-        return _error(exc.message, exc.status)
+        return _error(exc.message, exc.status, exc.kind)
 
     class Guard(BaseHTTPMiddleware):
         """Bearer token (when configured); browsers refused, as Toxiproxy does (CSRF)."""

@@ -1,8 +1,9 @@
 """A small synchronous client for the chaos API (what the CLI's subcommands use).
 
 Transport errors become ``Unreachable`` saying where it looked; API errors become
-``InvalidInput`` (4xx: the request was wrong) or ``RunFailed`` (5xx) with the API's
-own message.
+``PortInUse`` (a listen address is taken: the error's ``kind`` is ``port_in_use``),
+``InvalidInput`` (other 4xx: the request was wrong) or ``RunFailed`` (5xx) with the
+API's own message.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from wsctl.errors import InvalidInput, RunFailed, Unreachable
+from wsctl.errors import InvalidInput, PortInUse, RunFailed, Unreachable
 
 
 def api_url(api: str) -> str:
@@ -46,10 +47,13 @@ class ChaosClient:
             ) from None
         if response.status_code >= 400:
             try:
-                message = response.json().get("error") or response.text
-            except ValueError:
-                message = response.text.strip() or response.reason_phrase
+                error = response.json()
+                message, kind = error.get("error") or response.text, error.get("kind")
+            except (ValueError, AttributeError):
+                message, kind = response.text.strip() or response.reason_phrase, None
             text = f"{method} {path}: {response.status_code} {message}"
+            if kind == "port_in_use":
+                raise PortInUse(text)
             raise (RunFailed if response.status_code >= 500 else InvalidInput)(text)
         if response.status_code == 204 or not response.content:
             return None

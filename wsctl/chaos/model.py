@@ -13,12 +13,16 @@ STREAMS = ("upstream", "downstream")
 
 
 class ChaosError(Exception):
-    """An API-level failure with an HTTP status (Toxiproxy's codes and messages)."""
+    """An API-level failure with an HTTP status (Toxiproxy's codes and messages).
 
-    def __init__(self, message: str, status: int) -> None:
+    ``kind`` names a failure a client may act on (``port_in_use``); it is sent as an
+    extra field of the error body."""
+
+    def __init__(self, message: str, status: int, kind: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.kind = kind
 
 
 def not_found(what: str) -> ChaosError:

@@ -10,10 +10,12 @@ connection when the toxic reaches it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import logging
 import random
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,7 @@ from wsctl.chaos.connection import Connection, SideProtocol
 from wsctl.chaos.model import STREAMS, ChaosError, Toxic, not_found, parse_address
 from wsctl.chaos.schedule import Schedule, Timing
 from wsctl.clock import Clock, MonotonicClock
-from wsctl.errors import InvalidInput, PortInUse
+from wsctl.errors import InvalidInput, PortInUse, WsctlError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ class Proxy:
         self.stats = ProxyStats()
         self.schedules: dict[str, Schedule] = {}
         self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # connections' and faults' (not schedules')
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,32 +73,75 @@ class Proxy:
     async def start(self) -> None:
         if self.enabled:
             return
-        host, port = parse_address(self.listen, "listen address")
         parse_address(self.upstream, "upstream")
+        await self._serve(await self._bind(self.listen))
+
+    async def _bind(self, listen: str) -> asyncio.Server:
+        """A listener on ``listen``, not accepting yet; PortInUse if the address is taken."""
+        host, port = parse_address(listen, "listen address")
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(
-                lambda: SideProtocol(Connection(self), "client"), host, port, reuse_address=True
+            return await loop.create_server(
+                lambda: SideProtocol(Connection(self), "client"),
+                host,
+                port,
+                reuse_address=True,
+                start_serving=False,
             )
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(f"listen address {self.listen} is already in use") from None
-            raise InvalidInput(f"can't listen on {self.listen}: {exc.strerror or exc}") from None
-        sockname = self._server.sockets[0].getsockname()
+                raise PortInUse(f"listen address {listen} is already in use") from None
+            raise InvalidInput(f"can't listen on {listen}: {exc.strerror or exc}") from None
+
+    async def _serve(self, server: asyncio.Server) -> None:
+        self._server = server
+        sockname = server.sockets[0].getsockname()
         self.listen = f"{sockname[0]}:{sockname[1]}"  # port 0 becomes the real port
         self.enabled = True
+        await server.start_serving()
         log.info("proxy %s listening on %s -> %s", self.name, self.listen, self.upstream)
 
-    async def stop(self) -> None:
-        """Stop listening and close every connection (Toxiproxy's ``enabled: false``)."""
-        self.enabled = False
+    async def _close_listener(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (Toxiproxy's ``enabled: false``).
+
+        Toxics and schedules stay: a schedule keeps running while the proxy is down."""
+        self.enabled = False
+        await self._close_listener()
         for conn in list(self.connections.values()):
             conn.close()
         await self.drain()
+
+    async def move(self, listen: str, upstream: str) -> None:
+        """Listen on ``listen`` relaying to ``upstream``, closing live connections.
+
+        If ``listen`` can't be had the proxy is left as it was, connections included."""
+        async with self.handing_over():
+            server = await self._bind(listen)
+        await self.stop()
+        self.upstream = upstream
+        await self._serve(server)
+
+    @contextlib.asynccontextmanager
+    async def handing_over(self) -> AsyncIterator[None]:
+        """Release the listen port for the block (which may take it); if the block fails,
+        listen where it listened before. Connections are not touched."""
+        old = self.listen if self._server is not None else None
+        await self._close_listener()
+        try:
+            yield
+        except BaseException:
+            if old is not None:
+                try:
+                    await self._serve(await self._bind(old))
+                except WsctlError:  # someone took the port in that instant: the proxy is down
+                    await self.stop()
+            raise
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait until connections and fault tasks are gone (bounded)."""
@@ -116,6 +161,9 @@ class Proxy:
 
     def _untrack(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self._report(task)
+
+    def _report(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("proxy %s task failed", self.name, exc_info=task.exception())
 
@@ -183,7 +231,8 @@ class Proxy:
         self.schedules[schedule.id] = schedule
         schedule.start(self.chaos.clock)
         assert schedule.task is not None
-        self.track(schedule.task)
+        # not tracked: a schedule outlives connections and a disable; cancel_schedules ends it
+        schedule.task.add_done_callback(self._report)
         return schedule
 
     def schedule(self, schedule_id: str) -> Schedule:
@@ -263,12 +312,11 @@ class Chaos:
         for field, value in (("listen", listen), ("upstream", upstream)):
             _check_address(field, value)
         async with self._lock:
-            changed = listen != proxy.listen or upstream != proxy.upstream
-            if changed or not enabled:
+            if not enabled:
                 await proxy.stop()
-            proxy.listen, proxy.upstream = listen, upstream
-            if enabled:
-                await _start(proxy)
+                proxy.listen, proxy.upstream = listen, upstream
+            elif listen != proxy.listen or upstream != proxy.upstream or not proxy.enabled:
+                await _chaos_errors(proxy.move(listen, upstream))
             return proxy
 
     async def delete(self, name: str) -> None:
@@ -303,22 +351,35 @@ class Chaos:
                             await _start(existing)
                         result.append(existing)
                         continue
+                proxy = Proxy(self, name, listen, upstream)
+                if existing is None:
+                    if enabled:
+                        await _start(proxy)
+                else:
+                    async with existing.handing_over():
+                        if enabled:
+                            await _start(proxy)
                     await existing.cancel_schedules()
                     await existing.stop()
-                    del self.proxies[name]
-                proxy = Proxy(self, name, listen, upstream)
-                if enabled:
-                    await _start(proxy)
                 self.proxies[name] = proxy
                 result.append(proxy)
         return result
 
     async def reset(self) -> None:
-        """Enable every proxy and remove every toxic (Toxiproxy's ``POST /reset``)."""
+        """Enable every proxy and remove every toxic (Toxiproxy's ``POST /reset``).
+
+        A proxy that can't listen stays disabled; the rest is still done, then the error."""
+        failed: list[ChaosError] = []
         async with self._lock:
             for proxy in self.proxies.values():
-                await _start(proxy)
                 await proxy.reset_toxics()
+                try:
+                    await _start(proxy)
+                except ChaosError as exc:
+                    failed.append(exc)
+        if failed:
+            message = "; ".join(exc.message for exc in failed)
+            raise ChaosError(message, failed[0].status, kind=failed[0].kind)
 
     async def close(self) -> None:
         """Stop every proxy and close every connection."""
@@ -369,9 +430,14 @@ def _proxy_fields(body: Any) -> tuple[str, str, str, bool]:
 
 
 async def _start(proxy: Proxy) -> None:
+    await _chaos_errors(proxy.start())
+
+
+async def _chaos_errors(step: Awaitable[None]) -> None:
+    """Await a proxy (re)start, its errors as the API's: 409 port in use, 400 otherwise."""
     try:
-        await proxy.start()
+        await step
     except PortInUse as exc:
-        raise ChaosError(str(exc), 409) from None
+        raise ChaosError(str(exc), 409, kind="port_in_use") from None
     except InvalidInput as exc:
         raise ChaosError(str(exc), 400) from None

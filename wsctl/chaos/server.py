@@ -92,7 +92,7 @@ class ChaosServer:
         try:
             await self.chaos.populate(proxies)
         except ChaosError as exc:
-            error = PortInUse if exc.status == 409 else InvalidInput
+            error = PortInUse if exc.kind == "port_in_use" else InvalidInput
             raise error(f"config: {exc.message}") from None
 
     async def start(self) -> None:

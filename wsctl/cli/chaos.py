@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import math
 import signal
 import sys
 from pathlib import Path
@@ -205,9 +206,12 @@ def _attribute(text: str) -> tuple[str, Any]:
         raise fail_usage(f"attribute {text!r} is not key=value")
     for convert in (int, float):
         try:
-            return key, convert(raw)
+            value = convert(raw)
         except ValueError:
-            pass
+            continue
+        if not math.isfinite(value):
+            raise fail_usage(f"attribute {text!r} is not a finite number")
+        return key, value
     return key, raw
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -76,7 +77,11 @@ async def test_listen_address_taken_is_clear(client: httpx.AsyncClient, ws_echo:
     taken = f"127.0.0.1:{port_of(ws_echo)}"
     response = await client.post("/proxies", json={**body_for(ws_echo), "listen": taken})
     assert response.status_code == 409
-    assert response.json()["error"] == f"listen address {taken} is already in use"
+    assert response.json() == {
+        "error": f"listen address {taken} is already in use",
+        "status": 409,
+        "kind": "port_in_use",
+    }
 
 
 async def test_unknown_proxy_and_toxic_are_404(client: httpx.AsyncClient, ws_echo: Server) -> None:
@@ -217,6 +222,71 @@ async def test_reset_enables_proxies_and_removes_toxics(
     assert response.status_code == 204
     proxy = (await client.get("/proxies/ws")).json()
     assert proxy["enabled"] is True and proxy["toxics"] == []
+
+
+async def test_update_to_a_taken_port_changes_nothing(
+    client: httpx.AsyncClient, ws_echo: Server
+) -> None:
+    """Moving a proxy to a taken address is a 409 and leaves it listening, connections alive."""
+    before = (await client.post("/proxies", json=body_for(ws_echo))).json()
+    taken = f"127.0.0.1:{port_of(ws_echo)}"
+    async with connect(f"ws://{before['listen']}/", ping_interval=None) as ws:
+        response = await client.patch("/proxies/ws", json={"listen": taken})
+        assert response.status_code == 409 and response.json()["kind"] == "port_in_use"
+        assert (await client.get("/proxies/ws")).json() == before
+        await ws.send("still")
+        assert await ws.recv() == "still"
+
+
+async def test_update_moves_a_proxy_to_a_free_port(
+    client: httpx.AsyncClient, ws_echo: Server
+) -> None:
+    """Moving a proxy closes its connections, frees the old port and listens on the new one."""
+    before = (await client.post("/proxies", json=body_for(ws_echo))).json()
+    async with connect(f"ws://{before['listen']}/", ping_interval=None) as ws:
+        after = (await client.patch("/proxies/ws", json={"listen": "127.0.0.1:0"})).json()
+        assert after["enabled"] is True and after["listen"] != before["listen"]
+        with pytest.raises(ConnectionClosedError):
+            await ws.recv()
+    async with connect(f"ws://{after['listen']}/", ping_interval=None) as moved:
+        await moved.send("here")
+        assert await moved.recv() == "here"
+    host, port = before["listen"].split(":")
+    with pytest.raises(OSError):
+        await asyncio.open_connection(host, int(port))
+
+
+async def test_populate_keeps_a_proxy_whose_new_address_is_taken(
+    client: httpx.AsyncClient, ws_echo: Server
+) -> None:
+    """A populate that would move a proxy to a taken address is a 409 and keeps the old one."""
+    before = (await client.post("/populate", json=[body_for(ws_echo, "a")])).json()["proxies"]
+    await client.post("/proxies/a/toxics", json={"type": "latency"})
+    taken = f"127.0.0.1:{port_of(ws_echo)}"
+    response = await client.post("/populate", json=[{**body_for(ws_echo, "a"), "listen": taken}])
+    assert response.status_code == 409 and response.json()["kind"] == "port_in_use"
+    proxy = (await client.get("/proxies/a")).json()
+    assert proxy["listen"] == before[0]["listen"] and proxy["enabled"] is True
+    assert [t["name"] for t in proxy["toxics"]] == ["latency_downstream"]
+
+
+async def test_reset_starts_every_proxy_it_can(client: httpx.AsyncClient, ws_echo: Server) -> None:
+    """A proxy whose port was taken meanwhile stays down; reset still does all the rest (409)."""
+    stuck = (await client.post("/proxies", json=body_for(ws_echo, "stuck"))).json()["listen"]
+    await client.post("/proxies", json=body_for(ws_echo, "fine"))
+    for name in ("stuck", "fine"):
+        await client.post(f"/proxies/{name}/toxics", json={"type": "latency"})
+        await client.patch(f"/proxies/{name}", json={"enabled": False})
+    host, port = stuck.split(":")
+    with socket.socket() as squatter:
+        squatter.bind((host, int(port)))
+        squatter.listen()
+        response = await client.post("/reset")
+    assert response.status_code == 409 and response.json()["kind"] == "port_in_use"
+    assert stuck in response.json()["error"]
+    proxies = (await client.get("/proxies")).json()
+    assert proxies["fine"]["enabled"] is True and proxies["stuck"]["enabled"] is False
+    assert proxies["fine"]["toxics"] == [] and proxies["stuck"]["toxics"] == []
 
 
 async def test_delete_proxy_releases_its_port(client: httpx.AsyncClient, ws_echo: Server) -> None:

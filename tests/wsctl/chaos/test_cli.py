@@ -162,3 +162,23 @@ def test_bad_schedule_is_exit_2(api: str) -> None:
     wsctl("chaos", "proxy", "add", "web", "--upstream", "127.0.0.1:9", "--api", api)
     code, _, err = wsctl("chaos", "toxic", "add", "web", "-t", "cut", "--every", "5s", "--api", api)
     assert code == 2 and "needs a 'for'" in err
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e400"])
+def test_non_finite_attribute_is_exit_2(api: str, value: str) -> None:
+    """An attribute that is not a finite number is bad input: one line naming it, exit 2."""
+    wsctl("chaos", "proxy", "add", "web", "--upstream", "127.0.0.1:9", "--api", api)
+    code, _, err = wsctl(
+        "chaos", "toxic", "add", "web", "-t", "latency", "-a", f"latency={value}", "--api", api
+    )
+    assert code == 2
+    assert err.count("\n") == 1 and f"latency={value}" in err and "finite" in err
+
+
+def test_taken_listen_port_is_exit_3(api: str) -> None:
+    """A proxy listen address already in use: one line naming it, exit 3 (as documented)."""
+    code, _, err = wsctl(
+        "chaos", "proxy", "add", "web", "--upstream", "127.0.0.1:9", "--listen", api, "--api", api
+    )
+    assert code == 3
+    assert err.count("\n") == 1 and f"listen address {api} is already in use" in err

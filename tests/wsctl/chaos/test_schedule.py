@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -134,3 +135,20 @@ async def test_connection_schedule_ends_with_its_connection() -> None:
     assert schedule.state == "done" and schedule.task is not None and schedule.task.done()
     assert schedule.activations == 1
     await chaos.close()
+
+
+async def test_disable_and_enable_keep_a_schedule_running() -> None:
+    """Disabling a proxy returns at once and its pending schedule still fires after re-enabling."""
+    clock = FakeClock()
+    chaos = Chaos(clock=clock)
+    proxy = await chaos.create({"name": "p", "upstream": "127.0.0.1:9"})
+    schedule = proxy.add_schedule({"toxic": {"type": "latency"}, "at": "7s"})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await chaos.update("p", {"enabled": False})
+    await chaos.update("p", {"enabled": True})
+    assert loop.time() - started < 1.0
+    await clock.advance(7)
+    assert schedule.state == "active" and "latency_downstream" in proxy.toxics
+    await chaos.close()
+    assert schedule.state == "cancelled" and not proxy.toxics
