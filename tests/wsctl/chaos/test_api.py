@@ -429,3 +429,27 @@ async def test_openapi_lists_toxiproxy_routes(client: httpx.AsyncClient) -> None
     paths = document["paths"]
     assert set(paths["/proxies/{proxy}/toxics/{toxic}"]) == {"get", "post", "patch", "delete"}
     assert paths["/proxies"]["post"]["summary"].startswith("Create a proxy")
+
+
+async def test_non_finite_toxicity_from_raw_json_is_400(
+    client: httpx.AsyncClient, ws_echo: Server
+) -> None:
+    """NaN and Infinity (which JSON parsers accept) are refused, never stored."""
+    await client.post("/proxies", json=body_for(ws_echo))
+    for raw in ("NaN", "Infinity"):
+        response = await client.post(
+            "/proxies/ws/toxics",
+            content=f'{{"type": "latency", "toxicity": {raw}}}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 400, raw
+    assert (await client.get("/proxies/ws/toxics")).json() == []
+
+
+def test_float_attributes_must_be_finite() -> None:
+    """A float attribute of inf or nan names the field instead of being stored."""
+    from wsctl.chaos.faults.base import InvalidAttribute, _coerce
+
+    for value in (float("inf"), float("nan")):
+        with pytest.raises(InvalidAttribute, match="rate"):
+            _coerce("rate", value, "float")

@@ -9,6 +9,7 @@ table in ``wsctl.chaos.faults`` is the only place they are listed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidAttribute(key, f"expected a number, got {value!r}")
+        if not math.isfinite(value):  # JSON parsers accept Infinity and NaN
+            raise InvalidAttribute(key, f"expected a finite number, got {value!r}")
         return float(value)
     if kind == "str":
         if not isinstance(value, str):
