@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Profile = Literal["reference", "baseline"]
@@ -41,7 +41,6 @@ class ServerConfig:
     retry_hint_ms: int = 1000
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def scheme(self) -> str:

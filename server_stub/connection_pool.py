@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +79,6 @@ class ConnectionPool:
         self._sessions: dict[Any, Session] = {}
         self._per_address: Counter[str] = Counter()
         self._ids = itertools.count(1)
-        self.on_release: list[Callable[[Session, int | None], None]] = []
 
     def __repr__(self) -> str:
         return (
@@ -143,13 +142,7 @@ class ConnectionPool:
         if self._per_address[session.address] <= 0:
             del self._per_address[session.address]
         self.counters.closed_by_code[code if code is not None else 1006] += 1
-        for hook in self.on_release:
-            hook(session, code)
         return session
-
-    def addresses(self) -> int:
-        """How many distinct client addresses hold connections."""
-        return len(self._per_address)
 
     def ages(self) -> list[float]:
         now = self.clock.now()

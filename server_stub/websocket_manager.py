@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +100,6 @@ class WebSocketManager:
         self._idle_since: dict[str, float] = {}
         self.resumes: dict[str, int] = {"fresh": 0, "recovered": 0, "resync": 0}
         self.slow_consumers = 0
-        self.on_bad_message: Callable[[Session], None] | None = None
 
     def __repr__(self) -> str:
         return f"WebSocketManager(streams={len(self.jobs)}, store={self.store!r})"
