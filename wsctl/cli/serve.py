@@ -88,10 +88,12 @@ def serve(
         metavar="STREAM")] = None,
     ttl: Annotated[str, typer.Option(help="Lifetime of --issue-token.")] = "1h",
 ) -> None:
-    """Run the reference server: resume protocol v1 at /ws/{stream}, /ws/health, /metrics.
+    """Run the reference server: resume protocol v1 at /ws/{stream}, /ws/health, /metrics,
+    and a live dashboard at http://HOST:PORT/.
 
-    The first line on stdout holds the URL (ws://HOST:PORT). SIGTERM or Ctrl-C closes
-    every connection with 1001 and a retry hint and exits 0. Exit 3 if the port is taken.
+    The first line on stdout holds the URL (ws://HOST:PORT) and the dashboard's address.
+    SIGTERM or Ctrl-C closes every connection with 1001 and a retry hint and exits 0.
+    Exit 2 on bad input, 3 if the port is taken.
     """
     from server_stub.auth import issue_token as make_token
     from server_stub.config import ServerConfig
