@@ -4,10 +4,25 @@
 current event loop; ``FAULTS`` is the table of every fault type. See ``docs/chaos.md``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from wsctl.chaos.faults import FAULTS
+from wsctl.chaos.model import DEFAULT_API
 from wsctl.chaos.proxy import Chaos, ChaosError, Proxy, Toxic
 from wsctl.chaos.schedule import Schedule, Timing
-from wsctl.chaos.server import DEFAULT_API, ChaosServer
+
+if TYPE_CHECKING:
+    from wsctl.chaos.server import ChaosServer
+
+
+def __getattr__(name: str) -> Any:
+    # ChaosServer pulls in uvicorn and starlette: load it only when asked for, so
+    # every other wsctl command (and the chaos client commands) start without them.
+    if name == "ChaosServer":
+        from wsctl.chaos.server import ChaosServer
+
+        return ChaosServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_API",

@@ -10,6 +10,7 @@ from wsctl.chaos.faults import FAULTS, FaultSpec, InvalidAttribute
 from wsctl.errors import InvalidInput
 
 STREAMS = ("upstream", "downstream")
+DEFAULT_API = "127.0.0.1:8474"  # Toxiproxy's port, on loopback
 
 
 class ChaosError(Exception):

@@ -19,10 +19,9 @@ from typing import Any
 import uvicorn
 
 from wsctl.chaos.api import build_app
+from wsctl.chaos.model import DEFAULT_API
 from wsctl.chaos.proxy import Chaos, ChaosError, parse_address
 from wsctl.errors import InvalidInput, PortInUse, RunFailed
-
-DEFAULT_API = "127.0.0.1:8474"
 
 
 class _Uvicorn(uvicorn.Server):

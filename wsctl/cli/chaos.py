@@ -17,7 +17,7 @@ from rich.table import Table
 
 from wsctl.chaos.client import ChaosClient
 from wsctl.chaos.faults import FAULTS
-from wsctl.chaos.server import DEFAULT_API, ChaosServer, load_config
+from wsctl.chaos.model import DEFAULT_API
 from wsctl.cli._common import fail_usage, reports_errors
 
 app = typer.Typer(
@@ -70,11 +70,15 @@ def serve(
     api_token: Token = None,
 ) -> None:
     """Run the proxy and its API until Ctrl-C (or SIGTERM), then close every connection."""
+    from wsctl.chaos.server import load_config  # uvicorn only when serving
+
     proxies = load_config(config) if config is not None else []
     asyncio.run(_serve(api, proxies, api_token))
 
 
 async def _serve(api: str, proxies: list[Any], token: str | None) -> None:
+    from wsctl.chaos.server import ChaosServer
+
     server = ChaosServer(api=api, token=token)
     await server.start()
     try:
