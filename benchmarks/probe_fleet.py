@@ -22,12 +22,12 @@ import argparse
 import asyncio
 import gc
 import json
-import re
 import resource
 import subprocess
 import sys
 import time
 
+import _servers  # benchmarks/_servers.py: scripts here run from this folder's path
 import psutil
 
 
@@ -101,18 +101,10 @@ def child(url: str, count: int, window: float, settle: float, server_pid: int) -
 
 
 def start_server(job_rate: float) -> tuple[subprocess.Popen[str], str]:
-    server = subprocess.Popen(
+    return _servers.start(
         [sys.executable, "-m", "server_stub", "--port", "0", "--ping-interval", "1",
          "--ping-timeout", "2", "--job-rate", str(job_rate), "--job-steps", "1000000",
-         "--max-connections", "20000", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert server.stdout is not None
-    line = server.stdout.readline()
-    match = re.search(r"ws://127\.0\.0\.1:\d+", line)
-    if not match:
-        server.kill()
-        raise SystemExit(f"server did not start: {line!r}")
-    return server, match.group(0)
+         "--max-connections", "20000", "--log-level", "warning"])
 
 
 def main() -> None:
@@ -140,12 +132,7 @@ def main() -> None:
                 raise SystemExit(f"probe process failed:\n{out.stderr[-2000:]}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         finally:
-            server.terminate()
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            _servers.stop(server)
     print(f"probe fleet, resume mode, 1 s app heartbeat, {args.job_rate:g} event/s per "
           f"stream, {args.window:g} s window, {psutil.cpu_count()} cores")
     header = ("probes", "open", "ramp s", "RSS/probe KiB", "RSS MiB", "CPU share",

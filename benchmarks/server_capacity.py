@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import _servers  # benchmarks/_servers.py: scripts here run from this folder's path
 import psutil
 
 HERE = Path(__file__).resolve().parent
@@ -78,13 +78,9 @@ def median_rss(proc: psutil.Process, samples: int, gap: float) -> float:
 
 
 def run_one(target: Target, connections: int, hold: float, concurrency: int) -> dict[str, float]:
-    server = subprocess.Popen(target.command, stdout=subprocess.PIPE, text=True)
+    server, url = _servers.start(target.command)
+    url += target.path
     try:
-        assert server.stdout is not None
-        match = re.search(r"(ws://[^\s;)]+)", server.stdout.readline())
-        if not match:
-            raise SystemExit(f"{target.name}: server did not start")
-        url = match.group(1) + target.path
         proc = psutil.Process(server.pid)
         time.sleep(1.0)
         rss0 = median_rss(proc, 3, 0.2)
@@ -117,14 +113,7 @@ def run_one(target: Target, connections: int, hold: float, concurrency: int) -> 
             "messages_per_s": done["messages"] / hold,
         }
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stdout:
-            server.stdout.close()
+        _servers.stop(server)
 
 
 def main() -> None:
