@@ -7,7 +7,9 @@ A result is a plain JSON object (``SCHEMA`` below is its JSON Schema, also publi
      "started_at": 1764140000.25, "duration": 30.0, "target": "ws://…",
      "config": {…}, "metrics": {"connect_time": {"type": "histogram", "unit": "s",
      "count": 10, "mean": 0.0012, …, "hdr": "HISTFAAA…"},
-     "messages.lost": {"type": "counter", "value": 0}}, "details": {…}}
+     "messages.lost": {"type": "counter", "value": 0},
+     "server.rss_per_connection": {"type": "gauge", "unit": "bytes", "value": 28364.8}},
+     "details": {…}}
 
 Durations are in seconds. Each histogram carries its HdrHistogram encoding so results
 from several processes merge exactly (``merge``).
@@ -22,7 +24,7 @@ from typing import Any
 from wsctl import __version__
 from wsctl.errors import InvalidInput
 from wsctl.metrics.histogram import Histogram
-from wsctl.metrics.registry import MetricSet
+from wsctl.metrics.registry import GAUGE_UNITS, MetricSet
 
 SCHEMA_VERSION = 1
 
@@ -49,6 +51,17 @@ _COUNTER = {
     "additionalProperties": False,
 }
 
+_GAUGE = {
+    "type": "object",
+    "required": ["type", "unit", "value"],
+    "properties": {
+        "type": {"const": "gauge"},
+        "unit": {"enum": list(GAUGE_UNITS)},
+        "value": {"type": "number"},
+    },
+    "additionalProperties": False,
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://wsctl.invalid/schemas/result-1.json",
@@ -67,7 +80,7 @@ SCHEMA: dict[str, Any] = {
         "metrics": {
             "type": "object",
             "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*(\\.[a-z0-9_]+)*$"},
-            "additionalProperties": {"oneOf": [_HISTOGRAM, _COUNTER]},
+            "additionalProperties": {"oneOf": [_HISTOGRAM, _COUNTER, _GAUGE]},
         },
         "details": {"type": "object", "description": "kind-specific extras"},
     },
@@ -97,6 +110,9 @@ class Result:
             }
         for name in sorted(self.metrics.counters):
             metrics[name] = {"type": "counter", "value": self.metrics.counters[name]}
+        for name in sorted(self.metrics.gauges):
+            gauge = self.metrics.gauges[name]
+            metrics[name] = {"type": "gauge", "unit": gauge.unit, "value": gauge.value}
         return {
             "schema_version": SCHEMA_VERSION,
             "kind": self.kind,
@@ -117,6 +133,8 @@ class Result:
         for name, value in obj["metrics"].items():
             if value["type"] == "histogram":
                 metrics.histograms[name] = Histogram.decode(name, value["unit"], value["hdr"])
+            elif value["type"] == "gauge":
+                metrics.set_gauge(name, value["value"], value["unit"])
             else:
                 metrics.counters[name] = value["value"]
         return cls(
@@ -134,6 +152,8 @@ class Result:
         """A scalar by criterion name: ``messages.lost`` or ``reconnect_time.p99``."""
         if metric in self.metrics.counters:
             return self.metrics.counters[metric]
+        if metric in self.metrics.gauges:
+            return self.metrics.gauges[metric].value
         name, _, stat = metric.rpartition(".")
         if stat == "9" and name.endswith(".p99"):  # "p99.9" contains a dot
             name, stat = name[: -len(".p99")], "p99.9"

@@ -1,0 +1,1 @@
+"""Scenarios: the model of a scenario file, its criteria, the runner and its report."""

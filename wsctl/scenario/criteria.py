@@ -1,0 +1,226 @@
+"""Criteria: ``metric.stat: "OP value"`` parsed once, judged against a result.
+
+    reconnect_time.mean: "< 5s"              durations take us, ms, s or m
+    messages.lost: "== 0"                    counts are bare numbers
+    server.rss_per_connection: "<= 32KiB"    bytes take B, KiB or MiB
+    generator.cpu: "< 90%"                   ratios take % or a bare fraction
+    connect_time.p50: "<= 0.8 * baseline"    k times the same figure of a baseline result
+
+Parsing checks the metric against the catalog (``wsctl.metrics.catalog``) and the unit
+against the metric, so a typo is an input error before anything runs. Judging never
+passes what it cannot measure: a metric absent from the result, a histogram with no
+samples or a missing baseline is a verdict of ``error``, which fails the run.
+Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from wsctl.metrics import Result
+from wsctl.metrics.catalog import MetricInfo, MetricUnit, split
+
+Status = Literal["pass", "fail", "error"]
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+    "<": operator.lt, ">": operator.gt,
+}
+_EXPR = re.compile(
+    r"\s*(?P<op><=|>=|==|!=|<|>)\s*"
+    r"(?:(?P<factor>\d+(?:\.\d*)?|\.\d+)\s*\*\s*baseline|(?P<bare>baseline)"
+    r"|(?P<number>-?\d+(?:\.\d*)?|-?\.\d+)\s*(?P<unit>[A-Za-z%/]+)?)\s*"
+)
+# Units a person may write, per metric unit: factor to the metric's base unit.
+UNITS: dict[MetricUnit, dict[str | None, float]] = {
+    "s": {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0},
+    "count": {None: 1.0},
+    "bytes": {None: 1.0, "B": 1.0, "KiB": 1024.0, "MiB": 1024.0**2},
+    "ratio": {None: 1.0, "%": 0.01},
+    "per_s": {None: 1.0, "/s": 1.0},
+}
+_EXAMPLES: dict[MetricUnit, str] = {
+    "s": "250ms, 5s or 2m", "count": "a bare number such as 0 or 3",
+    "bytes": "32KiB, 1MiB or a number of bytes", "ratio": "90% or 0.9",
+    "per_s": "a bare number per second",
+}
+
+
+class CriterionError(ValueError):
+    """A criterion that cannot be read; the message says what to write instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """One check: ``key`` (metric and statistic) ``op`` ``value`` — or, when ``relative``,
+    ``op`` ``value`` x the baseline's figure. ``value`` is in the metric's base unit
+    (seconds, bytes, a fraction). ``expect`` is the text as written; ``ep`` the sentence
+    of the proposal this checks, if any."""
+
+    key: str
+    metric: MetricInfo
+    stat: str | None
+    op: str
+    value: float
+    relative: bool
+    expect: str
+    ep: str | None = None
+
+    @property
+    def unit(self) -> MetricUnit:
+        """The unit of the figure compared ("count" for a histogram's count)."""
+        return "count" if self.stat == "count" else self.metric.unit
+
+    def threshold(self, baseline_value: float | None = None) -> float | None:
+        """The number the measured figure is compared with."""
+        if not self.relative:
+            return self.value
+        return None if baseline_value is None else self.value * baseline_value
+
+    def holds(self, measured: float, threshold: float) -> bool:
+        return OPERATORS[self.op](measured, threshold)
+
+
+def parse(key: str, expect: str | float | int, ep: str | None = None) -> Criterion:
+    """Read one criterion; raises ``CriterionError`` saying what is wrong."""
+    try:
+        metric, stat = split(key)
+    except KeyError as exc:
+        raise CriterionError(exc.args[0]) from None
+    text = str(expect)
+    match = _EXPR.fullmatch(text)
+    if match is None:
+        raise CriterionError(
+            f"cannot read {text!r}: write an operator (<, <=, ==, !=, >=, >) and a value, "
+            f"e.g. \"< 5s\", \"== 0\" or \"<= 0.8 * baseline\""
+        )
+    op = match["op"]
+    unit: MetricUnit = "count" if stat == "count" else metric.unit
+    if match["factor"] is not None or match["bare"] is not None:
+        factor = float(match["factor"]) if match["factor"] is not None else 1.0
+        return Criterion(key, metric, stat, op, factor, True, text.strip(), ep)
+    written = match["unit"]
+    factors = UNITS[unit]
+    if written not in factors:
+        if written is None:
+            problem = f"{key} is a duration: give a unit"
+        else:
+            problem = f"{key} cannot be compared in {written!r}"
+        raise CriterionError(f"{problem}; write {_EXAMPLES[unit]}")
+    value = float(match["number"]) * factors[written]
+    if not math.isfinite(value):
+        raise CriterionError(f"{text!r}: the value must be a finite number")
+    return Criterion(key, metric, stat, op, value, False, text.strip(), ep)
+
+
+def parse_all(criteria: dict[str, Any]) -> list[Criterion]:
+    """Parse ``{key: "OP value"}`` or ``{key: {"expect": "OP value", "ep": "…"}}``."""
+    out = []
+    for key, spec in criteria.items():
+        if isinstance(spec, dict):
+            out.append(parse(key, spec.get("expect", ""), spec.get("ep")))
+        else:
+            out.append(parse(key, spec))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How one criterion came out. ``status`` is ``error`` when it could not be judged
+    (not measured, no samples, no baseline): that fails the run like ``fail``."""
+
+    criterion: Criterion
+    status: Status
+    measured: float | None
+    threshold: float | None
+    baseline: float | None = None
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.criterion
+        return {
+            "metric": c.key, "expect": c.expect, "ep": c.ep, "unit": c.unit,
+            "status": self.status, "measured": self.measured, "threshold": self.threshold,
+            "baseline": self.baseline, "message": self.message,
+        }
+
+
+def _figure(result: Result, key: str) -> float | None:
+    value = result.value(key)  # KeyError when the result has no such metric
+    return None if value is None else float(value)
+
+
+def judge(criterion: Criterion, result: Result, baseline: Result | None = None) -> Verdict:
+    """The verdict of one criterion on ``result`` (and ``baseline`` for relative ones)."""
+    key = criterion.key
+    try:
+        measured = _figure(result, key)
+    except KeyError:
+        return Verdict(criterion, "error", None, None,
+                       message=f"{key} was not measured in this run")
+    if measured is None:
+        return Verdict(criterion, "error", None, None,
+                       message=f"{key} has no samples: nothing happened that it measures")
+    base: float | None = None
+    if criterion.relative:
+        if baseline is None:
+            return Verdict(criterion, "error", measured, None,
+                           message="a baseline criterion needs a baseline result "
+                                   "(--baseline FILE)")
+        try:
+            base = _figure(baseline, key)
+        except KeyError:
+            base = None
+        if base is None:
+            return Verdict(criterion, "error", measured, None,
+                           message=f"the baseline result has no figure for {key}")
+    threshold = criterion.threshold(base)
+    assert threshold is not None
+    status: Status = "pass" if criterion.holds(measured, threshold) else "fail"
+    return Verdict(criterion, status, measured, threshold, base)
+
+
+def judge_all(
+    criteria: Iterable[Criterion], result: Result, baseline: Result | None = None
+) -> list[Verdict]:
+    return [judge(c, result, baseline) for c in criteria]
+
+
+def format_value(value: float | None, unit: MetricUnit) -> str:
+    """A figure for people: ``1.24 s``, ``850 ms``, ``27.7 KiB``, ``42 %``, ``0``."""
+    if value is None:
+        return "—"
+    if unit == "s":
+        if abs(value) < 1:
+            return f"{value * 1000:.3g} ms"
+        return f"{value:.3g} s"
+    if unit == "bytes":
+        if abs(value) >= 1024**2:
+            return f"{value / 1024**2:.1f} MiB"
+        if abs(value) >= 1024:
+            return f"{value / 1024:.1f} KiB"
+        return f"{value:.0f} B"
+    if unit == "ratio":
+        return f"{value * 100:.1f} %"
+    if unit == "per_s":
+        return f"{value:.1f}/s"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def describe_threshold(verdict: Verdict) -> str:
+    """The threshold as people read it: ``< 5 s`` or ``<= 0.8 x baseline (41.2 ms)``."""
+    c = verdict.criterion
+    if c.relative:
+        base = format_value(verdict.threshold, c.unit) if verdict.threshold is not None \
+            else "no baseline"
+        return f"{c.op} {c.value:g} × baseline ({base})"
+    return f"{c.op} {format_value(c.value, c.unit)}"

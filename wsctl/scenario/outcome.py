@@ -1,0 +1,148 @@
+"""The run report: the one versioned object every ``wsctl run`` report is made from.
+
+    {"schema_version": 1, "kind": "run-report", "tool": "wsctl 0.1.0",
+     "suite": "ep-0001", "file": "scenarios/ep-0001.yaml",
+     "started_at": 1764140000.2, "duration": 151.3, "verdict": "failed",
+     "scenarios": [ScenarioOutcome.to_dict(), …]}
+
+Each scenario carries its verdict, its criteria verdicts, the timeline as it happened,
+time series sampled once a second, and its full ``Result`` (kind ``run``; histograms
+included, so a later run can use this file as ``--baseline``). docs/scenarios.md
+documents every field.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wsctl import __version__
+from wsctl.errors import InvalidInput
+from wsctl.metrics import Result
+from wsctl.scenario.criteria import Verdict
+
+REPORT_VERSION = 1
+Outcome = Literal["passed", "failed", "error"]
+
+
+@dataclass(slots=True)
+class TimelineEntry:
+    """One action of the timeline as it happened: ``at`` is seconds since the scenario
+    started (as carried out, not as planned), ``wall`` Unix time."""
+
+    at: float
+    wall: float
+    do: str
+    planned: float
+    detail: str = ""
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": round(self.at, 4), "wall": self.wall, "do": self.do,
+                "planned": self.planned, "detail": self.detail, "error": self.error}
+
+
+@dataclass(slots=True)
+class Series:
+    """Figures sampled every ``interval`` seconds since the scenario started; every list
+    has one value per sample (``t``). Counts per interval, levels at the sample."""
+
+    interval: float = 1.0
+    t: list[float] = field(default_factory=list)
+    columns: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"interval": self.interval, "t": self.t, **self.columns}
+
+
+@dataclass(slots=True)
+class ScenarioOutcome:
+    """One scenario's run. ``error`` says why it could not run (then no criteria)."""
+
+    name: str
+    description: str
+    file: str
+    result: Result | None
+    verdicts: list[Verdict] = field(default_factory=list)
+    timeline: list[TimelineEntry] = field(default_factory=list)
+    series: Series = field(default_factory=Series)
+    error: str | None = None
+
+    @property
+    def verdict(self) -> Outcome:
+        if self.error is not None:
+            return "error"
+        return "passed" if all(v.passed for v in self.verdicts) else "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "file": self.file,
+            "verdict": self.verdict,
+            "error": self.error,
+            "criteria": [v.to_json() for v in self.verdicts],
+            "timeline": [e.to_dict() for e in self.timeline],
+            "series": self.series.to_dict(),
+            "result": self.result.to_dict() if self.result is not None else None,
+        }
+
+
+@dataclass(slots=True)
+class RunReport:
+    """Every scenario of one ``wsctl run``; ``verdict`` and ``exit_code`` sum them up."""
+
+    suite: str
+    file: str
+    scenarios: list[ScenarioOutcome] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    duration: float = 0.0
+    tool: str = f"wsctl {__version__}"
+
+    @property
+    def verdict(self) -> Outcome:
+        verdicts = {s.verdict for s in self.scenarios}
+        if "error" in verdicts:
+            return "error"
+        return "failed" if "failed" in verdicts else "passed"
+
+    @property
+    def exit_code(self) -> int:
+        """0 all passed, 1 a criterion failed, 3 a scenario could not run."""
+        return {"passed": 0, "failed": 1, "error": 3}[self.verdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_VERSION,
+            "kind": "run-report",
+            "tool": self.tool,
+            "suite": self.suite,
+            "file": self.file,
+            "started_at": self.started_at,
+            "duration": self.duration,
+            "verdict": self.verdict,
+            "scenarios": [s.to_dict() for s in self.scenarios],
+        }
+
+
+def baseline_results(obj: Any, source: str) -> dict[str, Result] | Result:
+    """Results a ``--baseline FILE`` holds: a run report gives each scenario's result by
+    name; any other wsctl result (probe, bench, run) is one result for every scenario."""
+    if isinstance(obj, dict) and obj.get("kind") == "run-report":
+        if obj.get("schema_version") != REPORT_VERSION:
+            raise InvalidInput(f"{source}: run report version {obj.get('schema_version')!r} "
+                               f"is not {REPORT_VERSION}; rerun to make a new baseline")
+        out: dict[str, Result] = {}
+        for scenario in obj.get("scenarios") or []:
+            if isinstance(scenario, dict) and scenario.get("result"):
+                try:
+                    out[scenario["name"]] = Result.from_dict(scenario["result"])
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{source}: scenario {scenario.get('name')!r}: "
+                                       f"{exc}") from None
+        return out
+    try:
+        return Result.from_dict(obj)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{source}: not a wsctl result or run report: {exc}") from None
