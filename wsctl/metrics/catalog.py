@@ -26,7 +26,9 @@ class MetricInfo:
 
 
 def _entries() -> list[MetricInfo]:
-    h, c, g = "histogram", "counter", "gauge"
+    h: Kind = "histogram"
+    c: Kind = "counter"
+    g: Kind = "gauge"
     rows: list[tuple[str, Kind, MetricUnit, str]] = [
         # Probes (DESIGN.md section 6; docs/probe.md)
         ("connect_time", h, "s", "TCP connect + opening handshake of a fresh connection"),
