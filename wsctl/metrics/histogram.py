@@ -70,6 +70,14 @@ class Histogram:
                  for i, low in zip(indexes, lows, strict=True)]
         return lows, highs, [counts[i] for i in indexes]
 
+    def buckets(self) -> list[tuple[float, float, int]]:
+        """Lowest value, highest value and count of every non-empty bucket, in order and
+        in the unit (seconds or counts): the distribution for charts, without HDR."""
+        scale = SCALE[self.unit]
+        lows, highs, counts = self._recorded()
+        return [(low / scale, high / scale, int(n))
+                for low, high, n in zip(lows, highs, counts, strict=True)]
+
     def summary(self) -> dict[str, Any]:
         """count, mean, min, p50, p90, p99, p99.9, max in the unit; ``None`` when empty."""
         count = self.count
