@@ -1,0 +1,324 @@
+"""The bench's one small transport interface, and its websockets implementation.
+
+A transport opens a WebSocket and hands back a :class:`Channel`; incoming messages
+go straight to a :class:`Receiver` callback with the receipt time, so the hot path has
+no queue, no future and no await per message. Sends are non-blocking writes.
+
+    Transport.connect(url, receiver, timeout=..., ssl=...) -> Channel   (raises ConnectError)
+    Channel.send(text)  Channel.close(code, reason)  await Channel.wait_closed()
+    Receiver.on_message(data, at)  Receiver.on_close(code, reason)
+
+Implementations: ``"websockets"`` (here) and ``"picows"`` (``wsctl.bench.transport_picows``,
+imported only when asked for; it must define ``PicowsTransport``, a no-argument class).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl as ssl_module
+import time
+from typing import Any, Protocol
+
+from wsctl.errors import InvalidInput
+
+__all__ = [
+    "CONNECT_ERROR_KINDS",
+    "Channel",
+    "ConnectError",
+    "Receiver",
+    "Transport",
+    "WebsocketsTransport",
+    "get_transport",
+    "transport_names",
+]
+
+CONNECT_ERROR_KINDS = ("refused", "timeout", "dns", "tls", "reset", "protocol", "other")
+"""Kinds of :class:`ConnectError` besides ``status_<code>`` (a refused handshake)."""
+
+
+class ConnectError(Exception):
+    """A connection could not be opened; ``kind`` names why, for ``errors.<kind>``.
+
+    kind: refused | timeout | status_<code> | dns | tls | reset | protocol | other
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class Receiver(Protocol):
+    """What a channel calls back into; both methods run on the event loop, never block."""
+
+    def on_message(self, data: str | bytes, at: float) -> None:
+        """A whole message arrived; ``at`` is ``time.monotonic()`` on receipt."""
+
+    def on_close(self, code: int | None, reason: str) -> None:
+        """The connection is closed; ``code`` is None when no close frame came (1006)."""
+
+
+class Channel(Protocol):
+    """An open WebSocket connection as the bench drives it."""
+
+    def send(self, data: str) -> None:
+        """Queue or write one text message now; never awaits."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake; returns at once."""
+
+    async def wait_closed(self) -> None:
+        """Return when the TCP connection is gone."""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written but not yet sent (backpressure)."""
+
+
+class Transport(Protocol):
+    """Opens channels. ``name`` is what ``--transport`` calls it."""
+
+    name: str
+
+    async def connect(
+        self,
+        url: str,
+        receiver: Receiver,
+        *,
+        timeout: float,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> Channel:
+        """Open a WebSocket to ``url``; raises :class:`ConnectError`."""
+        ...
+
+
+def transport_names() -> tuple[str, ...]:
+    """The names ``--transport`` accepts."""
+    return ("websockets", "picows")
+
+
+def get_transport(name: str) -> Transport:
+    """The transport called ``name``; unknown or not installed -> InvalidInput."""
+    if name == "websockets":
+        return WebsocketsTransport()
+    if name == "picows":
+        try:
+            from wsctl.bench.transport_picows import PicowsTransport
+        except ImportError as exc:
+            raise InvalidInput(
+                f"--transport picows is not available ({exc}); "
+                "install it with `pip install picows` or use --transport websockets"
+            ) from exc
+        transport: Transport = PicowsTransport()
+        return transport
+    raise InvalidInput(
+        f"unknown --transport {name!r}; choose one of: {', '.join(transport_names())}"
+    )
+
+
+# --- websockets implementation -------------------------------------------------------------
+
+try:  # websockets is a hard dependency; imported here so the names above stay cheap.
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import (
+        InvalidHandshake,
+        InvalidMessage,
+        InvalidStatus,
+        InvalidURI,
+    )
+    from websockets.frames import Frame, Opcode
+    from websockets.protocol import State
+except ImportError:  # pragma: no cover - websockets is in the dependencies
+    raise
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_OPEN = State.OPEN
+
+
+class _LeanConnection(ClientConnection):
+    """ClientConnection that hands whole messages to a receiver instead of queueing them."""
+
+    receiver: Receiver | None = None
+    _fragments: list[bytes] | None = None
+    _fragment_text = False
+    _reported = False
+
+    def process_event(self, event: Any) -> None:
+        receiver = self.receiver
+        if receiver is None or not isinstance(event, Frame):
+            # The handshake response (and frames before a receiver is attached).
+            super().process_event(event)
+            return
+        opcode = event.opcode
+        if opcode is _TEXT or opcode is _BINARY:
+            if event.fin:
+                data = event.data
+                if opcode is _TEXT:
+                    receiver.on_message(bytes(data).decode(), time.monotonic())
+                else:
+                    receiver.on_message(bytes(data), time.monotonic())
+            else:
+                self._fragments = [bytes(event.data)]
+                self._fragment_text = opcode is _TEXT
+        elif opcode is _CONT:
+            if self._fragments is None:
+                return
+            self._fragments.append(bytes(event.data))
+            if event.fin:
+                whole = b"".join(self._fragments)
+                self._fragments = None
+                at = time.monotonic()
+                receiver.on_message(whole.decode() if self._fragment_text else whole, at)
+        else:
+            super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        receiver = self.receiver
+        if receiver is not None and not self._reported:
+            self._reported = True
+            rcvd = self.protocol.close_rcvd
+            if rcvd is None:
+                receiver.on_close(None, "")
+            else:
+                receiver.on_close(int(rcvd.code), rcvd.reason)
+
+
+class _WebsocketsChannel:
+    """Channel over a :class:`_LeanConnection`: sends write the frame to the socket now."""
+
+    __slots__ = ("_conn", "_protocol", "_closing")
+
+    def __init__(self, conn: _LeanConnection) -> None:
+        self._conn = conn
+        self._protocol = conn.protocol
+        self._closing: asyncio.Task[None] | None = None
+
+    def send(self, data: str) -> None:
+        protocol = self._protocol
+        if protocol.state is not _OPEN:
+            return  # closing or closed: on_close reports it; nothing to write to
+        protocol.send_text(data.encode())
+        self._conn.send_data()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._conn.close(code, reason))
+
+    async def wait_closed(self) -> None:
+        if self._closing is not None:
+            try:
+                await self._closing
+            except Exception:  # noqa: BLE001 - closing errors only mean it is closed
+                pass
+        await self._conn.wait_closed()
+
+    @property
+    def buffered(self) -> int:
+        transport = self._conn.transport
+        return int(transport.get_write_buffer_size()) if transport is not None else 0
+
+
+class WebsocketsTransport:
+    """The ``websockets`` transport: asyncio ClientConnection, no proxy, no compression."""
+
+    name = "websockets"
+
+    def __init__(self, *, compression: str | None = None) -> None:
+        self.compression = compression
+
+    async def connect(
+        self,
+        url: str,
+        receiver: Receiver,
+        *,
+        timeout: float,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> Channel:
+        extra: dict[str, Any] = {}
+        if ssl is not None:
+            extra["ssl"] = ssl
+        try:
+            conn = await connect(
+                url,
+                create_connection=_LeanConnection,
+                compression=self.compression,
+                proxy=None,
+                open_timeout=timeout,
+                ping_interval=None,
+                ping_timeout=None,
+                close_timeout=2.0,
+                max_size=None,
+                user_agent_header=None,
+                **extra,
+            )
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a ConnectError
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                raise
+            raise classify(exc) from exc
+        assert isinstance(conn, _LeanConnection)
+        conn.receiver = receiver
+        # Frames that arrived before the receiver was attached sit in the assembler.
+        _drain_early(conn, receiver)
+        if conn.protocol.state is not _OPEN and not conn._reported:
+            # Closed between the handshake and now: report it like any other close.
+            conn._reported = True
+            rcvd = conn.protocol.close_rcvd
+            receiver.on_close(
+                None if rcvd is None else int(rcvd.code), "" if rcvd is None else rcvd.reason
+            )
+        return _WebsocketsChannel(conn)
+
+
+def _drain_early(conn: _LeanConnection, receiver: Receiver) -> None:
+    """Deliver messages queued in the assembler before the receiver was attached."""
+    assembler = conn.recv_messages
+    frames = getattr(getattr(assembler, "frames", None), "queue", None)
+    if not frames:
+        return
+    at = time.monotonic()
+    parts: list[bytes] = []
+    text = False
+    while frames:
+        frame = frames.popleft()
+        if frame.opcode is _TEXT or frame.opcode is _BINARY:
+            parts = [bytes(frame.data)]
+            text = frame.opcode is _TEXT
+        else:
+            parts.append(bytes(frame.data))
+        if frame.fin:
+            whole = b"".join(parts)
+            receiver.on_message(whole.decode() if text else whole, at)
+            parts = []
+    maybe_resume = getattr(assembler, "maybe_resume", None)
+    if maybe_resume is not None:
+        maybe_resume()
+
+
+def classify(exc: BaseException) -> ConnectError:
+    """Map a connect failure to a :class:`ConnectError` with a kind for ``errors.<kind>``."""
+    if isinstance(exc, ConnectError):
+        return exc
+    if isinstance(exc, InvalidStatus):
+        code = exc.response.status_code
+        return ConnectError(f"status_{code}", f"server answered HTTP {code}")
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return ConnectError("timeout", "no handshake before the connect timeout")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectError("refused", "connection refused")
+    if isinstance(exc, socket.gaierror):
+        return ConnectError("dns", f"name lookup failed: {exc}")
+    if isinstance(exc, ssl_module.SSLError | ssl_module.CertificateError):
+        return ConnectError("tls", f"TLS failed: {exc}")
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return ConnectError("reset", f"connection reset: {exc}")
+    if isinstance(exc, InvalidMessage | InvalidHandshake | InvalidURI | EOFError):
+        return ConnectError("protocol", f"bad handshake: {exc}")
+    if isinstance(exc, OSError):
+        if exc.errno in (24,):  # EMFILE: out of file descriptors in this process
+            return ConnectError("other", f"out of file descriptors: {exc}")
+        return ConnectError("other", f"{type(exc).__name__}: {exc}")
+    return ConnectError("other", f"{type(exc).__name__}: {exc}")
