@@ -1,0 +1,518 @@
+"""Scenario files: YAML in, validated pydantic models out, errors as ``FILE:LINE: field``.
+
+A file holds one scenario (DESIGN.md section 8) or a suite of them::
+
+    name: ep-0001
+    description: EP-0001's success criteria
+    defaults: {probes: {count: 20}}      # merged into every scenario (scenario wins)
+    scenarios:
+      - name: server-restart
+        duration: 20s
+        ...
+
+Everything a run needs is checked here, before anything starts: fields, durations,
+actions and what each action needs, toxics (against wsctl chaos's own table), criteria
+(against the metric catalog), and that process actions have a process to act on. The
+format is documented in docs/scenarios.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from wsctl.backoff import BackoffKind, BackoffPolicy
+from wsctl.errors import InvalidInput
+from wsctl.probe.machine import Mode, ProbeConfig
+from wsctl.scenario.criteria import Criterion, CriterionError, parse
+
+ACTIONS = (
+    "server.kill", "server.term", "server.pause", "server.resume", "server.start",
+    "server.restart", "toxic", "proxy.down", "proxy.up", "cut", "probes.add", "wait",
+)
+PROCESS_ACTIONS = frozenset(a for a in ACTIONS if a.startswith("server."))
+PROXY_ACTIONS = frozenset({"toxic", "proxy.down", "proxy.up", "cut"})
+FAULT_ACTIONS = frozenset({"server.kill", "server.term", "server.pause", "server.restart",
+                           "toxic", "proxy.down", "cut"})
+# Actions that ``for`` undoes afterwards, and what undoes them.
+UNDO = {"server.kill": "server.start", "server.term": "server.start",
+        "server.pause": "server.resume", "proxy.down": "proxy.up", "toxic": "toxic.remove"}
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def _duration(value: Any) -> Any:
+    """Durations are written ``250ms``, ``5s``, ``2m``; a bare number is seconds."""
+    from wsctl.units import parse_duration
+
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 250ms, 5s or 2m")
+    try:
+        return parse_duration(value, "duration")
+    except InvalidInput as exc:
+        raise ValueError(str(exc).removeprefix("duration: ")) from None
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class HeartbeatSpec(_Model):
+    """Probe liveness; unset: the server's welcome says (5 s / 5 s when it doesn't)."""
+
+    interval: Duration | None = Field(default=None, gt=0)
+    timeout: Duration | None = Field(default=None, gt=0)
+
+
+class BackoffSpec(_Model):
+    """Reconnect delays (wsctl.backoff.BackoffPolicy; docs/probe.md)."""
+
+    kind: BackoffKind = "full"
+    base: Duration = 0.5
+    cap: Duration = 30.0
+    factor: float = Field(default=2.0, ge=1)
+    min_uptime: Duration = 2.0
+    max_attempts: int | None = Field(default=None, ge=1)
+    deadline: Duration | None = Field(default=None, gt=0)
+
+    def policy(self) -> BackoffPolicy:
+        return BackoffPolicy(kind=self.kind, base=self.base, cap=self.cap, factor=self.factor,
+                             min_uptime=self.min_uptime, max_attempts=self.max_attempts,
+                             deadline=self.deadline)
+
+
+class ServerSpec(_Model):
+    """The embedded reference server (``profile`` and its options) or any other (``url``)."""
+
+    profile: Literal["reference", "baseline"] = "reference"
+    url: str | None = None
+    ping_interval: Duration | None = Field(default=None, gt=0)
+    ping_timeout: Duration | None = Field(default=None, gt=0)
+    max_connections: int | None = Field(default=None, ge=0)
+    max_per_client: int | None = Field(default=None, ge=0)
+    max_streams: int | None = Field(default=None, ge=0)
+    replay_size: int | None = Field(default=None, ge=0)
+    replay_age: Duration | None = Field(default=None, gt=0)
+    job_rate: float | None = Field(default=None, gt=0, le=1000)
+    job_steps: int | None = Field(default=None, ge=1)
+    send_buffer: int | None = Field(default=None, ge=1024)
+    health_mode: Literal["scheduler", "per-connection"] | None = None
+    shutdown_timeout: Duration | None = Field(default=None, gt=0)
+    retry_hint: Duration | None = Field(default=None, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"wss?://[^/\s]+", value):
+            raise ValueError("must be a ws:// or wss:// URL, e.g. ws://host:8000/ws/{stream}")
+        return value
+
+    @model_validator(mode="after")
+    def _options_need_embedded(self) -> ServerSpec:
+        if self.url is not None:
+            options = [k for k in self.model_fields_set if k not in ("url", "profile")]
+            if options or "profile" in self.model_fields_set:
+                extra = ", ".join(sorted(options + (["profile"] if "profile" in
+                                                    self.model_fields_set else [])))
+                raise ValueError(f"{extra}: only for the embedded server; with url the "
+                                 "server is yours to configure")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+    def args(self) -> list[str]:
+        """Extra ``python -m server_stub`` flags for the options set in the file."""
+        out: list[str] = []
+        for name in sorted(self.model_fields_set - {"url", "profile"}):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            flag = "--" + name.replace("_", "-")
+            duration = name in ("ping_interval", "ping_timeout", "replay_age",
+                                "shutdown_timeout", "retry_hint")
+            out += [flag, f"{value}s" if duration else str(value)]
+        return out
+
+
+class ProbesSpec(_Model):
+    """The probe fleet (wsctl probe's options; docs/probe.md)."""
+
+    count: int = Field(default=10, ge=1, le=20_000)
+    stream: str = "alert-{n}"
+    mode: Mode = "resume"
+    heartbeat: HeartbeatSpec = HeartbeatSpec()
+    backoff: BackoffSpec = BackoffSpec()
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    spawn_rate: float | None = Field(default=1000.0, gt=0)
+    echo_rate: float = Field(default=1.0, gt=0)
+
+    @field_validator("stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        if not _NAME.fullmatch(value.replace("{n}", "0")):
+            raise ValueError("a stream name is 1-128 of A-Z a-z 0-9 . _ - (and {n} for the "
+                             "probe's number)")
+        return value
+
+    def url(self, base_url: str) -> str:
+        """The probes' URL template: ``{stream}`` in ``base_url`` is replaced; a URL with
+        no path gets ``/ws/<stream>`` (the reference server's route)."""
+        if "{stream}" in base_url:
+            return base_url.replace("{stream}", self.stream)
+        if re.fullmatch(r"wss?://[^/]+/?", base_url):
+            return base_url.rstrip("/") + "/ws/" + self.stream
+        return base_url
+
+    def probe_config(self, base_url: str, duration: float) -> ProbeConfig:
+        return ProbeConfig(
+            url=self.url(base_url),
+            mode=self.mode,
+            backoff=self.backoff.policy(),
+            heartbeat_interval=self.heartbeat.interval,
+            heartbeat_timeout=self.heartbeat.timeout,
+            connect_timeout=self.connect_timeout,
+            echo_rate=self.echo_rate,
+            duration=duration,
+        )
+
+
+class Step(_Model):
+    """One timeline action: at ``at`` (or right after the previous step), ``do``; ``for``
+    undoes it after that long (kill/term -> start, pause -> resume, proxy.down -> up,
+    toxic -> removed) or, for ``wait``, is how long to wait."""
+
+    at: Duration | None = None
+    do: str
+    for_: Duration | None = Field(default=None, alias="for", gt=0)
+    toxic: dict[str, Any] | None = None
+    count: int | None = Field(default=None, ge=1, le=20_000)
+    _line: int = PrivateAttr(default=0)
+
+    @field_validator("do")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ACTIONS:
+            raise ValueError(f"unknown action {value!r}; use one of {', '.join(ACTIONS)}")
+        return value
+
+    @field_validator("toxic")
+    @classmethod
+    def _toxic(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from wsctl.chaos.model import ChaosError, Toxic
+
+        try:
+            Toxic.from_json(value)
+        except ChaosError as exc:
+            raise ValueError(str(exc).removeprefix("bad request body: ")) from None
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_action(self) -> Step:
+        do = self.do
+        if do == "toxic" and self.toxic is None:
+            raise ValueError("toxic needs a toxic: {type: latency, attributes: {...}}")
+        if do != "toxic" and self.toxic is not None:
+            raise ValueError(f"{do} takes no toxic")
+        if do == "probes.add" and self.count is None:
+            raise ValueError("probes.add needs a count: how many probes to add at once")
+        if do != "probes.add" and self.count is not None:
+            raise ValueError(f"{do} takes no count")
+        if do == "wait" and self.for_ is None:
+            raise ValueError("wait needs a for: how long to wait")
+        if self.for_ is not None and do != "wait" and do not in UNDO:
+            undoable = ", ".join(UNDO)
+            raise ValueError(f"{do} cannot take for (only {undoable} and wait)")
+        return self
+
+    @property
+    def line(self) -> int:
+        return self._line
+
+    @property
+    def is_fault(self) -> bool:
+        return self.do in FAULT_ACTIONS
+
+
+class Scenario(_Model):
+    """One scenario: a server, probes, a timeline of faults and the criteria that judge it."""
+
+    name: str
+    description: str = ""
+    server: ServerSpec = ServerSpec()
+    proxy: bool = False
+    probes: ProbesSpec = ProbesSpec()
+    duration: Duration = Field(gt=0)
+    timeline: list[Step] = []
+    criteria: list[Criterion] = []
+    baseline: str | None = None
+    seed: int | None = None
+    _line: int = PrivateAttr(default=0)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True,
+                              arbitrary_types_allowed=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("a name is 1-128 of A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("criteria", mode="before")
+    @classmethod
+    def _criteria(cls, value: Any) -> list[Criterion]:
+        if value is None:
+            return []
+        if not isinstance(value, dict):
+            raise ValueError('criteria is a mapping: {metric.stat: "OP value", …}')
+        out = []
+        for key, spec in value.items():
+            try:
+                if isinstance(spec, dict):
+                    unknown = set(spec) - {"expect", "ep"}
+                    if unknown:
+                        raise CriterionError(f"unknown field {sorted(unknown)[0]!r}; a "
+                                             "criterion takes expect and ep")
+                    if "expect" not in spec:
+                        raise CriterionError('give expect: "OP value"')
+                    ep = spec.get("ep")
+                    out.append(parse(str(key), spec["expect"], str(ep) if ep else None))
+                elif isinstance(spec, str | int | float) and not isinstance(spec, bool):
+                    out.append(parse(str(key), spec))
+                else:
+                    raise CriterionError('write "OP value", e.g. "< 5s" or "== 0"')
+            except CriterionError as exc:
+                raise _At((str(key),), str(exc)) from None
+        return out
+
+    @property
+    def line(self) -> int:
+        return self._line
+
+    @model_validator(mode="after")
+    def _timeline_fits(self) -> Scenario:
+        last_at = 0.0
+        for index, step in enumerate(self.timeline):
+            where = ("timeline", index)
+            if step.do in PROCESS_ACTIONS and not self.server.embedded:
+                raise _At((*where, "do"), f"{step.do} needs the embedded server: with "
+                          "server.url wsctl does not own the server process (use proxy: "
+                          "true and proxy.down, cut or a toxic instead)")
+            if step.do in PROXY_ACTIONS and not self.proxy:
+                raise _At((*where, "do"), f"{step.do} acts on the chaos proxy: set "
+                          "proxy: true")
+            if step.at is not None:
+                if step.at > self.duration:
+                    raise _At((*where, "at"), f"{step.at:g}s is after the scenario's end "
+                              f"(duration {self.duration:g}s)")
+                if step.at < last_at:
+                    raise _At((*where, "at"), "steps must be in time order")
+                last_at = step.at
+        return self
+
+
+class Suite(_Model):
+    """The scenarios of one file, in the order they run."""
+
+    name: str
+    description: str = ""
+    file: str = ""
+    scenarios: list[Scenario]
+
+    @model_validator(mode="after")
+    def _names(self) -> Suite:
+        seen: set[str] = set()
+        for index, scenario in enumerate(self.scenarios):
+            if scenario.name in seen:
+                raise _At(("scenarios", index, "name"), f"a second scenario named "
+                          f"{scenario.name!r}; names must be unique")
+            if scenario.baseline is not None and scenario.baseline not in seen:
+                raise _At(("scenarios", index, "baseline"), f"{scenario.baseline!r} is not "
+                          "an earlier scenario of this file")
+            seen.add(scenario.name)
+        return self
+
+
+class _At(ValueError):
+    """A validation error that knows its place below the model that raised it."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+# Loading -----------------------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+
+
+def load_suite(path: Path | str) -> Suite:
+    """Read and validate a scenario or suite file; ``InvalidInput`` names file, line, field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidInput(f"{path}: cannot read: {reason}") from None
+    return loads(text, str(path))
+
+
+def loads(text: str, source: str = "<scenario>") -> Suite:
+    """Validate scenario YAML ``text``; ``source`` names it in errors."""
+    data, lines = _parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{source}:1: (top level): expected a mapping with name, "
+                           "duration, timeline … (or scenarios: [...] for a suite)")
+    prefix: Path_ = ()
+    if "scenarios" in data:
+        suite_data = dict(data)
+        defaults = suite_data.pop("defaults", None)
+        if defaults is not None and not isinstance(defaults, dict):
+            raise InvalidInput(f"{source}:{_line(lines, ('defaults',))}: defaults: expected "
+                               "a mapping of scenario fields")
+        scenarios = suite_data.get("scenarios")
+        if isinstance(scenarios, list) and defaults:
+            suite_data["scenarios"] = [_merged(defaults, s) if isinstance(s, dict) else s
+                                       for s in scenarios]
+    else:
+        suite_data = {"name": data.get("name", Path(source).stem), "scenarios": [data]}
+        if "description" in data:
+            suite_data["description"] = data["description"]
+        prefix = ("scenarios", 0)
+    suite_data["file"] = source
+    try:
+        suite = Suite.model_validate(suite_data)
+    except ValidationError as exc:
+        raise InvalidInput(_report(exc, source, lines, prefix)) from None
+    except _At as exc:  # raised outside pydantic's wrapping (should not happen)
+        raise InvalidInput(f"{source}: {exc.message}") from None
+    for index, scenario in enumerate(suite.scenarios):
+        base: Path_ = ("scenarios", index) if not prefix else ()
+        scenario._line = _line(lines, base)
+        for number, step in enumerate(scenario.timeline):
+            step._line = _line(lines, (*base, "timeline", number))
+    return suite
+
+
+def _merged(defaults: dict[str, Any], scenario: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` under ``scenario``, mappings merged key by key (scenario wins)."""
+    out = dict(defaults)
+    for key, value in scenario.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    """The document and the line (1-based) of every key and item, by path."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise InvalidInput(f"{source}:1: (top level): the file is empty")
+        lines: dict[Path_, int] = {}
+        _walk(node, (), lines, source)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise InvalidInput(f"{source}:{line}: (YAML): {problem}") from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{source}:1: (YAML): {exc}") from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = str(key.value)
+            if name in seen:
+                raise InvalidInput(f"{source}:{key.start_mark.line + 1}: "
+                                   f"{_dotted((*path, name))}: duplicate key")
+            seen.add(name)
+            lines[(*path, name)] = key.start_mark.line + 1
+            _walk(value, (*path, name), lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines, source)
+
+
+def _line(lines: dict[Path_, int], path: Path_) -> int:
+    """The line of ``path``, or of its nearest ancestor that has one."""
+    while path not in lines and path:
+        path = path[:-1]
+    return lines.get(path, 1)
+
+
+def _dotted(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _errors(exc: ValidationError) -> Iterator[tuple[Path_, str]]:
+    for error in exc.errors():
+        loc: Path_ = tuple(p for p in error["loc"] if p not in ("function-after",
+                                                                  "function-before"))
+        ctx = error.get("ctx") or {}
+        cause = ctx.get("error")
+        if isinstance(cause, _At):
+            yield (*loc, *cause.loc), cause.message
+            continue
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            yield loc, "unknown field"
+        elif kind == "missing":
+            yield loc, "required field is missing"
+        elif kind == "value_error":
+            yield loc, str(cause) if cause is not None else error["msg"]
+        else:
+            yield loc, error["msg"]
+
+
+def _report(exc: ValidationError, source: str, lines: dict[Path_, int], prefix: Path_) -> str:
+    """One ``FILE:LINE: field: problem`` line per error, paths as the file writes them."""
+    out = []
+    for loc, message in _errors(exc):
+        if prefix and loc[: len(prefix)] == prefix:
+            loc = loc[len(prefix):]
+        where = _line(lines, loc if not prefix else loc)
+        if loc and loc[-1] == "for_":
+            loc = (*loc[:-1], "for")
+        if loc and loc[-1] == "file":
+            continue
+        out.append(f"{source}:{where}: {_dotted(loc)}: {message}")
+    return "\n".join(dict.fromkeys(out)) or f"{source}: invalid scenario"
