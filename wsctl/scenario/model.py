@@ -37,7 +37,7 @@ from pydantic import (
 
 from wsctl.backoff import BackoffKind, BackoffPolicy
 from wsctl.errors import InvalidInput
-from wsctl.probe.machine import Mode, ProbeConfig
+from wsctl.probe.machine import HeartbeatKind, Mode, ProbeConfig
 from wsctl.scenario.criteria import Criterion, CriterionError, parse
 
 ACTIONS = (
@@ -76,8 +76,10 @@ class _Model(BaseModel):
 
 
 class HeartbeatSpec(_Model):
-    """Probe liveness; unset: the server's welcome says (5 s / 5 s when it doesn't)."""
+    """Probe liveness: ``auto`` = the application ping in resume mode, protocol pings
+    otherwise; interval and timeout unset: the server's welcome says (else 5 s / 5 s)."""
 
+    kind: HeartbeatKind = "auto"
     interval: Duration | None = Field(default=None, gt=0)
     timeout: Duration | None = Field(default=None, gt=0)
 
@@ -188,6 +190,7 @@ class ProbesSpec(_Model):
             url=self.url(base_url),
             mode=self.mode,
             backoff=self.backoff.policy(),
+            heartbeat=self.heartbeat.kind,
             heartbeat_interval=self.heartbeat.interval,
             heartbeat_timeout=self.heartbeat.timeout,
             connect_timeout=self.connect_timeout,
