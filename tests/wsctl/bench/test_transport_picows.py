@@ -1,0 +1,225 @@
+"""The picows bench transport against real WebSocket servers on 127.0.0.1 (port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("picows", reason="picows is not installed (pip install picows)")
+
+from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
+from websockets.datastructures import Headers  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+from websockets.http11 import Request, Response  # noqa: E402
+
+from wsctl.bench.transport import ConnectError, get_transport  # noqa: E402
+from wsctl.bench.transport_picows import PicowsTransport, transport  # noqa: E402
+
+# Generous bound for one event to happen on a loaded 2-core machine; never a figure.
+WAIT = 5.0
+
+
+class Recorder:
+    """A Receiver that keeps what it is told and lets a test await it."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str | bytes, float]] = []
+        self.closes: list[tuple[int | None, str]] = []
+        self.got_message = asyncio.Event()
+        self.got_close = asyncio.Event()
+
+    def on_message(self, data: str | bytes, at: float) -> None:
+        self.messages.append((data, at))
+        self.got_message.set()
+
+    def on_close(self, code: int | None, reason: str) -> None:
+        self.closes.append((code, reason))
+        self.got_close.set()
+
+    async def next_message(self) -> str | bytes:
+        await asyncio.wait_for(self.got_message.wait(), WAIT)
+        self.got_message.clear()
+        return self.messages[-1][0]
+
+
+async def handler(ws: ServerConnection) -> None:
+    """Echo; a few commands make the server do what a test needs."""
+    try:
+        async for message in ws:
+            if message == "close 1001":
+                await ws.close(1001, "going away")
+            elif message == "abort":
+                assert ws.transport is not None
+                ws.transport.abort()  # no close frame
+            elif message == "ping":
+                pong = await ws.ping(b"are you there")
+                await asyncio.wait_for(pong, WAIT)
+                await ws.send("pong received")
+            elif message == "fragments":
+                await ws.send(["frag", "men", "ted"])
+            else:
+                await ws.send(message)
+    except ConnectionClosed:
+        pass
+
+
+@pytest.fixture
+async def echo_url() -> AsyncIterator[str]:
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/echo"
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port with nothing listening on it (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_round_trip_reaches_receiver_with_receipt_time(echo_url: str) -> None:
+    """A sent text message comes back whole through on_message, stamped with monotonic time."""
+    loop = asyncio.get_running_loop()
+    recorder = Recorder()
+    channel = await transport().connect(echo_url, recorder, timeout=WAIT)
+    before = loop.time()
+    channel.send("héllo wörld")
+    assert await recorder.next_message() == "héllo wörld"
+    at = recorder.messages[-1][1]
+    assert before <= at <= loop.time()  # asyncio's loop clock is time.monotonic
+    channel.close()
+    await asyncio.wait_for(channel.wait_closed(), WAIT)
+    assert recorder.closes == [(1000, "")]
+
+
+async def test_many_pipelined_messages_arrive_in_order(echo_url: str) -> None:
+    """Sends never await, so 500 queued sends all come back, in order."""
+    recorder = Recorder()
+    channel = await PicowsTransport().connect(echo_url, recorder, timeout=WAIT)
+    for i in range(500):
+        channel.send(str(i))
+    for _ in range(100):
+        if len(recorder.messages) == 500:
+            break
+        await asyncio.sleep(0.05)
+    assert [m for m, _ in recorder.messages] == [str(i) for i in range(500)]
+    assert channel.buffered >= 0
+    channel.close()
+    await asyncio.wait_for(channel.wait_closed(), WAIT)
+
+
+async def test_fragmented_message_is_reassembled(echo_url: str) -> None:
+    """A message the server sends in three fragments arrives as one on_message."""
+    recorder = Recorder()
+    channel = await transport().connect(echo_url, recorder, timeout=WAIT)
+    channel.send("fragments")
+    assert await recorder.next_message() == "fragmented"
+    assert len(recorder.messages) == 1
+    channel.close()
+    await asyncio.wait_for(channel.wait_closed(), WAIT)
+
+
+async def test_server_close_code_reaches_on_close(echo_url: str) -> None:
+    """The server closing with 1001 gives on_close(1001, reason) exactly once."""
+    recorder = Recorder()
+    channel = await transport().connect(echo_url, recorder, timeout=WAIT)
+    channel.send("close 1001")
+    await asyncio.wait_for(channel.wait_closed(), WAIT)
+    assert recorder.closes == [(1001, "going away")]
+
+
+async def test_client_close_code_is_sent_and_echoed(echo_url: str) -> None:
+    """close(4000, ...) completes the closing handshake; the echoed code reaches on_close."""
+    recorder = Recorder()
+    channel = await transport().connect(echo_url, recorder, timeout=WAIT)
+    channel.close(4000, "done here")
+    await asyncio.wait_for(channel.wait_closed(), WAIT)
+    assert recorder.closes == [(4000, "done here")]
+    channel.send("after close")  # ignored, not an error
+    channel.close()  # idempotent
+
+
+async def test_connection_dropped_without_close_frame_reports_none(echo_url: str) -> None:
+    """A TCP drop with no close frame is on_close(None, '') (1006)."""
+    recorder = Recorder()
+    channel = await transport().connect(echo_url, recorder, timeout=WAIT)
+    channel.send("abort")
+    await asyncio.wait_for(channel.wait_closed(), WAIT)
+    assert recorder.closes == [(None, "")]
+
+
+async def test_server_ping_is_answered(echo_url: str) -> None:
+    """A ping from the server gets its pong (the server reports it received one)."""
+    recorder = Recorder()
+    channel = await transport().connect(echo_url, recorder, timeout=WAIT)
+    channel.send("ping")
+    assert await recorder.next_message() == "pong received"
+    channel.close()
+    await asyncio.wait_for(channel.wait_closed(), WAIT)
+
+
+async def test_refused_port_is_connect_error_refused() -> None:
+    """Nothing listening -> ConnectError kind 'refused'."""
+    with pytest.raises(ConnectError) as caught:
+        await transport().connect(f"ws://127.0.0.1:{free_port()}/", Recorder(), timeout=WAIT)
+    assert caught.value.kind == "refused"
+
+
+async def test_http_503_handshake_is_status_503() -> None:
+    """A server answering the upgrade with HTTP 503 -> ConnectError kind 'status_503'."""
+
+    def busy(connection: ServerConnection, request: Request) -> Response:
+        return Response(503, "Service Unavailable", Headers(), b"busy\n")
+
+    async with serve(handler, "127.0.0.1", 0, process_request=busy) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        with pytest.raises(ConnectError) as caught:
+            await transport().connect(f"ws://127.0.0.1:{port}/", Recorder(), timeout=WAIT)
+    assert caught.value.kind == "status_503"
+
+
+async def test_silent_server_is_timeout_and_connection_is_dropped() -> None:
+    """A listener that never answers the upgrade -> 'timeout', and our socket is closed."""
+    loop = asyncio.get_running_loop()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # the kernel completes TCP handshakes; nobody ever answers HTTP
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    try:
+        started = loop.time()
+        with pytest.raises(ConnectError) as caught:
+            await transport().connect(f"ws://127.0.0.1:{port}/", Recorder(), timeout=0.3)
+        assert caught.value.kind == "timeout"
+        assert loop.time() - started < WAIT
+        # The half-open client connection must not be left behind: the server side sees EOF.
+        accepted, _ = await asyncio.wait_for(loop.sock_accept(listener), WAIT)
+        with accepted:
+            data = b""
+            while True:
+                chunk = await asyncio.wait_for(loop.sock_recv(accepted, 4096), WAIT)
+                if not chunk:
+                    break
+                data += chunk
+        assert data.startswith(b"GET / HTTP/1.1")
+    finally:
+        listener.close()
+
+
+async def test_bad_url_is_connect_error_not_crash() -> None:
+    """A URL picows cannot parse is a ConnectError ('protocol'), not another exception."""
+    with pytest.raises(ConnectError) as caught:
+        await transport().connect("http://127.0.0.1:1/", Recorder(), timeout=WAIT)
+    assert caught.value.kind == "protocol"
+
+
+def test_get_transport_finds_picows() -> None:
+    """The bench's lookup by name returns this transport, named 'picows'."""
+    found: Any = get_transport("picows")
+    assert isinstance(found, PicowsTransport)
+    assert found.name == "picows"
