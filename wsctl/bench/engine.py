@@ -1,0 +1,473 @@
+"""The asyncio load engine: open-model arrivals, paced sends with coordinated-omission
+correction, and everything it counts.
+
+Pure parts first (no await): :class:`ArrivalSchedule` says which connections are due,
+:class:`Recorder` holds the figures, :func:`to_metrics` turns them into a ``MetricSet``.
+The driver (:class:`Engine`) is the boring asyncio around them.
+
+Open model: connection ``j`` is started at its planned instant whether or not earlier
+connects have finished. Every connection has a send schedule of ``message_rate`` per
+second; a send that goes out late (the loop was behind, or ``in_flight`` unanswered
+messages held it back) is timed from its *intended* instant, so a stall is counted once
+for every send it delayed (``rtt``), not once in total (``rtt.uncorrected``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import heapq
+import math
+import os
+import time
+from array import array
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsctl.bench.plan import BenchPlan
+from wsctl.bench.transport import Channel, ConnectError, Transport, get_transport
+from wsctl.clock import Clock, MonotonicClock
+from wsctl.metrics import Histogram, MetricSet
+from wsctl.metrics.histogram import HIGHEST
+
+ALWAYS_ERRORS = ("refused", "timeout")
+LAG_INTERVAL = 0.05  # the loop-lag monitor's period
+
+
+# --- pure parts -------------------------------------------------------------------------
+
+
+class ArrivalSchedule:
+    """Which connections are due: connection ``j`` at ``start + offset(j)``, in order.
+
+    ``take_due(now)`` hands out every index whose instant has come and not been handed out;
+    nothing here waits for a connect to finish, which is what makes the model open.
+    """
+
+    __slots__ = ("start", "count", "_offset", "_next")
+
+    def __init__(self, start: float, count: int, offset: Callable[[int], float]) -> None:
+        self.start = start
+        self.count = count
+        self._offset = offset
+        self._next = 0
+
+    def due_at(self, j: int) -> float:
+        return self.start + self._offset(j)
+
+    def take_due(self, now: float) -> range:
+        first = self._next
+        j = first
+        while j < self.count and self.due_at(j) <= now:
+            j += 1
+        self._next = j
+        return range(first, j)
+
+    def next_due(self) -> float | None:
+        """The instant of the next connection not handed out yet (None: all were)."""
+        return self.due_at(self._next) if self._next < self.count else None
+
+
+def phase(index: int, interval: float) -> float:
+    """Where in its send period connection ``index`` starts, spread evenly (golden ratio),
+    so a thousand connections opened together do not send in lock-step."""
+    return ((index * 0.6180339887498949) % 1.0) * interval
+
+
+def payload(seq: int, size: int) -> str:
+    """One echo/ping message of about ``size`` bytes; the reference server answers it with a
+    ``pong`` (protocol v1), an echo server with itself."""
+    head = f'{{"type":"ping","t":{seq}'
+    pad = size - len(head) - 1 - 7
+    if pad <= 0:
+        return head + "}"
+    return head + ',"p":"' + "x" * pad + '"}'
+
+
+def event_ts(data: str) -> float | None:
+    """The ``ts`` of a protocol v1 ``event`` frame, read without a JSON parse."""
+    i = data.find('"ts":')
+    if i < 0:
+        return None
+    end = data.find(",", i)
+    try:
+        return float(data[i + 5 : end if end > 0 else None])
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Everything one bench process counts, as plain attributes (the hot path adds to them).
+
+    Latencies are kept as integer microseconds in arrays and put into HDR histograms at
+    the end (``to_metrics``): appending to an array costs far less than an HDR record.
+    """
+
+    rec_start: float = 0.0
+    rec_end: float = math.inf
+    sent: int = 0
+    received: int = 0
+    opened: int = 0
+    failed: int = 0
+    lost: int = 0
+    held: int = 0
+    held_max: int = 0
+    rtt: array = field(default_factory=lambda: array("q"))
+    rtt_uncorrected: array = field(default_factory=lambda: array("q"))
+    delivery: array = field(default_factory=lambda: array("q"))
+    connect: array = field(default_factory=lambda: array("q"))
+    loop_lag: array = field(default_factory=lambda: array("q"))
+    errors: Counter[str] = field(default_factory=Counter)
+    closes: Counter[str] = field(default_factory=Counter)
+    unanswered: int = 0
+
+    def connected(self) -> None:
+        self.opened += 1
+        self.held += 1
+        if self.held > self.held_max:
+            self.held_max = self.held
+
+    def connect_failed(self, kind: str) -> None:
+        self.failed += 1
+        self.errors[kind] += 1
+
+    def closed(self, code: int | None, expected: bool) -> None:
+        key = str(code if code is not None else 1006)
+        self.held -= 1
+        self.closes[key] += 1
+        if not expected:
+            self.lost += 1
+            self.errors[f"closed_{key}"] += 1
+
+
+def record_many(hist: Histogram, values_us: array) -> None:
+    """Put integer microseconds into ``hist`` (unit "s"), one HDR call per distinct value."""
+    hdr = hist._hdr  # noqa: SLF001 - bulk recording; Histogram.record does one value
+    top = HIGHEST["s"]
+    for value, count in Counter(values_us).items():
+        if value < 0 or value > top:
+            hist.clamped += count
+            value = min(max(value, 0), top)
+        hdr.record_value(value, count)
+
+
+def to_metrics(rec: Recorder, *, mode: str, measured: float) -> MetricSet:
+    """The metric set of one process's run (names in ``wsctl.metrics.catalog``)."""
+    metrics = MetricSet()
+    record_many(metrics.histogram("connect_time"), rec.connect)
+    if rec.rtt or mode == "echo":
+        record_many(metrics.histogram("rtt"), rec.rtt)
+        record_many(metrics.histogram("rtt.uncorrected"), rec.rtt_uncorrected)
+    if mode == "resume":
+        record_many(metrics.histogram("delivery_latency"), rec.delivery)
+    record_many(metrics.histogram("generator.loop_lag"), rec.loop_lag)
+    metrics.add("messages.sent", rec.sent)
+    metrics.add("messages.received", rec.received)
+    metrics.add("connections.opened", rec.opened)
+    metrics.add("connections.failed", rec.failed)
+    metrics.add("connections.lost", rec.lost)
+    for kind in ALWAYS_ERRORS:
+        metrics.add(f"errors.{kind}", 0)
+    for kind, n in rec.errors.items():
+        metrics.add(f"errors.{kind}", n)
+    for code, n in rec.closes.items():
+        metrics.add(f"closes.{code}", n)
+    metrics.set_gauge("connections.held", rec.held_max, "count")
+    metrics.set_gauge("messages.per_s", rec.sent / measured if measured > 0 else 0.0, "per_s")
+    return metrics
+
+
+# --- one connection ---------------------------------------------------------------------
+
+
+class Conn:
+    """One bench connection: the transport's receiver, and its send schedule."""
+
+    __slots__ = ("engine", "index", "channel", "k", "first_send", "outstanding", "blocked",
+                 "closing", "counted", "closed", "welcome")
+
+    def __init__(self, engine: Engine, index: int) -> None:
+        self.engine = engine
+        self.index = index
+        self.channel: Channel | None = None
+        self.k = 0
+        self.first_send = 0.0
+        self.outstanding: deque[tuple[float, float]] = deque()
+        self.blocked = False
+        self.closing = False
+        self.counted = False
+        self.closed = False
+        self.welcome = False
+
+    def intended(self) -> float:
+        return self.first_send + self.k * self.engine.interval
+
+    def on_message(self, data: str | bytes, at: float) -> None:
+        if data.__class__ is str:
+            text: str = data
+            if text.startswith('{"type":"p'):  # pong from the server, or our echo
+                out = self.outstanding
+                if out:
+                    intended, sent = out.popleft()
+                    rec = self.engine.rec
+                    if intended >= rec.rec_start:
+                        rec.received += 1
+                        rec.rtt.append(int((at - intended) * 1e6))
+                        rec.rtt_uncorrected.append(int((at - sent) * 1e6))
+                    if self.blocked:
+                        self.blocked = False
+                        self.engine.pump(self, at)
+                return
+            if text.startswith('{"type":"event"'):
+                ts = event_ts(text)
+                rec = self.engine.rec
+                if ts is not None and rec.rec_start <= at <= rec.rec_end:
+                    rec.received += 1
+                    rec.delivery.append(int((at + self.engine.wall_offset - ts) * 1e6))
+                return
+            if text.startswith('{"type":"welcome"'):
+                self.welcome = True
+
+    def on_close(self, code: int | None, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        rec = self.engine.rec
+        if self.outstanding:
+            rec.unanswered += len(self.outstanding)
+            self.outstanding.clear()
+        if self.counted:
+            rec.closed(code, self.closing)
+
+
+# --- the driver -------------------------------------------------------------------------
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Engine:
+    """Runs one :class:`BenchPlan` in the current event loop; ``run()`` returns the
+    :class:`Recorder` when the plan's time is up and every connection is closed."""
+
+    def __init__(
+        self,
+        plan: BenchPlan,
+        *,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+        on_progress: Progress | None = None,
+        progress_interval: float = 1.0,
+        tune_gc: bool = False,
+    ) -> None:
+        self.plan = plan
+        self.transport = transport or get_transport(plan.transport)
+        self.clock = clock or MonotonicClock()
+        self.on_progress = on_progress
+        self.progress_interval = progress_interval
+        self.tune_gc = tune_gc
+        self.rec = Recorder()
+        self.interval = 1.0 / plan.message_rate if plan.message_rate > 0 else math.inf
+        self.conns: list[Conn] = []
+        self.heap: list[tuple[float, int, Conn]] = []
+        self.wall_offset = time.time() - time.monotonic()
+        self.series: dict[str, list[float]] = {"t": [], "connections_held": [],
+                                               "messages_per_s": []}
+        self.start = 0.0
+        self.unreachable = asyncio.Event()
+        self.ramp_done_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gc_saved: tuple[int, int, int] | None = None
+
+    # sends: one scheduler for every connection -------------------------------------------
+
+    def pump(self, conn: Conn, now: float) -> None:
+        """Send every message of ``conn`` that is due by ``now`` (and allowed by the
+        in-flight limit), then schedule its next one. No await."""
+        channel = conn.channel
+        if channel is None or conn.closed or conn.closing:
+            return
+        rec = self.rec
+        limit = self.plan.in_flight
+        interval = self.interval
+        size = self.plan.payload_size
+        out = conn.outstanding
+        while True:
+            intended = conn.first_send + conn.k * interval
+            if intended > now or intended >= rec.rec_end:
+                break
+            if limit and len(out) >= limit:
+                conn.blocked = True
+                return
+            channel.send(payload(conn.k, size))
+            out.append((intended, now))
+            conn.k += 1
+            if intended >= rec.rec_start:
+                rec.sent += 1
+        if intended < rec.rec_end:
+            heapq.heappush(self.heap, (intended, conn.index, conn))
+
+    async def _sender(self) -> None:
+        heap = self.heap
+        clock = self.clock
+        while True:
+            now = clock.now()
+            while heap and heap[0][0] <= now:
+                conn = heapq.heappop(heap)[2]
+                self.pump(conn, now)
+            delay = (heap[0][0] - now) if heap else 0.01
+            await clock.sleep(min(delay, 0.01))
+
+    # connections --------------------------------------------------------------------------
+
+    def _launch(self, j: int, due: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._open(j, due))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _open(self, j: int, due: float) -> None:
+        plan = self.plan
+        conn = Conn(self, plan.index(j))
+        rec = self.rec
+        try:
+            channel = await self.transport.connect(plan.url_for(j), conn,
+                                                   timeout=plan.connect_timeout)
+        except ConnectError as exc:
+            rec.connect_failed(exc.kind)
+            self._check_unreachable()
+            return
+        except OSError as exc:  # a transport that let one through
+            rec.connect_failed("other" if exc.errno != 24 else "fds")
+            self._check_unreachable()
+            return
+        done = self.clock.now()
+        rec.connect.append(int((done - due) * 1e6))  # from the intended arrival instant
+        conn.channel = channel
+        conn.counted = True
+        rec.connected()
+        self.conns.append(conn)
+        if conn.closed:  # closed during the handshake's last step
+            rec.closed(None, False)
+            return
+        if self.interval != math.inf:
+            conn.first_send = done + phase(conn.index, self.interval)
+            heapq.heappush(self.heap, (conn.first_send, conn.index, conn))
+
+    def _check_unreachable(self) -> None:
+        rec = self.rec
+        if rec.opened == 0 and rec.failed >= min(10, self.plan.connections):
+            self.unreachable.set()
+
+    async def _arrivals(self) -> None:
+        plan = self.plan
+        schedule = ArrivalSchedule(self.start, plan.connections, plan.arrival)
+        await run_arrivals(schedule, self.clock, self._launch)
+        self.ramp_done_at = self.clock.now()
+        if self.tune_gc:
+            self._gc_saved = gc.get_threshold()
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 50, 1000)
+
+    # monitors -----------------------------------------------------------------------------
+
+    async def _lag_monitor(self) -> None:
+        clock = self.clock
+        lag = self.rec.loop_lag
+        while True:
+            before = clock.now()
+            await clock.sleep(LAG_INTERVAL)
+            late = clock.now() - before - LAG_INTERVAL
+            if before >= self.rec.rec_start:
+                lag.append(max(0, int(late * 1e6)))
+
+    async def _sampler(self) -> None:
+        clock = self.clock
+        rec = self.rec
+        last_sent = 0
+        last_t = self.start
+        while True:
+            await clock.sleep(self.progress_interval)
+            now = clock.now()
+            total = rec.sent
+            rate = (total - last_sent) / (now - last_t) if now > last_t else 0.0
+            last_sent, last_t = total, now
+            t = round(now - self.start, 3)
+            self.series["t"].append(t)
+            self.series["connections_held"].append(rec.held)
+            self.series["messages_per_s"].append(round(rate, 1))
+            if self.on_progress is not None:
+                self.on_progress(self.snapshot(now, rate))
+
+    def snapshot(self, now: float, rate: float = 0.0) -> dict[str, Any]:
+        """Live figures for a progress display (and a worker's progress line)."""
+        rec = self.rec
+        return {"t": round(now - self.start, 3), "held": rec.held, "opened": rec.opened,
+                "failed": rec.failed, "sent": rec.sent, "received": rec.received,
+                "rate": round(rate, 1), "pid": os.getpid()}
+
+    # the run ------------------------------------------------------------------------------
+
+    async def run(self, start: float | None = None) -> Recorder:
+        """Run the plan from ``start`` (a clock instant; default now) to its end."""
+        plan = self.plan
+        clock = self.clock
+        self.start = clock.now() if start is None else start
+        rec = self.rec
+        rec.rec_start = self.start + plan.warmup
+        rec.rec_end = rec.rec_start + plan.duration
+        loop = asyncio.get_running_loop()
+        helpers = [loop.create_task(self._arrivals()), loop.create_task(self._sender()),
+                   loop.create_task(self._lag_monitor()), loop.create_task(self._sampler())]
+        stop = loop.create_task(self.unreachable.wait())
+        try:
+            end = rec.rec_end
+            while clock.now() < end and not stop.done():
+                await asyncio.wait([stop], timeout=max(0.0, min(end - clock.now(), 0.25)))
+            await self._drain()
+        finally:
+            for task in (*helpers, stop, *self._tasks):
+                task.cancel()
+            await asyncio.gather(*helpers, stop, *self._tasks, return_exceptions=True)
+            await self._close_all()
+            if self._gc_saved is not None:
+                gc.unfreeze()
+                gc.set_threshold(*self._gc_saved)
+        return rec
+
+    async def _drain(self) -> None:
+        """Give answers to the last sends up to ``plan.drain`` seconds to arrive."""
+        deadline = self.clock.now() + self.plan.drain
+        while self.clock.now() < deadline and any(c.outstanding for c in self.conns
+                                                  if not c.closed):
+            await self.clock.sleep(0.02)
+
+    async def _close_all(self) -> None:
+        waits = []
+        for conn in self.conns:
+            if conn.channel is not None and not conn.closed:
+                conn.closing = True
+                conn.channel.close(1000, "bench done")
+                waits.append(conn.channel.wait_closed())
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10.0)
+
+
+async def run_arrivals(
+    schedule: ArrivalSchedule, clock: Clock, launch: Callable[[int, float], None]
+) -> None:
+    """Call ``launch(j, due)`` for each connection at its instant; never waits for one."""
+    while True:
+        for j in schedule.take_due(clock.now()):
+            launch(j, schedule.due_at(j))
+        nxt = schedule.next_due()
+        if nxt is None:
+            return
+        await clock.sleep(nxt - clock.now())
+
+
+HookFn = Callable[[], Awaitable[None]]

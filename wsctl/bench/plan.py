@@ -1,0 +1,101 @@
+"""What one bench process is asked to do: a small frozen value that travels to workers as
+JSON. Pure; no I/O."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+Mode = Literal["echo", "resume"]
+MODES: tuple[Mode, ...] = ("echo", "resume")
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPlan:
+    """One bench run (or one worker's share of it).
+
+    Connection ``j`` of this process has the global index ``first + j * stride``; it
+    arrives at ``start + index / connect_rate`` whatever happened to earlier ones (open
+    model). ``connections`` is this process's count, ``total`` the whole run's.
+    Recording starts ``warmup`` seconds after the start and lasts ``duration``.
+    ``in_flight`` is how many messages a connection may have unanswered (0 = no limit);
+    a send held back by it is still timed from its intended instant.
+    """
+
+    url: str
+    connections: int
+    connect_rate: float
+    message_rate: float
+    duration: float
+    warmup: float = 0.0
+    mode: Mode = "echo"
+    payload_size: int = 64
+    connect_timeout: float = 10.0
+    in_flight: int = 1
+    transport: str = "websockets"
+    loop: str = "asyncio"
+    first: int = 0
+    stride: int = 1
+    total: int = 0
+    drain: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.total == 0:
+            object.__setattr__(self, "total", self.connections)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the option that is out of range."""
+        if self.connections < 1:
+            raise ValueError("--connections must be at least 1")
+        for name, value in (("--connect-rate", self.connect_rate),
+                            ("--duration", self.duration)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a number greater than zero")
+        if not (math.isfinite(self.message_rate) and self.message_rate >= 0):
+            raise ValueError("--message-rate must be zero or more")
+        if not (math.isfinite(self.warmup) and self.warmup >= 0):
+            raise ValueError("--warmup must be zero or more")
+        if self.connect_timeout <= 0:
+            raise ValueError("--connect-timeout must be greater than zero")
+        if self.mode not in MODES:
+            raise ValueError(f"--mode must be one of {', '.join(MODES)}")
+        if self.payload_size < 0 or self.payload_size > 16 * 1024 * 1024:
+            raise ValueError("--payload-size must be between 0 and 16 MiB")
+        if self.in_flight < 0:
+            raise ValueError("--in-flight must be zero (no limit) or more")
+
+    @property
+    def ramp(self) -> float:
+        """Seconds from the start until the last connection of the run is due."""
+        return (self.total - 1) / self.connect_rate
+
+    def arrival(self, j: int) -> float:
+        """Seconds after the start at which this process's connection ``j`` is due."""
+        return (self.first + j * self.stride) / self.connect_rate
+
+    def index(self, j: int) -> int:
+        return self.first + j * self.stride
+
+    def url_for(self, j: int) -> str:
+        """The URL of connection ``j``: ``{n}`` becomes its global index."""
+        return self.url.replace("{n}", str(self.index(j)))
+
+    def split(self, k: int) -> list[BenchPlan]:
+        """``k`` shares for ``k`` processes: connections interleaved (i, i+k, i+2k, …) so
+        the whole run still arrives at ``connect_rate``; empty shares are left out."""
+        out = []
+        for i in range(k):
+            count = len(range(i, self.connections, k))
+            if count:
+                out.append(replace(self, connections=count, first=self.first + i * self.stride,
+                                   stride=self.stride * k, total=self.total))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> BenchPlan:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in names})

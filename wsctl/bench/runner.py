@@ -1,0 +1,149 @@
+"""One bench process: run a plan on the chosen event loop and turn it into a Result.
+
+``run_plan`` is what ``wsctl bench`` calls in-process (``--processes 1``) and what each
+worker process calls (``python -m wsctl.bench.worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wsctl.bench.engine import Engine, Progress, Recorder, to_metrics
+from wsctl.bench.plan import BenchPlan
+from wsctl.errors import InvalidInput
+from wsctl.metrics import MetricSet, Result
+
+BOTTLENECK_CPU = 0.9  # generator CPU share of one core at which it is the bottleneck
+BOTTLENECK_LAG = 0.1  # loop lag p99 in seconds at which it is the bottleneck
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``--loop`` names: asyncio's own, or uvloop (InvalidInput if absent)."""
+    if name == "asyncio":
+        return None
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError as exc:
+            raise InvalidInput("--loop uvloop needs the uvloop package: pip install uvloop "
+                               "(or use --loop asyncio)") from exc
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    raise InvalidInput(f"unknown --loop {name!r}; choose asyncio or uvloop")
+
+
+def raise_fd_limit(needed: int | None = None) -> int:
+    """Raise this process's RLIMIT_NOFILE soft limit to the hard limit; returns the soft
+    limit now in force. ``needed``: InvalidInput when even the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed is not None and hard != resource.RLIM_INFINITY and hard < needed:
+        raise InvalidInput(
+            f"{needed} connections in one process need more file descriptors than its limit "
+            f"({hard}); use --processes to spread them over several processes"
+        )
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def process_cpu() -> tuple[float, float]:
+    """CPU seconds this process has used, and wall seconds since it started."""
+    import psutil
+
+    cpu = time.process_time()
+    wall = time.time() - psutil.Process().create_time()
+    return cpu, max(wall, 1e-9)
+
+
+def run_plan(
+    plan: BenchPlan,
+    *,
+    start_wall: float | None = None,
+    on_progress: Progress | None = None,
+    progress_interval: float = 1.0,
+) -> Result:
+    """Run ``plan`` in this process on ``plan.loop`` and return its Result (kind "bench").
+
+    ``start_wall``: Unix time at which connection 0 of the whole run is due (workers of one
+    run share it, so their interleaved arrivals add up to the planned rate).
+    """
+    factory = loop_factory(plan.loop)
+    raise_fd_limit(plan.connections + 64)
+    started_at = time.time()
+
+    async def main() -> tuple[Recorder, Engine]:
+        engine = Engine(plan, on_progress=on_progress, progress_interval=progress_interval,
+                        tune_gc=True)
+        start = None
+        if start_wall is not None:
+            start = time.monotonic() + (start_wall - time.time())
+        rec = await engine.run(start)
+        return rec, engine
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        rec, engine = runner.run(main())
+    cpu, wall = process_cpu()
+    return build_result(plan, rec, engine, started_at=started_at, cpu=cpu, wall=wall)
+
+
+def build_result(
+    plan: BenchPlan, rec: Recorder, engine: Engine, *, started_at: float, cpu: float,
+    wall: float,
+) -> Result:
+    """The Result of one process: metrics, generator figures and per-process details."""
+    metrics = to_metrics(rec, mode=plan.mode, measured=plan.duration)
+    add_generator(metrics, cpu=cpu, wall=wall)
+    lag = metrics.histograms["generator.loop_lag"].summary()
+    proc = {
+        "pid": os.getpid(), "connections": plan.connections, "held_max": rec.held_max,
+        "opened": rec.opened, "failed": rec.failed, "sent": rec.sent,
+        "received": rec.received, "unanswered": rec.unanswered, "cpu_s": round(cpu, 3),
+        "wall_s": round(wall, 3), "cpu": round(cpu / wall, 3),
+        "loop_lag_p99": lag["p99"], "transport": plan.transport, "loop": plan.loop,
+        "unreachable": engine.unreachable.is_set(),
+    }
+    details: dict[str, Any] = {
+        "series": {"interval": engine.progress_interval, **engine.series},
+        "processes": [proc],
+        "warnings": bottleneck_warnings([proc]),
+        "ramp_seconds": round(engine.ramp_done_at - engine.start, 3)
+        if engine.ramp_done_at is not None else None,
+    }
+    return Result(kind="bench", metrics=metrics, started_at=started_at,
+                  duration=plan.warmup + plan.duration, target=plan.url,
+                  config=plan.to_dict(), details=details)
+
+
+def add_generator(metrics: MetricSet, *, cpu: float, wall: float) -> None:
+    """generator.cpu (cores used) and generator.sends_per_cpu_s of one process."""
+    metrics.set_gauge("generator.cpu", cpu / wall, "ratio")
+    sent = metrics.counters.get("messages.sent", 0)
+    metrics.set_gauge("generator.sends_per_cpu_s", sent / cpu if cpu > 0 else 0.0, "per_s")
+
+
+def bottleneck_warnings(processes: list[dict[str, Any]]) -> list[str]:
+    """A line for each process that was itself the bottleneck (CPU or loop lag)."""
+    out = []
+    for proc in processes:
+        reasons = []
+        if proc["cpu"] >= BOTTLENECK_CPU:
+            reasons.append(f"it used {proc['cpu'] * 100:.0f}% of a core")
+        lag = proc.get("loop_lag_p99")
+        if lag is not None and lag > BOTTLENECK_LAG:
+            reasons.append(f"its event loop ran {lag * 1000:.0f} ms late (p99)")
+        if reasons:
+            out.append(
+                f"the load generator (pid {proc['pid']}) may be the bottleneck, not the "
+                f"server: {' and '.join(reasons)}; use --processes or fewer connections, "
+                "and read latencies as upper bounds"
+            )
+    return out
