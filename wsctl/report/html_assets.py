@@ -1,0 +1,475 @@
+"""The stylesheet and script inlined into report.html (no files, no network).
+
+The script reads the two JSON blocks of the page and draws SVG charts with the DOM API
+only: user text reaches the page through ``textContent`` and attributes, never markup.
+"""
+
+CSS = r"""
+:root { color-scheme: light dark;
+  --bg: #ffffff; --fg: #1f2328; --muted: #59636e; --grid: #d8dee4; --panel: #f6f8fa;
+  --border: #d1d9e0; --c1: #0969da; --c2: #bc4c00; --c3: #cf222e; --c4: #1a7f37;
+  --bar: #0969da; --mark: #8250df; --pass: #1a7f37; --fail: #cf222e; --error: #9a6700;
+  --pass-bg: #dafbe1; --fail-bg: #ffebe9; --error-bg: #fff8c5; }
+@media (prefers-color-scheme: dark) { :root {
+  --bg: #0d1117; --fg: #e6edf3; --muted: #9198a1; --grid: #30363d; --panel: #161b22;
+  --border: #3d444d; --c1: #4493f8; --c2: #f0883e; --c3: #f85149; --c4: #3fb950;
+  --bar: #4493f8; --mark: #ab7df8; --pass: #3fb950; --fail: #f85149; --error: #d29922;
+  --pass-bg: #12261e; --fail-bg: #2d1214; --error-bg: #2b2111; } }
+* { box-sizing: border-box; }
+body { margin: 0 auto; max-width: 1080px; padding: 24px; background: var(--bg);
+  color: var(--fg); font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; }
+code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+h1 { font-size: 26px; margin: 0 0 6px; } h2 { font-size: 20px; margin: 0 0 8px; }
+.suite { font-weight: 600; }
+.badge { display: inline-block; font-size: 13px; font-weight: 700; letter-spacing: .04em;
+  padding: 2px 10px; border-radius: 999px; vertical-align: middle; color: #fff; }
+.badge.passed { background: var(--pass); } .badge.failed { background: var(--fail); }
+.badge.error { background: var(--error); }
+.verdict-line { margin: 4px 0 12px; color: var(--muted); }
+.facts { display: flex; flex-wrap: wrap; gap: 8px 28px; margin: 0 0 12px; }
+.facts div { min-width: 90px; } .facts dt { color: var(--muted); font-size: 12px; }
+.facts dd { margin: 0; font-weight: 600; }
+nav ol { display: flex; flex-wrap: wrap; gap: 6px 18px; list-style: none; padding: 0;
+  margin: 0 0 8px; } nav a { color: var(--fg); text-decoration: none; }
+nav a:hover { text-decoration: underline; }
+.dot { display: inline-block; width: 9px; height: 9px; border-radius: 50%;
+  margin-right: 6px; } .dot.passed { background: var(--pass); }
+.dot.failed { background: var(--fail); } .dot.error { background: var(--error); }
+.scenario { border: 1px solid var(--border); border-radius: 10px; padding: 18px 20px;
+  margin: 22px 0; background: var(--bg); }
+.description { color: var(--muted); margin: 0 0 12px; }
+.run-error { background: var(--error-bg); border-left: 4px solid var(--error);
+  padding: 8px 12px; border-radius: 4px; }
+table.criteria { width: 100%; border-collapse: collapse; margin: 8px 0 14px; }
+.criteria th { text-align: left; font-size: 12px; color: var(--muted); font-weight: 600;
+  border-bottom: 1px solid var(--border); padding: 6px 8px; }
+.criteria td { padding: 7px 8px; border-bottom: 1px solid var(--grid); vertical-align: top; }
+.criteria .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.criteria tr.pass td:first-child { box-shadow: inset 4px 0 var(--pass); }
+.criteria tr.fail td { background: var(--fail-bg); }
+.criteria tr.fail td:first-child { box-shadow: inset 4px 0 var(--fail); }
+.criteria tr.error td { background: var(--error-bg); }
+.criteria tr.error td:first-child { box-shadow: inset 4px 0 var(--error); }
+.criteria .note { font-size: 13px; color: var(--muted); margin-top: 2px; }
+.status { font-weight: 700; white-space: nowrap; } .status.pass { color: var(--pass); }
+.status.fail { color: var(--fail); } .status.error { color: var(--error); }
+.timeline { display: flex; gap: 10px; font-size: 14px; margin: 0 0 10px; }
+.timeline > span { color: var(--muted); font-weight: 600; }
+.timeline ol { margin: 0; padding: 0; list-style: none; display: flex; flex-wrap: wrap;
+  gap: 2px 16px; } .timeline li::before { content: "▸ "; color: var(--mark); }
+.timeline li.failed { color: var(--fail); }
+.scenario-verdict { color: var(--muted); font-size: 13px; margin: 6px 0 0; }
+.charts { display: grid; grid-template-columns: 1fr; gap: 18px; margin-top: 8px; }
+figure.chart { margin: 0; padding: 12px 14px 8px; background: var(--panel);
+  border: 1px solid var(--border); border-radius: 8px; }
+figure.chart figcaption { display: flex; flex-wrap: wrap; align-items: baseline;
+  gap: 4px 14px; font-weight: 600; margin-bottom: 4px; }
+figure.chart figcaption .sub { font-weight: 400; color: var(--muted); font-size: 13px; }
+figure.chart select { font: inherit; font-size: 13px; color: var(--fg);
+  background: var(--bg); border: 1px solid var(--border); border-radius: 6px; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 16px; font-size: 13px;
+  color: var(--muted); } .legend .swatch { display: inline-block; width: 14px; height: 3px;
+  vertical-align: middle; margin-right: 6px; border-radius: 2px; }
+.legend .swatch.mark { height: 12px; width: 0; border-left: 2px dashed var(--mark);
+  border-radius: 0; }
+.empty { color: var(--muted); font-style: italic; margin: 4px 0; }
+svg.plot { display: block; width: 100%; height: auto; overflow: visible; }
+svg.plot text { fill: var(--fg); font: 12px system-ui, sans-serif; }
+svg.plot .tick { fill: var(--muted); font-size: 11px; }
+svg.plot .axis-label { fill: var(--muted); }
+svg.plot .grid { stroke: var(--grid); stroke-width: 1; }
+svg.plot .axis { stroke: var(--muted); stroke-width: 1; }
+svg.plot .line { fill: none; stroke-width: 2; stroke-linejoin: round; }
+.c1 { stroke: var(--c1); background: var(--c1); fill: var(--c1); }
+.c2 { stroke: var(--c2); background: var(--c2); fill: var(--c2); }
+.c3 { stroke: var(--c3); background: var(--c3); fill: var(--c3); }
+.c4 { stroke: var(--c4); background: var(--c4); fill: var(--c4); }
+svg.plot .line.c1, svg.plot .line.c2, svg.plot .line.c3, svg.plot .line.c4 { fill: none; }
+svg.plot .bar { fill: var(--bar); opacity: .85; } svg.plot .bar:hover { opacity: 1; }
+svg.plot .mark { stroke: var(--mark); stroke-width: 1.5; stroke-dasharray: 5 3; }
+svg.plot .mark.failed { stroke: var(--fail); }
+svg.plot .mark-label { fill: var(--mark); font-size: 11px; font-weight: 600; }
+svg.plot .mark-label.failed { fill: var(--fail); }
+svg.plot .stat { stroke: var(--fg); stroke-width: 1.2; stroke-dasharray: 3 3; opacity: .7; }
+svg.plot .stat-label { font-size: 11px; font-weight: 600; }
+svg.plot .limit { stroke-width: 2; } svg.plot .limit.pass { stroke: var(--pass); }
+svg.plot .limit.fail { stroke: var(--fail); } svg.plot .limit.error { stroke: var(--error); }
+svg.plot .limit-label { font-size: 11px; font-weight: 700; }
+svg.plot .limit-label.pass { fill: var(--pass); } svg.plot .limit-label.fail { fill: var(--fail); }
+svg.plot .limit-label.error { fill: var(--error); }
+svg.plot .mark-label, svg.plot .stat-label, svg.plot .limit-label { paint-order: stroke;
+  stroke: var(--panel); stroke-width: 4px; stroke-linejoin: round; }
+svg.plot .guide { stroke: var(--muted); stroke-width: 1; }
+svg.plot .tip rect { fill: var(--bg); stroke: var(--border); }
+svg.plot .tip text { font-size: 11px; }
+svg.plot .overlay { fill: transparent; cursor: crosshair; }
+footer { color: var(--muted); font-size: 13px; margin: 30px 0 10px; }
+@media print { .scenario { break-inside: avoid; } }
+"""
+
+JS = r"""
+(() => {
+  "use strict";
+  const report = JSON.parse(document.getElementById("wsctl-report").textContent);
+  const extra = JSON.parse(document.getElementById("wsctl-charts").textContent);
+  // The HTML parser puts <svg> in the SVG namespace: no namespace URL is spelled here.
+  const NS = (() => {
+    const probe = document.createElement("div");
+    probe.innerHTML = "<svg></svg>";
+    return probe.firstChild.namespaceURI;
+  })();
+  const W = 760, H = 290, M = { l: 66, r: 22, t: 14, b: 48 };
+
+  function el(tag, attrs, parent) {
+    const node = document.createElementNS(NS, tag);
+    for (const key of Object.keys(attrs || {})) node.setAttribute(key, String(attrs[key]));
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+  function text(attrs, content, parent) {
+    const node = el("text", attrs, parent);
+    node.textContent = content;
+    return node;
+  }
+  function html(tag, cls, content, parent) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (content !== undefined && content !== null) node.textContent = content;
+    if (parent) parent.appendChild(node);
+    return node;
+  }
+  const sig = (v) => String(Number(v.toPrecision(3)));
+  function fmtSeconds(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "—";
+    return Math.abs(v) < 1 ? sig(v * 1000) + " ms" : sig(v) + " s";
+  }
+  function fmtNumber(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "—";
+    if (Math.abs(v) >= 1e6) return sig(v / 1e6) + "M";
+    if (Math.abs(v) >= 1e4) return sig(v / 1e3) + "k";
+    return Number.isInteger(v) ? String(v) : sig(v);
+  }
+  function niceStep(range, count) {
+    const raw = range / count;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const norm = raw / mag;
+    return (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
+  }
+  function linearTicks(lo, hi, count) {
+    const step = niceStep(hi - lo, count);
+    const out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+      out.push(Number(v.toPrecision(12)));
+    }
+    return out;
+  }
+  function logTicks(lo, hi) {
+    const out = [];
+    for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+      for (const m of [1, 2, 5]) {
+        const v = m * Math.pow(10, e);
+        if (v >= lo * 0.999 && v <= hi * 1.001) out.push(Number(v.toPrecision(12)));
+      }
+    }
+    return out;
+  }
+
+  function figure(parent, title, sub) {
+    const fig = html("figure", "chart", null, parent);
+    const cap = html("figcaption", null, null, fig);
+    html("span", null, title, cap);
+    if (sub) html("span", "sub", sub, cap);
+    return fig;
+  }
+  function legend(fig, items) {
+    const box = html("div", "legend", null, fig);
+    for (const item of items) {
+      const span = html("span", null, null, box);
+      html("span", "swatch " + item.cls, null, span);
+      span.appendChild(document.createTextNode(item.name));
+    }
+  }
+  function plotArea(fig, label) {
+    return el("svg", { viewBox: `0 0 ${W} ${H}`, class: "plot", role: "img",
+                       "aria-label": label }, fig);
+  }
+  function axes(svg, xs, ys, xTicks, yTicks, xFmt, yFmt, xLabel, yLabel) {
+    const g = el("g", {}, svg);
+    for (const v of yTicks) {
+      const y = ys(v);
+      el("line", { class: "grid", x1: M.l, x2: W - M.r, y1: y, y2: y }, g);
+      text({ class: "tick", x: M.l - 8, y: y + 4, "text-anchor": "end" }, yFmt(v), g);
+    }
+    for (const v of xTicks) {
+      const x = xs(v);
+      el("line", { class: "axis", x1: x, x2: x, y1: H - M.b, y2: H - M.b + 5 }, g);
+      text({ class: "tick", x: x, y: H - M.b + 18, "text-anchor": "middle" }, xFmt(v), g);
+    }
+    el("line", { class: "axis", x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b }, g);
+    el("line", { class: "axis", x1: M.l, x2: M.l, y1: M.t, y2: H - M.b }, g);
+    text({ class: "axis-label", x: (M.l + W - M.r) / 2, y: H - 8, "text-anchor": "middle" },
+         xLabel, g);
+    const cy = (M.t + H - M.b) / 2;
+    text({ class: "axis-label", x: 16, y: cy, "text-anchor": "middle",
+           transform: `rotate(-90 16 ${cy})` }, yLabel, g);
+  }
+  function tooltip(svg) {
+    const g = el("g", { class: "tip", visibility: "hidden", "pointer-events": "none" }, svg);
+    const box = el("rect", { rx: 4, ry: 4 }, g);
+    return {
+      show(x, y, lines) {
+        while (g.childNodes.length > 1) g.removeChild(g.lastChild);
+        const width = 16 + 6.6 * Math.max(...lines.map((l) => l.length));
+        const height = 8 + 15 * lines.length;
+        const left = x + 12 + width > W - M.r ? x - 12 - width : x + 12;
+        const top = Math.min(Math.max(M.t, y - height / 2), H - M.b - height);
+        box.setAttribute("x", left); box.setAttribute("y", top);
+        box.setAttribute("width", width); box.setAttribute("height", height);
+        lines.forEach((line, i) => text({ x: left + 8, y: top + 16 + 15 * i }, line, g));
+        g.setAttribute("visibility", "visible");
+      },
+      hide() { g.setAttribute("visibility", "hidden"); },
+    };
+  }
+  function pointerX(svg, event) {
+    const point = svg.createSVGPoint();
+    point.x = event.clientX; point.y = event.clientY;
+    const ctm = svg.getScreenCTM();
+    return ctm ? point.matrixTransform(ctm.inverse()) : { x: 0, y: 0 };
+  }
+
+  // -- time charts ----------------------------------------------------------------------
+  const COLUMNS = {
+    connections: { chart: "connections", name: "connections open", cls: "c1", rate: false },
+    attempts: { chart: "connections", name: "connection attempts per second", cls: "c2",
+                rate: true },
+    messages: { chart: "messages", name: "messages received per second", cls: "c1",
+                rate: true },
+    lost: { chart: "messages", name: "messages lost per second", cls: "c3", rate: true },
+    server_rss: { chart: "memory", name: "server resident memory (MiB)", cls: "c4",
+                  rate: false, scale: 1 / 1048576 },
+  };
+  const CHARTS = {
+    connections: { title: "Connections", sub: "open connections and attempts over time",
+                   y: "connections · attempts/s" },
+    messages: { title: "Message rate", sub: "events received and lost per second",
+                y: "messages per second" },
+    memory: { title: "Server memory", sub: "resident set size of the server process",
+              y: "MiB" },
+  };
+
+  function timeChart(parent, spec, t, lines, marks, duration) {
+    const fig = figure(parent, spec.title, spec.sub);
+    const svg = plotArea(fig, spec.title + ": " + spec.sub);
+    const xMax = Math.max(duration || 0, t[t.length - 1] || 0,
+                          ...marks.map((m) => m.at), 1);
+    let yMax = 0;
+    for (const line of lines) {
+      for (const v of line.values) if (v !== null && isFinite(v)) yMax = Math.max(yMax, v);
+    }
+    yMax = yMax > 0 ? yMax * 1.08 : 1;
+    const yTicks = linearTicks(0, yMax, 5);
+    yMax = Math.max(yMax, yTicks[yTicks.length - 1]);
+    const xs = (v) => M.l + (v / xMax) * (W - M.l - M.r);
+    const ys = (v) => H - M.b - (v / yMax) * (H - M.t - M.b);
+    axes(svg, xs, ys, linearTicks(0, xMax, 10), yTicks, (v) => sig(v) + " s", fmtNumber,
+         "seconds since the scenario started", spec.y);
+    marks.forEach((mark, i) => {
+      const x = xs(mark.at);
+      const cls = mark.error ? " failed" : "";
+      const line = el("line", { class: "mark" + cls, x1: x, x2: x, y1: M.t, y2: H - M.b }, svg);
+      const label = mark.do + (mark.error ? " (failed)" : "");
+      const right = x > W - M.r - 130;
+      const tag = text({ class: "mark-label" + cls, x: right ? x - 4 : x + 4,
+                         y: M.t + 12 + (i % 3) * 14, "text-anchor": right ? "end" : "start" },
+                       label, svg);
+      const tip = `${sig(mark.at)} s ${mark.do}${mark.detail ? " — " + mark.detail : ""}` +
+                  (mark.error ? ` — failed: ${mark.error}` : "");
+      const title = el("title", {}, line); title.textContent = tip;
+      const title2 = el("title", {}, tag); title2.textContent = tip;
+    });
+    for (const line of lines) {
+      let d = "", pen = false;
+      line.values.forEach((v, i) => {
+        if (v === null || v === undefined || !isFinite(v)) { pen = false; return; }
+        d += (pen ? "L" : "M") + xs(t[i]).toFixed(1) + " " + ys(v).toFixed(1);
+        pen = true;
+      });
+      if (d) el("path", { class: "line " + line.cls, d: d }, svg);
+      if (line.dots || line.values.length === 1) {
+        line.values.forEach((v, i) => {
+          if (isFinite(v) && (v > 0 || line.values.length === 1)) {
+            el("circle", { class: line.cls, cx: xs(t[i]), cy: ys(v), r: 3 }, svg);
+          }
+        });
+      }
+    }
+    const guide = el("line", { class: "guide", y1: M.t, y2: H - M.b, visibility: "hidden" }, svg);
+    const tip = tooltip(svg);
+    const overlay = el("rect", { class: "overlay", x: M.l, y: M.t, width: W - M.l - M.r,
+                                 height: H - M.t - M.b }, svg);
+    overlay.addEventListener("mousemove", (event) => {
+      const p = pointerX(svg, event);
+      let best = 0;
+      t.forEach((v, i) => { if (Math.abs(xs(v) - p.x) < Math.abs(xs(t[best]) - p.x)) best = i; });
+      const x = xs(t[best]);
+      guide.setAttribute("x1", x); guide.setAttribute("x2", x);
+      guide.setAttribute("visibility", "visible");
+      const rows = [`t = ${sig(t[best])} s`];
+      for (const line of lines) rows.push(`${line.name}: ${fmtNumber(line.values[best])}`);
+      for (const mark of marks) {
+        if (Math.abs(xs(mark.at) - x) < 6) rows.push(`▸ ${mark.do}`);
+      }
+      tip.show(x, p.y, rows);
+    });
+    overlay.addEventListener("mouseleave", () => {
+      guide.setAttribute("visibility", "hidden"); tip.hide();
+    });
+    const items = lines.map((l) => ({ name: l.name, cls: l.cls }));
+    if (marks.length) items.push({ name: "timeline action", cls: "mark" });
+    legend(fig, items);
+    return fig;
+  }
+
+  function drawSeries(parent, scenario) {
+    const series = scenario.series || {};
+    const t = Array.isArray(series.t) ? series.t : [];
+    const interval = series.interval > 0 ? series.interval : 1;
+    const marks = scenario.timeline || [];
+    const duration = scenario.result ? scenario.result.duration : 0;
+    if (!t.length) {
+      html("p", "empty", "No time series was recorded for this scenario.", parent);
+      return;
+    }
+    const groups = {};
+    const order = [];
+    for (const key of Object.keys(series)) {
+      if (key === "t" || key === "interval" || !Array.isArray(series[key])) continue;
+      const known = COLUMNS[key];
+      const spec = known || { chart: "col:" + key, name: key, cls: "c1", rate: false };
+      const scale = (spec.rate ? 1 / interval : 1) * (spec.scale || 1);
+      const values = series[key].map((v) => (v === null || !isFinite(v) ? null : v * scale));
+      if (!groups[spec.chart]) { groups[spec.chart] = []; order.push(spec.chart); }
+      groups[spec.chart].push({ name: spec.name, cls: spec.cls, values: values,
+                                dots: key === "lost" });
+    }
+    const rank = (name) => { const i = Object.keys(CHARTS).indexOf(name); return i < 0 ? 99 : i; };
+    order.sort((a, b) => rank(a) - rank(b));
+    for (const name of order) {
+      const spec = CHARTS[name] || { title: name.slice(4), sub: "as sampled", y: name.slice(4) };
+      timeChart(parent, spec, t, groups[name], marks, duration);
+    }
+  }
+
+  // -- distributions --------------------------------------------------------------------
+  function distChart(parent, distributions) {
+    const names = Object.keys(distributions);
+    const fig = figure(parent, "Distribution", null);
+    const cap = fig.querySelector("figcaption");
+    const select = html("select", null, null, cap);
+    select.setAttribute("aria-label", "metric");
+    for (const name of names) {
+      const option = html("option", null, name, select);
+      option.value = name;
+    }
+    const sub = html("span", "sub", null, cap);
+    let svg = null, foot = null;
+    function draw(name) {
+      const d = distributions[name];
+      if (svg) svg.remove();
+      if (foot) foot.remove();
+      sub.textContent = d.description;
+      svg = plotArea(fig, "distribution of " + name);
+      foot = html("div", "legend", null, fig);
+      const s = d.summary;
+      const fmt = d.unit === "s" ? fmtSeconds : fmtNumber;
+      foot.textContent = `${s.count} samples · mean ${fmt(s.mean)} · p50 ${fmt(s.p50)} · ` +
+                         `p90 ${fmt(s.p90)} · p99 ${fmt(s.p99)} · max ${fmt(s.max)}`;
+      const buckets = d.buckets;
+      let lo = buckets[0][0], hi = buckets[buckets.length - 1][1];
+      if (d.unit === "count") { lo -= 0.5; hi += 0.5; }
+      if (!(hi > lo)) hi = lo + Math.max(Math.abs(lo) * 0.1, 1e-6);
+      const limits = (d.thresholds || []).map((x) => x.value).filter((v) => isFinite(v));
+      if (limits.length) hi = Math.max(hi, Math.max(...limits) * 1.04);
+      const log = lo > 0 && hi / lo > 30;
+      if (!log && d.unit === "s" && lo < hi / 3) lo = 0;
+      const N = d.unit === "count" ? Math.min(40, Math.round(hi - lo)) : 40;
+      const edges = [];
+      for (let i = 0; i <= N; i++) {
+        edges.push(log ? lo * Math.pow(hi / lo, i / N) : lo + (hi - lo) * i / N);
+      }
+      const bins = new Array(N).fill(0);
+      const pos = (v) => (log ? Math.log(v / lo) / Math.log(hi / lo) : (v - lo) / (hi - lo));
+      for (const [a, b, n] of buckets) {
+        const mid = d.unit === "count" ? a : (a + b) / 2;
+        bins[Math.min(N - 1, Math.max(0, Math.floor(pos(mid) * N)))] += n;
+      }
+      const xs = (v) => M.l + Math.min(1, Math.max(0, pos(v))) * (W - M.l - M.r);
+      let yMax = Math.max(...bins) * 1.12;
+      const yTicks = linearTicks(0, yMax, 5).filter((v) => Number.isInteger(v));
+      yMax = Math.max(yMax, yTicks[yTicks.length - 1] || 1);
+      const ys = (v) => H - M.b - (v / yMax) * (H - M.t - M.b);
+      const xTicks = log ? logTicks(lo, hi) : linearTicks(lo, hi, 8);
+      const unitName = d.unit === "s" ? "time" : "count";
+      axes(svg, xs, ys, xTicks, yTicks, fmt, fmtNumber,
+           `${name} (${unitName}${log ? ", log scale" : ""})`, d.y_label);
+      bins.forEach((n, i) => {
+        if (!n) return;
+        const x0 = xs(edges[i]), x1 = xs(edges[i + 1]);
+        const bar = el("rect", { class: "bar", x: x0 + 0.5, width: Math.max(1, x1 - x0 - 1),
+                                 y: ys(n), height: H - M.b - ys(n) }, svg);
+        const title = el("title", {}, bar);
+        title.textContent = `${fmt(edges[i])} – ${fmt(edges[i + 1])}: ${n} ${d.y_label}`;
+      });
+      const stats = [["p50", s.p50], ["p99", s.p99]];
+      if (s.mean !== null) stats.push(["mean", s.mean]);
+      stats.forEach(([label, value], i) => {
+        if (value === null || value === undefined) return;
+        const x = xs(value);
+        el("line", { class: "stat", x1: x, x2: x, y1: M.t, y2: H - M.b }, svg);
+        const right = x > W - M.r - 110;
+        text({ class: "stat-label", x: right ? x - 4 : x + 4, y: M.t + 12 + i * 14,
+               "text-anchor": right ? "end" : "start" }, `${label} ${fmt(value)}`, svg);
+      });
+      (d.thresholds || []).forEach((limit, i) => {
+        if (!isFinite(limit.value) || limit.value < lo) return;
+        const x = xs(limit.value);
+        const cls = "limit " + limit.status;
+        el("line", { class: cls, x1: x, x2: x, y1: M.t, y2: H - M.b }, svg);
+        const right = x > W - M.r - 150;
+        text({ class: "limit-label " + limit.status, x: right ? x - 4 : x + 4,
+               y: M.t + 54 + i * 14, "text-anchor": right ? "end" : "start" },
+             `criterion: ${limit.label}`, svg);
+      });
+    }
+    select.addEventListener("change", () => draw(select.value));
+    const first = names.includes("reconnect_time") ? "reconnect_time" : names[0];
+    select.value = first;
+    draw(first);
+  }
+
+  function drawScenario(container) {
+    const index = Number(container.getAttribute("data-scenario"));
+    const scenario = report.scenarios[index];
+    const data = (extra.scenarios || [])[index] || { distributions: {} };
+    const distributions = data.distributions || {};
+    if (Object.keys(distributions).length) {
+      distChart(container, distributions);
+    } else {
+      html("p", "empty", "No reconnections were measured: nothing to draw a distribution of.",
+           container);
+    }
+    drawSeries(container, scenario);
+  }
+
+  for (const container of document.querySelectorAll(".charts[data-scenario]")) {
+    try {
+      drawScenario(container);
+    } catch (err) {
+      html("p", "empty", "Could not draw these charts: " + err, container);
+      throw err;
+    }
+  }
+  document.documentElement.setAttribute("data-charts", "drawn");
+})();
+"""
