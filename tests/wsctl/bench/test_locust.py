@@ -1,0 +1,201 @@
+"""wsctl bench --engine locust: a real Locust master and workers in their own processes.
+
+Locust (gevent, monkey-patching) is never imported here: ``run_locust`` only spawns
+``python -m locust`` children, and the pure parts are tested on their own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
+
+import wsctl.bench.locust as bench_locust
+from wsctl.bench.locust import (
+    LocustPlan,
+    WorkerReport,
+    error_kind,
+    locust_commands,
+    merge_reports,
+    run_locust,
+)
+from wsctl.errors import InvalidInput, RunFailed
+from wsctl.metrics import MetricSet, Result, validate
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def echo_url() -> Iterator[str]:
+    """A bare websockets echo server in its own process on 127.0.0.1."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "_bare_echo.py")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ws://127.0.0.1:" in line, line
+        yield line.split()[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _locust_children() -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "locust" in " ".join(child.cmdline()):
+                out.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def test_importing_the_module_does_not_import_locust_or_gevent() -> None:
+    """wsctl.bench.locust can be imported by an asyncio process: no locust, no gevent."""
+    code = ("import sys, wsctl.bench.locust; "
+            "print([m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
+    assert "locust" not in sys.modules and "gevent" not in sys.modules
+
+
+def test_master_and_two_workers_produce_a_bench_result(echo_url: str) -> None:
+    """One master + two workers for 3 s: a valid bench result with connect and rtt samples
+    from both workers, counts that agree, and no Locust process left behind."""
+    plan = LocustPlan(echo_url, users=6, spawn_rate=50, workers=2, duration=3,
+                      mode="echo", message_rate=10)
+    result = run_locust(plan)
+    obj = result.to_dict()
+    validate(obj)
+    assert obj["kind"] == "bench"
+    assert obj["details"]["engine"] == "locust" and obj["details"]["workers"] == 2
+    assert len(obj["details"]["processes"]) == 2  # every worker reported its histograms
+    metrics = obj["metrics"]
+    assert metrics["connect_time"]["count"] == 6
+    assert metrics["connections.opened"]["value"] == 6
+    assert metrics["connections.held"]["value"] == 6
+    assert metrics["rtt"]["count"] > 50  # 6 users x 10/s for ~3 s
+    assert metrics["rtt"]["count"] == metrics["messages.received"]["value"]
+    sent = metrics["messages.sent"]["value"]
+    # users stop while awaiting an echo: at most one unanswered message each
+    assert 0 <= sent - metrics["messages.received"]["value"] <= 6
+    assert metrics["delivery_latency"]["p50"] >= metrics["rtt"]["min"]
+    assert metrics["generator.cpu"]["value"] > 0
+    assert metrics["generator.sends_per_cpu_s"]["value"] == pytest.approx(
+        sent / obj["details"]["cpu_s"], rel=0.01)
+    # Locust's own statistics saw the same echoes as the HDR histograms
+    assert obj["details"]["locust_requests"]["WS echo"]["requests"] == \
+        metrics["messages.received"]["value"]
+    assert obj["details"]["locust_requests"]["WS connect"]["failures"] == 0
+    assert _locust_children() == []
+
+
+def test_locust_failure_is_run_failed_with_its_last_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, echo_url: str
+) -> None:
+    """A locustfile that cannot load fails the run as RunFailed naming the error; no child
+    survives."""
+    broken = tmp_path / "locustfile.py"
+    broken.write_text("raise RuntimeError('locustfile exploded on purpose')\n")
+    monkeypatch.setattr(bench_locust, "LOCUSTFILE", broken)
+    with pytest.raises(RunFailed, match="exploded on purpose"):
+        run_locust(LocustPlan(echo_url, users=1, spawn_rate=1, workers=1, duration=1))
+    assert _locust_children() == []
+
+
+def test_locust_not_installed_is_invalid_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Locust the error says how to install it, and nothing is started."""
+    real = bench_locust.importlib.util.find_spec
+    monkeypatch.setattr(bench_locust.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "locust" else real(name, *a))
+    with pytest.raises(InvalidInput, match=r"pip install 'wsctl\[locust\]'"):
+        run_locust(LocustPlan("ws://127.0.0.1:9", users=1, spawn_rate=1))
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"url": "http://127.0.0.1:1"}, "ws://"),
+    ({"users": 0}, "--users"),
+    ({"spawn_rate": 0}, "--spawn-rate"),
+    ({"workers": -1}, "--workers"),
+    ({"duration": 0.5}, "--duration"),
+    ({"mode": "chat"}, "mode"),
+    ({"message_rate": float("nan")}, "--message-rate"),
+    ({"stream": "job-{m}"}, "{n}"),
+])
+def test_bad_plans_are_invalid_input(change: dict[str, object], words: str) -> None:
+    """Each bad field is named before anything starts."""
+    fields: dict[str, object] = {"url": "ws://127.0.0.1:1", "users": 1, "spawn_rate": 1.0,
+                                 **change}
+    with pytest.raises(InvalidInput, match=words.replace("{", r"\{").replace("}", r"\}")):
+        run_locust(LocustPlan(**fields))  # type: ignore[arg-type]
+
+
+def test_command_lines_bind_to_loopback_and_round_the_duration_up() -> None:
+    """The master listens on 127.0.0.1 and expects K workers; workers join it there;
+    -t is whole seconds, rounded up; a standalone plan has no master flags."""
+    plan = LocustPlan("ws://127.0.0.1:8765", users=100, spawn_rate=25, workers=3,
+                      duration=2.2)
+    master, worker = locust_commands(plan, 5599, Path("/tmp/x.json"))
+    assert master[1:3] == ["-m", "locust"]
+    joined = " ".join(master)
+    for part in ("--headless", "--master-bind-host 127.0.0.1", "--master-bind-port 5599",
+                 "--expect-workers 3", "-u 100", "-r 25", "-t 3s",
+                 "--host ws://127.0.0.1:8765", "--exit-code-on-error 0"):
+        assert part in joined
+    assert " ".join(worker).endswith("--worker --master-host 127.0.0.1 --master-port 5599")
+    alone, _ = locust_commands(LocustPlan("ws://h:1", users=1, spawn_rate=1, workers=0),
+                               1, Path("/tmp/y.json"))
+    assert "--master" not in alone
+
+
+def _report(values: list[float], sent: int, held: int, cpu: float) -> WorkerReport:
+    metrics = MetricSet([("rtt", "s"), ("connect_time", "s")], ["messages.sent"])
+    for value in values:
+        metrics.record("rtt", value)
+    metrics.record("connect_time", 0.002)
+    metrics.add("messages.sent", sent)
+    return WorkerReport.of(metrics, held, cpu, f"w{held}")
+
+
+def test_merged_reports_equal_one_histogram_of_all_samples() -> None:
+    """Merging two workers' reports (through the message form) gives the percentiles of
+    all samples together, and cluster-wide CPU figures including the master."""
+    fast, slow = [0.001] * 90, [0.100] * 10
+    reports = [WorkerReport.from_message(json.loads(json.dumps(r.to_message())))
+               for r in (_report(fast, 900, 3, 1.5), _report(slow, 100, 2, 0.5))]
+    result = merge_reports(reports, started_at=1000.0, duration=10.0, target="ws://x",
+                           master_cpu_s=0.5, expected=3)
+    together = MetricSet([("rtt", "s")])
+    for value in fast + slow:
+        together.record("rtt", value)
+    assert result.metrics.histograms["rtt"].summary() == together.histograms["rtt"].summary()
+    assert result.value("rtt.p90") == pytest.approx(0.001, rel=0.01)  # not an average
+    assert result.value("rtt.p99") == pytest.approx(0.100, rel=0.01)
+    assert result.value("messages.sent") == 1000
+    assert result.value("connections.held") == 5
+    assert result.value("generator.cpu") == pytest.approx(0.25)  # 2.5 CPU-s over 10 s
+    assert result.value("generator.sends_per_cpu_s") == pytest.approx(400.0)
+    assert result.details["missing_reports"] == 1
+    assert Result.from_dict(result.to_dict()).value("rtt.p99") == result.value("rtt.p99")
+
+
+def test_error_kinds_match_the_asyncio_engine() -> None:
+    """Connect failures are named refused / timeout / status_<code> / reset / other."""
+    status = InvalidStatus(Response(503, "Service Unavailable", Headers()))
+    assert error_kind(status) == "status_503"
+    assert error_kind(ConnectionRefusedError()) == "refused"
+    assert error_kind(TimeoutError()) == "timeout"
+    assert error_kind(ConnectionResetError()) == "reset"
+    assert error_kind(ValueError()) == "other"
