@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from wsctl import __version__
-from wsctl.cli import chaos, probe, serve
+from wsctl.cli import bench, chaos, probe, serve
+from wsctl.cli import run as run_command
 from wsctl.cli._common import run_app, state
 
 EXIT_CODES = """Exit codes: 0 success (all criteria passed); 1 a criterion failed;
@@ -47,6 +48,8 @@ def main(
 serve.register(app)
 chaos.register(app)
 probe.register(app)
+bench.register(app)
+run_command.register(app)
 
 
 def run() -> None:

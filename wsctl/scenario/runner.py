@@ -121,10 +121,13 @@ class Runner:
         self.progress = progress
         self.clock: Clock = clock or MonotonicClock()
         self.interrupted = False
+        self.received_signal: int | None = None
         self._stop: asyncio.Event | None = None
 
-    def interrupt(self) -> None:
+    def interrupt(self, sig: int | None = None) -> None:
+        """End the run early (``sig``: the signal that asked, for the exit status)."""
         self.interrupted = True
+        self.received_signal = self.received_signal or sig
         if self._stop is not None:
             self._stop.set()
 
@@ -144,7 +147,7 @@ class Runner:
                 break
             base = self._baseline_for(suite, scenario, results)
             if self.progress is not None:
-                self.progress.start_scenario(scenario.name, index, len(selected),
+                self.progress.start_scenario(scenario.name, index + 1, len(selected),
                                              scenario.duration)
             run = ScenarioRun(scenario, suite.file, baseline=base, progress=self.progress,
                               stop=self._stop, clock=self.clock)
@@ -381,9 +384,11 @@ class ScenarioRun:
             if self.progress is not None:
                 self.progress.action(f"{action.do} failed: {message}")
             raise ActionFailed(message) from None
-        if self.progress is not None:
-            self.progress.action(f"{instant - self.start:6.2f}s {action.do}"
-                                 + (f": {detail}" if detail else ""))
+        if self.progress is not None and self.fleet is not None:
+            counters = self.fleet.metrics.counters  # the action's instant, not the end's
+            self.progress.update(instant - self.start, self.fleet.states(),
+                                 {k: counters.get(k, 0) for k in COUNTERS_SHOWN})
+            self.progress.action(action.do + (f": {detail}" if detail else ""))
         return detail
 
     async def _carry_out(self, action: Action) -> str:

@@ -1,0 +1,257 @@
+"""``wsctl run [FILE ...]``: run scenario files and judge them against their criteria."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from wsctl.cli._common import reports_errors
+from wsctl.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from wsctl.scenario.model import Suite
+    from wsctl.scenario.outcome import RunReport
+    from wsctl.scenario.runner import Runner
+
+HELP = (
+    "Run scenario files: start the reference server (or use the scenario's url), the chaos "
+    "proxy and the probes, carry out each timeline of faults, and judge the criteria.\n\n"
+    "With no FILE, runs the bundled EP-0001 suite, scenarios/ep-0001.yaml. Every file is "
+    "validated before anything starts. Reports: --json, --junit, --markdown, --html, or "
+    "--report-dir for all four; the Markdown summary is also appended to "
+    "$GITHUB_STEP_SUMMARY when that is set.\n\n"
+    "Exit codes: 0 every criterion passed; 1 a criterion failed (or could not be judged); "
+    "2 usage or invalid input (bad file, unknown scenario, missing baseline, unwritable "
+    "report path) - nothing was started; 3 a scenario could not run (server would not "
+    "start, target unreachable, port taken, a timeline action failed); 130 interrupted "
+    "(Ctrl-C): what finished is reported, everything started is stopped."
+)
+
+
+def bundled_suite() -> Path:
+    """The default suite: ``scenarios/ep-0001.yaml`` beside the ``wsctl`` package."""
+    import wsctl
+
+    return Path(wsctl.__file__).resolve().parents[1] / "scenarios" / "ep-0001.yaml"
+
+
+def _opt(help: str, env: str | None, *names: str, **kw: Any) -> Any:  # noqa: A002
+    """An option with help text and, where it makes sense, a ``WSCTL_RUN_*`` variable."""
+    if env is not None:
+        kw["envvar"] = f"WSCTL_RUN_{env}"
+    return typer.Option(*names, help=help, **kw)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Raise ``InvalidInput`` unless a file can be written at ``path``."""
+    if path.is_dir():
+        raise InvalidInput(f"{what} {path}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InvalidInput(f"{what} {path}: directory {parent} does not exist")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InvalidInput(f"{what} {path}: not writable")
+    if not os.access(parent, os.W_OK):
+        raise InvalidInput(f"{what} {path}: directory {parent} is not writable")
+
+
+def check_writable_dir(path: Path, what: str) -> None:
+    """A directory that exists and is writable, or can be created."""
+    if path.exists():
+        if not path.is_dir():
+            raise InvalidInput(f"{what} {path}: not a directory")
+        if not os.access(path, os.W_OK):
+            raise InvalidInput(f"{what} {path}: not writable")
+        return
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise InvalidInput(f"{what} {path}: cannot be created ({ancestor} is not writable)")
+
+
+def load_baseline(path: Path) -> Any:
+    """``--baseline FILE``: a run report (results by scenario) or any one wsctl result."""
+    from wsctl.scenario.outcome import baseline_results
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"--baseline {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidInput(f"--baseline {path}: cannot read: {reason}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--baseline {path}: not JSON ({exc.msg} at line "
+                           f"{exc.lineno}); give a report.json or a --json result") from None
+    return baseline_results(obj, f"--baseline {path}")
+
+
+async def _run(runner: Runner, suites: list[Suite], only: list[str] | None) -> RunReport:
+    """Run with Ctrl-C (and SIGTERM) ending the run cleanly; a second Ctrl-C is abrupt."""
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+
+    def interrupted(sig: signal.Signals) -> None:
+        runner.interrupt(sig)
+        for each in list(installed):
+            loop.remove_signal_handler(each)
+            installed.remove(each)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, interrupted, sig)
+            installed.append(sig)
+    try:
+        return await runner.run(suites, only)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+@reports_errors
+def run(
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Scenario or suite files (YAML). Default: the bundled scenarios/ep-0001.yaml.",
+        metavar="FILE...", show_default=False)] = None,
+    json_out: Annotated[Path | None, _opt(
+        "Write the run report (JSON, versioned; usable as a later --baseline) here.",
+        "JSON", "--json", show_default=False)] = None,
+    junit: Annotated[Path | None, _opt(
+        "Write JUnit XML here: one testcase per criterion.", "JUNIT",
+        show_default=False)] = None,
+    markdown: Annotated[Path | None, _opt("Write the Markdown summary here.", "MARKDOWN",
+                                          show_default=False)] = None,
+    html: Annotated[Path | None, _opt(
+        "Write one self-contained HTML page with charts here (opens offline).", "HTML",
+        show_default=False)] = None,
+    report_dir: Annotated[Path | None, _opt(
+        "Write all four reports into this directory (report.json, junit.xml, summary.md, "
+        "report.html); created if missing.", "REPORT_DIR", show_default=False)] = None,
+    baseline: Annotated[Path | None, _opt(
+        "Earlier results for 'OP k * baseline' criteria: a report.json of wsctl run "
+        "(matched by scenario name) or any wsctl --json result (for every scenario).",
+        "BASELINE", show_default=False)] = None,
+    scenario: Annotated[list[str] | None, _opt(
+        "Run only this scenario (repeat for several); --list shows the names.", None,
+        "--scenario", "-s", show_default=False)] = None,
+    list_only: Annotated[bool, _opt("List the scenarios (name, duration, description) and "
+                                    "exit.", None, "--list")] = False,
+    quiet: Annotated[bool, _opt("No progress and no tables: one verdict line (errors still "
+                                "go to stderr).", "QUIET", "--quiet", "-q")] = False,
+) -> None:
+    from wsctl.scenario.model import load_suite
+    from wsctl.scenario.runner import check_baselines, select
+
+    if not files:
+        default = bundled_suite()
+        if not default.is_file():
+            raise InvalidInput(f"no FILE given and the bundled suite {default} is missing; "
+                               "pass a scenario file: wsctl run FILE.yaml")
+        files = [default]
+    suites = [load_suite(path) for path in files]  # every file checked before anything runs
+    if list_only:
+        _list(suites)
+        return
+    selected = select(suites, scenario)
+    base = load_baseline(baseline) if baseline is not None else None
+    check_baselines(selected, base)
+    outputs = {"--json": json_out, "--junit": junit, "--markdown": markdown, "--html": html}
+    for option, path in outputs.items():
+        if path is not None:
+            check_writable(path, option)
+    if report_dir is not None:
+        check_writable_dir(report_dir, "--report-dir")
+    _ensure_fds(selected)
+
+    from wsctl.report import (
+        append_step_summary,
+        write_all,
+        write_html,
+        write_json,
+        write_junit,
+        write_markdown,
+    )
+    from wsctl.report.console import RunProgress, print_report
+    from wsctl.scenario.runner import Runner
+    from wsctl.scenario.server_process import kill_all
+
+    console = Console()
+    progress = None if quiet else RunProgress(console, live=console.is_terminal)
+    runner = Runner(baseline=base, progress=progress)
+    try:
+        if progress is not None:
+            with progress:
+                report = asyncio.run(_run(runner, suites, scenario))
+        else:
+            report = asyncio.run(_run(runner, suites, scenario))
+    finally:
+        kill_all()  # whatever happened, no server outlives the command
+    for outcome in report.scenarios:
+        if outcome.error is not None and not runner.interrupted:
+            typer.echo(f"wsctl: error: scenario {outcome.name}: {outcome.error}", err=True)
+    if quiet:
+        from wsctl.report._common import verdict_line
+
+        typer.echo(verdict_line(report))
+    else:
+        print_report(report, console)
+    writers = {"--json": write_json, "--junit": write_junit, "--markdown": write_markdown,
+               "--html": write_html}
+    for option, path in outputs.items():
+        if path is not None:
+            writers[option](report, path)
+    if report_dir is not None:
+        write_all(report, report_dir)
+    append_step_summary(report)
+    if runner.interrupted:
+        sig = runner.received_signal or signal.SIGINT
+        done = sum(1 for s in report.scenarios if s.error is None)
+        typer.echo(f"wsctl run: interrupted; {done} of {len(selected)} scenarios finished",
+                   err=True)
+        raise typer.Exit(128 + int(sig))
+    raise typer.Exit(report.exit_code)
+
+
+def _list(suites: list[Any]) -> None:
+    console = Console(highlight=False)
+    for suite in suites:
+        console.print(f"[bold]{escape(suite.file)}[/bold]: {escape(suite.name)}"
+                      + (f" - {escape(suite.description)}" if suite.description else ""))
+        for scenario in suite.scenarios:
+            console.print(f"  {escape(scenario.name):32} {scenario.duration:>6g}s  "
+                          f"{escape(scenario.description)}")
+
+
+def _ensure_fds(selected: list[Any]) -> None:
+    """Every probe holds a socket (three with the proxy in the same process): raise the
+    soft limit as far as needed, or say which scenario needs more than is allowed."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed, name = 0, ""
+    for _, scenario in selected:
+        probes = scenario.probes.count + sum(step.count or 0 for step in scenario.timeline
+                                             if step.do == "probes.add")
+        fds = probes * (3 if scenario.proxy else 1) + 64
+        if fds > needed:
+            needed, name = fds, scenario.name
+    if needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise InvalidInput(f"scenario {name} needs about {needed} file descriptors but this "
+                           f"process may open at most {hard} (ulimit -n); use fewer probes")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", help=HELP)(run)
