@@ -95,20 +95,20 @@ def tally(report: RunReport) -> Tally:
 
 
 def verdict_line(report: RunReport) -> str:
-    """``PASSED: 9 of 9 scenarios, 42 of 42 criteria passed in 151 s (suite ep-0001)``."""
+    """``PASSED: suite ep-0001, 9 of 9 scenarios and 42 of 42 criteria passed in 151 s``."""
     t = tally(report)
-    text = (f"{VERDICT_WORD[report.verdict]}: {t.scenarios_passed} of {t.scenarios} "
-            f"scenarios, {t.criteria_passed} of {t.criteria} criteria passed")
+    text = (f"{VERDICT_WORD[report.verdict]}: suite {report.suite}, {t.scenarios_passed} of "
+            f"{t.scenarios} scenarios and {t.criteria_passed} of {t.criteria} criteria passed "
+            f"in {seconds(report.duration)}")
     extra = []
     if t.criteria_failed:
         extra.append(f"{t.criteria_failed} failed")
     if t.criteria_error:
-        extra.append(f"{t.criteria_error} could not be judged")
+        extra.append(f"{t.criteria_error} not measured")
     if t.scenarios_error:
-        extra.append(f"{t.scenarios_error} scenario(s) could not run")
-    if extra:
-        text += f" ({', '.join(extra)})"
-    return f"{text} in {seconds(report.duration)} (suite {report.suite})"
+        extra.append(f"{t.scenarios_error} scenario{'s' if t.scenarios_error > 1 else ''} "
+                     "could not run")
+    return f"{text} ({', '.join(extra)})" if extra else text
 
 
 def scenario_line(outcome: ScenarioOutcome) -> str:
