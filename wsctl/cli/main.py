@@ -49,6 +49,7 @@ serve.register(app)
 chaos.register(app)
 probe.register(app)
 bench.register(app)
+bench.register(app)
 run_command.register(app)
 
 

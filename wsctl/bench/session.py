@@ -1,0 +1,215 @@
+"""One ``wsctl bench`` from options to Result: check everything first (``prepare``, raises
+InvalidInput before anything starts), then run (``execute``), then judge (``gate``).
+
+Python callers can do what the CLI does::
+
+    from wsctl.bench.session import Options, prepare, execute
+    result = execute(prepare(Options(url="ws://127.0.0.1:8765/ws/b-{n}", connections=100)))
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from wsctl.bench.console import Display, summary, verdict_table
+from wsctl.bench.plan import BenchPlan
+from wsctl.bench.resources import ServerWatch, apply, check_pid
+from wsctl.errors import CriteriaFailed, InvalidInput, Unreachable
+from wsctl.metrics import Result, validate
+from wsctl.units import parse_duration
+
+FD_LIMIT = 20_000  # descriptors one process may open on this machine (DESIGN.md section 10)
+
+
+@dataclass(slots=True)
+class Options:
+    """The command's options as typed (durations as text)."""
+
+    url: str
+    connections: int = 100
+    connect_rate: float = 100.0
+    message_rate: float = 1.0
+    duration: str | float = "30s"
+    warmup: str | float = "0s"
+    mode: str = "echo"
+    payload_size: int = 64
+    in_flight: int = 1
+    transport: str = "websockets"
+    loop: str = "asyncio"
+    connect_timeout: str | float = "10s"
+    processes: int = 1
+    server_pid: int | None = None
+    engine: str = "asyncio"
+    users: int | None = None
+    spawn_rate: float | None = None
+    workers: int = 2
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A checked run: the plan (asyncio engine) or Locust's plan, and the server watch."""
+
+    options: Options
+    plan: BenchPlan
+    locust_plan: Any = None
+
+
+def check_url(url: str) -> None:
+    """Reject anything that is not a ws:// or wss:// URL with a host (``{n}`` allowed)."""
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
+
+    if not url.startswith(("ws://", "wss://")):
+        raise InvalidInput(f"invalid URL {url!r}: it must start with ws:// or wss://")
+    try:
+        parse_uri(url.replace("{n}", "0"))
+    except (InvalidURI, ValueError) as exc:
+        raise InvalidInput(f"invalid URL {url!r}: {exc}") from exc
+
+
+def _positive(text: str | float, what: str) -> float:
+    value = parse_duration(text, what)
+    if value <= 0:
+        raise InvalidInput(f"{what} must be greater than zero, got {text!r}")
+    return value
+
+
+def prepare(options: Options) -> Prepared:
+    """Check every option; raises InvalidInput (exit 2) before anything has started."""
+    check_url(options.url)
+    plan = BenchPlan(
+        url=options.url, connections=options.connections, connect_rate=options.connect_rate,
+        message_rate=options.message_rate,
+        duration=_positive(options.duration, "--duration"),
+        warmup=parse_duration(options.warmup, "--warmup"), mode=options.mode,  # type: ignore[arg-type]
+        payload_size=options.payload_size, in_flight=options.in_flight,
+        transport=options.transport, loop=options.loop,
+        connect_timeout=_positive(options.connect_timeout, "--connect-timeout"),
+    )
+    try:
+        plan.check()
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    if options.server_pid is not None:
+        check_pid(options.server_pid)
+    if options.engine == "locust":
+        return Prepared(options, plan, _locust_plan(options, plan))
+    if options.engine != "asyncio":
+        raise InvalidInput(f"unknown --engine {options.engine!r}; choose asyncio or locust")
+    from wsctl.bench.runner import loop_factory
+    from wsctl.bench.transport import get_transport
+
+    get_transport(plan.transport)  # InvalidInput when unknown or not installed
+    loop_factory(plan.loop)
+    if options.processes < 1:
+        raise InvalidInput("--processes must be at least 1")
+    per_process = -(-plan.connections // options.processes)
+    if per_process + 64 > FD_LIMIT:
+        need = -(-plan.connections // (FD_LIMIT - 64))
+        raise InvalidInput(
+            f"{plan.connections} connections over {options.processes} process(es) is "
+            f"{per_process} per process, past the {FD_LIMIT} file descriptors one process may "
+            f"open; use --processes {need} or more"
+        )
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and per_process + 64 > hard:
+        raise InvalidInput(
+            f"{per_process} connections per process need more file descriptors than the "
+            f"hard limit ({hard}, ulimit -Hn); use more --processes"
+        )
+    return Prepared(options, plan)
+
+
+def _locust_plan(options: Options, plan: BenchPlan) -> Any:
+    from wsctl.bench.locust import LocustPlan
+
+    lp = LocustPlan(
+        url=plan.url, users=options.users or plan.connections,
+        spawn_rate=options.spawn_rate or plan.connect_rate, workers=options.workers,
+        duration=plan.warmup + plan.duration, mode=plan.mode, message_rate=plan.message_rate,
+    )
+    check = getattr(lp, "check", None)
+    if check is not None:
+        check()
+    return lp
+
+
+def execute(prepared: Prepared, *, console: Console | None = None,
+            view: str = "quiet") -> Result:
+    """Run the prepared bench; returns the whole run's Result (kind "bench")."""
+    options, plan = prepared.options, prepared.plan
+    console = console or Console(stderr=True)
+    watch = ServerWatch(plan.url, options.server_pid)
+    watch.take_before()
+    steady_lead = min(1.0, plan.duration / 4)  # sample the server just before the end
+    if prepared.locust_plan is not None:
+        from wsctl.bench.locust import run_locust
+
+        watch.schedule_steady(time.time() + plan.warmup + plan.duration - steady_lead)
+        out = None if view == "quiet" else sys.stderr
+        result = run_locust(prepared.locust_plan, out=out)
+    else:
+        total = plan.warmup + plan.duration
+        with Display(console, view=view, total=total, connections=plan.connections) as disp:
+            if options.processes == 1:
+                from wsctl.bench.runner import run_plan
+
+                start_wall = time.time() + 0.05
+                watch.schedule_steady(start_wall + total - steady_lead)
+                result = run_plan(plan, start_wall=start_wall, on_progress=disp.update)
+            else:
+                from wsctl.bench.workers import run_workers
+
+                result = run_workers(
+                    plan, options.processes, on_progress=disp.update,
+                    on_start=lambda at: watch.schedule_steady(at + total - steady_lead),
+                )
+    watch.finish()
+    held = result.metrics.gauges.get("connections.held")
+    result.details["server"] = apply(result.metrics, watch, held.value if held else 0.0)
+    result.details.setdefault("warnings", [])
+    validate(result.to_dict())
+    return result
+
+
+def summary_table(result: Result) -> Table:
+    return summary(result)
+
+
+def check_reachable(result: Result) -> None:
+    """Unreachable (exit 3) when not one connection opened: say what the attempts met."""
+    counters = result.metrics.counters
+    if counters.get("connections.opened", 0) > 0:
+        return
+    kinds = {k[len("errors."):]: v for k, v in counters.items()
+             if k.startswith("errors.") and v}
+    what = ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    hint = " — is the server running?" if "refused" in kinds else ""
+    raise Unreachable(f"could not connect to {result.target}: "
+                      f"{what or 'no connection opened'}{hint}")
+
+
+def judge(criteria: list[Any], result: Result, baseline: Result | None) -> list[Any]:
+    """Judge the criteria exactly as ``wsctl run`` does; the verdicts go in the details."""
+    from wsctl.scenario.criteria import judge_all
+
+    verdicts = judge_all(criteria, result, baseline)
+    result.details["criteria"] = [v.to_json() for v in verdicts]
+    return verdicts
+
+
+def gate(verdicts: list[Any], console: Console) -> None:
+    """Print the verdicts; CriteriaFailed (exit 1) when one failed or could not be judged."""
+    console.print(verdict_table(verdicts))
+    failed = [v for v in verdicts if not v.passed]
+    if failed:
+        names = ", ".join(v.criterion.key for v in failed)
+        raise CriteriaFailed(f"{len(failed)} of {len(verdicts)} criteria failed: {names}")

@@ -1,0 +1,198 @@
+"""``wsctl bench URL``: open-model connection and message load with HDR latencies and gates."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from wsctl.cli._common import reports_errors
+from wsctl.errors import InvalidInput
+
+HELP = (
+    "Open N connections to URL at R per second (open model: on schedule whether or not "
+    "earlier ones finished), send M messages per second on each, and report connect_time, "
+    "rtt (timed from the intended send: coordinated omission corrected) or delivery_latency, "
+    "errors by kind, connections held, and the server's RSS per connection.\n\n"
+    "Modes: echo (send a small JSON ping; the reference server answers pong, an echo server "
+    "echoes it) and resume (read protocol v1 events from the reference server: "
+    "delivery_latency from each event's ts). `{n}` in URL becomes each connection's index.\n\n"
+    "Gates: --criteria 'connect_time.p50: <= 50ms' (repeatable), relative ones with "
+    "--baseline FILE: 'connect_time.p50: <= 1.2 * baseline'.\n\n"
+    "Exit codes: 0 done, all criteria passed; 1 a criterion failed; 2 invalid input "
+    "(nothing was started); 3 the target was unreachable or the run could not happen."
+)
+
+
+class ModeName(StrEnum):
+    echo = "echo"
+    resume = "resume"
+
+
+class TransportName(StrEnum):
+    websockets = "websockets"
+    picows = "picows"
+
+
+class LoopName(StrEnum):
+    asyncio = "asyncio"
+    uvloop = "uvloop"
+
+
+class EngineName(StrEnum):
+    asyncio = "asyncio"
+    locust = "locust"
+
+
+def _opt(help: str, env: str | None, *names: str, **kw: object) -> typer.models.OptionInfo:  # noqa: A002
+    """An option with help text and, where it makes sense, a ``WSCTL_BENCH_*`` variable."""
+    kw.setdefault("show_default", True)
+    if env is not None:
+        kw["envvar"] = f"WSCTL_BENCH_{env}"
+    return typer.Option(*names, help=help, **kw)  # type: ignore[arg-type]
+
+
+def parse_criteria(texts: list[str]) -> list[Any]:
+    """``KEY: EXPR`` strings -> criteria (checked against the metric catalog)."""
+    from wsctl.scenario.criteria import CriterionError, parse
+
+    out = []
+    for text in texts:
+        key, sep, expr = text.partition(":")
+        if not sep or not key.strip() or not expr.strip():
+            raise InvalidInput(f"--criteria {text!r}: write 'METRIC: EXPRESSION', e.g. "
+                               "'connect_time.p50: <= 50ms' or 'rtt.p99: <= 1.2 * baseline'")
+        try:
+            out.append(parse(key.strip(), expr.strip()))
+        except CriterionError as exc:
+            raise InvalidInput(f"--criteria {text!r}: {exc}") from None
+    return out
+
+
+def load_baseline(path: Path) -> Any:
+    """The Result in a ``--json`` file of an earlier run (bench, probe or a one-scenario
+    run report)."""
+    from wsctl.scenario.outcome import baseline_results
+
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"--baseline {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"--baseline {path}: not JSON ({exc})") from None
+    found = baseline_results(obj, f"--baseline {path}")
+    if isinstance(found, dict):
+        if len(found) != 1:
+            raise InvalidInput(f"--baseline {path}: a run report with {len(found)} scenarios; "
+                               "give the --json of one bench run")
+        return next(iter(found.values()))
+    return found
+
+
+@reports_errors
+def bench(
+    url: Annotated[str, typer.Argument(help="ws:// or wss:// URL; {n} becomes the connection "
+                                       "index, e.g. ws://127.0.0.1:8765/ws/bench-{n}.",
+                                       envvar="WSCTL_BENCH_URL", show_default=False)],
+    connections: Annotated[int, _opt("Connections to open (N).", "CONNECTIONS",
+                                     "--connections", "-c", min=1)] = 100,
+    connect_rate: Annotated[float, _opt("New connections per second (R), on schedule.",
+                                        "CONNECT_RATE", min=0.001)] = 100.0,
+    message_rate: Annotated[float, _opt("Messages per second per connection (M); 0 = none.",
+                                        "MESSAGE_RATE", min=0.0)] = 1.0,
+    duration: Annotated[str, _opt("How long to measure after the warmup (the ramp counts "
+                                  "inside it), e.g. 30s or 2m.", "DURATION")] = "30s",
+    warmup: Annotated[str, _opt("Time from the start not counted in message figures "
+                                "(connect_time still counts every connect).", "WARMUP")]
+    = "0s",
+    mode: Annotated[ModeName, _opt("echo = time round trips of a JSON ping; resume = "
+                                   "protocol v1 events from the reference server.", "MODE")]
+    = ModeName.echo,
+    payload_size: Annotated[int, _opt("Bytes per message sent (about; JSON included).",
+                                      "PAYLOAD_SIZE", min=0)] = 64,
+    in_flight: Annotated[int, _opt("Unanswered messages a connection may have before its "
+                                   "next send waits (0 = no limit). A held-back send is "
+                                   "still timed from its intended instant.", "IN_FLIGHT",
+                                   min=0)] = 1,
+    transport: Annotated[TransportName, _opt("WebSocket client implementation.",
+                                             "TRANSPORT")] = TransportName.websockets,
+    loop: Annotated[LoopName, _opt("Event loop (uvloop must be installed).", "LOOP")]
+    = LoopName.asyncio,
+    connect_timeout: Annotated[str, _opt("Longest TCP + opening handshake.",
+                                         "CONNECT_TIMEOUT")] = "10s",
+    processes: Annotated[int, _opt("Worker processes to spread connections over (past one "
+                                   "process's file-descriptor limit, over several cores).",
+                                   "PROCESSES", "--processes", "-p", min=1)] = 1,
+    server_pid: Annotated[int | None, _opt("PID of the server under test: read its RSS and "
+                                           "CPU (any server; the reference server is also "
+                                           "read from /metrics).", "SERVER_PID",
+                                           show_default=False)] = None,
+    json_out: Annotated[Path | None, _opt("Write the result (schema v1) to this file; '-' "
+                                          "for stdout.", "JSON", "--json",
+                                          show_default=False)] = None,
+    baseline: Annotated[Path | None, _opt("An earlier --json result that criteria written "
+                                          "'k * baseline' compare with.", "BASELINE",
+                                          show_default=False)] = None,
+    criteria: Annotated[list[str] | None, _opt("'METRIC: EXPRESSION', e.g. 'connect_time.p50:"
+                                               " <= 1.2 * baseline' (repeatable).",
+                                               None, "--criteria", show_default=False)]
+    = None,
+    engine: Annotated[EngineName, _opt("asyncio = this engine; locust = a real headless "
+                                       "Locust master and --workers workers.", "ENGINE")]
+    = EngineName.asyncio,
+    users: Annotated[int | None, _opt("Locust users [default: --connections].", "USERS",
+                                      min=1, show_default=False)] = None,
+    spawn_rate: Annotated[float | None, _opt("Locust users started per second [default: "
+                                             "--connect-rate].", "SPAWN_RATE", min=0.001,
+                                             show_default=False)] = None,
+    workers: Annotated[int, _opt("Locust worker processes (0 = one standalone process).",
+                                 "WORKERS", min=0)] = 2,
+    quiet: Annotated[bool, _opt("No progress output; only the summary (and errors).",
+                                "QUIET", "--quiet", "-q")] = False,
+) -> None:
+    from rich.console import Console
+
+    from wsctl.bench import session
+
+    crit = parse_criteria(criteria or [])
+    base = load_baseline(baseline) if baseline is not None else None
+    if base is None and any(c.relative for c in crit):
+        raise InvalidInput("a criterion relative to a baseline needs --baseline FILE "
+                           "(the --json of an earlier run)")
+    json_stdout = json_out is not None and str(json_out) == "-"
+    if json_out is not None and not json_stdout and not json_out.parent.is_dir():
+        raise InvalidInput(f"--json {json_out}: directory {json_out.parent} does not exist")
+    console = Console(stderr=json_stdout)
+    options = session.Options(
+        url=url, connections=connections, connect_rate=connect_rate,
+        message_rate=message_rate, duration=duration, warmup=warmup, mode=mode.value,
+        payload_size=payload_size, in_flight=in_flight, transport=transport.value,
+        loop=loop.value, connect_timeout=connect_timeout, processes=processes,
+        server_pid=server_pid, engine=engine.value, users=users, spawn_rate=spawn_rate,
+        workers=workers,
+    )
+    prepared = session.prepare(options)  # every InvalidInput is raised here, before starting
+    view = "quiet" if quiet else ("live" if console.is_terminal else "plain")
+    result = session.execute(prepared, console=console, view=view)
+    verdicts = session.judge(crit, result, base) if crit else []
+    obj = result.to_dict()
+    if json_out is not None:
+        text = json.dumps(obj, indent=2)
+        if json_stdout:
+            sys.stdout.write(text + "\n")
+        else:
+            json_out.write_text(text + "\n", encoding="utf-8")
+    console.print(session.summary_table(result))
+    for warning in result.details.get("warnings", []):
+        console.print(f"wsctl bench: warning: {warning}", highlight=False, soft_wrap=True)
+    session.check_reachable(result)
+    if verdicts:
+        session.gate(verdicts, console)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help=HELP)(bench)
