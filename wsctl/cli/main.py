@@ -49,7 +49,6 @@ serve.register(app)
 chaos.register(app)
 probe.register(app)
 bench.register(app)
-bench.register(app)
 run_command.register(app)
 
 
