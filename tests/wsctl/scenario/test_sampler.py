@@ -1,0 +1,73 @@
+"""The sampler: open connections, attempts per second and the 1 s series, from records."""
+
+from wsctl.probe.machine import Record, State
+from wsctl.scenario.sampler import Sampler
+
+C, OPEN, L, B, X = State.CONNECTING, State.OPEN, State.LOST, State.BACKOFF, State.CLOSED
+
+
+def rec(at, probe, previous, state, reason=""):
+    return Record(at, probe, previous, state, reason)
+
+
+def start_and_open(sampler, probe, at, opened):
+    sampler.records([rec(at, probe, C, C, "start")])
+    sampler.records([rec(opened, probe, C, OPEN, "attempt 1")])
+
+
+def test_open_count_follows_state_changes_and_ignores_notes():
+    """Opens add one, leaving open removes one; a 'resumed' note (open -> open) is not a
+    new connection."""
+    sampler = Sampler(start=10.0)
+    for probe in range(3):
+        start_and_open(sampler, probe, 10.0, 10.1)
+    assert sampler.open == 3
+    sampler.records([rec(10.5, 0, OPEN, OPEN, "resumed: 3 replayed")])
+    assert sampler.open == 3
+    sampler.records([rec(11.0, 1, OPEN, L, "closed 1006"), rec(11.0, 1, L, B, "retry in 0.2s")])
+    assert sampler.open == 2 and sampler.lost == 1
+    sampler.records([rec(12.0, 2, OPEN, X, "duration reached")])
+    assert sampler.open == 1
+    assert sampler.last_change == 12.0
+
+
+def test_attempts_are_bucketed_per_second_and_the_peak_is_the_busiest_second():
+    """Each 'start' and each backoff -> connecting is one attempt, counted in the second
+    (since the start) it happened in."""
+    sampler = Sampler(start=100.0)
+    sampler.records([rec(100.2, p, C, C, "start") for p in range(4)])
+    sampler.records([rec(103.1 + p / 100, p, B, C, "attempt 2") for p in range(7)])
+    sampler.records([rec(104.9, 0, B, C, "attempt 3")])
+    assert sampler.attempts == 12
+    assert dict(sampler.buckets) == {0: 4, 3: 7, 4: 1}
+    assert sampler.peak_attempts_per_s == 7
+
+
+def test_series_rows_count_per_interval_and_levels_at_the_sample():
+    """attempts, lost and messages are per interval; connections is the level then;
+    server_rss appears only when given."""
+    sampler = Sampler(start=0.0)
+    start_and_open(sampler, 0, 0.0, 0.1)
+    start_and_open(sampler, 1, 0.0, 0.2)
+    sampler.sample(1.0, messages_received=40, server_rss=1000.0)
+    sampler.records([rec(1.5, 0, OPEN, L, "closed 1006"), rec(1.5, 0, L, B),
+                     rec(1.7, 0, B, C, "attempt 1")])
+    sampler.sample(2.0, messages_received=50, server_rss=0.0)
+    series = sampler.series()
+    assert series.t == [1.0, 2.0]
+    assert series.columns == {"connections": [2, 1], "attempts": [2, 1],
+                              "messages": [40, 10], "lost": [0, 1],
+                              "server_rss": [1000.0, 0.0]}
+    assert "server_rss" not in Sampler(0.0).series().columns
+
+
+def test_steady_needs_every_probe_open_and_a_quiet_settle_time():
+    """Steady state: all probes open and no open/close for 2 s."""
+    sampler = Sampler(start=0.0)
+    start_and_open(sampler, 0, 0.0, 0.5)
+    assert not sampler.steady(3.0, probes=2)  # one of two open
+    start_and_open(sampler, 1, 0.0, 1.5)
+    assert not sampler.steady(3.0, probes=2)  # 1.5 s since the last open
+    assert sampler.steady(3.5, probes=2)
+    sampler.records([rec(4.0, 1, OPEN, L, "no pong within 1s")])
+    assert not sampler.steady(9.0, probes=2)
