@@ -277,16 +277,16 @@ JS = r"""
     marks.forEach((mark, i) => {
       const x = xs(mark.at);
       const cls = mark.error ? " failed" : "";
-      const line = el("line", { class: "mark" + cls, x1: x, x2: x, y1: M.t, y2: H - M.b }, svg);
-      const label = mark.do + (mark.error ? " (failed)" : "");
+      const group = el("g", { class: "action" }, svg);
+      const title = el("title", {}, group);  // the whole action, on hover
+      title.textContent = `${sig(mark.at)} s ${mark.do}` +
+                          (mark.detail ? ` — ${mark.detail}` : "") +
+                          (mark.error ? ` — failed: ${mark.error}` : "");
+      el("line", { class: "mark" + cls, x1: x, x2: x, y1: M.t, y2: H - M.b }, group);
       const right = x > W - M.r - 130;
-      const tag = text({ class: "mark-label" + cls, x: right ? x - 4 : x + 4,
-                         y: M.t + 12 + (i % 3) * 14, "text-anchor": right ? "end" : "start" },
-                       label, svg);
-      const tip = `${sig(mark.at)} s ${mark.do}${mark.detail ? " — " + mark.detail : ""}` +
-                  (mark.error ? ` — failed: ${mark.error}` : "");
-      const title = el("title", {}, line); title.textContent = tip;
-      const title2 = el("title", {}, tag); title2.textContent = tip;
+      text({ class: "mark-label" + cls, x: right ? x - 4 : x + 4, y: M.t + 12 + (i % 3) * 14,
+             "text-anchor": right ? "end" : "start" },
+           mark.do + (mark.error ? " (failed)" : ""), group);
     });
     for (const line of lines) {
       let d = "", pen = false;
