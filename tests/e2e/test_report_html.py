@@ -36,7 +36,7 @@ def test_charts_render_offline_without_errors(page, tmp_path):
     first = scenarios.nth(0)
     assert first.locator("svg.plot").first.locator("rect.bar").count() > 5
     connections = first.locator("svg.plot").nth(1)
-    assert connections.locator("path.line").count() == 2
+    assert connections.locator("path.line").count() == 3  # open, attempts/s, lost/s
     assert connections.locator("line.mark").count() == 3  # one per timeline action
     labels = connections.locator("text.mark-label").all_text_contents()
     assert labels == ["server.kill", "server.start", "toxic"]

@@ -6,7 +6,8 @@
     write_html      report.html   one self-contained page with charts; opens offline
     write_all       all four into one directory
 
-The console view and the live progress display are in ``wsctl.report.console``. Every
+``verdict_line`` is the one-line summary every report ends with. The console view and the
+live progress display are in ``wsctl.report.console``. Every
 writer raises ``InvalidInput("<path>: <reason>")`` when the file cannot be written.
 docs/reports.md describes each report.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wsctl.errors import InvalidInput
+from wsctl.report._common import verdict_line
 from wsctl.report.html import html_page, write_html
 from wsctl.report.json_report import report_json, write_json
 from wsctl.report.junit import junit_xml, write_junit
@@ -48,6 +50,7 @@ __all__ = [
     "junit_xml",
     "markdown",
     "report_json",
+    "verdict_line",
     "write_all",
     "write_html",
     "write_json",

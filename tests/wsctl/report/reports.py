@@ -34,16 +34,19 @@ def metrics(reconnects: int, lost: int, seed: int = 1) -> MetricSet:
 
 
 def series(duration: int, with_rss: bool = True) -> Series:
-    """One sample a second: connections dip at 5 s and come back, attempts spike."""
+    """One sample a second, as wsctl.scenario.sampler writes it: connections dip at 5 s
+    and come back, attempts spike; lost counts connections lost per interval."""
     t = [float(i) for i in range(1, duration + 1)]
     connections = [200.0 if not 5 <= i < 8 else 20.0 * (i - 4) for i in range(duration)]
     attempts = [0.0] * duration
     attempts[5], attempts[6] = 180.0, 40.0
+    lost = [0.0] * duration
+    lost[5] = 200.0  # connections lost in the interval (the server was killed)
     columns = {
         "connections": connections,
         "attempts": attempts,
         "messages": [400.0 if c == 200 else 50.0 for c in connections],
-        "lost": [0.0] * duration,
+        "lost": lost,
     }
     if with_rss:
         columns["server_rss"] = [60e6 + 1e5 * i for i in range(duration)]
