@@ -184,12 +184,9 @@ async def run_scenario(scenario: Scenario, *, file: str = "", baseline: Result |
     return await ScenarioRun(scenario, file, baseline=baseline, progress=progress).execute()
 
 
-def _probe_url(scenario: Scenario, address: str | None) -> str:
-    """The base URL the probes use: the server's, or the proxy's ``address`` in front."""
-    url = scenario.server.url
-    if url is None:
-        assert address is not None
-        return f"ws://{address}"
+def _probe_url(url: str, address: str | None) -> str:
+    """The base URL the probes use: the server's ``url``, or with the proxy's ``address``
+    (host:port) in front of it."""
     if address is None:
         return url
     parts = urlsplit(url.replace("{stream}", "__stream__"))
@@ -291,7 +288,8 @@ class ScenarioRun:
             except ChaosError as exc:
                 raise InvalidInput(f"chaos proxy: {exc.message}") from None
             address = self.proxy.listen
-        config = scenario.probes.probe_config(_probe_url(scenario, address), scenario.duration)
+        base = _probe_url(self.target, address)
+        config = scenario.probes.probe_config(base, scenario.duration)
         self.start = clock.now()
         self.sampler = sampler = Sampler(self.start, SAMPLE)
         self.fleet = fleet = Fleet(config, scenario.probes.count, seed=scenario.seed,

@@ -93,12 +93,10 @@ def parse_metrics(text: str) -> Scrape:
               "wsctl_server_dead_detected": "dead_detected"}
     out = Scrape()
     for family in text_string_to_metric_families(text):
-        attr = wanted.get(family.name)
-        if attr is None:
-            continue
-        total = sum(s.value for s in family.samples
-                    if s.name in (family.name, family.name + "_total"))
-        setattr(out, attr, float(total))
+        for sample in family.samples:  # by sample name: "# TYPE" lines vary by exporter
+            attr = wanted.get(sample.name.removesuffix("_total"))
+            if attr is not None:
+                setattr(out, attr, getattr(out, attr) + float(sample.value))
     return out
 
 
@@ -165,6 +163,7 @@ class ServerProcess:
                 break
             await asyncio.sleep(0.25)
         tail = self.log_tail() or "(nothing in its log)"
+        self.close()
         raise RunFailed(f"the reference server would not start (exit {code}; log "
                         f"{self.log_path}): {tail}")
 
@@ -228,6 +227,12 @@ class ServerProcess:
             raise RunFailed("cannot pause: the server is already paused")
         proc.send_signal(signal.SIGSTOP)
         self.paused = True
+        # Delivery is asynchronous: return once it has really stopped (bounded).
+        deadline = time.monotonic() + 1.0
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(proc.pid)
+            while process.status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
 
     async def resume(self) -> None:
         """SIGCONT after a pause."""
