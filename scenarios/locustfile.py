@@ -4,15 +4,19 @@
 
 Each user connects (reported to Locust as request type ``WS``, name ``connect``), then:
 
-* ``echo`` mode: sends a timestamped text message ``WSCTL_MESSAGE_RATE`` times a second and
-  waits for its echo (name ``echo``, response time = the round trip);
+* ``echo`` mode: sends a timestamped JSON ping (``{"type":"ping","t":TS,"p":"xx…"}``,
+  about ``WSCTL_PAYLOAD_SIZE`` bytes, as ``wsctl bench`` does) ``WSCTL_MESSAGE_RATE`` times a
+  second and waits for the answer: an echo server echoes it, the reference server answers
+  ``pong`` with the same ``t`` (name ``echo``, response time = the round trip);
 * ``resume`` mode: reads protocol v1 from the reference server at ``HOST/ws/<stream>``
   (``WSCTL_STREAM``, default ``alert-{n}``, n = the user's number) — a welcome, then events
   (name ``event``, response time = now - the event's ``ts``), resuming after a loss.
 
 Failures go to Locust as exceptions: a refused connect, a handshake status, a close code.
 Besides Locust's own statistics, every process records exact HDR histograms (wsctl's
-``connect_time``, ``rtt``, ``delivery_latency``), counters and its CPU seconds; when the test
+``connect_time``; ``rtt`` from the intended send time, coordinated omission corrected, and
+``rtt.uncorrected`` from the actual send; ``delivery_latency`` in resume mode), counters and
+its CPU seconds; when the test
 stops, the master collects them from every worker, merges them (never averaging
 percentiles) and writes one wsctl result (kind ``bench``) to ``WSCTL_LOCUST_RESULT``.
 
@@ -23,11 +27,14 @@ this file.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +56,11 @@ CONNECT_TIMEOUT = 10.0
 ECHO_TIMEOUT = 30.0  # no echo this long: the connection is counted as timed out and replaced
 COLLECT_TIMEOUT = float(os.environ.get("WSCTL_LOCUST_COLLECT_TIMEOUT", "15"))
 USERS_PER_WORKER = 1_000_000  # user numbers: worker index * this + the user's number in it
+# websockets 17 wants connect() as a context manager unless told the connection is kept.
+_open: Callable[..., ClientConnection] = (
+    functools.partial(connect, legacy=True)
+    if "legacy" in inspect.signature(connect).parameters else connect
+)
 
 
 @events.init_command_line_parser.add_listener
@@ -59,6 +71,9 @@ def _options(parser: Any, **_: Any) -> None:
     parser.add_argument("--wsctl-message-rate", type=float, default=1.0,
                         env_var="WSCTL_MESSAGE_RATE",
                         help="echo mode: messages per user per second (0 = only hold)")
+    parser.add_argument("--wsctl-payload-size", type=int, default=64,
+                        env_var="WSCTL_PAYLOAD_SIZE",
+                        help="echo mode: bytes per message, about (JSON included)")
     parser.add_argument("--wsctl-stream", default="alert-{n}", env_var="WSCTL_STREAM",
                         help="resume mode: stream name template; {n} is the user's number")
     parser.add_argument("--wsctl-result", default="", env_var="WSCTL_LOCUST_RESULT",
@@ -73,7 +88,7 @@ class Process:
         self.reset("echo")
 
     def reset(self, mode: str) -> None:
-        latency = [("rtt", "s"), ("delivery_latency", "s")] if mode == "echo" \
+        latency = [("rtt", "s"), ("rtt.uncorrected", "s")] if mode == "echo" \
             else [("delivery_latency", "s")]
         self.metrics = MetricSet(
             [("connect_time", "s"), *latency],  # type: ignore[list-item]
@@ -107,6 +122,30 @@ def _stream_url(host: str, template: str, n: int) -> str:
     return f"{host.rstrip('/')}/ws/{template.format(n=n)}"
 
 
+def ping_payload(stamp: str, size: int) -> str:
+    """A protocol v1 ``ping`` of about ``size`` bytes (wsctl bench's echo message)."""
+    head = f'{{"type":"ping","t":{stamp}'
+    pad = size - len(head) - 8
+    return head + "}" if pad <= 0 else f'{head},"p":"{"x" * pad}"}}'
+
+
+def is_pong(reply: str | bytes, stamp: str) -> bool:
+    """Whether ``reply`` is the reference server's ``pong`` to the ping stamped ``stamp``."""
+    if not isinstance(reply, str) or not reply.startswith('{"type":"pong"'):
+        return False
+    try:
+        return float(json.loads(reply)["t"]) == float(stamp)
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def is_other_protocol_frame(reply: str | bytes, stamp: str) -> bool:
+    """A protocol v1 frame that is not the answer to this ping (welcome, event, old pong)."""
+    return (isinstance(reply, str) and reply.startswith('{"type":"')
+            and not reply.startswith('{"type":"ping"') and not is_pong(reply, stamp)
+            and not reply.startswith('{"type":"error"'))
+
+
 class WebSocketUser(User):
     """One WebSocket connection, replaced one second after it fails or is lost."""
 
@@ -116,10 +155,11 @@ class WebSocketUser(User):
         opts = self.environment.parsed_options
         self.mode: str = getattr(opts, "wsctl_mode", "echo") if opts else "echo"
         self.rate: float = float(getattr(opts, "wsctl_message_rate", 1.0) if opts else 1.0)
+        self.size: int = int(getattr(opts, "wsctl_payload_size", 64) if opts else 64)
         template: str = getattr(opts, "wsctl_stream", "alert-{n}") if opts else "alert-{n}"
         index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
         self.n = index * USERS_PER_WORKER + next(_numbers)
-        host = self.host or ""
+        host = (self.host or "").replace("{n}", str(self.n))
         self.url = _stream_url(host, template, self.n) if self.mode == "resume" else host
         self.epoch: str | None = None
         self.offset: int | None = None
@@ -136,9 +176,9 @@ class WebSocketUser(User):
         url = self.url + (resume_query(self.epoch, self.offset) if self.mode == "resume" else "")
         start = time.perf_counter()
         try:
-            ws = connect(url, open_timeout=CONNECT_TIMEOUT, close_timeout=1, compression=None,
-                         proxy=None, ping_interval=None, max_size=2**20,
-                         user_agent_header=f"wsctl-locust/{__version__}")
+            ws = _open(url, open_timeout=CONNECT_TIMEOUT, close_timeout=1, compression=None,
+                       proxy=None, ping_interval=None, max_size=2**20,
+                       user_agent_header=f"wsctl-locust/{__version__}")
         except Exception as exc:  # every failure is a result: counted, reported, retried
             metrics.add("connections.failed")
             metrics.add(f"errors.{error_kind(exc)}")
@@ -181,36 +221,40 @@ class WebSocketUser(User):
             ws.close()
 
     def _echo(self, ws: ClientConnection) -> None:
-        """Send on a fixed schedule; ``rtt`` counts from the send, ``delivery_latency``
-        from the intended send time (coordinated omission: a late send still counts)."""
+        """Send on a fixed schedule, one message in flight; ``rtt`` counts from the intended
+        send time (coordinated omission: a late send still counts its wait),
+        ``rtt.uncorrected`` and Locust's response time from the actual send."""
         metrics = PROCESS.metrics
         rtt = metrics.histograms["rtt"]
-        delivery = metrics.histograms["delivery_latency"]
+        uncorrected = metrics.histograms["rtt.uncorrected"]
         counters = metrics.counters
         interval = 1.0 / self.rate
         clock = time.perf_counter
         intended = clock()
-        seq = 0
         while True:
             wait = intended - clock()
             if wait > 0:
                 time.sleep(wait)
-            payload = f"{seq} {time.time():.6f}"
+            stamp = f"{time.time():.6f}"
+            payload = ping_payload(stamp, self.size)
             sent = clock()
             ws.send(payload)
             counters["messages.sent"] += 1
             reply = ws.recv(timeout=ECHO_TIMEOUT)
+            while reply != payload and is_other_protocol_frame(reply, stamp):
+                # the reference server's welcome and events: not the answer, not an error
+                reply = ws.recv(timeout=max(0.001, ECHO_TIMEOUT - (clock() - sent)))
             got = clock()
-            if reply != payload:
+            if reply == payload or is_pong(reply, stamp):
+                counters["messages.received"] += 1
+                rtt.record(got - intended)
+                uncorrected.record(got - sent)
+                self._fire("echo", got - sent, len(reply))
+            else:
                 metrics.add("messages.invalid")
                 self._fire("echo", got - sent, len(reply),
-                           ValueError(f"echo of message {seq} did not match"))
-            else:
-                counters["messages.received"] += 1
-                rtt.record(got - sent)
-                delivery.record(got - intended)
-                self._fire("echo", got - sent, len(reply))
-            seq += 1
+                           ValueError(f"the answer to ping {stamp} was neither its echo "
+                                      f"nor its pong: {str(reply)[:80]!r}"))
             intended += interval
 
     def _resume(self, ws: ClientConnection) -> None:

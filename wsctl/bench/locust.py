@@ -60,6 +60,8 @@ class LocustPlan:
     ``duration`` seconds (Locust counts the ramp inside it). ``mode`` is ``echo`` (send
     ``message_rate`` timestamped messages per user per second and time each echo) or
     ``resume`` (read protocol v1 events from the reference server; ``message_rate`` unused).
+    ``{n}`` in ``url`` becomes each user's number; in resume mode a URL without a ``/ws/``
+    path gets ``/ws/`` + ``stream`` (``{n}`` likewise).
     """
 
     url: str
@@ -70,6 +72,7 @@ class LocustPlan:
     mode: str = "echo"
     message_rate: float = 1.0
     stream: str = "alert-{n}"
+    payload_size: int = 64
 
     def check(self) -> None:
         """Raise ``InvalidInput`` naming the first bad field."""
@@ -87,6 +90,8 @@ class LocustPlan:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if not (self.message_rate >= 0 and math.isfinite(self.message_rate)):
             raise InvalidInput(f"--message-rate must be 0 or more, not {self.message_rate}")
+        if self.payload_size < 0:
+            raise InvalidInput(f"--payload-size must be 0 or more, not {self.payload_size}")
         try:
             self.stream.format(n=0)
         except (KeyError, IndexError, ValueError) as exc:
@@ -103,6 +108,7 @@ class LocustPlan:
             "WSCTL_MODE": self.mode,
             "WSCTL_MESSAGE_RATE": repr(float(self.message_rate)),
             "WSCTL_STREAM": self.stream,
+            "WSCTL_PAYLOAD_SIZE": str(self.payload_size),
             "WSCTL_LOCUST_RESULT": str(result_path),
         }
 
@@ -150,8 +156,14 @@ def _last_line(path: Path) -> str:
     return ""
 
 
-def _reap(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
-    """Terminate what still runs, wait ``grace`` seconds, kill the rest; always reaps."""
+def _reap(procs: list[subprocess.Popen[bytes]], grace: float, *, patience: float = 0.0) -> None:
+    """Let each child end by itself for up to ``patience`` seconds, then SIGTERM what still
+    runs (Locust shuts down cleanly on it), wait ``grace`` seconds, kill the rest; always
+    reaps."""
+    deadline = time.monotonic() + patience
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, deadline - time.monotonic()))
     for proc in procs:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -216,7 +228,7 @@ def run_locust(plan: LocustPlan, *, out: IO[str] | None = None) -> Result:
                     f"of a {plan.run_time}s run: {_last_line(logs[0]) or 'no log line'}"
                 ) from None
             # Workers quit when the master tells them; give them a moment, then end them.
-            _reap(procs[1:], WORKER_EXIT_TIMEOUT)
+            _reap(procs[1:], 5.0, patience=WORKER_EXIT_TIMEOUT)
         finally:
             _reap(procs, 5.0)
         if code != 0 or not result_path.is_file():
@@ -239,7 +251,8 @@ def run_locust(plan: LocustPlan, *, out: IO[str] | None = None) -> Result:
 def _plan_config(plan: LocustPlan) -> dict[str, Any]:
     return {"engine": "locust", "users": plan.users, "spawn_rate": plan.spawn_rate,
             "workers": plan.workers, "duration": plan.duration, "mode": plan.mode,
-            "message_rate": plan.message_rate, "stream": plan.stream}
+            "message_rate": plan.message_rate, "stream": plan.stream,
+            "payload_size": plan.payload_size}
 
 
 def _locust_requests(stats_json: Path) -> dict[str, dict[str, int]]:

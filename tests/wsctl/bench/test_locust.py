@@ -19,6 +19,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 
 import wsctl.bench.locust as bench_locust
+from tests.serverproc import ServerProcess
 from wsctl.bench.locust import (
     LocustPlan,
     WorkerReport,
@@ -91,7 +92,9 @@ def test_master_and_two_workers_produce_a_bench_result(echo_url: str) -> None:
     sent = metrics["messages.sent"]["value"]
     # users stop while awaiting an echo: at most one unanswered message each
     assert 0 <= sent - metrics["messages.received"]["value"] <= 6
-    assert metrics["delivery_latency"]["p50"] >= metrics["rtt"]["min"]
+    # rtt counts from the intended send, so it is never below the uncorrected round trip
+    assert metrics["rtt"]["count"] == metrics["rtt.uncorrected"]["count"]
+    assert metrics["rtt"]["p50"] >= metrics["rtt.uncorrected"]["p50"]
     assert metrics["generator.cpu"]["value"] > 0
     assert metrics["generator.sends_per_cpu_s"]["value"] == pytest.approx(
         sent / obj["details"]["cpu_s"], rel=0.01)
@@ -99,6 +102,26 @@ def test_master_and_two_workers_produce_a_bench_result(echo_url: str) -> None:
     assert obj["details"]["locust_requests"]["WS echo"]["requests"] == \
         metrics["messages.received"]["value"]
     assert obj["details"]["locust_requests"]["WS connect"]["failures"] == 0
+    assert _locust_children() == []
+
+
+def test_resume_mode_reads_reference_server_events_in_one_process() -> None:
+    """Standalone Locust (no workers) in resume mode: every user gets its own stream from
+    the reference server and delivery_latency counts each event it received."""
+    server = ServerProcess("--job-rate", "10")
+    try:
+        plan = LocustPlan(server.url + "/ws/locust-{n}", users=3, spawn_rate=30, workers=0,
+                          duration=2, mode="resume")
+        result = run_locust(plan)
+    finally:
+        server.close()
+    metrics = result.to_dict()["metrics"]
+    assert metrics["connections.opened"]["value"] == 3
+    assert metrics["delivery_latency"]["count"] == metrics["messages.received"]["value"] > 10
+    assert "rtt" not in metrics and metrics["messages.sent"]["value"] == 0
+    assert result.details["workers"] == 0 and len(result.details["processes"]) == 1
+    assert result.details["locust_requests"]["WS event"]["requests"] == \
+        metrics["messages.received"]["value"]
     assert _locust_children() == []
 
 
