@@ -222,7 +222,7 @@ class Conn:
                         self.blocked = False
                         self.engine.pump(self, at)
                 return
-            if text.startswith('{"type":"event"'):
+            if self.engine.resume and text.startswith('{"type":"event"'):
                 ts = event_ts(text)
                 rec = self.engine.rec
                 if ts is not None and rec.rec_start <= at <= rec.rec_end:
@@ -271,6 +271,7 @@ class Engine:
         self.tune_gc = tune_gc
         self.rec = Recorder()
         self.interval = 1.0 / plan.message_rate if plan.message_rate > 0 else math.inf
+        self.resume = plan.mode == "resume"  # count events (echo mode ignores them)
         self.conns: list[Conn] = []
         self.heap: list[tuple[float, int, Conn]] = []
         self.wall_offset = time.time() - time.monotonic()
@@ -422,16 +423,15 @@ class Engine:
         loop = asyncio.get_running_loop()
         helpers = [loop.create_task(self._arrivals()), loop.create_task(self._sender()),
                    loop.create_task(self._lag_monitor()), loop.create_task(self._sampler())]
-        stop = loop.create_task(self.unreachable.wait())
         try:
             end = rec.rec_end
-            while clock.now() < end and not stop.done():
-                await asyncio.wait([stop], timeout=max(0.0, min(end - clock.now(), 0.25)))
+            while clock.now() < end and not self.unreachable.is_set():
+                await clock.sleep(min(end - clock.now(), 0.1))
             await self._drain()
         finally:
-            for task in (*helpers, stop, *self._tasks):
+            for task in (*helpers, *self._tasks):
                 task.cancel()
-            await asyncio.gather(*helpers, stop, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*helpers, *self._tasks, return_exceptions=True)
             await self._close_all()
             if self._gc_saved is not None:
                 gc.unfreeze()
