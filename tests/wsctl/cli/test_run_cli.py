@@ -1,0 +1,239 @@
+"""``wsctl run`` end to end: reports, exit codes, input checks, and Ctrl-C with no child
+process left behind."""
+
+import html
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from wsctl.cli import run as run_cli
+from wsctl.cli.main import app
+
+pytestmark = pytest.mark.timeout(60)
+cli = CliRunner()
+DATA = Path(__file__).resolve().parents[1] / "scenario" / "data"
+MAIN = "import sys; from wsctl.cli.main import run; sys.argv[0] = 'wsctl'; run()"
+FAST_SERVER = "server: {ping_interval: 1s, ping_timeout: 1s, job_rate: 20}"
+
+
+def wsctl(*args, **kw):
+    env = {**os.environ, "NO_PROXY": "*", **kw.pop("env", {})}
+    return subprocess.Popen([sys.executable, "-c", MAIN, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, **kw)
+
+
+def scenario_file(tmp_path, text, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_short_scenario_end_to_end_writes_every_report(tmp_path):
+    """kill + start and a toxic with for, through the proxy: the JSON report has the
+    timeline as it happened, the metrics and the verdicts; JUnit parses; the HTML page
+    embeds the same report; the step summary gets the Markdown."""
+    summary = tmp_path / "step-summary.md"
+    out = tmp_path / "out"
+    proc = wsctl("run", DATA / "short.yaml", "--json", tmp_path / "r.json", "--junit",
+                 tmp_path / "j.xml", "--html", tmp_path / "r.html", "--report-dir", out,
+                 env={"GITHUB_STEP_SUMMARY": str(summary)})
+    stdout, stderr = proc.communicate(timeout=50)
+    assert proc.returncode == 0, stdout + stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["kind"] == "run-report" and report["verdict"] == "passed"
+    scenario = report["scenarios"][0]
+    timeline = scenario["timeline"]
+    assert [e["do"] for e in timeline] == ["server.kill", "server.start", "toxic",
+                                            "toxic.remove"]
+    for entry in timeline:
+        assert entry["at"] >= entry["planned"] - 1e-3 and entry["error"] is None
+    assert [e["planned"] for e in timeline[:3]] == [3.5, 4.5, 6.0]
+    assert timeline[3]["at"] - timeline[2]["at"] == pytest.approx(1.0, abs=0.25)
+    metrics = scenario["result"]["metrics"]
+    assert scenario["result"]["kind"] == "run"
+    assert metrics["reconnect_time"]["count"] > 0
+    assert metrics["messages.lost"]["value"] == 0
+    assert metrics["detect_time"]["count"] > 0
+    assert metrics["server.rss_per_connection"]["unit"] == "bytes"
+    assert metrics["reconnect.peak_attempts_per_s"]["value"] >= 5
+    assert [c["status"] for c in scenario["criteria"]] == ["pass"] * 4
+    series = scenario["series"]
+    assert len(series["t"]) >= 8 and 0 in series["connections"] and 5 in series["connections"]
+    suites = ET.parse(tmp_path / "j.xml").getroot()
+    assert len(suites.findall(".//testcase")) == 4
+    page = (tmp_path / "r.html").read_text()
+    embedded = re.search(r'<script type="application/json" id="wsctl-report">(.*?)</script>',
+                         page, re.S)
+    assert embedded is not None
+    assert json.loads(html.unescape(embedded.group(1)))["scenarios"][0]["name"] == \
+        "kill-and-toxic"
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.html",
+                                                     "report.json", "summary.md"]
+    assert "kill-and-toxic" in summary.read_text()
+
+
+def test_a_failing_criterion_exits_1(tmp_path):
+    """A criterion that does not hold fails the run with exit 1, and says which."""
+    path = scenario_file(tmp_path, f"""
+name: failing
+duration: 1500ms
+{FAST_SERVER}
+probes: {{count: 2, stream: "fail-{{n}}"}}
+criteria:
+  probes.gave_up: "> 0"
+  messages.lost: "== 0"
+""")
+    result = cli.invoke(app, ["run", str(path), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 1, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    statuses = [c["status"] for c in report["scenarios"][0]["criteria"]]
+    assert statuses == ["fail", "pass"]
+    assert "FAILED" in result.stdout
+
+
+def test_ctrl_c_mid_run_exits_130_and_leaves_no_child_process(tmp_path):
+    """SIGINT to ``wsctl run`` while the server (paused, even) and probes run: it stops,
+    reports what finished, exits 130, and every child it had is gone."""
+    path = scenario_file(tmp_path, f"""
+name: long
+duration: 40s
+{FAST_SERVER}
+proxy: true
+probes: {{count: 3, stream: "long-{{n}}"}}
+timeline:
+  - {{at: 1s, do: server.pause}}
+""")
+    proc = wsctl("run", path, "--json", tmp_path / "r.json")
+    children: list[psutil.Process] = []
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            children = parent.children(recursive=True)
+            paused = [c for c in children if c.status() == psutil.STATUS_STOPPED]
+            if paused:
+                break
+            time.sleep(0.1)
+        assert paused, "the server never started and paused"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted; 0 of 1 scenarios finished" in stderr
+    assert "Traceback" not in stderr
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, alive
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["scenarios"][0]["error"].startswith("interrupted")
+
+
+def test_process_actions_against_a_url_server_are_refused_before_running(tmp_path):
+    """With server.url wsctl owns no process: server.kill is invalid input, exit 2."""
+    path = scenario_file(tmp_path, """
+name: url
+duration: 5s
+server: {url: "ws://127.0.0.1:9/ws/{stream}"}
+timeline:
+  - {at: 1s, do: server.kill}
+""")
+    result = cli.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert re.match(rf"wsctl: error: {re.escape(str(path))}:6: timeline\[0\]\.do: "
+                    r"server\.kill needs the embedded server", result.stderr)
+
+
+def test_an_invalid_file_stops_everything_even_with_a_valid_one_first(tmp_path):
+    """Every file is validated before anything starts: the bad one is named with its line."""
+    good = scenario_file(tmp_path, "name: good\nduration: 1s\n", "good.yaml")
+    bad = scenario_file(tmp_path, "name: bad\nduration: soon\n", "bad.yaml")
+    started = time.monotonic()
+    result = cli.invoke(app, ["run", str(good), str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"wsctl: error: {bad}:2: duration")
+    assert time.monotonic() - started < 5  # good.yaml's second was never run
+
+
+def test_list_shows_names_durations_and_descriptions(tmp_path):
+    """--list prints every scenario and runs nothing."""
+    path = scenario_file(tmp_path, """
+name: two
+scenarios:
+  - {name: first, duration: 2s, description: The first one.}
+  - {name: second, duration: 1m}
+""")
+    result = cli.invoke(app, ["run", str(path), "--list"])
+    assert result.exit_code == 0
+    assert re.search(r"first\s+2s\s+The first one\.", result.stdout)
+    assert re.search(r"second\s+60s", result.stdout)
+
+
+def test_unknown_scenario_name_lists_the_names(tmp_path):
+    """--scenario with a name no file has: exit 2 with the names there are."""
+    path = scenario_file(tmp_path, "name: only\nduration: 1s\n")
+    result = cli.invoke(app, ["run", str(path), "--scenario", "nope"])
+    assert result.exit_code == 2
+    assert "no scenario named 'nope'; the files have: only" in result.stderr
+
+
+def test_baseline_criterion_without_a_baseline_is_exit_2(tmp_path):
+    """A relative criterion with nothing to compare with is named before anything runs."""
+    path = scenario_file(tmp_path, """
+name: rel
+duration: 1s
+criteria:
+  connect_time.p50: "<= 0.8 * baseline"
+""")
+    result = cli.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "criterion connect_time.p50" in result.stderr and "--baseline" in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--json", "--junit", "--markdown", "--html"])
+def test_an_unwritable_report_path_is_exit_2_before_running(tmp_path, option):
+    """A report that could not be written later is refused first."""
+    path = scenario_file(tmp_path, "name: w\nduration: 30s\n")
+    started = time.monotonic()
+    result = cli.invoke(app, ["run", str(path), option, str(tmp_path / "missing" / "x")])
+    assert result.exit_code == 2
+    assert f"{option} {tmp_path / 'missing' / 'x'}: directory" in result.stderr
+    assert time.monotonic() - started < 5
+
+
+def test_a_baseline_file_that_is_not_json_is_exit_2(tmp_path):
+    """--baseline must hold a wsctl report or result."""
+    path = scenario_file(tmp_path, "name: b\nduration: 1s\n")
+    (tmp_path / "base.json").write_text("not json")
+    result = cli.invoke(app, ["run", str(path), "--baseline", str(tmp_path / "base.json")])
+    assert result.exit_code == 2
+    assert "--baseline" in result.stderr and "not JSON" in result.stderr
+
+
+def test_no_file_and_no_bundled_suite_is_exit_2(tmp_path, monkeypatch):
+    """Without FILE, the bundled suite is run; if it is missing, say so."""
+    monkeypatch.setattr(run_cli, "bundled_suite", lambda: tmp_path / "ep-0001.yaml")
+    result = cli.invoke(app, ["run"])
+    assert result.exit_code == 2
+    assert "bundled suite" in result.stderr and "wsctl run FILE.yaml" in result.stderr
+
+
+def test_help_documents_the_exit_codes():
+    """--help lists 0, 1, 2, 3 and 130."""
+    result = cli.invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.stdout.split())
+    for code in ("0 every criterion passed", "1 a criterion failed", "2 usage or invalid",
+                 "3 a scenario could not run", "130 interrupted"):
+        assert code in text
