@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wsctl.errors import InvalidInput
-from wsctl.report._common import verdict_line
+from wsctl.report._common import verdict_line, write_text
 from wsctl.report.html import html_page, write_html
 from wsctl.report.json_report import report_json, write_json
 from wsctl.report.junit import junit_xml, write_junit
@@ -36,10 +36,11 @@ def write_all(report: RunReport, directory: Path) -> list[Path]:
     except OSError as exc:
         raise InvalidInput(f"{directory}: {exc.strerror or exc}") from None
     paths = [directory / FILES[k] for k in ("json", "junit", "markdown", "html")]
-    write_json(report, paths[0])
+    obj = report.to_dict()  # once: histogram summaries are the costly part
+    write_text(paths[0], report_json(report, obj))
     write_junit(report, paths[1])
     write_markdown(report, paths[2])
-    write_html(report, paths[3])
+    write_text(paths[3], html_page(report, obj))
     return paths
 
 

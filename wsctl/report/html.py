@@ -80,9 +80,12 @@ def _thresholds(outcome: ScenarioOutcome, name: str) -> list[dict[str, Any]]:
     return out
 
 
-def chart_data(outcome: ScenarioOutcome) -> dict[str, Any]:
-    """What the charts of one scenario need beyond the report: distributions by metric."""
+def chart_data(outcome: ScenarioOutcome,
+               summaries: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the charts of one scenario need beyond the report: distributions by metric.
+    ``summaries``: the result's metrics as ``to_dict`` gave them (saves recomputing)."""
     distributions: dict[str, Any] = {}
+    summaries = summaries or {}
     if outcome.result is not None:
         histograms = outcome.result.metrics.histograms
         names = [n for n in DISTRIBUTIONS if n in histograms]
@@ -97,7 +100,7 @@ def chart_data(outcome: ScenarioOutcome) -> dict[str, Any]:
                 "unit": hist.unit,
                 "description": info.description if info else "",
                 "y_label": Y_LABEL.get(name, "samples"),
-                "summary": hist.summary(),
+                "summary": _summary(summaries.get(name)) or hist.summary(),
                 "buckets": _coarsen(hist.buckets()),
             }
     return {"name": outcome.name, "distributions": distributions}
@@ -142,15 +145,25 @@ def _scenario(outcome: ScenarioOutcome, index: int) -> str:
     return "\n".join(parts)
 
 
-def html_page(report: RunReport) -> str:
-    """The whole page as text."""
+def _summary(metric: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not metric or metric.get("type") != "histogram":
+        return None
+    return {k: metric.get(k) for k in ("count", "mean", "min", "p50", "p90", "p99", "p99.9",
+                                       "max")}
+
+
+def html_page(report: RunReport, report_dict: dict[str, Any] | None = None) -> str:
+    """The whole page as text; ``report_dict`` is ``report.to_dict()`` if already made."""
+    obj = report_dict if report_dict is not None else report.to_dict()
     t = tally(report)
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(report.started_at))
     nav = "".join(
         f'<li><a href="#scenario-{i}"><span class="dot {s.verdict}"></span>{_e(s.name)}</a></li>'
         for i, s in enumerate(report.scenarios))
     scenarios = "\n".join(_scenario(s, i) for i, s in enumerate(report.scenarios))
-    charts = {"scenarios": [chart_data(s) for s in report.scenarios]}
+    charts = {"scenarios": [
+        chart_data(s, (d.get("result") or {}).get("metrics"))
+        for s, d in zip(report.scenarios, obj["scenarios"], strict=True)]}
     return f"""<!doctype html>
 <html lang="en">
 <head>
@@ -181,7 +194,7 @@ wsctl run <span class="suite">{_e(report.suite)}</span></h1>
 </main>
 <footer>Made by {_e(report.tool)}. The run report is embedded in this page as JSON
 (<code>script#wsctl-report</code>); the same object as <code>report.json</code>.</footer>
-<script type="application/json" id="wsctl-report">{embed_json(report.to_dict())}</script>
+<script type="application/json" id="wsctl-report">{embed_json(obj)}</script>
 <script type="application/json" id="wsctl-charts">{embed_json(charts)}</script>
 <script>{JS}</script>
 </body>

@@ -37,3 +37,16 @@ def test_public_names_are_listed():
                  "append_step_summary", "markdown"):
         assert name in wsctl.report.__all__
         assert callable(getattr(wsctl.report, name))
+
+
+def test_page_and_json_written_together_hold_the_same_report(tmp_path):
+    """write_all builds the report object once: the page embeds exactly report.json."""
+    from tests.wsctl.report.test_html import embedded
+
+    paths = write_all(full_report(), tmp_path)
+    page = paths[3].read_text(encoding="utf-8")
+    assert embedded(page, "wsctl-report") == json.loads(paths[0].read_text(encoding="utf-8"))
+    charts = embedded(page, "wsctl-charts")
+    assert isinstance(charts, dict)
+    summary = charts["scenarios"][0]["distributions"]["reconnect_time"]["summary"]
+    assert summary["count"] == 200 and summary["p99"] is not None
