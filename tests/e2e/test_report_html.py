@@ -74,3 +74,37 @@ def test_hover_shows_values_and_dark_scheme_changes_colours(page, tmp_path):
     assert light == "rgb(255, 255, 255)" and dark == "rgb(13, 17, 23)"
     assert tick == "rgb(145, 152, 161)"  # muted light grey on the dark page
     screenshot(page, "report-html-dark")
+
+
+def test_odd_data_still_draws_without_errors(page, tmp_path):
+    """One sample, ragged or unknown columns, one repeated value, counts only: no errors."""
+    from wsctl.metrics import MetricSet, Result
+    from wsctl.scenario.criteria import judge_all, parse
+    from wsctl.scenario.outcome import RunReport, ScenarioOutcome, Series
+
+    metrics = MetricSet()
+    for _ in range(5):
+        metrics.histogram("reconnect_time").record(0.000_002)  # one value, tiny
+        metrics.histogram("reconnect_attempts", "count").record(1)
+    result = Result("run", metrics, duration=1.0)
+    criteria = [parse("reconnect_attempts.p99", "<= 3"), parse("reconnect_time.p99", "< 1s")]
+    ragged = Series(interval=0.5, t=[0.5, 1.0, 1.5],
+                    columns={"connections": [1.0, 2.0], "custom_level": [3.0, 3.0, 3.0]})
+    report = RunReport(suite="odd", file="odd.yaml", scenarios=[
+        ScenarioOutcome("ragged", "", "odd.yaml", result, judge_all(criteria, result),
+                        series=ragged),
+        ScenarioOutcome("single", "", "odd.yaml", result,
+                        series=Series(t=[1.0], columns={"messages": [0.0]})),
+    ])
+    path = tmp_path / "odd.html"
+    write_html(report, path)
+    page.goto(path.as_uri())
+    page.wait_for_selector("html[data-charts=drawn]")
+    ragged_charts = page.locator("section.scenario").nth(0).locator("svg.plot")
+    assert ragged_charts.count() == 3  # distribution, connections, custom_level
+    single = page.locator("section.scenario").nth(1)
+    assert single.locator("svg.plot circle").count() == 1  # one sample is a dot, not a line
+    chart = page.locator("figure.chart").first
+    chart.locator("select").select_option("reconnect_attempts")
+    ticks = chart.locator("text.tick").all_text_contents()
+    assert "1" in ticks and not any("." in t for t in ticks)  # whole attempts only

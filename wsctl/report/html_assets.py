@@ -411,7 +411,8 @@ JS = r"""
       const yTicks = linearTicks(0, yMax, 5).filter((v) => Number.isInteger(v));
       yMax = Math.max(yMax, yTicks[yTicks.length - 1] || 1);
       const ys = (v) => H - M.b - (v / yMax) * (H - M.t - M.b);
-      const xTicks = log ? logTicks(lo, hi) : linearTicks(lo, hi, 8);
+      let xTicks = log ? logTicks(lo, hi) : linearTicks(lo, hi, 8);
+      if (d.unit === "count") xTicks = xTicks.filter((v) => Number.isInteger(v));
       const unitName = d.unit === "s" ? "time" : "count";
       axes(svg, xs, ys, xTicks, yTicks, fmt, fmtNumber,
            `${name} (${unitName}${log ? ", log scale" : ""})`, d.y_label);
