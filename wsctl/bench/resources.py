@@ -92,7 +92,7 @@ def check_pid(pid: int) -> None:
 class ServerWatch:
     """Samples the server before the ramp and at steady state (in a thread, on a timer)."""
 
-    def __init__(self, url: str, pid: int | None = None, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, pid: int | None = None, timeout: float = 5.0) -> None:
         self.base = http_base(url)
         self.pid = pid
         self.timeout = timeout
@@ -124,9 +124,11 @@ class ServerWatch:
                 health = client.get(self.base + "/ws/health")
                 if health.headers.get("content-type", "").startswith("application/json"):
                     s.health = health.json()
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError) as exc:
             if self.reference is None:
                 self.reference = False
+            else:
+                s.sources.append(f"metrics failed: {type(exc).__name__}")
             return
         self.reference = True
         s.sources.append("metrics")
@@ -155,8 +157,12 @@ class ServerWatch:
         """Take the steady-state sample at Unix time ``at_wall`` (in a thread)."""
 
         def later() -> None:
-            if not self._cancel.wait(max(0.0, at_wall - time.time())):
-                self.steady = self.sample()
+            if self._cancel.wait(max(0.0, at_wall - time.time())):
+                return
+            sample = self.sample()
+            if self.reference and "metrics" not in sample.sources:
+                sample = self.sample()  # a busy server may miss one scrape; try once more
+            self.steady = sample
 
         self._thread = threading.Thread(target=later, daemon=True)
         self._thread.start()

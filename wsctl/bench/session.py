@@ -24,6 +24,7 @@ from wsctl.errors import CriteriaFailed, InvalidInput, Unreachable
 from wsctl.metrics import Result, validate
 from wsctl.units import parse_duration
 
+STEADY_LEAD = 4.0  # seconds before the end at which the server's steady state is read
 FD_LIMIT = 20_000  # descriptors one process may open on this machine (DESIGN.md section 10)
 
 
@@ -149,7 +150,8 @@ def execute(prepared: Prepared, *, console: Console | None = None,
     console = console or Console(stderr=True)
     watch = ServerWatch(plan.url, options.server_pid)
     watch.take_before()
-    steady_lead = min(1.0, plan.duration / 4)  # sample the server just before the end
+    # Sample the server shortly before the end, leaving time for a slow /metrics page.
+    steady_lead = min(STEADY_LEAD, plan.duration / 4)
     if prepared.locust_plan is not None:
         from wsctl.bench.locust import run_locust
 
