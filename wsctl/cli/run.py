@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from wsctl.cli._common import reports_errors
+from wsctl.cli._common import reports_errors, state
 from wsctl.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -185,6 +186,10 @@ def run(
     from wsctl.scenario.runner import Runner
     from wsctl.scenario.server_process import kill_all
 
+    if not state["debug"]:
+        # Components log their own failures (a proxy fault that broke, say) with
+        # tracebacks; without --debug they must not reach the person running this.
+        logging.getLogger("wsctl").addHandler(logging.NullHandler())
     console = Console()
     progress = None if quiet else RunProgress(console, live=console.is_terminal)
     runner = Runner(baseline=base, progress=progress)
@@ -226,10 +231,11 @@ def _list(suites: list[Any]) -> None:
     console = Console(highlight=False)
     for suite in suites:
         console.print(f"[bold]{escape(suite.file)}[/bold]: {escape(suite.name)}"
-                      + (f" - {escape(suite.description)}" if suite.description else ""))
+                      + (f" - {escape(suite.description)}" if suite.description else ""),
+                      soft_wrap=True)
         for scenario in suite.scenarios:
             console.print(f"  {escape(scenario.name):32} {scenario.duration:>6g}s  "
-                          f"{escape(scenario.description)}")
+                          f"{escape(scenario.description)}", soft_wrap=True)
 
 
 def _ensure_fds(selected: list[Any]) -> None:

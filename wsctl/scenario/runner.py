@@ -50,6 +50,7 @@ Baseline = dict[str, Result] | Result | None
 TICK = 0.25  # progress updates and checks; the series is sampled every SAMPLE seconds
 SAMPLE = 1.0
 SETTLE = 2.0  # steady state: every probe open and nothing changed for this long
+FRESH = 1.5  # a /metrics scrape younger than this is recent enough before a kill
 STOP_GRACE = 5.0  # probes closing politely at the end before they are cancelled
 COUNTERS_SHOWN = ("messages.received", "messages.lost", "connections.lost",
                   "probes.gave_up", "resyncs")
@@ -193,6 +194,13 @@ def _probe_url(url: str, address: str | None) -> str:
     return urlunsplit(parts._replace(netloc=address)).replace("__stream__", "{stream}")
 
 
+def _describe(exc: BaseException) -> str:
+    """One line for an exception (the first leaf of an exception group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
 @dataclasses.dataclass(slots=True)
 class Steady:
     """The server at steady state: its RSS, and connections it held then."""
@@ -231,6 +239,7 @@ class ScenarioRun:
         self._fleet_task: asyncio.Task[Result] | None = None
         self._timeline_task: asyncio.Task[None] | None = None
         self._probe_tasks: list[asyncio.Task[None]] = []  # probes added by probes.add
+        self.failures: list[str] = []  # what broke inside (a probe task that raised)
 
     async def execute(self) -> ScenarioOutcome:
         scenario = self.scenario
@@ -251,6 +260,8 @@ class ScenarioRun:
             if failed is not None and action is not None and outcome.error is None:
                 outcome.error = (f"{self.file}:{action.step.line}: {failed.do} at "
                                  f"{failed.at:.2f}s: {failed.error}")
+        if self.failures and outcome.error is None:
+            outcome.error = f"the probes or timeline failed: {self.failures[0]}"
         if self.sampler is not None:
             outcome.series = self.sampler.series()
         if self.fleet is not None and self.sampler is not None:
@@ -368,8 +379,11 @@ class ScenarioRun:
             if self.steady is None or not self.steady.reached:
                 await self._sample_steady(reached=False)
             self.faulted = True
-        if action.do in ("server.kill", "server.term", "server.restart"):
-            await self.server.scrape(timeout=0.5)  # the last figures of this incarnation
+        if action.do in ("server.kill", "server.term", "server.restart") and \
+                time.monotonic() - self.server.last_scrape_at > FRESH:
+            # The last figures of this incarnation; the 1 s scrapes usually have them, and
+            # a scrape of a busy server could make the fault late.
+            await self.server.scrape(timeout=0.5)
 
     async def _perform(self, action: Action, instant: float) -> str:
         if action.is_fault and self.fleet is not None:
@@ -452,7 +466,8 @@ class ScenarioRun:
             took = await server.restart()
         else:
             raise ActionFailed(f"unknown action {do!r}")
-        return f"pid {server.pid()} listening on {server.url} after {took:.2f}s"
+        tries = f", {server.start_attempts} tries: port busy" if server.start_attempts > 1 else ""
+        return f"pid {server.pid()} listening on {server.url} after {took:.2f}s{tries}"
 
     def _add_probes(self, count: int) -> str:
         """A storm: ``count`` more probes at once, in the same fleet and metrics."""
@@ -498,7 +513,8 @@ class ScenarioRun:
             for result in results:
                 if isinstance(result, BaseException) and \
                         not isinstance(result, asyncio.CancelledError):
-                    log.error("scenario task failed: %r", result)
+                    log.error("scenario task failed", exc_info=result)
+                    self.failures.append(_describe(result))
         if self.chaos is not None:
             with contextlib.suppress(Exception):
                 await self.chaos.close()

@@ -113,7 +113,9 @@ class ServerProcess:
     paused: bool = False
     terminating: bool = False
     incarnations: int = 0
+    start_attempts: int = 0  # spawns the last start needed (the port may be busy)
     last_scrape: Scrape | None = None  # of the current incarnation
+    last_scrape_at: float = 0.0  # time.monotonic() of it
     scrapes: list[Scrape] = field(default_factory=list)  # last of each ended incarnation
     _log: IO[bytes] | None = None
 
@@ -158,6 +160,7 @@ class ServerProcess:
             code = await self._spawn()
             if code is None:
                 self.incarnations += 1
+                self.start_attempts = attempt + 1
                 return time.monotonic() - began
             if code != EXIT_PORT_IN_USE or self.port == 0 or attempt == 19:
                 break
@@ -298,7 +301,7 @@ class ServerProcess:
         except (OSError, TimeoutError, ValueError, EOFError, asyncio.LimitOverrunError):
             return None
         scrape = parse_metrics(text)
-        self.last_scrape = scrape
+        self.last_scrape, self.last_scrape_at = scrape, time.monotonic()
         return scrape
 
     def totals(self) -> Scrape:
