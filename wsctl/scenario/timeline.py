@@ -151,19 +151,20 @@ class Timeline:
         """Carry out ``action``; its real instant, or None when it failed."""
         if self.before is not None:
             await self.before(action)
-        instant = self.clock.now()
+        instant, wall = self.clock.now(), self.wall()
         try:
             detail = await self.perform(action, instant)
         except ActionFailed as exc:
-            self.failed = self._record(action, instant, "", str(exc))
+            self.failed = self._record(action, instant, "", str(exc), wall)
             self.failed_action = action
             return None
-        self._record(action, instant, detail)
+        self._record(action, instant, detail, wall=wall)
         return instant
 
     def _record(self, action: Action, instant: float, detail: str,
-                error: str | None = None) -> TimelineEntry:
-        entry = TimelineEntry(at=instant - self.start, wall=self.wall(), do=action.do,
+                error: str | None = None, wall: float | None = None) -> TimelineEntry:
+        wall = self.wall() if wall is None else wall
+        entry = TimelineEntry(at=instant - self.start, wall=wall, do=action.do,
                               planned=round(action.planned, 6), detail=detail, error=error)
         self.entries.append(entry)
         return entry

@@ -69,14 +69,17 @@ async def test_steps_with_at_run_at_their_exact_instants():
 
 
 async def test_relative_steps_run_right_after_the_previous_one_finished():
-    """A step without ``at`` runs when the previous finished (here: a 1.5 s start)."""
+    """A step without ``at`` runs when the previous finished (here: a 1.5 s restart);
+    entries carry the wall time of the instant the action began."""
     clock = FakeClock(0.0)
     perform = Recorder(clock, takes={"server.restart": 1.5})
     steps = [Step("server.restart", at=1.0), Step("cut"), Step("wait", for_=2.0),
              Step("proxy.down")]
-    timeline = Timeline(steps, clock=clock, start=0.0, perform=perform)
+    timeline = Timeline(steps, clock=clock, start=0.0, perform=perform,
+                        wall=lambda: 1e9 + clock.now())
     await drive(timeline, clock, 10.0)
     assert perform.done == [("server.restart", 1.0), ("cut", 2.5), ("proxy.down", 4.5)]
+    assert timeline.entries[0].wall == 1e9 + 1.0  # when it began, not when it finished
     assert [(e.do, e.at) for e in timeline.entries] == [
         ("server.restart", 1.0), ("cut", 2.5), ("wait", 2.5), ("proxy.down", 4.5)]
     assert timeline.entries[2].detail == "2s"
