@@ -23,6 +23,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -194,6 +195,16 @@ def _probe_url(url: str, address: str | None) -> str:
     return urlunsplit(parts._replace(netloc=address)).replace("__stream__", "{stream}")
 
 
+def _unreachable(result: Result) -> str | None:
+    """Why the run could not happen when no probe ever got a connection, else None."""
+    details = result.details
+    if not details.get("probes") or details.get("never_opened") != details.get("probes"):
+        return None
+    errors = Counter(details.get("errors") or {})
+    reason = errors.most_common(1)[0][0] if errors else "no connection could be opened"
+    return f"could not connect to {result.target}: {reason}; no probe ever connected"
+
+
 def _describe(exc: BaseException) -> str:
     """One line for an exception (the first leaf of an exception group)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -268,6 +279,8 @@ class ScenarioRun:
             outcome.result = self._result()
         if self.stop.is_set() and outcome.error is None:
             outcome.error = "interrupted before the end (Ctrl-C)"
+        if outcome.error is None and outcome.result is not None:
+            outcome.error = _unreachable(outcome.result)
         if outcome.error is None and outcome.result is not None:
             outcome.verdicts = judge_all(scenario.criteria, outcome.result, self.baseline)
         return outcome

@@ -237,3 +237,24 @@ def test_help_documents_the_exit_codes():
     for code in ("0 every criterion passed", "1 a criterion failed", "2 usage or invalid",
                  "3 a scenario could not run", "130 interrupted"):
         assert code in text
+
+
+def test_an_unreachable_url_server_is_exit_3_saying_why(tmp_path):
+    """No probe ever connected: the scenario could not run (exit 3), not 'failed'."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    path = scenario_file(tmp_path, f"""
+name: nobody
+duration: 1500ms
+server: {{url: "ws://127.0.0.1:{port}/ws/{{stream}}"}}
+probes: {{count: 2}}
+criteria:
+  messages.lost: "== 0"
+""")
+    result = cli.invoke(app, ["run", str(path), "--quiet"])
+    assert result.exit_code == 3, result.output
+    assert (f"wsctl: error: scenario nobody: could not connect to "
+            f"ws://127.0.0.1:{port}/ws/{{stream}}: connection refused") in result.stderr
