@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,6 +220,42 @@ async def test_bad_url_is_connect_error_not_crash() -> None:
     with pytest.raises(ConnectError) as caught:
         await transport().connect("http://127.0.0.1:1/", Recorder(), timeout=WAIT)
     assert caught.value.kind == "protocol"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (openssl CLI)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not found")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+async def test_wss_round_trip_with_given_ssl_context(certificate: tuple[Path, Path]) -> None:
+    """wss:// works with the caller's SSLContext; an untrusted certificate is 'tls'."""
+    cert, key = certificate
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    async with serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
+        url = f"wss://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}/"
+        recorder = Recorder()
+        channel = await transport().connect(url, recorder, timeout=WAIT, ssl=trusting)
+        channel.send("over tls")
+        assert await recorder.next_message() == "over tls"
+        channel.close()
+        await asyncio.wait_for(channel.wait_closed(), WAIT)
+        with pytest.raises(ConnectError) as caught:
+            await transport().connect(url, Recorder(), timeout=WAIT,
+                                      ssl=ssl.create_default_context())
+    assert caught.value.kind == "tls"
 
 
 def test_get_transport_finds_picows() -> None:
