@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from wsctl.cli import run as run_cli
 from wsctl.cli.main import app
+from wsctl.metrics import validate
 
 pytestmark = pytest.mark.timeout(60)
 cli = CliRunner()
@@ -62,6 +63,7 @@ def test_short_scenario_end_to_end_writes_every_report(tmp_path):
     assert timeline[3]["at"] - timeline[2]["at"] == pytest.approx(1.0, abs=0.25)
     metrics = scenario["result"]["metrics"]
     assert scenario["result"]["kind"] == "run"
+    validate(scenario["result"])  # the run Result is a valid versioned result object
     assert metrics["reconnect_time"]["count"] > 0
     assert metrics["messages.lost"]["value"] == 0
     assert metrics["detect_time"]["count"] > 0
@@ -258,3 +260,27 @@ criteria:
     assert result.exit_code == 3, result.output
     assert (f"wsctl: error: scenario nobody: could not connect to "
             f"ws://127.0.0.1:{port}/ws/{{stream}}: connection refused") in result.stderr
+
+
+def test_a_baseline_file_feeds_relative_criteria(tmp_path):
+    """--baseline with one wsctl result: 'k * baseline' is judged against its figure."""
+    from wsctl.metrics import MetricSet, Result
+
+    metrics = MetricSet()
+    metrics.histogram("connect_time").record(0.25)
+    (tmp_path / "base.json").write_text(json.dumps(Result("probe", metrics).to_dict()))
+    path = scenario_file(tmp_path, f"""
+name: rel
+duration: 1500ms
+{FAST_SERVER}
+probes: {{count: 2, stream: "rel-{{n}}"}}
+criteria:
+  connect_time.p50: "<= 1 * baseline"
+  connect_time.max: "> 0.0001 * baseline"
+""")
+    result = cli.invoke(app, ["run", str(path), "--baseline", str(tmp_path / "base.json"),
+                              "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    criteria = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["criteria"]
+    assert [c["baseline"] for c in criteria] == [pytest.approx(0.25, rel=0.01)] * 2
+    assert criteria[0]["threshold"] == pytest.approx(0.25, rel=0.01)
