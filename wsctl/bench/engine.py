@@ -340,8 +340,8 @@ class Engine:
             rec.connect_failed(exc.kind)
             self._check_unreachable()
             return
-        except OSError as exc:  # a transport that let one through
-            rec.connect_failed("other" if exc.errno != 24 else "fds")
+        except Exception as exc:  # noqa: BLE001 - a transport that let one through
+            rec.connect_failed("fds" if getattr(exc, "errno", None) == 24 else "other")
             self._check_unreachable()
             return
         done = self.clock.now()

@@ -110,6 +110,7 @@ def build_result(
         "wall_s": round(wall, 3), "cpu": round(cpu / wall, 3),
         "loop_lag_p99": lag["p99"], "transport": plan.transport, "loop": plan.loop,
         "unreachable": engine.unreachable.is_set(),
+        "never_finished": plan.connections - rec.opened - rec.failed,
     }
     details: dict[str, Any] = {
         "series": {"interval": engine.progress_interval, **engine.series},
@@ -131,8 +132,16 @@ def add_generator(metrics: MetricSet, *, cpu: float, wall: float) -> None:
 
 
 def bottleneck_warnings(processes: list[dict[str, Any]]) -> list[str]:
-    """A line for each process that was itself the bottleneck (CPU or loop lag)."""
+    """A line for each process that was itself the bottleneck (CPU or loop lag), and one
+    when connections were still being attempted when the run ended."""
     out = []
+    unfinished = sum(int(p.get("never_finished") or 0) for p in processes)
+    if unfinished:
+        out.append(
+            f"{unfinished} connection(s) had neither opened nor failed when the run ended "
+            "(the ramp was longer than --duration, or handshakes were that slow); they are "
+            "not in connect_time"
+        )
     for proc in processes:
         reasons = []
         if proc["cpu"] >= BOTTLENECK_CPU:

@@ -1,0 +1,72 @@
+"""Per-process figures: when the generator calls itself the bottleneck, and its limits."""
+
+from __future__ import annotations
+
+import resource
+
+import pytest
+
+from wsctl.bench.resources import ServerSample, parse_prometheus, server_figures
+from wsctl.bench.runner import bottleneck_warnings, loop_factory, raise_fd_limit
+from wsctl.errors import InvalidInput
+
+
+def proc(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {"pid": 7, "cpu": 0.5, "loop_lag_p99": 0.01, "never_finished": 0}
+    base.update(kw)
+    return base
+
+
+def test_warnings_name_a_busy_or_late_generator_and_only_then() -> None:
+    """>= 90 % of a core or loop lag p99 > 100 ms warns (once per process); a healthy one
+    does not; connections still connecting at the end are reported."""
+    assert bottleneck_warnings([proc()]) == []
+    busy = bottleneck_warnings([proc(cpu=0.95)])
+    assert len(busy) == 1 and "95% of a core" in busy[0] and "pid 7" in busy[0]
+    late = bottleneck_warnings([proc(loop_lag_p99=0.25), proc(pid=8)])
+    assert len(late) == 1 and "250 ms late" in late[0]
+    both = bottleneck_warnings([proc(cpu=0.9, loop_lag_p99=0.2)])
+    assert len(both) == 1 and "and" in both[0]
+    pending = bottleneck_warnings([proc(never_finished=3), proc(never_finished=2)])
+    assert len(pending) == 1 and pending[0].startswith("5 connection(s)")
+
+
+def test_unknown_loop_is_invalid_input() -> None:
+    """--loop must name asyncio or uvloop."""
+    assert loop_factory("asyncio") is None
+    with pytest.raises(InvalidInput, match="asyncio or uvloop"):
+        loop_factory("trio")
+
+
+def test_fd_limit_is_raised_to_the_hard_limit_or_refused() -> None:
+    """The soft limit goes up to the hard limit; more than the hard limit is refused."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        assert raise_fd_limit() == hard
+        if hard != resource.RLIM_INFINITY:
+            with pytest.raises(InvalidInput, match="--processes"):
+                raise_fd_limit(hard + 1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_server_figures_from_two_samples() -> None:
+    """RSS per connection is the growth over the connections the server holds; CPU is
+    CPU seconds over wall seconds; nothing is made up when a source is missing."""
+    page = ("# HELP x\nprocess_resident_memory_bytes 4.0e+07\nprocess_cpu_seconds_total 3.5\n"
+            "wsctl_server_connections 100.0\n"
+            'wsctl_server_refused_total{reason="capacity"} 2.0\n'
+            'wsctl_server_refused_total{reason="auth"} 1.0\n')
+    assert parse_prometheus(page) == {"rss": 4.0e7, "cpu_s": 3.5, "connections": 100.0,
+                                      "refused": 3.0}
+    before = ServerSample(at=10.0, rss=30e6, cpu_s=1.5, connections=0.0)
+    steady = ServerSample(at=20.0, rss=32e6, cpu_s=3.5, connections=100.0)
+    figures = server_figures(before, steady, held=90)
+    assert figures["server.rss_per_connection"] == (20_000.0, "bytes")
+    assert figures["server.cpu"] == (0.2, "ratio")
+    assert figures["server.connections"] == (100.0, "count")
+    # A server that does not count its connections: the generator's count is used.
+    pid_only = server_figures(ServerSample(at=0, rss=1e6), ServerSample(at=1, rss=2e6), 50)
+    assert pid_only == {"server.rss": (2e6, "bytes"),
+                        "server.rss_per_connection": (20_000.0, "bytes")}
+    assert server_figures(before, None, 10) == {}
