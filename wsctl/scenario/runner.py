@@ -542,6 +542,8 @@ class ScenarioRun:
         metrics.set_gauge("reconnect.peak_attempts_per_s", sampler.peak_attempts_per_s,
                           "per_s")
         metrics.set_gauge("probes.open", self.open_at_end, "count")
+        for code, n in sorted(sampler.closes.items()):
+            metrics.counters[f"closes.{code}"] = n
         details: dict[str, Any] = {
             "probes": len(fleet.probes),
             "added": self.added,

@@ -2,8 +2,9 @@
 
 ``Sampler.records`` is the fleet's record sink (called with each probe's state changes
 as they happen); it keeps the number of open connections, the connection attempts in
-every 1 s bucket since the start (for ``reconnect.peak_attempts_per_s``) and the
-attempts and losses since the last sample. ``sample`` closes an interval and appends a
+every 1 s bucket since the start (for ``reconnect.peak_attempts_per_s``), connections
+ended by close code (``closes.<code>``) and the attempts and losses since the last
+sample. ``sample`` closes an interval and appends a
 row to the series. No I/O and no await: instants are passed in.
 """
 
@@ -30,6 +31,7 @@ class Sampler:
         self.lost = 0
         self.last_change: float | None = None  # last time a connection opened or closed
         self.buckets: Counter[int] = Counter()  # attempts per 1 s since the start
+        self.closes: Counter[int] = Counter()  # connections ended by close code
         self._interval_attempts = 0
         self._interval_lost = 0
         self._messages_seen = 0
@@ -56,6 +58,8 @@ class Sampler:
             if state is State.LOST:
                 self.lost += 1
                 self._interval_lost += 1
+            if record.code is not None and previous is State.OPEN:
+                self.closes[record.code] += 1  # lost (1001, 1006, …) or closed (1000)
 
     def steady(self, now: float, probes: int, settle: float = 2.0) -> bool:
         """Every probe open and none opened or closed for ``settle`` seconds."""

@@ -267,6 +267,8 @@ class ServerProcess:
         return True
 
     def _end_incarnation(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            LIVE.discard(self.proc)  # exited by itself (after a term): already reaped
         if self.last_scrape is not None:
             self.scrapes.append(self.last_scrape)
             self.last_scrape = None

@@ -102,6 +102,34 @@ criteria:
     assert no_server_left()
 
 
+async def test_term_and_pause_with_for_are_undone_on_the_same_server():
+    """term for 1 s -> the server drains, exits and starts again on its port; pause for
+    0.5 s -> SIGSTOP then SIGCONT; probes recover from both."""
+    suite = loads(f"""
+name: signals
+duration: 4500ms
+{FAST_SERVER}
+probes: {{count: 3, stream: "signals-{{n}}", backoff: {{base: 100ms, cap: 300ms}}}}
+timeline:
+  - {{at: 500ms, do: server.term, for: 1s}}
+  - {{at: 3s, do: server.pause, for: 500ms}}
+criteria:
+  closes.1001: ">= 3"
+  probes.open: "== 3"
+""", "signals.yaml")
+    report = await run_suite(suite)
+    outcome = report.scenarios[0]
+    assert outcome.error is None, outcome.error
+    assert [(e.do, e.error) for e in outcome.timeline] == [
+        ("server.term", None), ("server.start", None), ("server.pause", None),
+        ("server.resume", None)]
+    assert outcome.timeline[1].at == pytest.approx(1.5, abs=0.3)
+    assert outcome.result is not None
+    assert outcome.result.details["server"]["incarnations"] == 2
+    assert report.exit_code == 0, [v.to_json() for v in outcome.verdicts]
+    assert no_server_left()
+
+
 async def test_probes_add_is_a_storm_in_the_same_fleet_and_metrics():
     """probes.add starts N more probes at once: they count in probes, in the attempts of
     one second, and every one of them is open at the end."""

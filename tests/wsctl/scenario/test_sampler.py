@@ -31,6 +31,19 @@ def test_open_count_follows_state_changes_and_ignores_notes():
     assert sampler.last_change == 12.0
 
 
+def test_closes_are_counted_by_code_when_an_open_connection_ends():
+    """closes.<code>: lost with a code (1001, 1006) or closed by the server (1000); a
+    heartbeat abort has no code and is not counted."""
+    sampler = Sampler(start=0.0)
+    for probe in range(4):
+        start_and_open(sampler, probe, 0.0, 0.1)
+    sampler.records([Record(1.0, 0, OPEN, L, "closed 1001 going away", 1001),
+                     Record(1.0, 1, OPEN, L, "closed 1006", 1006),
+                     Record(1.0, 2, OPEN, L, "no pong within 1s", None),
+                     Record(1.0, 3, OPEN, X, "closed 1000", 1000)])
+    assert dict(sampler.closes) == {1001: 1, 1006: 1, 1000: 1}
+
+
 def test_attempts_are_bucketed_per_second_and_the_peak_is_the_busiest_second():
     """Each 'start' and each backoff -> connecting is one attempt, counted in the second
     (since the start) it happened in."""
