@@ -153,14 +153,16 @@ class ServerWatch:
     def take_before(self) -> None:
         self.before = self.sample()
 
-    def schedule_steady(self, at_wall: float) -> None:
-        """Take the steady-state sample at Unix time ``at_wall`` (in a thread)."""
+    def schedule_steady(self, at_wall: float, end_wall: float | None = None) -> None:
+        """Take the steady-state sample at Unix time ``at_wall`` (in a thread); a scrape
+        that fails is tried once more if that can still finish before ``end_wall``."""
 
         def later() -> None:
             if self._cancel.wait(max(0.0, at_wall - time.time())):
                 return
             sample = self.sample()
-            if self.reference and "metrics" not in sample.sources:
+            if (self.reference and "metrics" not in sample.sources
+                    and (end_wall is None or time.time() + self.timeout < end_wall)):
                 sample = self.sample()  # a busy server may miss one scrape; try once more
             self.steady = sample
 

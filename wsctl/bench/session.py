@@ -155,7 +155,8 @@ def execute(prepared: Prepared, *, console: Console | None = None,
     if prepared.locust_plan is not None:
         from wsctl.bench.locust import run_locust
 
-        watch.schedule_steady(time.time() + plan.warmup + plan.duration - steady_lead)
+        end = time.time() + plan.warmup + plan.duration
+        watch.schedule_steady(end - steady_lead, end)
         out = None if view == "quiet" else sys.stderr
         result = run_locust(prepared.locust_plan, out=out)
     else:
@@ -165,14 +166,15 @@ def execute(prepared: Prepared, *, console: Console | None = None,
                 from wsctl.bench.runner import run_plan
 
                 start_wall = time.time() + 0.05
-                watch.schedule_steady(start_wall + total - steady_lead)
+                watch.schedule_steady(start_wall + total - steady_lead, start_wall + total)
                 result = run_plan(plan, start_wall=start_wall, on_progress=disp.update)
             else:
                 from wsctl.bench.workers import run_workers
 
                 result = run_workers(
                     plan, options.processes, on_progress=disp.update,
-                    on_start=lambda at: watch.schedule_steady(at + total - steady_lead),
+                    on_start=lambda at: watch.schedule_steady(at + total - steady_lead,
+                                                              at + total),
                 )
     watch.finish()
     held = result.metrics.gauges.get("connections.held")
