@@ -87,7 +87,9 @@ def select(suites: Sequence[Suite], only: Iterable[str] | None = None
 
 def check_baselines(selected: Sequence[tuple[Suite, Scenario]], baseline: Baseline) -> None:
     """A ``vs baseline`` criterion needs a baseline: an earlier scenario of the same run,
-    or ``--baseline``. Raises ``InvalidInput`` naming the first criterion without one."""
+    or ``--baseline`` (one result for all, or a run report holding the named baseline
+    scenario or, without one, the same scenario). Raises ``InvalidInput`` naming the
+    first criterion without one."""
     chosen = {(suite.file, scenario.name) for suite, scenario in selected}
     for suite, scenario in selected:
         relative = [c for c in scenario.criteria if c.relative]
@@ -101,7 +103,7 @@ def check_baselines(selected: Sequence[tuple[Suite, Scenario]], baseline: Baseli
             where = "it names no baseline scenario"
         if isinstance(baseline, Result):
             continue
-        if isinstance(baseline, dict) and scenario.name in baseline:
+        if isinstance(baseline, dict) and (scenario.baseline or scenario.name) in baseline:
             continue
         hint = "" if baseline is None else " (the --baseline file has no result for it)"
         raise InvalidInput(
@@ -169,7 +171,9 @@ class Runner:
         if isinstance(self.baseline, Result):
             return self.baseline
         if isinstance(self.baseline, dict):
-            return self.baseline.get(scenario.name)
+            # A scenario compared with an earlier one that is not running now takes that
+            # one's result from the file; any other takes its own (a regression check).
+            return self.baseline.get(scenario.baseline or scenario.name)
         return None
 
 

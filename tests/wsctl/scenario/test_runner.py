@@ -202,7 +202,8 @@ scenarios:
 
 def test_baseline_criteria_need_a_baseline_before_anything_runs():
     """A 'k * baseline' criterion with no earlier scenario selected and no --baseline is
-    bad input naming the criterion; an earlier scenario or a --baseline result is fine."""
+    bad input naming the criterion; an earlier scenario, one --baseline result, or a
+    report holding the named baseline scenario is fine."""
     suite = loads("""
 name: s
 scenarios:
@@ -218,6 +219,6 @@ scenarios:
                        r"connect_time.p50: \"<= 0.8 \* baseline\""):
         check_baselines(only_after, None)
     check_baselines(only_after, Result(kind="probe", metrics=MetricSet()))
-    check_baselines(only_after, {"after": Result(kind="run", metrics=MetricSet())})
+    check_baselines(only_after, {"before": Result(kind="run", metrics=MetricSet())})
     with pytest.raises(InvalidInput, match="has no result for it"):
-        check_baselines(only_after, {"other": Result(kind="run", metrics=MetricSet())})
+        check_baselines(only_after, {"after": Result(kind="run", metrics=MetricSet())})
