@@ -139,8 +139,9 @@ def run(
         "Write all four reports into this directory (report.json, junit.xml, summary.md, "
         "report.html); created if missing.", "REPORT_DIR", show_default=False)] = None,
     baseline: Annotated[Path | None, _opt(
-        "Earlier results for 'OP k * baseline' criteria: a report.json of wsctl run "
-        "(matched by scenario name) or any wsctl --json result (for every scenario).",
+        "Earlier results for 'OP k * baseline' criteria: a report.json of wsctl run (each "
+        "scenario takes its 'baseline:' scenario's result, else its own) or any wsctl "
+        "--json result (for every scenario).",
         "BASELINE", show_default=False)] = None,
     scenario: Annotated[list[str] | None, _opt(
         "Run only this scenario (repeat for several); --list shows the names.", None,
