@@ -365,9 +365,11 @@ class ScenarioRun:
         if self.server is not None:
             await self.server.scrape()
         if clock.now() - self.start - (sampler.series().t or [0.0])[-1] > 0.2:
+            # The last, partial interval; its level is the one before the probes stopped.
             rss = self.server.rss() if self.server is not None else None
             sampler.sample(clock.now(), fleet.metrics.counters["messages.received"],
-                           None if self.server is None else float(rss or 0))
+                           None if self.server is None else float(rss or 0),
+                           connections=self.open_at_end)
 
     @property
     def probe_count(self) -> int:

@@ -66,13 +66,14 @@ class Sampler:
         return (probes > 0 and self.open == probes and self.last_change is not None
                 and now - self.last_change >= settle)
 
-    def sample(self, now: float, messages_received: int,
-               server_rss: float | None = None) -> None:
-        """Close the interval ending at ``now``: one row of the series."""
+    def sample(self, now: float, messages_received: int, server_rss: float | None = None,
+               connections: int | None = None) -> None:
+        """Close the interval ending at ``now``: one row of the series. ``connections``
+        overrides the open count (the last row: the level before the probes stopped)."""
         series = self._series
         series.t.append(round(now - self.start, 3))
         columns = series.columns
-        columns["connections"].append(self.open)
+        columns["connections"].append(self.open if connections is None else connections)
         columns["attempts"].append(self._interval_attempts)
         columns["messages"].append(max(0, messages_received - self._messages_seen))
         columns["lost"].append(self._interval_lost)

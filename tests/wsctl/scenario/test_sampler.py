@@ -74,6 +74,15 @@ def test_series_rows_count_per_interval_and_levels_at_the_sample():
     assert "server_rss" not in Sampler(0.0).series().columns
 
 
+def test_the_last_row_can_carry_the_level_before_the_probes_stopped():
+    """At the end the probes close themselves; the last row keeps the level they had."""
+    sampler = Sampler(start=0.0)
+    start_and_open(sampler, 0, 0.0, 0.1)
+    sampler.records([rec(2.0, 0, OPEN, X, "duration reached")])
+    sampler.sample(2.05, messages_received=0, connections=1)
+    assert sampler.series().columns["connections"] == [1] and sampler.open == 0
+
+
 def test_steady_needs_every_probe_open_and_a_quiet_settle_time():
     """Steady state: all probes open and no open/close for 2 s."""
     sampler = Sampler(start=0.0)
