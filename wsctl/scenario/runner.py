@@ -410,7 +410,7 @@ class ScenarioRun:
             self.fleet.inject_fault(at=instant)
         try:
             detail = await self._carry_out(action)
-        except (WsctlError, ChaosError) as exc:
+        except (WsctlError, ChaosError, ActionFailed) as exc:
             message = exc.message if isinstance(exc, ChaosError) else str(exc)
             if self.progress is not None:
                 self.progress.action(f"{action.do} failed: {message}")
@@ -434,6 +434,9 @@ class ScenarioRun:
             raise ActionFailed(f"{do} needs the chaos proxy (proxy: true)")
         if do == "toxic":
             toxic = Toxic.from_json(getattr(step, "toxic", None))
+            if toxic.name in proxy.toxics:
+                raise ActionFailed(f"a toxic named {toxic.name!r} is still active; give "
+                                   "this one another name: toxic: {name: ..., ...}")
             proxy.add_toxic(toxic)
             attributes = ", ".join(f"{k}={v}" for k, v in
                                    dataclasses.asdict(toxic.config).items())
