@@ -27,13 +27,18 @@ this file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import itertools
 import json
 import logging
 import os
+import socket
+import ssl
 import time
+from array import array
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,12 +47,17 @@ from urllib.parse import urlsplit
 import gevent
 from locust import User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+from websockets.sync.client import connect
+from websockets.uri import parse_uri
 
 from wsctl import __version__
 from wsctl.bench.locust import WorkerReport, error_kind, merge_reports
-from wsctl.metrics import MetricSet
+from wsctl.metrics import Histogram, MetricSet
+from wsctl.metrics.histogram import HIGHEST
 from wsctl.protocol import Error, Event, ProtocolError, Welcome, parse_server, resume_query
 
 log = logging.getLogger("wsctl.locust")
@@ -57,7 +67,7 @@ ECHO_TIMEOUT = 30.0  # no echo this long: the connection is counted as timed out
 COLLECT_TIMEOUT = float(os.environ.get("WSCTL_LOCUST_COLLECT_TIMEOUT", "15"))
 USERS_PER_WORKER = 1_000_000  # user numbers: worker index * this + the user's number in it
 # websockets 17 wants connect() as a context manager unless told the connection is kept.
-_open: Callable[..., ClientConnection] = (
+_open: Callable[..., Any] = (
     functools.partial(connect, legacy=True)
     if "legacy" in inspect.signature(connect).parameters else connect
 )
@@ -78,6 +88,140 @@ def _options(parser: Any, **_: Any) -> None:
                         help="resume mode: stream name template; {n} is the user's number")
     parser.add_argument("--wsctl-result", default="", env_var="WSCTL_LOCUST_RESULT",
                         help="where the master writes the merged wsctl result JSON")
+    parser.add_argument("--wsctl-client", choices=["gevent", "sync"], default="gevent",
+                        env_var="WSCTL_LOCUST_CLIENT",
+                        help="gevent: websockets' protocol driven in the user's greenlet; "
+                             "sync: websockets' sync client (a reader thread per connection)")
+
+
+class GeventWebSocket:
+    """A WebSocket client on websockets' sans-I/O ``ClientProtocol``, driven in the calling
+    greenlet: no reader thread, no queue, no lock per message (the sync client has all
+    three). Answers pings; ``recv`` raises ``ConnectionClosed`` like websockets does."""
+
+    def __init__(self, url: str, *, timeout: float, user_agent: str) -> None:
+        uri = parse_uri(url)
+        sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if uri.secure:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=uri.host)
+            self.sock = sock
+            self.proto = ClientProtocol(uri, max_size=2**20)
+            self.pending: deque[str | bytes] = deque()
+            self.fragments: list[bytes] = []
+            self.eof = False
+            self.timeout: float | None = timeout
+            request = self.proto.connect()
+            request.headers["User-Agent"] = user_agent
+            self.proto.send_request(request)
+            self._flush()
+            while self.proto.state is State.CONNECTING and self.proto.handshake_exc is None:
+                if self.eof:
+                    raise ConnectionResetError("connection closed during the handshake")
+                self._read(timeout)
+            if self.proto.handshake_exc is not None:
+                raise self.proto.handshake_exc
+        except BaseException:
+            sock.close()
+            raise
+
+    def _flush(self) -> None:
+        for chunk in self.proto.data_to_send():
+            if chunk:
+                self.sock.sendall(chunk)
+            else:  # the protocol wants the write side closed
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_WR)
+
+    def _read(self, timeout: float | None) -> None:
+        if timeout != self.timeout:
+            self.sock.settimeout(timeout)
+            self.timeout = timeout
+        data = self.sock.recv(262144)
+        proto = self.proto
+        if data:
+            proto.receive_data(data)
+        else:
+            self.eof = True
+            proto.receive_eof()
+        for event in proto.events_received():
+            if not isinstance(event, Frame):
+                continue  # the handshake response
+            opcode = event.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
+                if opcode is not Opcode.CONT:
+                    self.text = opcode is Opcode.TEXT
+                    self.fragments = []
+                if event.fin and not self.fragments:
+                    whole = bytes(event.data)
+                else:
+                    self.fragments.append(bytes(event.data))
+                    if not event.fin:
+                        continue
+                    whole, self.fragments = b"".join(self.fragments), []
+                self.pending.append(whole.decode() if self.text else whole)
+        self._flush()  # pongs, the close handshake
+
+    def send(self, text: str) -> None:
+        if self.proto.state is not State.OPEN:
+            raise ConnectionClosed(self.proto.close_rcvd, self.proto.close_sent)
+        self.proto.send_text(text.encode())
+        self._flush()
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        pending = self.pending
+        while not pending:
+            if self.eof or self.proto.close_rcvd is not None:
+                raise ConnectionClosed(self.proto.close_rcvd, self.proto.close_sent)
+            self._read(timeout)
+        return pending.popleft()
+
+    def close(self) -> None:
+        """Close handshake (at most a second), then the socket."""
+        try:
+            if self.proto.state is State.OPEN:
+                self.proto.send_close(1000)
+                self._flush()
+                deadline = time.monotonic() + 1.0
+                while not self.eof and time.monotonic() < deadline:
+                    self._read(max(0.01, deadline - time.monotonic()))
+        except (OSError, ConnectionClosed):
+            pass
+        finally:
+            self.sock.close()
+
+
+def _sync_connect(url: str, *, timeout: float, user_agent: str) -> Any:
+    return _open(url, open_timeout=timeout, close_timeout=1, compression=None, proxy=None,
+                 ping_interval=None, max_size=2**20, user_agent_header=user_agent)
+
+
+class Samples:
+    """Latencies on their way into an HDR histogram. Appending an int costs a fraction of
+    hdrh's pure-Python ``record_value``, so values are recorded in bulk (one call per
+    distinct microsecond value) when the buffer fills and before every report."""
+
+    __slots__ = ("hist", "buf")
+    LIMIT = 200_000
+
+    def __init__(self, hist: Histogram) -> None:
+        self.hist = hist
+        self.buf = array("q")
+
+    def add(self, seconds: float) -> None:
+        self.buf.append(int(seconds * 1_000_000))
+        if len(self.buf) >= self.LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        hdr, top = self.hist._hdr, HIGHEST["s"]  # noqa: SLF001 - bulk recording
+        for value, count in Counter(self.buf).items():
+            if value < 0 or value > top:
+                self.hist.clamped += count
+                value = min(max(value, 0), top)
+            hdr.record_value(value, count)
+        self.buf = array("q")
 
 
 class Process:
@@ -95,6 +239,7 @@ class Process:
             ["messages.sent", "messages.received", "connections.opened",
              "connections.failed", "connections.lost"],
         )
+        self.samples = {name: Samples(h) for name, h in self.metrics.histograms.items()}
         self.open = 0
         self.held = 0
         self.cpu0 = time.process_time()
@@ -108,6 +253,8 @@ class Process:
         self.held = max(self.held, self.open)
 
     def report(self, node: str) -> WorkerReport:
+        for samples in self.samples.values():
+            samples.flush()
         return WorkerReport.of(self.metrics, self.held, time.process_time() - self.cpu0, node)
 
 
@@ -156,6 +303,8 @@ class WebSocketUser(User):
         self.mode: str = getattr(opts, "wsctl_mode", "echo") if opts else "echo"
         self.rate: float = float(getattr(opts, "wsctl_message_rate", 1.0) if opts else 1.0)
         self.size: int = int(getattr(opts, "wsctl_payload_size", 64) if opts else 64)
+        client = getattr(opts, "wsctl_client", "gevent") if opts else "gevent"
+        self.open_ws: Callable[..., Any] = _sync_connect if client == "sync" else GeventWebSocket
         template: str = getattr(opts, "wsctl_stream", "alert-{n}") if opts else "alert-{n}"
         index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
         self.n = index * USERS_PER_WORKER + next(_numbers)
@@ -171,21 +320,20 @@ class WebSocketUser(User):
             response_length=length, exception=exception, context={},
         )
 
-    def _connect(self) -> ClientConnection | None:
+    def _connect(self) -> Any:
         metrics = PROCESS.metrics
         url = self.url + (resume_query(self.epoch, self.offset) if self.mode == "resume" else "")
         start = time.perf_counter()
         try:
-            ws = _open(url, open_timeout=CONNECT_TIMEOUT, close_timeout=1, compression=None,
-                       proxy=None, ping_interval=None, max_size=2**20,
-                       user_agent_header=f"wsctl-locust/{__version__}")
+            ws = self.open_ws(url, timeout=CONNECT_TIMEOUT,
+                              user_agent=f"wsctl-locust/{__version__}")
         except Exception as exc:  # every failure is a result: counted, reported, retried
             metrics.add("connections.failed")
             metrics.add(f"errors.{error_kind(exc)}")
             self._fire("connect", time.perf_counter() - start, exception=exc)
             return None
         took = time.perf_counter() - start
-        metrics.record("connect_time", took)
+        PROCESS.samples["connect_time"].add(took)
         metrics.add("connections.opened")
         self._fire("connect", took)
         return ws
@@ -220,13 +368,13 @@ class WebSocketUser(User):
             PROCESS.open -= 1
             ws.close()
 
-    def _echo(self, ws: ClientConnection) -> None:
+    def _echo(self, ws: Any) -> None:
         """Send on a fixed schedule, one message in flight; ``rtt`` counts from the intended
         send time (coordinated omission: a late send still counts its wait),
         ``rtt.uncorrected`` and Locust's response time from the actual send."""
         metrics = PROCESS.metrics
-        rtt = metrics.histograms["rtt"]
-        uncorrected = metrics.histograms["rtt.uncorrected"]
+        rtt = PROCESS.samples["rtt"].add
+        uncorrected = PROCESS.samples["rtt.uncorrected"].add
         counters = metrics.counters
         interval = 1.0 / self.rate
         clock = time.perf_counter
@@ -247,8 +395,8 @@ class WebSocketUser(User):
             got = clock()
             if reply == payload or is_pong(reply, stamp):
                 counters["messages.received"] += 1
-                rtt.record(got - intended)
-                uncorrected.record(got - sent)
+                rtt(got - intended)
+                uncorrected(got - sent)
                 self._fire("echo", got - sent, len(reply))
             else:
                 metrics.add("messages.invalid")
@@ -257,10 +405,10 @@ class WebSocketUser(User):
                                       f"nor its pong: {str(reply)[:80]!r}"))
             intended += interval
 
-    def _resume(self, ws: ClientConnection) -> None:
+    def _resume(self, ws: Any) -> None:
         """Read welcome and events; remember the position so a reconnect resumes."""
         metrics = PROCESS.metrics
-        delivery = metrics.histograms["delivery_latency"]
+        delivery = PROCESS.samples["delivery_latency"].add
         while True:
             frame = ws.recv()
             at = time.time()
@@ -274,7 +422,7 @@ class WebSocketUser(User):
                 metrics.counters["messages.received"] += 1
                 self.offset = message.offset
                 latency = max(0.0, at - message.ts)
-                delivery.record(latency)
+                delivery(latency)
                 self._fire("event", latency, len(frame))
             elif isinstance(message, Welcome):
                 self.epoch, self.offset = message.epoch, message.offset
@@ -315,37 +463,53 @@ def _receive_report(environment: Any, msg: Any, **_: Any) -> None:
 
 @events.test_stopping.add_listener
 def _on_test_stopping(environment: Any, **_: Any) -> None:
-    """Before users stop: ask every worker for its report, wait for them, merge, write."""
+    """Master, before the test stops: every worker stops its users and sends its report
+    (before it reports 'stopped', so all have arrived when Locust's own stop returns)."""
     runner = environment.runner
-    if isinstance(runner, WorkerRunner) or PROCESS.written:
+    if not isinstance(runner, MasterRunner) or PROCESS.written:
         return
     try:
-        opts = environment.parsed_options
-        path = getattr(opts, "wsctl_result", "") if opts else ""
-        expected = None
-        if isinstance(runner, MasterRunner):
-            expected = runner.worker_count
-            PROCESS.reports.clear()
-            runner.send_message("wsctl_collect", None)
-            deadline = time.monotonic() + COLLECT_TIMEOUT
-            while len(PROCESS.reports) < expected and time.monotonic() < deadline:
-                gevent.sleep(0.05)
-            if len(PROCESS.reports) < expected:
-                log.warning("wsctl: %d of %d workers sent no measurements",
-                            expected - len(PROCESS.reports), expected)
-            reports, master_cpu = list(PROCESS.reports), time.process_time() - PROCESS.cpu0
-        else:
-            reports, master_cpu = [PROCESS.report("local")], 0.0
-        result = merge_reports(reports, started_at=PROCESS.wall0,
-                               duration=time.monotonic() - PROCESS.mono0,
-                               target=environment.host, master_cpu_s=master_cpu,
-                               expected=expected)
-        PROCESS.written = True
-        if path:
-            target = Path(path)
-            partial = target.with_name(target.name + ".partial")
-            partial.write_text(json.dumps(result.to_dict(), indent=1))
-            partial.replace(target)
-            log.info("wsctl: result written to %s", target)
+        expected = runner.worker_count
+        PROCESS.reports.clear()
+        runner.send_message("wsctl_collect", None)
+        deadline = time.monotonic() + COLLECT_TIMEOUT
+        while len(PROCESS.reports) < expected and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        if len(PROCESS.reports) < expected:
+            log.warning("wsctl: %d of %d workers sent no measurements",
+                        expected - len(PROCESS.reports), expected)
+        _write(environment, list(PROCESS.reports), time.process_time() - PROCESS.cpu0,
+               expected)
     except Exception:
         log.exception("wsctl: could not write the merged result")
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    """A standalone Locust, after its users stopped: its own report is the result."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner | WorkerRunner) or PROCESS.written:
+        return
+    try:
+        _write(environment, [PROCESS.report("local")], 0.0, None)
+    except Exception:
+        log.exception("wsctl: could not write the result")
+
+
+def _write(environment: Any, reports: list[WorkerReport], master_cpu: float,
+           expected: int | None) -> None:
+    """Merge the reports into one wsctl result and write it where --wsctl-result says."""
+    result = merge_reports(reports, started_at=PROCESS.wall0,
+                           duration=time.monotonic() - PROCESS.mono0,
+                           target=environment.host, master_cpu_s=master_cpu,
+                           expected=expected)
+    PROCESS.written = True
+    opts = environment.parsed_options
+    result.details["client"] = getattr(opts, "wsctl_client", "gevent") if opts else "gevent"
+    path = getattr(opts, "wsctl_result", "") if opts else ""
+    if path:
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(json.dumps(result.to_dict(), indent=1))
+        partial.replace(target)
+        log.info("wsctl: result written to %s", target)

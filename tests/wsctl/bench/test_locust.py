@@ -82,6 +82,7 @@ def test_master_and_two_workers_produce_a_bench_result(echo_url: str) -> None:
     validate(obj)
     assert obj["kind"] == "bench"
     assert obj["details"]["engine"] == "locust" and obj["details"]["workers"] == 2
+    assert obj["details"]["client"] == "gevent"
     assert len(obj["details"]["processes"]) == 2  # every worker reported its histograms
     metrics = obj["metrics"]
     assert metrics["connect_time"]["count"] == 6
@@ -123,6 +124,21 @@ def test_resume_mode_reads_reference_server_events_in_one_process() -> None:
     assert result.details["locust_requests"]["WS event"]["requests"] == \
         metrics["messages.received"]["value"]
     assert _locust_children() == []
+
+
+def test_sync_client_option_measures_round_trips_too(
+    monkeypatch: pytest.MonkeyPatch, echo_url: str
+) -> None:
+    """WSCTL_LOCUST_CLIENT=sync (websockets' sync client) gives the same kind of result as
+    the default gevent-driven client."""
+    monkeypatch.setenv("WSCTL_LOCUST_CLIENT", "sync")
+    result = run_locust(LocustPlan(echo_url, users=2, spawn_rate=20, workers=0, duration=1,
+                                   message_rate=20))
+    assert result.details["client"] == "sync"
+    assert result.value("connections.opened") == 2
+    rtt_count = result.value("rtt.count")
+    assert isinstance(rtt_count, int) and rtt_count >= 10
+    assert rtt_count == result.value("messages.received")
 
 
 def test_locust_failure_is_run_failed_with_its_last_line(
