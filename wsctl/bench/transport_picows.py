@@ -94,6 +94,13 @@ class _Listener(WSListener):
             transport.disconnect()
         # PING is answered by picows (enable_auto_pong); a PONG needs nothing.
 
+    def pause_writing(self) -> None:
+        """Backpressure is read from ``Channel.buffered``; without this picows logs a warning
+        on every crossing of the write buffer's high-water mark."""
+
+    def resume_writing(self) -> None:
+        """See :meth:`pause_writing`."""
+
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.close_timer is not None:
             self.close_timer.cancel()

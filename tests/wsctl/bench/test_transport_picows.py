@@ -222,6 +222,28 @@ async def test_bad_url_is_connect_error_not_crash() -> None:
     assert caught.value.kind == "protocol"
 
 
+async def test_backpressure_is_buffered_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Writing faster than the server reads shows in .buffered; picows logs no warnings."""
+    release = asyncio.Event()
+
+    async def slow_reader(ws: ServerConnection) -> None:
+        await release.wait()  # reads nothing until told, then drains to the close frame
+        async for _ in ws:
+            pass
+
+    async with serve(slow_reader, "127.0.0.1", 0, max_size=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        channel = await transport().connect(f"ws://127.0.0.1:{port}/", Recorder(), timeout=WAIT)
+        chunk = "x" * 10_000
+        for _ in range(1000):  # 10 MB: past the socket buffers and the high-water mark
+            channel.send(chunk)
+        assert channel.buffered > 1_000_000
+        release.set()
+        channel.close()
+        await asyncio.wait_for(channel.wait_closed(), WAIT)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
+
+
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A throwaway self-signed certificate for 127.0.0.1 (openssl CLI)."""
