@@ -251,6 +251,7 @@ class ScenarioRun:
         self.faulted = False
         self.added = 0
         self.open_at_end = 0
+        self.ended: float | None = None  # when the scenario's time was up (or it stopped)
         self._fleet_task: asyncio.Task[Result] | None = None
         self._timeline_task: asyncio.Task[None] | None = None
         self._probe_tasks: list[asyncio.Task[None]] = []  # probes added by probes.add
@@ -360,6 +361,7 @@ class ScenarioRun:
                 await asyncio.wait([stop_wait], timeout=max(0.0, delay))
         finally:
             stop_wait.cancel()
+        self.ended = clock.now()
         if self.server is not None and self.steady is None and not self.faulted:
             await self._sample_steady(reached=False)
         if self.server is not None:
@@ -590,7 +592,8 @@ class ScenarioRun:
             "seed": fleet.seed,
             "probe": dataclasses.asdict(fleet.config),
         }
-        end = fleet.ended_mono if fleet.ended_mono is not None else self.clock.now()
+        # The scenario's time, even when every probe finished early (all gave up).
+        end = self.ended if self.ended is not None else self.clock.now()
         return Result(kind="run", metrics=metrics, started_at=fleet.started_at,
                       duration=max(0.0, end - self.start), target=self.target or None,
                       config=config, details=details)
