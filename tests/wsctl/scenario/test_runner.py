@@ -183,6 +183,7 @@ criteria:
     assert report.exit_code == 0, [v.to_json() for v in outcome.verdicts]
     result = outcome.result
     assert result is not None and result.target == f"{server.url}/ws/{{stream}}"
+    assert result.duration == pytest.approx(2.5, abs=0.4)
     assert not [name for name in result.metrics.gauges if name.startswith("server.")]
     assert "server_rss" not in outcome.series.columns
 
