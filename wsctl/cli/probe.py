@@ -151,6 +151,9 @@ def probe(
                                         "CACERT", show_default=False)] = None,
     insecure: Annotated[bool, _opt("wss:// without certificate verification.",
                                    "INSECURE")] = False,
+    deflate: Annotated[bool, _opt("Offer permessage-deflate, as browsers do (off by "
+                                  "default: it costs ~45 KiB per connection).",
+                                  "DEFLATE")] = False,
     view: Annotated[ViewName, _opt("live = rich table (TTY); plain = a status line every "
                                    "--report-interval; quiet = summary only.", "VIEW")]
     = ViewName.auto,
@@ -205,8 +208,9 @@ def probe(
         raise InvalidInput(f"--json {json_out}: directory {json_out.parent} does not exist")
     fleet_ref: list[Fleet] = []
     writer = RecordsWriter(records, fleet_ref) if records else None
-    fleet = Fleet(config, count, seed=seed, connector=websockets_connector(context),
-                  sink=writer, spawn_rate=spawn_rate, tune_gc=True)
+    connector = websockets_connector(context, deflate=deflate)
+    fleet = Fleet(config, count, seed=seed, connector=connector, sink=writer,
+                  spawn_rate=spawn_rate, tune_gc=True)
     fleet_ref.append(fleet)
     # With --json - stdout carries only the JSON; people's output goes to stderr.
     console = Console(stderr=json_stdout)

@@ -97,10 +97,14 @@ def describe_connect_error(exc: BaseException, timeout: float) -> ConnectError:
 
 
 def websockets_connector(
-    ssl_context: ssl.SSLContext | None = None, max_size: int | None = 2**20
+    ssl_context: ssl.SSLContext | None = None,
+    max_size: int | None = 2**20,
+    *,
+    deflate: bool = False,
 ) -> Connector:
-    """Connect with ``websockets``: no compression (its zlib state costs ~45 KiB per
-    connection), no library keepalive (the machine runs the heartbeat), no proxy."""
+    """Connect with ``websockets``: no library keepalive (the machine runs the heartbeat),
+    no proxy, and no compression unless ``deflate`` — then permessage-deflate is offered
+    as browsers offer it (its zlib state costs ~45 KiB per connection on both sides)."""
 
     async def connect(url: str, timeout: float) -> Link:
         tls: dict[str, Any] = {}
@@ -112,7 +116,7 @@ def websockets_connector(
                 open_timeout=timeout,
                 ping_interval=None,
                 close_timeout=1,
-                compression=None,
+                compression="deflate" if deflate else None,
                 proxy=None,
                 max_size=max_size,
                 user_agent_header=f"wsctl/{__version__}",

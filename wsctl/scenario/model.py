@@ -167,6 +167,7 @@ class ProbesSpec(_Model):
     connect_timeout: Duration = Field(default=10.0, gt=0)
     spawn_rate: float | None = Field(default=1000.0, gt=0)
     echo_rate: float = Field(default=1.0, gt=0)
+    deflate: bool = False
 
     @field_validator("stream")
     @classmethod

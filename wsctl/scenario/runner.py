@@ -35,7 +35,7 @@ from wsctl.chaos.proxy import Chaos, Proxy
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import InvalidInput, WsctlError
 from wsctl.metrics import Result
-from wsctl.probe.driver import Probe
+from wsctl.probe.driver import Probe, websockets_connector
 from wsctl.probe.fleet import Fleet
 from wsctl.probe.machine import ProbeMachine
 from wsctl.scenario.criteria import judge_all
@@ -321,8 +321,9 @@ class ScenarioRun:
         config = scenario.probes.probe_config(base, scenario.duration)
         self.start = clock.now()
         self.sampler = sampler = Sampler(self.start, SAMPLE)
+        connector = websockets_connector(deflate=scenario.probes.deflate)
         self.fleet = fleet = Fleet(config, scenario.probes.count, seed=scenario.seed,
-                                   clock=clock, sink=sampler.records,
+                                   clock=clock, sink=sampler.records, connector=connector,
                                    spawn_rate=scenario.probes.spawn_rate, tune_gc=False)
         self._fleet_task = asyncio.create_task(fleet.run())
         self.timeline = timeline = Timeline(scenario.timeline, clock=clock, start=self.start,
