@@ -99,9 +99,14 @@ class Link:
             return
         self.finished = True
         if not self.dest.is_closing():
-            if self.dest.can_write_eof():
-                self.dest.write_eof()
-            else:  # pragma: no cover - TCP transports can always half-close
+            try:
+                if self.dest.can_write_eof():
+                    self.dest.write_eof()
+                else:  # pragma: no cover - TCP transports can always half-close
+                    self.dest.close()
+            except OSError:
+                # The peer is already gone (reset while a fault held data): nothing is
+                # left to half-close, so close instead of raising out of a callback.
                 self.dest.close()
         self.owner.link_finished(self)
 
