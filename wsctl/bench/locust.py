@@ -234,18 +234,36 @@ def run_locust(plan: LocustPlan, *, out: IO[str] | None = None) -> Result:
         if code != 0 or not result_path.is_file():
             why = _last_line(logs[0]) or f"exit code {code}"
             raise RunFailed(f"Locust master failed (exit code {code}): {why}")
-        raw = json.loads(result_path.read_text())
-        validate(raw)
-        result = Result.from_dict(raw)
+        try:
+            result = Result.from_dict(json.loads(result_path.read_text()))
+        except (ValueError, InvalidInput) as exc:
+            raise RunFailed(f"the Locust master wrote no valid wsctl result: {exc}") from None
         result.config = {**result.config, **_plan_config(plan)}
         result.details = {**result.details, "engine": "locust", "workers": plan.workers,
                           "locust_requests": _locust_requests(stats_json),
                           "wall_s": round(time.monotonic() - started, 3)}
+        busy = _cpu_warnings(logs)
+        if busy:
+            result.details["locust_warnings"] = busy
+            if out is not None:
+                print(f"locust: {busy[0]} — the generator, not the server, may be the limit; "
+                      "add --workers", file=out, flush=True)
         if out is not None:
             print(f"locust: done; {result.metrics.counters.get('messages.sent', 0)} messages "
                   f"sent, {result.metrics.counters.get('connections.opened', 0)} connections "
                   "opened", file=out, flush=True)
         return result
+
+
+def _cpu_warnings(logs: list[Path]) -> list[str]:
+    """Locust's own 'CPU usage above 90%' warnings from every process's log."""
+    found = []
+    for log in logs:
+        with contextlib.suppress(OSError):
+            for line in log.read_text(errors="replace").splitlines():
+                if "cpu threshold" in line.lower() or "cpu usage above" in line.lower():
+                    found.append(line.split(": ", 1)[-1].strip()[:120])
+    return found
 
 
 def _plan_config(plan: LocustPlan) -> dict[str, Any]:

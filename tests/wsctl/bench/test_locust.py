@@ -230,6 +230,20 @@ def test_merged_reports_equal_one_histogram_of_all_samples() -> None:
     assert Result.from_dict(result.to_dict()).value("rtt.p99") == result.value("rtt.p99")
 
 
+def test_locust_cpu_warnings_are_picked_from_every_log(tmp_path: Path) -> None:
+    """Locust's 'CPU usage above 90%' (standalone or worker) and the master's 'exceeded
+    cpu threshold' lines are surfaced; ordinary lines are not."""
+    (tmp_path / "master.log").write_text(
+        "[t] vm/INFO/locust.main: Starting Locust\n"
+        "[t] vm/WARNING/locust.runners: Worker w1 (index 0) exceeded cpu threshold\n")
+    (tmp_path / "worker0.log").write_text(
+        "[t] vm/WARNING/root: CPU usage above 90%! This may constrain your throughput\n")
+    found = bench_locust._cpu_warnings([tmp_path / "master.log", tmp_path / "worker0.log",
+                                        tmp_path / "missing.log"])
+    assert len(found) == 2
+    assert found[0].startswith("Worker w1") and found[1].startswith("CPU usage above 90%")
+
+
 def test_error_kinds_match_the_asyncio_engine() -> None:
     """Connect failures are named refused / timeout / status_<code> / reset / other."""
     status = InvalidStatus(Response(503, "Service Unavailable", Headers()))
