@@ -97,13 +97,15 @@ def main() -> None:
                         help="echo messages per second per connection")
     parser.add_argument("--job-rate", type=float, default=1.0,
                         help="the server's events per second per stream (its default: 1)")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra option for the server, e.g. --server-arg=--ping-interval=20s")
     args = parser.parse_args()
     steps = [(500, 1), (1000, 2)] if args.small else [(5000, 1), (10000, 2)]
-    print(_load(), f"; server --job-rate {args.job_rate}", flush=True)
+    print(_load(), f"; server --job-rate {args.job_rate}", *args.server_arg, flush=True)
     rows = []
     for connections, processes in steps:
         # A fresh server per step: RSS rarely shrinks, so a reused one would under-report.
-        server, url = _start_server(args.job_rate)
+        server, url = _start_server(args.job_rate, args.server_arg)
         try:
             rows.append(run_step(url, server.pid, connections, processes, args.rate,
                                  args.hold, args.message_rate))
@@ -120,10 +122,10 @@ def main() -> None:
               f"{r['generator_sends_per_cpu_s']:>11.0f}")
 
 
-def _start_server(job_rate: float) -> tuple[subprocess.Popen[str], str]:
+def _start_server(job_rate: float, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
     """The reference server in its own process, its fd soft limit raised to the hard one."""
     cmd = [sys.executable, "-m", "server_stub", "--port", "0", "--max-connections", "12000",
-           "--log-level", "warning", "--job-rate", str(job_rate)]
+           "--log-level", "warning", "--job-rate", str(job_rate), *extra]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True, preexec_fn=_raise_nofile)
     assert server.stdout is not None

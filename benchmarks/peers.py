@@ -302,7 +302,7 @@ def table(efficiency: list[Run], held: list[Run]) -> str:
     held_by = {r.tool: r for r in held}
     rows = [("tool", "sent", "received", "cpu s", "msgs/cpu-s", "x Artillery", "x Locust",
              "held")]
-    for run in efficiency:
+    for run in efficiency or [Run(h.tool, "efficiency", status="(skipped)") for h in held]:
         per = run.per_cpu_s
         h = held_by.get(run.tool)
         held_cell = (str(h.held) if h and h.status == "ok" else (h.status.split(":")[0]
@@ -342,6 +342,8 @@ def main() -> None:
                         help="new connections per second in the held phase")
     parser.add_argument("--held-hold", type=float, default=5.0,
                         help="seconds to hold after the ramp")
+    parser.add_argument("--held-only", action="store_true",
+                        help="skip the efficiency phase")
     parser.add_argument("--tools", default="wsctl,artillery,locust")
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -364,7 +366,7 @@ def main() -> None:
             print(f"echo server {url}; efficiency: {args.connections} connections x "
                   f"{msg_rate:g} msg/s for {args.duration:g}s "
                   f"({args.round_trips} round trips each)", flush=True)
-            for tool in tools:
+            for tool in [] if args.held_only else tools:
                 watch.drain()
                 with ServerWatch(server.pid) as peak:
                     run = RUNNERS[tool](url, args.connections, float(args.connections),
