@@ -33,8 +33,8 @@ class BenchPlan:
     payload_size: int = 64
     connect_timeout: float = 10.0
     in_flight: int = 1
-    transport: str = "websockets"
-    loop: str = "asyncio"
+    transport: str = "picows"  # the faster on the figures in docs/transports.md
+    loop: str = "uvloop"
     first: int = 0
     stride: int = 1
     total: int = 0

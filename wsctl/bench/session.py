@@ -41,8 +41,8 @@ class Options:
     mode: str = "echo"
     payload_size: int = 64
     in_flight: int = 1
-    transport: str = "websockets"
-    loop: str = "asyncio"
+    transport: str = "picows"  # the faster on the figures in docs/transports.md
+    loop: str = "uvloop"
     connect_timeout: str | float = "10s"
     processes: int = 1
     server_pid: int | None = None

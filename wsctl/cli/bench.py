@@ -118,10 +118,12 @@ def bench(
                                    "next send waits (0 = no limit). A held-back send is "
                                    "still timed from its intended instant.", "IN_FLIGHT",
                                    min=0)] = 1,
-    transport: Annotated[TransportName, _opt("WebSocket client implementation.",
-                                             "TRANSPORT")] = TransportName.websockets,
-    loop: Annotated[LoopName, _opt("Event loop (uvloop must be installed).", "LOOP")]
-    = LoopName.asyncio,
+    transport: Annotated[TransportName, _opt(
+        "WebSocket client implementation: picows (Cython framing, about 2x the messages "
+        "per CPU-second) or websockets (pure Python). See docs/transports.md.",
+        "TRANSPORT")] = TransportName.picows,
+    loop: Annotated[LoopName, _opt("Event loop: uvloop (libuv) or asyncio's own.", "LOOP")]
+    = LoopName.uvloop,
     connect_timeout: Annotated[str, _opt("Longest TCP + opening handshake.",
                                          "CONNECT_TIMEOUT")] = "10s",
     processes: Annotated[int, _opt("Worker processes to spread connections over (past one "

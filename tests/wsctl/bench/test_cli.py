@@ -70,6 +70,8 @@ def test_short_run_writes_the_documented_result(base: dict) -> None:
     details = obj["details"]
     assert details["series"]["connections_held"][-1] == 20
     assert len(details["processes"]) == 1 and "warnings" in details
+    proc = details["processes"][0]
+    assert (proc["transport"], proc["loop"]) == ("picows", "uvloop")  # the defaults
     assert details["server"]["reference"] is True
     assert "connect_time" in base["stdout"]  # the summary table
 
@@ -101,16 +103,19 @@ def test_baseline_comparison_that_fails_exits_1(server: ServerProcess, base: dic
 
 def test_two_processes_merge_their_counts(server: ServerProcess, tmp_path: Path) -> None:
     """--processes 2 in resume mode: both workers' connections and messages add up in one
-    result, with event delivery latencies, and both workers are listed."""
+    result, with event delivery latencies, and both workers are listed. This run uses the
+    websockets transport on asyncio's loop (the others use the defaults, picows on uvloop)."""
     out = tmp_path / "r.json"
     done = bench(f"{server.url}/ws/two-{{n}}", "-c", "30", "--connect-rate", "60",
                  "--mode", "resume", "--message-rate", "5", "--duration", "3s",
-                 "--processes", "2", "--json", str(out))
+                 "--processes", "2", "--transport", "websockets", "--loop", "asyncio",
+                 "--json", str(out))
     assert done.returncode == 0, done.stderr
     obj = json.loads(out.read_text())
     m = obj["metrics"]
     workers = [p for p in obj["details"]["processes"] if p.get("role") != "parent"]
     assert len(workers) == 2 and sorted(p["connections"] for p in workers) == [15, 15]
+    assert {(p["transport"], p["loop"]) for p in workers} == {("websockets", "asyncio")}
     assert m["connections.opened"]["value"] == 30
     assert m["messages.sent"]["value"] == sum(p["sent"] for p in workers) > 0
     assert m["delivery_latency"]["count"] > 0

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from wsctl.bench.engine import ArrivalSchedule, Conn, Engine, event_ts, payload, run_arrivals
+from wsctl.bench.engine import (
+    MIN_WAIT,
+    ArrivalSchedule,
+    Conn,
+    Engine,
+    event_ts,
+    payload,
+    run_arrivals,
+)
 from wsctl.bench.plan import BenchPlan
 from wsctl.bench.transport import ConnectError
 from wsctl.clock import FakeClock
@@ -84,6 +92,48 @@ async def test_arrivals_stay_on_schedule_when_connects_take_two_seconds() -> Non
     await runner
     await asyncio.gather(*tasks)
     assert started == [i / 5.0 for i in range(10)]
+
+
+class RecordingClock(FakeClock):
+    """A fake clock that remembers every wait it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await super().sleep(seconds)
+
+
+async def test_schedulers_never_wait_less_than_a_millisecond() -> None:
+    """Arrivals and sends 0.2 ms apart: the schedulers wait at least MIN_WAIT (uvloop rounds a
+    shorter timer to 0 ms and the loop would spin), and every connection and send still
+    carries its planned instant, so connect_time and rtt stay honest."""
+    assert MIN_WAIT == 0.001
+    clock = RecordingClock()
+    launched: list[tuple[int, float]] = []
+    runner = asyncio.create_task(run_arrivals(
+        ArrivalSchedule(0.0, 20, lambda j: j * 0.0002), clock,
+        lambda j, due: launched.append((j, due))))
+    await clock.advance(0.01)
+    await runner
+    assert [due for _, due in launched] == [j * 0.0002 for j in range(20)]
+    assert clock.waits and min(clock.waits) >= MIN_WAIT
+
+    clock = RecordingClock()
+    engine = Engine(plan(connections=1, message_rate=5000.0, in_flight=0, duration=0.05),
+                    clock=clock)
+    channel = FakeChannel()
+    conn = Conn(engine, 0)
+    conn.channel = channel  # type: ignore[assignment]
+    engine.heap.append((0.0, 0, conn))
+    sender = asyncio.create_task(engine._sender())
+    await clock.advance(0.004)
+    sender.cancel()
+    positive = [w for w in clock.waits if w > 0]
+    assert positive and min(positive) >= MIN_WAIT
+    assert len(channel.sent) >= 15  # 0.2 ms apart: every due send went out in batches
 
 
 async def test_engine_counts_slow_connects_from_their_intended_instant() -> None:
