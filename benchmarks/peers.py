@@ -1,11 +1,12 @@
 """Side by side: wsctl bench, Artillery and Locust driving the same echo load.
 
     python benchmarks/peers.py [--connections 100] [--round-trips 4000] [--duration 20]
+                               [--unpaced] [--echo picows|websockets]
                                [--held-cap 5000] [--held-rate 500] [--tools wsctl,artillery,locust]
 
 Installs the peers itself when missing: Artillery 2 with npm into benchmarks/.peers/
 (``PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1``, telemetry off when it runs), Locust with pip. Starts
-one bare websockets echo server (benchmarks/_bare_echo.py) in its own process, then runs
+one echo server in its own process, then runs
 each tool in turn against it, each in its own process:
 
 1. Efficiency: C connections, each sending ``round-trips / duration`` echo messages a second
@@ -18,9 +19,18 @@ each tool in turn against it, each in its own process:
    - Artillery: ``engine: ws``; each virtual user sends, waits for the echo (``match``),
      thinks 1/M s, ``round-trips`` times (so it sends at most M/s)
    - Locust: scenarios/locustfile.py (echo mode), one standalone headless process
+   With ``--unpaced`` nothing paces the sends: each connection sends its next message as soon
+   as the echo of the last arrives (a closed loop at full speed: every generator is then
+   as busy as it can be). Artillery does ``round-trips`` per connection without think
+   time; wsctl bench and Locust run for the duration with a rate they cannot reach.
 2. Connections held: each tool ramps to ``held-cap`` connections at ``held-rate`` per second
    with one message per connection every 5 s, then holds; the figure is the most
    connections the echo server saw open at once (sampled from its sockets).
+
+The echo server is picows on uvloop (``--echo picows``, benchmarks/transports.py's; about
+100,000 round trips a second on one core, so the generators rather than the server are
+what gets measured) or a bare websockets server (``--echo websockets``,
+benchmarks/_bare_echo.py).
 
 Not a test: figures depend on the machine and on whatever else runs on it (the load
 average is printed with the table). ``--json FILE`` keeps every figure.
@@ -30,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import math
@@ -183,8 +194,8 @@ def run_wsctl(url: str, c: int, rate: float, duration: float, msg_rate: float, w
               phase: str, timeout: float) -> Run:
     out = work / f"wsctl-{phase}.json"
     cmd = [*_wsctl_command(), "bench", url, "--connections", str(c), "--connect-rate",
-           f"{rate:g}", "--message-rate", f"{msg_rate:g}", "--duration", f"{duration:g}s",
-           "--json", str(out), "--quiet"]
+           f"{rate:g}", "--message-rate", f"{msg_rate or UNPACED:g}",
+           "--duration", f"{duration:g}s", "--json", str(out), "--quiet"]
     run = Run("wsctl bench", phase)
     code, run.cpu_s, run.cpu_s_psutil, run.wall_s = measure(
         cmd, log=work / f"wsctl-{phase}.log", timeout=timeout)
@@ -207,13 +218,14 @@ def run_wsctl(url: str, c: int, rate: float, duration: float, msg_rate: float, w
 
 
 def run_artillery(url: str, c: int, rate: float, duration: float, msg_rate: float,
-                  work: Path, phase: str, timeout: float) -> Run:
-    loops = max(1, round(duration * msg_rate))
+                  work: Path, phase: str, timeout: float, round_trips: int = 4000) -> Run:
+    """``msg_rate`` 0: ``round_trips`` per virtual user, no think time (unpaced)."""
+    loops = max(1, round(duration * msg_rate)) if msg_rate else round_trips
     ramp = max(1, math.ceil(c / rate))
     script = work / f"artillery-{phase}.yml"
+    think = f'\n          - think: "{1000.0 / msg_rate:g}ms"' if msg_rate else ""
     script.write_text(ARTILLERY_SCRIPT.format(
-        url=url, ramp=ramp, count=c, payload=PAYLOAD, think=f"{1000.0 / msg_rate:g}ms",
-        loops=loops))
+        url=url, ramp=ramp, count=c, payload=PAYLOAD, think=think, loops=loops))
     report = work / f"artillery-{phase}.json"
     env = {**os.environ, "ARTILLERY_DISABLE_TELEMETRY": "true", "NO_UPDATE_NOTIFIER": "1"}
     run = Run("Artillery", phase)
@@ -248,8 +260,7 @@ scenarios:
               payload: '{payload}'
               match:
                 json: "$.type"
-                value: "ping"
-          - think: "{think}"
+                value: "ping"{think}
         count: {loops}
 """
 
@@ -259,7 +270,7 @@ def run_locust(url: str, c: int, rate: float, duration: float, msg_rate: float, 
     from wsctl.bench.locust import LocustPlan, locust_commands
 
     plan = LocustPlan(url, users=c, spawn_rate=rate, workers=0, duration=duration,
-                      mode="echo", message_rate=msg_rate)
+                      mode="echo", message_rate=msg_rate or UNPACED)
     result_path = work / f"locust-{phase}.json"
     master, _ = locust_commands(plan, 0, work / f"locust-{phase}-stats.json")
     env = {**os.environ, **plan.env(result_path)}
@@ -279,6 +290,9 @@ def run_locust(url: str, c: int, rate: float, duration: float, msg_rate: float, 
                if k in metrics}
     return run
 
+
+UNPACED = 1_000_000.0  # messages a second per connection asked for by --unpaced: never reached,
+# so with one message in flight each connection sends its next one when the echo arrives
 
 RUNNERS = {"wsctl": run_wsctl, "artillery": run_artillery, "locust": run_locust}
 
@@ -336,6 +350,10 @@ def main() -> None:
                         help="echo round trips per connection (efficiency phase)")
     parser.add_argument("--duration", type=float, default=20.0,
                         help="seconds of the efficiency phase; rate = round trips / this")
+    parser.add_argument("--unpaced", action="store_true",
+                        help="efficiency phase as a closed loop at full speed (no pacing)")
+    parser.add_argument("--echo", choices=("picows", "websockets"), default="picows",
+                        help="the echo server: picows on uvloop, or a bare websockets one")
     parser.add_argument("--held-cap", type=int, default=5000,
                         help="connections each tool ramps to in the held phase (0 = skip)")
     parser.add_argument("--held-rate", type=float, default=500.0,
@@ -355,21 +373,28 @@ def main() -> None:
     if not args.no_install:
         install_peers(tools)
 
-    msg_rate = args.round_trips / args.duration
-    server, url = _servers.start([sys.executable, str(HERE / "_bare_echo.py")])
+    runners = {**RUNNERS, "artillery": functools.partial(run_artillery,
+                                                         round_trips=args.round_trips)}
+    msg_rate = 0.0 if args.unpaced else args.round_trips / args.duration
+    echo = ([sys.executable, str(HERE / "transports.py"), "--serve-echo"]
+            if args.echo == "picows" else [sys.executable, str(HERE / "_bare_echo.py")])
+    server, url = _servers.start(echo)
     efficiency: list[Run] = []
     held: list[Run] = []
     try:
         with tempfile.TemporaryDirectory(prefix="wsctl-peers-") as tmp:
             work = Path(tmp)
             watch = ServerWatch(server.pid)
-            print(f"echo server {url}; efficiency: {args.connections} connections x "
-                  f"{msg_rate:g} msg/s for {args.duration:g}s "
-                  f"({args.round_trips} round trips each)", flush=True)
+            pace = (f"unpaced (closed loop at full speed; Artillery {args.round_trips} round "
+                    f"trips each, the others {args.duration:g}s)" if args.unpaced else
+                    f"{msg_rate:g} msg/s for {args.duration:g}s ({args.round_trips} round "
+                    "trips each)")
+            print(f"{args.echo} echo server {url}; efficiency: {args.connections} "
+                  f"connections x {pace}", flush=True)
             for tool in [] if args.held_only else tools:
                 watch.drain()
                 with ServerWatch(server.pid) as peak:
-                    run = RUNNERS[tool](url, args.connections, float(args.connections),
+                    run = runners[tool](url, args.connections, float(args.connections),
                                         args.duration, msg_rate, work, "efficiency",
                                         args.duration * 4 + 120)
                 run.held = peak.peak
@@ -383,7 +408,7 @@ def main() -> None:
                 for tool in tools:
                     watch.drain(60)
                     with ServerWatch(server.pid) as peak:
-                        run = RUNNERS[tool](url, args.held_cap, args.held_rate,
+                        run = runners[tool](url, args.held_cap, args.held_rate,
                                             ramp + args.held_hold, 0.2, work, "held",
                                             (ramp + args.held_hold) * 4 + 120)
                     run.held = peak.peak
@@ -401,7 +426,8 @@ def main() -> None:
           "(start-up included)")
     if args.json:
         args.json.write_text(json.dumps({
-            "url": url, "connections": args.connections, "message_rate": msg_rate,
+            "url": url, "echo": args.echo, "unpaced": args.unpaced,
+            "connections": args.connections, "message_rate": msg_rate,
             "duration": args.duration, "load_average": load,
             "efficiency": [asdict(r) for r in efficiency], "held": [asdict(r) for r in held],
         }, indent=1))

@@ -66,7 +66,11 @@ def serve_echo() -> None:
             if kind is text or kind is binary:
                 transport.send(kind, frame.get_payload_as_memoryview())
             elif kind is close:
-                transport.send_close(frame.get_close_code())
+                # A close frame without a code reads as NO_INFO (0); echoing that would write
+                # the invalid code 0 (Node's ws then fails the connection).
+                code = frame.get_close_code()
+                transport.send_close(code if code != picows.WSCloseCode.NO_INFO
+                                     else picows.WSCloseCode.OK)
                 transport.disconnect()
 
     async def main() -> None:
