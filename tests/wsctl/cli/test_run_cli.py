@@ -215,6 +215,19 @@ def test_an_unwritable_report_path_is_exit_2_before_running(tmp_path, option):
     assert time.monotonic() - started < 5
 
 
+def test_an_unwritable_step_summary_is_exit_2_before_running(tmp_path, monkeypatch):
+    """$GITHUB_STEP_SUMMARY naming a file in a missing directory: refused before the run,
+    not discovered after it (which would turn a finished run into exit 2)."""
+    path = scenario_file(tmp_path, "name: w\nduration: 30s\n")
+    target = tmp_path / "missing" / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(target))
+    started = time.monotonic()
+    result = cli.invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert f"$GITHUB_STEP_SUMMARY {target}: directory" in result.stderr
+    assert time.monotonic() - started < 5
+
+
 def test_a_baseline_file_that_is_not_json_is_exit_2(tmp_path):
     """--baseline must hold a wsctl report or result."""
     path = scenario_file(tmp_path, "name: b\nduration: 1s\n")
