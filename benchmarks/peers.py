@@ -208,13 +208,7 @@ def run_wsctl(url: str, c: int, rate: float, duration: float, msg_rate: float, w
         return run
     result = json.loads(out.read_text())
     metrics = result["metrics"]
-    run.sent = _value(metrics, "messages.sent")
-    run.received = _value(metrics, "messages.received")
-    run.errors = sum(int(v["value"]) for k, v in metrics.items() if k.startswith("errors."))
-    run.own = {k: metrics[k]["value"] for k in
-               ("generator.cpu", "generator.sends_per_cpu_s", "connections.held")
-               if k in metrics}
-    return run
+    return _from_result(run, metrics)
 
 
 def run_artillery(url: str, c: int, rate: float, duration: float, msg_rate: float,
@@ -282,6 +276,17 @@ def run_locust(url: str, c: int, rate: float, duration: float, msg_rate: float, 
         run.status = f"failed (exit {code}): {_last(log)}"
         return run
     metrics = json.loads(result_path.read_text())["metrics"]
+    return _from_result(run, metrics)
+
+
+UNPACED = 1_000_000.0  # messages a second per connection asked for by --unpaced: never reached,
+# so with one message in flight each connection sends its next one when the echo arrives
+
+RUNNERS = {"wsctl": run_wsctl, "artillery": run_artillery, "locust": run_locust}
+
+
+def _from_result(run: Run, metrics: dict[str, Any]) -> Run:
+    """Fill ``run`` from a wsctl result's metrics (wsctl bench's, or the locustfile's)."""
     run.sent = _value(metrics, "messages.sent")
     run.received = _value(metrics, "messages.received")
     run.errors = sum(int(v["value"]) for k, v in metrics.items() if k.startswith("errors."))
@@ -289,12 +294,6 @@ def run_locust(url: str, c: int, rate: float, duration: float, msg_rate: float, 
                ("generator.cpu", "generator.sends_per_cpu_s", "connections.held")
                if k in metrics}
     return run
-
-
-UNPACED = 1_000_000.0  # messages a second per connection asked for by --unpaced: never reached,
-# so with one message in flight each connection sends its next one when the echo arrives
-
-RUNNERS = {"wsctl": run_wsctl, "artillery": run_artillery, "locust": run_locust}
 
 
 def _value(metrics: dict[str, Any], name: str) -> int:
