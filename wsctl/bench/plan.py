@@ -11,6 +11,11 @@ Mode = Literal["echo", "resume"]
 MODES: tuple[Mode, ...] = ("echo", "resume")
 
 
+# The fastest pair on the figures in docs/transports.md; the CLI and Options use these too.
+DEFAULT_TRANSPORT = "picows"
+DEFAULT_LOOP = "uvloop"
+
+
 @dataclass(frozen=True, slots=True)
 class BenchPlan:
     """One bench run (or one worker's share of it).
@@ -33,8 +38,8 @@ class BenchPlan:
     payload_size: int = 64
     connect_timeout: float = 10.0
     in_flight: int = 1
-    transport: str = "picows"  # the faster on the figures in docs/transports.md
-    loop: str = "uvloop"
+    transport: str = DEFAULT_TRANSPORT
+    loop: str = DEFAULT_LOOP
     first: int = 0
     stride: int = 1
     total: int = 0

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wsctl.bench.console import Display, summary, verdict_table
-from wsctl.bench.plan import BenchPlan
+from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT, BenchPlan
 from wsctl.bench.resources import ServerWatch, apply, check_pid
 from wsctl.errors import CriteriaFailed, InvalidInput, Unreachable
 from wsctl.metrics import Result, validate
@@ -41,8 +41,8 @@ class Options:
     mode: str = "echo"
     payload_size: int = 64
     in_flight: int = 1
-    transport: str = "picows"  # the faster on the figures in docs/transports.md
-    loop: str = "uvloop"
+    transport: str = DEFAULT_TRANSPORT
+    loop: str = DEFAULT_LOOP
     connect_timeout: str | float = "10s"
     processes: int = 1
     server_pid: int | None = None

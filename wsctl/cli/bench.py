@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT
 from wsctl.cli._common import reports_errors
 from wsctl.errors import InvalidInput
 
@@ -41,6 +42,10 @@ class TransportName(StrEnum):
 class LoopName(StrEnum):
     asyncio = "asyncio"
     uvloop = "uvloop"
+
+
+_DEFAULT_TRANSPORT = TransportName(DEFAULT_TRANSPORT)
+_DEFAULT_LOOP = LoopName(DEFAULT_LOOP)
 
 
 class EngineName(StrEnum):
@@ -121,9 +126,9 @@ def bench(
     transport: Annotated[TransportName, _opt(
         "WebSocket client implementation: picows (Cython framing, about 2x the messages "
         "per CPU-second) or websockets (pure Python). See docs/transports.md.",
-        "TRANSPORT")] = TransportName.picows,
+        "TRANSPORT")] = _DEFAULT_TRANSPORT,
     loop: Annotated[LoopName, _opt("Event loop: uvloop (libuv) or asyncio's own.", "LOOP")]
-    = LoopName.uvloop,
+    = _DEFAULT_LOOP,
     connect_timeout: Annotated[str, _opt("Longest TCP + opening handshake.",
                                          "CONNECT_TIMEOUT")] = "10s",
     processes: Annotated[int, _opt("Worker processes to spread connections over (past one "

@@ -173,9 +173,11 @@ def run(
             check_writable(path, option)
     if report_dir is not None:
         check_writable_dir(report_dir, "--report-dir")
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    from wsctl.report.markdown import STEP_SUMMARY
+
+    step_summary = os.environ.get(STEP_SUMMARY)
     if step_summary:  # appended to after the run: refuse a path that cannot take it now
-        check_writable(Path(step_summary), "$GITHUB_STEP_SUMMARY")
+        check_writable(Path(step_summary), f"${STEP_SUMMARY}")
     _ensure_fds(selected)
 
     from wsctl.report import (
