@@ -238,9 +238,10 @@ class ServiceProcess:
             code = proc.poll()
             if code is not None:
                 self.last_exit = code
-                self._reap_group()
-                raise RunFailed(self._failure(f"exited with status {_status(code)} "
-                                              "before it was ready"))
+                message = self._failure(f"exited with status {_status(code)} before it "
+                                        "was ready")
+                self.close()
+                raise RunFailed(message)
             if await self._is_ready():
                 return
             if time.monotonic() >= deadline:
@@ -321,7 +322,7 @@ class ServiceProcess:
         self.paused = True
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline and not all(
-                p.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
+                _status_of(p) in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE, None)
                 for p in self._group()):
             await asyncio.sleep(0.005)
 
@@ -366,7 +367,7 @@ class ServiceProcess:
             return []
         out = []
         for proc in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error):
+            with contextlib.suppress(psutil.Error, OSError):
                 if os.getpgid(proc.pid) == self.pgid:
                     out.append(proc)
         return out
@@ -390,13 +391,6 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while not port_free(port) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-
-    def _reap_group(self) -> None:
-        self._signal(signal.SIGKILL)
-        if self.proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
-        LIVE.discard(self)
 
     def close(self) -> None:
         """End it in any state (paused included) and reap it; idempotent, never raises."""
