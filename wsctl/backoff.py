@@ -13,6 +13,14 @@ counter only after a connection stayed up ``min_uptime`` seconds (so a server th
 accepts then drops at once cannot defeat backoff), and gives up after ``max_attempts``
 or once ``deadline`` seconds have passed since the outage began. No I/O, no sleeping:
 callers pass the time in.
+
+Failures that cost the server nothing — a connect refused by the kernel because nothing
+listens — are retried after a short jittered wait, ``uniform(fast / 2, fast)``, for the
+first ``fast_for`` seconds of an outage: a restarted server is found within ``fast``
+seconds of listening instead of at the next exponential step. They neither advance the
+exponential sequence nor count toward ``max_attempts`` (the deadline still applies).
+Failures that cost the server work (HTTP 503/5xx, handshake timeouts, a connection
+accepted then dropped) keep exponential backoff, which is what bounds a storm.
 """
 
 from __future__ import annotations
@@ -75,6 +83,8 @@ class BackoffPolicy:
     min_uptime: float = 2.0
     max_attempts: int | None = None
     deadline: float | None = None
+    fast: float | None = 0.1  # ceiling of the wait after a free failure; None: no fast path
+    fast_for: float = 30.0  # seconds from an outage's start that the fast path lasts
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -89,6 +99,10 @@ class BackoffPolicy:
             raise ValueError("max attempts must be >= 1")
         if self.deadline is not None and self.deadline <= 0:
             raise ValueError("retry deadline must be > 0")
+        if self.fast is not None and self.fast <= 0:
+            raise ValueError("fast retry interval must be > 0 (or off)")
+        if self.fast_for < 0:
+            raise ValueError("fast retry window must be >= 0")
 
     @property
     def bound(self) -> float:
@@ -117,13 +131,15 @@ def delays(policy: BackoffPolicy, rng: Uniform) -> Iterator[float]:
 class Retrier:
     """Per-connection retry state: attempts in the current outage, resets, giving up."""
 
-    __slots__ = ("policy", "_rng", "_delays", "attempts", "window_start", "_opened_at")
+    __slots__ = ("policy", "_rng", "_delays", "attempts", "free_attempts", "window_start",
+                 "_opened_at")
 
     def __init__(self, policy: BackoffPolicy, rng: Uniform, now: float) -> None:
         self.policy = policy
         self._rng = rng
         self._delays = delays(policy, rng)
         self.attempts = 1  # the first connect is an attempt, made without waiting
+        self.free_attempts = 0  # of those, retried fast after a free failure
         self.window_start = now
         self._opened_at: float | None = None
 
@@ -136,16 +152,33 @@ class Retrier:
         opened_at, self._opened_at = self._opened_at, None
         if opened_at is not None and now - opened_at >= self.policy.min_uptime:
             self.attempts = 0
+            self.free_attempts = 0
             self.window_start = now
             self._delays = delays(self.policy, self._rng)
 
-    def next_delay(self, now: float, hint: float | None = None) -> float | None:
+    def next_delay(self, now: float, hint: float | None = None, *, free: bool = False
+                   ) -> float | None:
         """Wait before the next attempt, or ``None`` to give up; counts that attempt.
 
-        A server's retry hint (seconds) raises the wait to at least the hint.
+        A server's retry hint (seconds) raises the wait to at least the hint. ``free``:
+        the failure cost the server nothing (connection refused), so within ``fast_for``
+        of the outage's start the wait is ``uniform(fast / 2, fast)``.
         """
         policy = self.policy
-        if policy.max_attempts is not None and self.attempts >= policy.max_attempts:
+        fast = policy.fast
+        if free and hint is None and fast is not None and \
+                now - self.window_start < policy.fast_for:
+            delay = self._rng.uniform(fast / 2, fast)
+            if policy.deadline is not None:
+                remaining = self.window_start + policy.deadline - now
+                if remaining <= 0:
+                    return None
+                delay = min(delay, remaining)
+            self.attempts += 1
+            self.free_attempts += 1
+            return delay
+        if policy.max_attempts is not None and \
+                self.attempts - self.free_attempts >= policy.max_attempts:
             return None
         delay = next(self._delays)
         if hint is not None:

@@ -137,3 +137,45 @@ def test_small_random_is_seeded_and_in_range():
     assert 0.48 < sum(draws) / len(draws) < 0.52
     assert SmallRandom(10).uniform(0, 1) != SmallRandom(9).uniform(0, 1)
     assert len(set(draws)) == len(draws)
+
+
+def test_refused_connects_retry_fast_without_advancing_backoff():
+    """Free failures wait uniform(fast/2, fast); a costly one then gets the first step."""
+    policy = BackoffPolicy(kind="exponential", base=1, cap=100, fast=0.2, fast_for=10)
+    retrier = Retrier(policy, random.Random(1), now=0.0)
+    waits = [retrier.next_delay(t, free=True) for t in (0.0, 0.2, 0.4, 0.6)]
+    assert all(0.1 <= w <= 0.2 for w in waits)
+    assert retrier.next_delay(1.0) == 1  # a 503: exponential from the start
+    assert retrier.next_delay(2.0) == 2
+    assert retrier.attempts == 7 and retrier.free_attempts == 4
+
+
+def test_fast_path_ends_after_fast_for_and_honours_hints_and_deadline():
+    """Past fast_for, or with a Retry-After hint, refused connects back off normally;
+    the deadline still cuts a fast wait."""
+    policy = BackoffPolicy(kind="exponential", base=4, cap=100, fast=0.5, fast_for=3,
+                           deadline=5)
+    retrier = Retrier(policy, random.Random(1), now=0.0)
+    assert retrier.next_delay(3.5, free=True) == 1.5  # past fast_for: 4, cut to deadline
+    retrier = Retrier(policy, random.Random(1), now=0.0)
+    assert retrier.next_delay(0.0, hint=2.0, free=True) == 4  # a hint: not free
+    retrier = Retrier(policy, random.Random(1), now=0.0)
+    assert retrier.next_delay(4.9, free=True) == pytest.approx(0.1)
+    assert retrier.next_delay(5.0, free=True) is None
+
+
+def test_free_attempts_do_not_count_toward_max_attempts():
+    """max_attempts limits attempts that cost the server; fast retries are extra."""
+    policy = BackoffPolicy(kind="exponential", base=1, max_attempts=2, fast=0.1, fast_for=60)
+    retrier = Retrier(policy, random.Random(1), now=0.0)
+    for t in range(10):
+        assert retrier.next_delay(t * 0.1, free=True) is not None
+    assert retrier.next_delay(1.0) == 1
+    assert retrier.next_delay(2.0) is None
+
+
+def test_fast_retry_can_be_turned_off():
+    """fast=None: a refused connect backs off like any failure."""
+    policy = BackoffPolicy(kind="exponential", base=1, fast=None)
+    retrier = Retrier(policy, random.Random(1), now=0.0)
+    assert retrier.next_delay(0.0, free=True) == 1
