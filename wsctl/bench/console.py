@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wsctl.metrics import Result
-from wsctl.scenario.criteria import Verdict, describe_threshold, format_value
+from wsctl.results.criteria import Verdict, describe_threshold, format_value
 
 
 def live_line(snap: dict[str, Any], connections: int) -> str:

@@ -203,7 +203,7 @@ def check_reachable(result: Result) -> None:
 
 def judge(criteria: list[Any], result: Result, baseline: Result | None) -> list[Any]:
     """Judge the criteria exactly as ``wsctl run`` does; the verdicts go in the details."""
-    from wsctl.scenario.criteria import judge_all
+    from wsctl.results.criteria import judge_all
 
     verdicts = judge_all(criteria, result, baseline)
     result.details["criteria"] = [v.to_json() for v in verdicts]

@@ -63,7 +63,7 @@ def _opt(help: str, env: str | None, *names: str, **kw: object) -> typer.models.
 
 def parse_criteria(texts: list[str]) -> list[Any]:
     """``KEY: EXPR`` strings -> criteria (checked against the metric catalog)."""
-    from wsctl.scenario.criteria import CriterionError, parse
+    from wsctl.results.criteria import CriterionError, parse
 
     out = []
     for text in texts:
@@ -81,7 +81,7 @@ def parse_criteria(texts: list[str]) -> list[Any]:
 def load_baseline(path: Path) -> Any:
     """The Result in a ``--json`` file of an earlier run (bench, probe or a one-scenario
     run report)."""
-    from wsctl.scenario.outcome import baseline_results
+    from wsctl.results.outcome import baseline_results
 
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))

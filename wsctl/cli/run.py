@@ -19,8 +19,8 @@ from wsctl.cli._common import reports_errors, state
 from wsctl.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from wsctl.results.outcome import RunReport
     from wsctl.scenario.model import Suite
-    from wsctl.scenario.outcome import RunReport
     from wsctl.scenario.runner import Runner
 
 HELP = (
@@ -82,7 +82,7 @@ def check_writable_dir(path: Path, what: str) -> None:
 
 def load_baseline(path: Path) -> Any:
     """``--baseline FILE``: a run report (results by scenario) or any one wsctl result."""
-    from wsctl.scenario.outcome import baseline_results
+    from wsctl.results.outcome import baseline_results
 
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))

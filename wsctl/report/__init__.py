@@ -22,7 +22,7 @@ from wsctl.report.html import html_page, write_html
 from wsctl.report.json_report import report_json, write_json
 from wsctl.report.junit import junit_xml, write_junit
 from wsctl.report.markdown import append_step_summary, markdown, write_markdown
-from wsctl.scenario.outcome import RunReport
+from wsctl.results.outcome import RunReport
 
 FILES = {"json": "report.json", "junit": "junit.xml", "markdown": "summary.md",
          "html": "report.html"}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from wsctl.report._common import finite, write_text
-from wsctl.scenario.outcome import RunReport
+from wsctl.results.outcome import RunReport
 
 
 def report_json(report: RunReport, report_dict: dict[str, Any] | None = None) -> str:

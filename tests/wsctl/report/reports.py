@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 
 from wsctl.metrics import MetricSet, Result
-from wsctl.scenario.criteria import judge_all, parse, parse_all
-from wsctl.scenario.outcome import RunReport, ScenarioOutcome, Series, TimelineEntry
+from wsctl.results.criteria import judge_all, parse, parse_all
+from wsctl.results.outcome import RunReport, ScenarioOutcome, Series, TimelineEntry
 
 STARTED = 1_764_140_000.0
 XSS_NAME = "<script>alert(1)</script>"

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from tests.wsctl.report.reports import could_not_run, failing, full_report, passing
 from wsctl.report.console import RunProgress, print_report
-from wsctl.scenario.outcome import RunReport
+from wsctl.results.outcome import RunReport
 
 
 def recorded(width: int = 120) -> Console:
