@@ -12,6 +12,7 @@ import typer
 
 from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT
 from wsctl.cli._common import reports_errors
+from wsctl.cli._reports import report_option
 from wsctl.errors import CriteriaFailed, InvalidInput, Unreachable
 
 HELP = (
@@ -147,16 +148,10 @@ def bench(
     json_out: Annotated[Path | None, _opt("Write the result (schema v1) to this file; '-' "
                                           "for stdout.", "JSON", "--json",
                                           show_default=False)] = None,
-    junit: Annotated[Path | None, _opt("Write JUnit XML here: one testcase per criterion.",
-                                       "JUNIT", show_default=False)] = None,
-    markdown: Annotated[Path | None, _opt("Write the Markdown summary here.", "MARKDOWN",
-                                          show_default=False)] = None,
-    html: Annotated[Path | None, _opt(
-        "Write one self-contained HTML page with charts here (opens offline).", "HTML",
-        show_default=False)] = None,
-    report_dir: Annotated[Path | None, _opt(
-        "Write all four reports into this directory (report.json, junit.xml, summary.md, "
-        "report.html); created if missing.", "REPORT_DIR", show_default=False)] = None,
+    junit: Annotated[Path | None, report_option("junit", "bench")] = None,
+    markdown: Annotated[Path | None, report_option("markdown", "bench")] = None,
+    html: Annotated[Path | None, report_option("html", "bench")] = None,
+    report_dir: Annotated[Path | None, report_option("report-dir", "bench")] = None,
     baseline: Annotated[Path | None, _opt("An earlier --json result that criteria written "
                                           "'k * baseline' compare with.", "BASELINE",
                                           show_default=False)] = None,

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -148,29 +147,15 @@ def test_an_unwritable_report_path_is_refused_before_anything_starts(
                    "does not exist"]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    srv = ServerProcess()
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-def test_bench_writes_junit_markdown_html_and_the_step_summary(server: ServerProcess,
-                                                                tmp_path: Path):
+def test_bench_writes_junit_markdown_html_and_the_step_summary(tmp_path: Path):
     """A real 1 s bench with gates and every report option: each file is written, the
     step summary gets the Markdown, and the terminal shows wsctl run's criteria table."""
     summary = tmp_path / "step-summary.md"
-    done = subprocess.run(
-        [WSCTL, "bench", f"{server.url}/ws/reports-{{n}}", "-c", "5", "--connect-rate", "50",
-         "--message-rate", "5", "--duration", "1s",
-         "--criteria", "connections.opened: >= 5", "--criteria", "errors.refused: == 0",
-         "--json", str(tmp_path / "result.json"), "--junit", str(tmp_path / "j.xml"),
-         "--markdown", str(tmp_path / "s.md"), "--html", str(tmp_path / "r.html"),
-         "--report-dir", str(tmp_path / "all")],
-        capture_output=True, text=True, timeout=60,
-        env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "80"})
+    server = ServerProcess()
+    try:
+        done = bench_with_reports(server.url, tmp_path, summary)
+    finally:
+        server.close()
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "result.json").read_text())["kind"] == "bench"
     root = ET.parse(tmp_path / "j.xml").getroot()
@@ -185,6 +170,20 @@ def test_bench_writes_junit_markdown_html_and_the_step_summary(server: ServerPro
     assert "│ connections.opened" in done.stdout and "PASS" in done.stdout
     assert "PASSED: wsctl bench ws://" in done.stdout
     assert "…" not in done.stdout
+
+
+def bench_with_reports(url: str, tmp_path: Path,
+                       summary: Path) -> subprocess.CompletedProcess[str]:
+    """``wsctl bench`` for 1 s with two gates and every report option."""
+    return subprocess.run(
+        [WSCTL, "bench", f"{url}/ws/reports-{{n}}", "-c", "5", "--connect-rate", "50",
+         "--message-rate", "5", "--duration", "1s",
+         "--criteria", "connections.opened: >= 5", "--criteria", "errors.refused: == 0",
+         "--json", str(tmp_path / "result.json"), "--junit", str(tmp_path / "j.xml"),
+         "--markdown", str(tmp_path / "s.md"), "--html", str(tmp_path / "r.html"),
+         "--report-dir", str(tmp_path / "all")],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary), "COLUMNS": "80"})
 
 
 def test_unreachable_bench_writes_reports_saying_it_could_not_run(tmp_path: Path):
