@@ -79,8 +79,8 @@ def test_hover_shows_values_and_dark_scheme_changes_colours(page, tmp_path):
 def test_odd_data_still_draws_without_errors(page, tmp_path):
     """One sample, ragged or unknown columns, one repeated value, counts only: no errors."""
     from wsctl.metrics import MetricSet, Result
-    from wsctl.scenario.criteria import judge_all, parse
-    from wsctl.scenario.outcome import RunReport, ScenarioOutcome, Series
+    from wsctl.results.criteria import judge_all, parse
+    from wsctl.results.outcome import RunReport, ScenarioOutcome, Series
 
     metrics = MetricSet()
     for _ in range(5):

@@ -1,5 +1,6 @@
 """What a person sees: a rich progress bar with live figures on a TTY, a plain line every
-few seconds otherwise, and the summary and criteria tables at the end."""
+few seconds otherwise, and the summary table at the end (the criteria table is
+``wsctl.report.console``'s, the same as ``wsctl run``'s)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wsctl.metrics import Result
-from wsctl.scenario.criteria import Verdict, describe_threshold, format_value
+from wsctl.results.criteria import format_value
 
 
 def live_line(snap: dict[str, Any], connections: int) -> str:
@@ -94,22 +95,6 @@ def summary(result: Result) -> Table:
     for name in sorted(m.gauges):
         gauge = m.gauges[name]
         table.add_row(name, format_value(gauge.value, gauge.unit))
-    return table
-
-
-def verdict_table(verdicts: list[Verdict]) -> Table:
-    """One row per criterion: what was expected, what was measured, pass/fail/error."""
-    table = Table(title="criteria", title_justify="left")
-    for col in ("metric", "expect", "measured", "status"):
-        table.add_column(col)
-    for v in verdicts:
-        c = v.criterion
-        status = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]",
-                  "error": "[red]ERROR[/]"}[v.status]
-        measured = format_value(v.measured, c.unit)
-        if v.message:
-            measured += f" ({v.message})"
-        table.add_row(c.key, describe_threshold(v), measured, status)
     return table
 
 

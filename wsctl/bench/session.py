@@ -1,5 +1,6 @@
 """One ``wsctl bench`` from options to Result: check everything first (``prepare``, raises
-InvalidInput before anything starts), then run (``execute``), then judge (``gate``).
+InvalidInput before anything starts), then run (``execute``); ``wsctl.bench.report`` judges
+it and makes its run report.
 
 Python callers can do what the CLI does::
 
@@ -17,10 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from wsctl.bench.console import Display, summary, verdict_table
+from wsctl.bench.console import Display, summary
 from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT, BenchPlan
 from wsctl.bench.resources import ServerWatch, apply, check_pid
-from wsctl.errors import CriteriaFailed, InvalidInput, Unreachable
+from wsctl.errors import InvalidInput, Unreachable
 from wsctl.metrics import Result, validate
 from wsctl.units import parse_duration
 
@@ -199,21 +200,3 @@ def check_reachable(result: Result) -> None:
     hint = " — is the server running?" if "refused" in kinds else ""
     raise Unreachable(f"could not connect to {result.target}: "
                       f"{what or 'no connection opened'}{hint}")
-
-
-def judge(criteria: list[Any], result: Result, baseline: Result | None) -> list[Any]:
-    """Judge the criteria exactly as ``wsctl run`` does; the verdicts go in the details."""
-    from wsctl.scenario.criteria import judge_all
-
-    verdicts = judge_all(criteria, result, baseline)
-    result.details["criteria"] = [v.to_json() for v in verdicts]
-    return verdicts
-
-
-def gate(verdicts: list[Any], console: Console) -> None:
-    """Print the verdicts; CriteriaFailed (exit 1) when one failed or could not be judged."""
-    console.print(verdict_table(verdicts))
-    failed = [v for v in verdicts if not v.passed]
-    if failed:
-        names = ", ".join(v.criterion.key for v in failed)
-        raise CriteriaFailed(f"{len(failed)} of {len(verdicts)} criteria failed: {names}")

@@ -12,7 +12,8 @@ import typer
 
 from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT
 from wsctl.cli._common import reports_errors
-from wsctl.errors import InvalidInput
+from wsctl.cli._reports import report_option
+from wsctl.errors import CriteriaFailed, InvalidInput, Unreachable
 
 HELP = (
     "Open N connections to URL at R per second (open model: on schedule whether or not "
@@ -23,9 +24,15 @@ HELP = (
     "echoes it) and resume (read protocol v1 events from the reference server: "
     "delivery_latency from each event's ts). `{n}` in URL becomes each connection's index.\n\n"
     "Gates: --criteria 'connect_time.p50: <= 50ms' (repeatable), relative ones with "
-    "--baseline FILE: 'connect_time.p50: <= 1.2 * baseline'.\n\n"
-    "Exit codes: 0 done, all criteria passed; 1 a criterion failed; 2 invalid input "
-    "(nothing was started); 3 the target was unreachable or the run could not happen."
+    "--baseline FILE: 'connect_time.p50: <= 1.2 * baseline'. The verdicts are judged and "
+    "reported as wsctl run's: a table in the terminal and --junit, --markdown, --html, or "
+    "--report-dir for all four (report.json there is the run report; --json is the bench "
+    "result); the Markdown summary is also appended to $GITHUB_STEP_SUMMARY when that is "
+    "set.\n\n"
+    "Exit codes: 0 done, every criterion passed; 1 a criterion failed (or could not be "
+    "judged); 2 usage or invalid input (nothing was started); 3 the target was unreachable "
+    "or the run could not happen; 4 a criterion was INCONCLUSIVE (the figures could not be "
+    "trusted; the report says why) and none failed."
 )
 
 
@@ -63,7 +70,7 @@ def _opt(help: str, env: str | None, *names: str, **kw: object) -> typer.models.
 
 def parse_criteria(texts: list[str]) -> list[Any]:
     """``KEY: EXPR`` strings -> criteria (checked against the metric catalog)."""
-    from wsctl.scenario.criteria import CriterionError, parse
+    from wsctl.results.criteria import CriterionError, parse
 
     out = []
     for text in texts:
@@ -81,7 +88,7 @@ def parse_criteria(texts: list[str]) -> list[Any]:
 def load_baseline(path: Path) -> Any:
     """The Result in a ``--json`` file of an earlier run (bench, probe or a one-scenario
     run report)."""
-    from wsctl.scenario.outcome import baseline_results
+    from wsctl.results.outcome import baseline_results
 
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -141,6 +148,10 @@ def bench(
     json_out: Annotated[Path | None, _opt("Write the result (schema v1) to this file; '-' "
                                           "for stdout.", "JSON", "--json",
                                           show_default=False)] = None,
+    junit: Annotated[Path | None, report_option("junit", "bench")] = None,
+    markdown: Annotated[Path | None, report_option("markdown", "bench")] = None,
+    html: Annotated[Path | None, report_option("html", "bench")] = None,
+    report_dir: Annotated[Path | None, report_option("report-dir", "bench")] = None,
     baseline: Annotated[Path | None, _opt("An earlier --json result that criteria written "
                                           "'k * baseline' compare with.", "BASELINE",
                                           show_default=False)] = None,
@@ -164,6 +175,7 @@ def bench(
     from rich.console import Console
 
     from wsctl.bench import session
+    from wsctl.report import check_outputs
 
     crit = parse_criteria(criteria or [])
     base = load_baseline(baseline) if baseline is not None else None
@@ -171,8 +183,8 @@ def bench(
         raise InvalidInput("a criterion relative to a baseline needs --baseline FILE "
                            "(the --json of an earlier run)")
     json_stdout = json_out is not None and str(json_out) == "-"
-    if json_out is not None and not json_stdout and not json_out.parent.is_dir():
-        raise InvalidInput(f"--json {json_out}: directory {json_out.parent} does not exist")
+    reports = {"junit": junit, "markdown": markdown, "html": html}
+    check_outputs({"json": None if json_stdout else json_out, **reports}, report_dir)
     console = Console(stderr=json_stdout)
     options = session.Options(
         url=url, connections=connections, connect_rate=connect_rate,
@@ -185,20 +197,49 @@ def bench(
     prepared = session.prepare(options)  # every InvalidInput is raised here, before starting
     view = "quiet" if quiet else ("live" if console.is_terminal else "plain")
     result = session.execute(prepared, console=console, view=view)
-    verdicts = session.judge(crit, result, base) if crit else []
-    obj = result.to_dict()
+    _report(result, crit, base, console, json_out, reports, report_dir)
+
+
+def _report(result: Any, crit: list[Any], base: Any, console: Any, json_out: Path | None,
+            reports: dict[str, Path | None], report_dir: Path | None) -> None:
+    """Judge, print and write every report asked for, then exit as the verdicts say."""
+    from wsctl.bench import session
+    from wsctl.bench.report import bench_report, judge
+    from wsctl.report import json_text, write_outputs
+    from wsctl.report._common import write_text
+    from wsctl.report.console import print_report
+
+    verdicts = judge(crit, result, base) if crit else []
+    unreachable: Unreachable | None = None
+    try:
+        session.check_reachable(result)
+    except Unreachable as exc:
+        unreachable = exc
+    report = bench_report(result, verdicts,
+                          error=unreachable.message if unreachable is not None else None)
     if json_out is not None:
-        text = json.dumps(obj, indent=2)
-        if json_stdout:
-            sys.stdout.write(text + "\n")
+        text = json_text(result.to_dict())
+        if str(json_out) == "-":
+            sys.stdout.write(text)
         else:
-            json_out.write_text(text + "\n", encoding="utf-8")
+            write_text(json_out, text)
     console.print(session.summary_table(result))
     for warning in result.details.get("warnings", []):
         console.print(f"wsctl bench: warning: {warning}", highlight=False, soft_wrap=True)
-    session.check_reachable(result)
+    write_outputs(report, reports, report_dir)
+    if unreachable is not None:
+        raise unreachable
     if verdicts:
-        session.gate(verdicts, console)
+        print_report(report, console)
+    if report.exit_code == 1:
+        failed = [v.criterion.key for v in verdicts if v.status in ("fail", "error")]
+        raise CriteriaFailed(f"{len(failed)} of {len(verdicts)} criteria failed: "
+                             f"{', '.join(failed)}")
+    if report.exit_code:
+        doubtful = [v.criterion.key for v in verdicts if v.status == "inconclusive"]
+        typer.echo(f"wsctl: {len(doubtful)} of {len(verdicts)} criteria inconclusive: "
+                   f"{', '.join(doubtful)}", err=True)
+        raise typer.Exit(report.exit_code)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,8 +18,8 @@ from wsctl.cli._common import reports_errors, state
 from wsctl.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from wsctl.results.outcome import RunReport
     from wsctl.scenario.model import Suite
-    from wsctl.scenario.outcome import RunReport
     from wsctl.scenario.runner import Runner
 
 HELP = (
@@ -33,8 +32,10 @@ HELP = (
     "Exit codes: 0 every criterion passed; 1 a criterion failed (or could not be judged); "
     "2 usage or invalid input (bad file, unknown scenario, missing baseline, unwritable "
     "report path) - nothing was started; 3 a scenario could not run (server would not "
-    "start, target unreachable, port taken, a timeline action failed); 130 interrupted "
-    "(Ctrl-C): what finished is reported, everything started is stopped."
+    "start, target unreachable, port taken, a timeline action failed); 4 a criterion was "
+    "INCONCLUSIVE (the figures could not be trusted; the report says why) and none "
+    "failed; 130 interrupted (Ctrl-C): what finished is reported, everything started is "
+    "stopped."
 )
 
 
@@ -52,37 +53,9 @@ def _opt(help: str, env: str | None, *names: str, **kw: Any) -> Any:  # noqa: A0
     return typer.Option(*names, help=help, **kw)
 
 
-def check_writable(path: Path, what: str) -> None:
-    """Raise ``InvalidInput`` unless a file can be written at ``path``."""
-    if path.is_dir():
-        raise InvalidInput(f"{what} {path}: is a directory; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InvalidInput(f"{what} {path}: directory {parent} does not exist")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise InvalidInput(f"{what} {path}: not writable")
-    if not os.access(parent, os.W_OK):
-        raise InvalidInput(f"{what} {path}: directory {parent} is not writable")
-
-
-def check_writable_dir(path: Path, what: str) -> None:
-    """A directory that exists and is writable, or can be created."""
-    if path.exists():
-        if not path.is_dir():
-            raise InvalidInput(f"{what} {path}: not a directory")
-        if not os.access(path, os.W_OK):
-            raise InvalidInput(f"{what} {path}: not writable")
-        return
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
-        raise InvalidInput(f"{what} {path}: cannot be created ({ancestor} is not writable)")
-
-
 def load_baseline(path: Path) -> Any:
     """``--baseline FILE``: a run report (results by scenario) or any one wsctl result."""
-    from wsctl.scenario.outcome import baseline_results
+    from wsctl.results.outcome import baseline_results
 
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -167,27 +140,12 @@ def run(
     selected = select(suites, scenario)
     base = load_baseline(baseline) if baseline is not None else None
     check_baselines(selected, base)
-    outputs = {"--json": json_out, "--junit": junit, "--markdown": markdown, "--html": html}
-    for option, path in outputs.items():
-        if path is not None:
-            check_writable(path, option)
-    if report_dir is not None:
-        check_writable_dir(report_dir, "--report-dir")
-    from wsctl.report.markdown import STEP_SUMMARY
+    from wsctl.report import check_outputs, write_outputs
 
-    step_summary = os.environ.get(STEP_SUMMARY)
-    if step_summary:  # appended to after the run: refuse a path that cannot take it now
-        check_writable(Path(step_summary), f"${STEP_SUMMARY}")
+    outputs = {"json": json_out, "junit": junit, "markdown": markdown, "html": html}
+    check_outputs(outputs, report_dir)
     _ensure_fds(selected)
 
-    from wsctl.report import (
-        append_step_summary,
-        write_all,
-        write_html,
-        write_json,
-        write_junit,
-        write_markdown,
-    )
     from wsctl.report.console import RunProgress, print_report
     from wsctl.scenario.runner import Runner
     from wsctl.scenario.server_process import kill_all
@@ -216,14 +174,7 @@ def run(
         typer.echo(verdict_line(report))
     else:
         print_report(report, console)
-    writers = {"--json": write_json, "--junit": write_junit, "--markdown": write_markdown,
-               "--html": write_html}
-    for option, path in outputs.items():
-        if path is not None:
-            writers[option](report, path)
-    if report_dir is not None:
-        write_all(report, report_dir)
-    append_step_summary(report)
+    write_outputs(report, outputs, report_dir)
     if runner.interrupted:
         sig = runner.received_signal or signal.SIGINT
         done = sum(1 for s in report.scenarios if s.error is None)

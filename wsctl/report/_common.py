@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from wsctl.errors import InvalidInput
-from wsctl.scenario.criteria import Status, Verdict, describe_threshold, format_value
-from wsctl.scenario.outcome import Outcome, RunReport, ScenarioOutcome
+from wsctl.results.criteria import Status, Verdict, describe_threshold, format_value
+from wsctl.results.outcome import Outcome, RunReport, ScenarioOutcome
 
-STATUS_WORD: dict[Status, str] = {"pass": "PASS", "fail": "FAIL", "error": "ERROR"}
-VERDICT_WORD: dict[Outcome, str] = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR"}
+STATUS_WORD: dict[Status, str] = {"pass": "PASS", "fail": "FAIL", "error": "ERROR",
+                                   "inconclusive": "INCONCLUSIVE"}
+VERDICT_WORD: dict[Outcome, str] = {"passed": "PASSED", "failed": "FAILED", "error": "ERROR",
+                                    "inconclusive": "INCONCLUSIVE"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class Tally:
     criteria_failed: int
     criteria_error: int
     scenarios_error: int
+    criteria_inconclusive: int = 0
 
 
 def tally(report: RunReport) -> Tally:
@@ -91,21 +94,36 @@ def tally(report: RunReport) -> Tally:
         criteria_failed=sum(v.status == "fail" for v in verdicts),
         criteria_error=sum(v.status == "error" for v in verdicts),
         scenarios_error=sum(s.verdict == "error" for s in report.scenarios),
+        criteria_inconclusive=sum(v.status == "inconclusive" for v in verdicts),
     )
 
 
+def title(report: RunReport) -> str:
+    """What ran: ``wsctl run ep-0001`` or ``wsctl bench ws://127.0.0.1:8765/ws/b-{n}``."""
+    return f"wsctl {report.command} {report.suite}"
+
+
 def verdict_line(report: RunReport) -> str:
-    """``PASSED: suite ep-0001, 9 of 9 scenarios and 42 of 42 criteria passed in 151 s``."""
+    """``PASSED: suite ep-0001, 9 of 9 scenarios and 42 of 42 criteria passed in 151 s``;
+    for a bench ``PASSED: wsctl bench ws://…, 2 of 2 criteria passed in 30 s``."""
     t = tally(report)
-    text = (f"{VERDICT_WORD[report.verdict]}: suite {report.suite}, {t.scenarios_passed} of "
-            f"{t.scenarios} scenarios and {t.criteria_passed} of {t.criteria} criteria passed "
-            f"in {seconds(report.duration)}")
+    if report.command == "run":
+        what = (f"suite {report.suite}, {t.scenarios_passed} of {t.scenarios} scenarios "
+                "and ")
+    else:
+        what = f"{title(report)}, "
+    text = (f"{VERDICT_WORD[report.verdict]}: {what}{t.criteria_passed} of {t.criteria} "
+            f"criteria passed in {seconds(report.duration)}")
     extra = []
     if t.criteria_failed:
         extra.append(f"{t.criteria_failed} failed")
     if t.criteria_error:
         extra.append(f"{t.criteria_error} not measured")
-    if t.scenarios_error:
+    if t.criteria_inconclusive:
+        extra.append(f"{t.criteria_inconclusive} inconclusive")
+    if t.scenarios_error and report.command == "bench":
+        extra.append("it could not run")
+    elif t.scenarios_error:
         extra.append(f"{t.scenarios_error} scenario{'s' if t.scenarios_error > 1 else ''} "
                      "could not run")
     return f"{text} ({', '.join(extra)})" if extra else text

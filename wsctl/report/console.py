@@ -1,8 +1,9 @@
 """What a person sees in the terminal: the progress of a run and its final tables.
 
-``print_report`` draws one table per scenario (EP criterion | metric | threshold |
-measured | result) and a verdict line; the result word is always printed, colour only
-helps. ``RunProgress`` shows a run as it goes: a live rich display on a terminal, or
+``print_report`` draws one table per scenario (criterion — the metric, and under it the
+EP sentence it checks — | threshold | measured | result) and a verdict line; the result
+word is always printed, colour only helps, and the table reads fully at 80 columns.
+``RunProgress`` shows a run as it goes: a live rich display on a terminal, or
 plain lines (one per scenario start and end, per action, and a status line every 5 s of
 scenario time) for CI logs.
 """
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -26,16 +30,35 @@ from wsctl.report._common import (
     timeline_items,
     verdict_line,
 )
-from wsctl.scenario.criteria import Status
-from wsctl.scenario.outcome import Outcome, RunReport, ScenarioOutcome
+from wsctl.results.criteria import Status
+from wsctl.results.outcome import Outcome, RunReport, ScenarioOutcome
 
 STATUS_STYLE: dict[Status, str] = {"pass": "bold green", "fail": "bold red",
-                                   "error": "bold yellow"}
+                                   "error": "bold yellow", "inconclusive": "bold magenta"}
 VERDICT_STYLE: dict[Outcome, str] = {"passed": "bold green", "failed": "bold red",
-                                     "error": "bold yellow"}
+                                     "error": "bold yellow", "inconclusive": "bold magenta"}
 STATE_STYLE = {"open": "green", "connecting": "yellow", "backoff": "yellow", "lost": "red",
                "gave_up": "bold red", "closed": "dim"}
 STATUS_EVERY = 5.0  # seconds of scenario time between plain status lines
+WIDE = 100  # console columns from which a baseline threshold stays on one line
+
+
+class Threshold:
+    """A threshold on one line on a wide console, else broken before its parenthesis
+    (``<= 0.8 × baseline`` / ``(41.2 ms)``), so a narrow table never splits a figure."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.broken = text.replace(" (", "\n(")
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        # rich shares out a narrow table's width without heeding minimums: ask for no
+        # more than the broken form needs when the console is narrow.
+        narrow = max(map(cell_len, self.broken.splitlines()))
+        return Measurement(narrow, cell_len(self.text) if console.width >= WIDE else narrow)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(self.text if cell_len(self.text) <= options.max_width else self.broken)
 
 
 def scenario_table(outcome: ScenarioOutcome) -> Table:
@@ -43,14 +66,20 @@ def scenario_table(outcome: ScenarioOutcome) -> Table:
     title = Text.assemble((outcome.name, "bold"), " — ",
                           (VERDICT_WORD[outcome.verdict], VERDICT_STYLE[outcome.verdict]))
     table = Table(title=title, title_justify="left", expand=False)
-    table.add_column("EP criterion", ratio=3, overflow="fold", max_width=48)
-    table.add_column("metric", no_wrap=True)
-    table.add_column("threshold", no_wrap=True)
+    # Only the EP sentence (under its metric) and a relative threshold wrap, so at 80
+    # columns every cell reads fully: no word per line, nothing cut with an ellipsis.
+    table_rows = rows(outcome)
+    table.add_column("criterion", overflow="fold",
+                     min_width=max((cell_len(r.metric) for r in table_rows), default=0))
+    table.add_column("threshold", overflow="fold")
     table.add_column("measured", justify="right", no_wrap=True)
     table.add_column("result", no_wrap=True)
-    for r in rows(outcome):
-        table.add_row(Text(r.ep or "—"), Text(r.metric), Text(r.threshold),
-                      Text(r.measured), Text(r.word, style=STATUS_STYLE[r.status]))
+    for r in table_rows:
+        criterion: RenderableType = Text(r.metric, style="bold")
+        if r.ep:
+            criterion = Group(criterion, Padding(Text(r.ep, style="dim"), (0, 0, 0, 2)))
+        table.add_row(criterion, Threshold(r.threshold), Text(r.measured),
+                      Text(r.word, style=STATUS_STYLE[r.status]))
     return table
 
 

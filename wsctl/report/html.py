@@ -6,14 +6,18 @@ need that JSON readers don't (``id="wsctl-charts"``: each histogram's non-empty 
 decoded from HDR here). The criteria tables are plain HTML, readable without JavaScript;
 inline vanilla JavaScript draws the SVG charts: the reconnect-time distribution, and
 connections and message rate over time with every timeline action marked. No CDN, no
-fonts, no requests: a Content-Security-Policy forbids the page to fetch anything.
+fonts, no requests: a Content-Security-Policy forbids the page to fetch anything. The
+stylesheet and script are package data (``assets/report.css``, ``assets/report.js``),
+read once and inlined.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +30,12 @@ from wsctl.report._common import (
     seconds,
     tally,
     timeline_items,
+    title,
     verdict_line,
     write_text,
 )
-from wsctl.report.html_assets import CSS, JS
-from wsctl.scenario.criteria import describe_threshold
-from wsctl.scenario.outcome import RunReport, ScenarioOutcome
+from wsctl.results.criteria import describe_threshold
+from wsctl.results.outcome import RunReport, ScenarioOutcome
 
 # Distributions worth a chart, first the one the EP's criteria are about.
 DISTRIBUTIONS = ("reconnect_time", "resume_time", "detect_time", "outage_time",
@@ -40,9 +44,17 @@ Y_LABEL = {"reconnect_time": "recoveries", "resume_time": "recoveries",
            "outage_time": "recoveries", "reconnect_attempts": "recoveries",
            "detect_time": "losses detected", "connect_time": "connections"}
 MAX_BUCKETS = 400  # more adjacent HDR buckets are merged: the page stays small
-STATUS_ICON = {"pass": "✓", "fail": "✗", "error": "!"}
+STATUS_ICON = {"pass": "✓", "fail": "✗", "error": "!", "inconclusive": "?"}
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
        "img-src data:")
+
+
+@functools.cache
+def asset(name: str) -> str:
+    """The text of ``assets/<name>`` (the page's stylesheet or script), shipped as package
+    data. The script reads the page's two JSON blocks and draws SVG charts with the DOM API
+    only: user text reaches the page through ``textContent`` and attributes, never markup."""
+    return files("wsctl.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _e(text: object) -> str:
@@ -161,6 +173,10 @@ def html_page(report: RunReport, report_dict: dict[str, Any] | None = None) -> s
         f'<li><a href="#scenario-{i}"><span class="dot {s.verdict}"></span>{_e(s.name)}</a></li>'
         for i, s in enumerate(report.scenarios))
     scenarios = "\n".join(_scenario(s, i) for i, s in enumerate(report.scenarios))
+    scenario_count = (f"<div><dt>scenarios</dt><dd>{t.scenarios_passed} / {t.scenarios} "
+                      "passed</dd></div>\n" if report.command == "run" else "")
+    file = (f"<div><dt>file</dt><dd><code>{_e(report.file)}</code></dd></div>\n"
+            if report.file else "")
     charts = {"scenarios": [
         chart_data(s, (d.get("result") or {}).get("metrics"))
         for s, d in zip(report.scenarios, obj["scenarios"], strict=True)]}
@@ -171,21 +187,19 @@ def html_page(report: RunReport, report_dict: dict[str, Any] | None = None) -> s
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
-<title>wsctl run {_e(report.suite)}: {VERDICT_WORD[report.verdict]}</title>
-<style>{CSS}</style>
+<title>{_e(title(report))}: {VERDICT_WORD[report.verdict]}</title>
+<style>{asset("report.css")}</style>
 </head>
 <body>
 <header>
 <h1><span class="badge {report.verdict}">{VERDICT_WORD[report.verdict]}</span>
-wsctl run <span class="suite">{_e(report.suite)}</span></h1>
+wsctl {_e(report.command)} <span class="suite">{_e(report.suite)}</span></h1>
 <p class="verdict-line">{_e(verdict_line(report))}</p>
 <dl class="facts">
-<div><dt>scenarios</dt><dd>{t.scenarios_passed} / {t.scenarios} passed</dd></div>
-<div><dt>criteria</dt><dd>{t.criteria_passed} / {t.criteria} passed</dd></div>
+{scenario_count}<div><dt>criteria</dt><dd>{t.criteria_passed} / {t.criteria} passed</dd></div>
 <div><dt>started</dt><dd>{_e(started)}</dd></div>
 <div><dt>took</dt><dd>{_e(seconds(report.duration))}</dd></div>
-<div><dt>file</dt><dd><code>{_e(report.file)}</code></dd></div>
-<div><dt>tool</dt><dd>{_e(report.tool)}</dd></div>
+{file}<div><dt>tool</dt><dd>{_e(report.tool)}</dd></div>
 </dl>
 <nav><ol>{nav}</ol></nav>
 </header>
@@ -196,7 +210,7 @@ wsctl run <span class="suite">{_e(report.suite)}</span></h1>
 (<code>script#wsctl-report</code>); the same object as <code>report.json</code>.</footer>
 <script type="application/json" id="wsctl-report">{embed_json(obj)}</script>
 <script type="application/json" id="wsctl-charts">{embed_json(charts)}</script>
-<script>{JS}</script>
+<script>{asset("report.js")}</script>
 </body>
 </html>
 """

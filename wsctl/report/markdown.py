@@ -1,8 +1,9 @@
 """``summary.md``: the run as GitHub-flavoured Markdown, for people and for CI pages.
 
 A verdict line, then per scenario a table ``| EP criterion | metric | threshold | measured |
-result |`` (✅ PASS, ❌ FAIL, ⚠️ ERROR: the word is always there for readers without emoji),
-notes for what failed or could not be judged, and the timeline as it happened.
+result |`` (✅ PASS, ❌ FAIL, ⚠️ ERROR, ❔ INCONCLUSIVE: the word is always there for readers
+without emoji), notes for what could not be judged or trusted, and the timeline as it
+happened.
 ``append_step_summary`` adds it to ``$GITHUB_STEP_SUMMARY`` in GitHub Actions.
 """
 
@@ -18,14 +19,16 @@ from wsctl.report._common import (
     rows,
     scenario_line,
     timeline_items,
+    title,
     verdict_line,
     write_text,
 )
-from wsctl.scenario.criteria import Status
-from wsctl.scenario.outcome import Outcome, RunReport, ScenarioOutcome
+from wsctl.results.criteria import Status
+from wsctl.results.outcome import Outcome, RunReport, ScenarioOutcome
 
-ICON: dict[Status, str] = {"pass": "✅", "fail": "❌", "error": "⚠️"}
-VERDICT_ICON: dict[Outcome, str] = {"passed": "✅", "failed": "❌", "error": "⚠️"}
+ICON: dict[Status, str] = {"pass": "✅", "fail": "❌", "error": "⚠️", "inconclusive": "❔"}
+VERDICT_ICON: dict[Outcome, str] = {"passed": "✅", "failed": "❌", "error": "⚠️",
+                                    "inconclusive": "❔"}
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 # Characters that would start Markdown or HTML in user text (names, EP sentences).
@@ -74,7 +77,7 @@ def _scenario(outcome: ScenarioOutcome) -> list[str]:
 
 def markdown(report: RunReport) -> str:
     """The whole report as GitHub-flavoured Markdown."""
-    lines = [f"## {VERDICT_ICON[report.verdict]} wsctl run {escape(report.suite)}: "
+    lines = [f"## {VERDICT_ICON[report.verdict]} {escape(title(report))}: "
              f"{VERDICT_WORD[report.verdict]}", "",
              f"**{escape(verdict_line(report))}**", ""]
     if report.file:

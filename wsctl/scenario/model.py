@@ -38,7 +38,7 @@ from pydantic import (
 from wsctl.backoff import BackoffKind, BackoffPolicy
 from wsctl.errors import InvalidInput
 from wsctl.probe.machine import HeartbeatKind, Mode, ProbeConfig
-from wsctl.scenario.criteria import Criterion, CriterionError, parse
+from wsctl.results.criteria import Criterion, CriterionError, parse
 
 ACTIONS = (
     "server.kill", "server.term", "server.pause", "server.resume", "server.start",

@@ -38,9 +38,9 @@ from wsctl.metrics import Result
 from wsctl.probe.driver import Probe, websockets_connector
 from wsctl.probe.fleet import Fleet
 from wsctl.probe.machine import ProbeMachine
-from wsctl.scenario.criteria import judge_all
+from wsctl.results.criteria import judge_all
+from wsctl.results.outcome import RunReport, ScenarioOutcome
 from wsctl.scenario.model import Scenario, Suite
-from wsctl.scenario.outcome import RunReport, ScenarioOutcome
 from wsctl.scenario.sampler import Sampler
 from wsctl.scenario.server_process import ServerProcess
 from wsctl.scenario.timeline import Action, ActionFailed, Timeline

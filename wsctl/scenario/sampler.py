@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from wsctl.probe.machine import Record, State
-from wsctl.scenario.outcome import Series
+from wsctl.results.outcome import Series
 
 COLUMNS = ("connections", "attempts", "messages", "lost")
 

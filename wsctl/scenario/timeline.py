@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wsctl.clock import Clock
-from wsctl.scenario.outcome import TimelineEntry
+from wsctl.results.outcome import TimelineEntry
 
 # What undoes an action that has a ``for`` (the scenario model checks which may have one).
 UNDO = {"server.kill": "server.start", "server.term": "server.start",

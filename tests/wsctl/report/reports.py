@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 
 from wsctl.metrics import MetricSet, Result
-from wsctl.scenario.criteria import judge_all, parse, parse_all
-from wsctl.scenario.outcome import RunReport, ScenarioOutcome, Series, TimelineEntry
+from wsctl.results.criteria import downgrade, judge_all, parse, parse_all
+from wsctl.results.outcome import RunReport, ScenarioOutcome, Series, TimelineEntry
 
 STARTED = 1_764_140_000.0
 XSS_NAME = "<script>alert(1)</script>"
@@ -115,3 +115,27 @@ def full_report() -> RunReport:
 def passing_report() -> RunReport:
     return RunReport(suite="smoke", file="scenarios/smoke.yaml",
                      scenarios=[passing(), no_series()], started_at=STARTED, duration=25.0)
+
+
+SATURATED = "the probes' event loop ran 630 ms late (p99); use probes.processes"
+
+
+def inconclusive() -> ScenarioOutcome:
+    """Timing criteria made INCONCLUSIVE by a later pass; a count criterion still passes."""
+    result = Result("run", metrics(150, 0, seed=4), started_at=STARTED + 50, duration=10.0)
+    criteria = [
+        parse("reconnect_time.p99", "< 5s", "Reconnection happens within 5 seconds"),
+        parse("connect_time.p50", "< 1ms"),  # would fail: inconclusive all the same
+        parse("messages.lost", "== 0"),
+    ]
+    return ScenarioOutcome(
+        name="reconnect-storm", description="Every probe reconnects at once.",
+        file="scenarios/ep-0001.yaml", result=result,
+        verdicts=downgrade(judge_all(criteria, result), SATURATED),
+        series=series(10, with_rss=False))
+
+
+def inconclusive_report() -> RunReport:
+    """One passing and one inconclusive scenario: nothing failed."""
+    return RunReport(suite="ep-0001", file="scenarios/ep-0001.yaml",
+                     scenarios=[passing(), inconclusive()], started_at=STARTED, duration=30.0)

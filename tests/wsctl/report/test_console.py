@@ -6,7 +6,7 @@ from rich.console import Console
 
 from tests.wsctl.report.reports import could_not_run, failing, full_report, passing
 from wsctl.report.console import RunProgress, print_report
-from wsctl.scenario.outcome import RunReport
+from wsctl.results.outcome import RunReport
 
 
 def recorded(width: int = 120) -> Console:
@@ -92,3 +92,44 @@ def test_live_progress_draws_and_prints_finished_scenarios():
         assert "last action: t=10.0s server.kill" in text
         progress.end_scenario(failing())
     assert "[1/1] <script>alert(1)</script>: FAILED, 0 of 3 criteria (15 s)" in out.getvalue()
+
+
+def test_tables_read_fully_at_80_columns(monkeypatch):
+    """COLUMNS=80: no cell is cut with an ellipsis, no line is wider than 80, every metric,
+    figure and result word is whole on its row, and each EP sentence reads in full."""
+    from tests.wsctl.report.reports import inconclusive
+    from wsctl.results.criteria import judge, parse
+
+    monkeypatch.setenv("COLUMNS", "80")
+    report = full_report()
+    report.scenarios.append(inconclusive())
+    outcome = report.scenarios[0]
+    result = outcome.result
+    assert result is not None
+    outcome.verdicts += [
+        judge(parse("connect_time.p50", "<= 0.8 * baseline",
+                    "REQ-5.1.4: connection set-up at least 20% faster than before the "
+                    "change, measured on the same machine"), result, result),
+        judge(parse("server.rss_per_connection", "<= 0.85 * baseline",
+                    "Memory per connection at least 15% lower"), result, result),
+    ]
+    console = Console(record=True, force_terminal=False, color_system=None)
+    assert console.width == 80
+    print_report(report, console)
+    lines = console.export_text().splitlines()
+    assert "…" not in "\n".join(lines)
+    assert max(len(line) for line in lines) <= 80
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in lines
+             if line.startswith("│")]
+    words = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "inconclusive": "INCONCLUSIVE"}
+    first_column = " ".join(c[0] for c in cells)
+    verdicts = [v for s in report.scenarios for v in s.verdicts]
+    rows = [c for c in cells if c[3]]  # a row's first line: the one with the result word
+    assert [r[0] for r in rows] == [v.criterion.key for v in verdicts]
+    for row, verdict in zip(rows, verdicts, strict=True):
+        assert row[3] == words[verdict.status]
+        assert row[1].startswith(verdict.criterion.op)
+        if verdict.criterion.ep:
+            assert verdict.criterion.ep in first_column, verdict.criterion.ep
+    assert "<= 0.8 × baseline" in [c[1] for c in cells]  # the figure on its own line
+    assert any(c[1].startswith("(") and c[1].endswith("KiB)") for c in cells)

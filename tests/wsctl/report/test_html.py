@@ -94,3 +94,24 @@ def test_unwritable_html_path_is_invalid_input(tmp_path):
     """write_html into a missing directory raises InvalidInput, not OSError."""
     with pytest.raises(InvalidInput, match="report.html"):
         write_html(full_report(), tmp_path / "no" / "report.html")
+
+
+def test_stylesheet_and_script_are_package_data_inlined_whole():
+    """assets/report.css and assets/report.js are files of the package (read through
+    importlib.resources), listed as package data, and the page inlines both unchanged."""
+    import fnmatch
+    import tomllib
+    from importlib.resources import files
+    from pathlib import Path
+
+    assets = files("wsctl.report").joinpath("assets")
+    css = assets.joinpath("report.css").read_text(encoding="utf-8")
+    js = assets.joinpath("report.js").read_text(encoding="utf-8")
+    assert ".badge.passed" in css and "wsctl-charts" in js
+    page = html_page(passing_report())
+    assert f"<style>{css}</style>" in page and f"<script>{js}</script>" in page
+    root = Path(__file__).resolve().parents[3]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))[
+        "tool"]["setuptools"]["package-data"]["wsctl"]
+    for name in ("report.css", "report.js"):
+        assert any(fnmatch.fnmatch(f"report/assets/{name}", p) for p in patterns), patterns

@@ -9,7 +9,7 @@ from tests.wsctl.report.reports import full_report, passing
 from wsctl.errors import InvalidInput
 from wsctl.metrics import Result, validate
 from wsctl.report import report_json, write_json
-from wsctl.scenario.outcome import RunReport, baseline_results
+from wsctl.results.outcome import RunReport, baseline_results
 
 
 def test_json_round_trips_to_the_report_object(tmp_path):

@@ -1,14 +1,19 @@
-"""The run report: the one versioned object every ``wsctl run`` report is made from.
+"""The run report: the one versioned object every report of a ``wsctl run`` or a
+``wsctl bench`` is made from.
 
-    {"schema_version": 1, "kind": "run-report", "tool": "wsctl 0.1.0",
+    {"schema_version": 1, "kind": "run-report", "command": "run", "tool": "wsctl 0.1.0",
      "suite": "ep-0001", "file": "scenarios/ep-0001.yaml",
      "started_at": 1764140000.2, "duration": 151.3, "verdict": "failed",
      "scenarios": [ScenarioOutcome.to_dict(), …]}
 
 Each scenario carries its verdict, its criteria verdicts, the timeline as it happened,
-time series sampled once a second, and its full ``Result`` (kind ``run``; histograms
-included, so a later run can use this file as ``--baseline``). docs/scenarios.md
-documents every field.
+time series sampled once a second, and its full ``Result`` (histograms included, so a
+later run can use this file as ``--baseline``). A bench is one "scenario" with no
+timeline. docs/reports.md documents every field.
+
+Verdicts sum up worst first: ``error`` (a scenario could not run) > ``failed`` (a
+criterion failed or could not be judged) > ``inconclusive`` > ``passed``; ``EXIT_CODES``
+maps them to the exit status (DESIGN.md section 9).
 """
 
 from __future__ import annotations
@@ -20,10 +25,19 @@ from typing import Any, Literal
 from wsctl import __version__
 from wsctl.errors import InvalidInput
 from wsctl.metrics import Result
-from wsctl.scenario.criteria import Verdict
+from wsctl.results.criteria import Verdict
 
 REPORT_VERSION = 1
-Outcome = Literal["passed", "failed", "error"]
+Outcome = Literal["passed", "failed", "error", "inconclusive"]
+Command = Literal["run", "bench"]
+# 2 (usage or invalid input) never reaches a report: nothing was started.
+EXIT_CODES: dict[Outcome, int] = {"passed": 0, "failed": 1, "error": 3, "inconclusive": 4}
+
+
+def worst(outcomes: set[Outcome]) -> Outcome:
+    """The outcome that sums up several: error, then failed, then inconclusive."""
+    order: tuple[Outcome, ...] = ("error", "failed", "inconclusive")
+    return next((o for o in order if o in outcomes), "passed")
 
 
 @dataclass(slots=True)
@@ -71,9 +85,14 @@ class ScenarioOutcome:
 
     @property
     def verdict(self) -> Outcome:
+        """error (could not run), failed (a criterion failed or could not be judged),
+        inconclusive (one could not be trusted, none failed), else passed."""
         if self.error is not None:
             return "error"
-        return "passed" if all(v.passed for v in self.verdicts) else "failed"
+        statuses = {v.status for v in self.verdicts}
+        if statuses & {"fail", "error"}:
+            return "failed"
+        return "inconclusive" if "inconclusive" in statuses else "passed"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,7 +110,8 @@ class ScenarioOutcome:
 
 @dataclass(slots=True)
 class RunReport:
-    """Every scenario of one ``wsctl run``; ``verdict`` and ``exit_code`` sum them up."""
+    """Every scenario of one ``wsctl run`` (or the one bench of a ``wsctl bench``:
+    ``command="bench"``); ``verdict`` and ``exit_code`` sum them up."""
 
     suite: str
     file: str
@@ -99,23 +119,23 @@ class RunReport:
     started_at: float = field(default_factory=time.time)
     duration: float = 0.0
     tool: str = f"wsctl {__version__}"
+    command: Command = "run"
 
     @property
     def verdict(self) -> Outcome:
-        verdicts = {s.verdict for s in self.scenarios}
-        if "error" in verdicts:
-            return "error"
-        return "failed" if "failed" in verdicts else "passed"
+        return worst({s.verdict for s in self.scenarios})
 
     @property
     def exit_code(self) -> int:
-        """0 all passed, 1 a criterion failed, 3 a scenario could not run."""
-        return {"passed": 0, "failed": 1, "error": 3}[self.verdict]
+        """0 all passed, 1 a criterion failed or could not be judged, 3 a scenario could
+        not run, 4 a criterion was inconclusive and none failed."""
+        return EXIT_CODES[self.verdict]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": REPORT_VERSION,
             "kind": "run-report",
+            "command": self.command,
             "tool": self.tool,
             "suite": self.suite,
             "file": self.file,

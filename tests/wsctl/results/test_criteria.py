@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wsctl.metrics import MetricSet, Result
-from wsctl.scenario.criteria import (
+from wsctl.results.criteria import (
     CriterionError,
     describe_threshold,
     format_value,

@@ -10,7 +10,11 @@ Parsing checks the metric against the catalog (``wsctl.metrics.catalog``) and th
 against the metric, so a typo is an input error before anything runs. Judging never
 passes what it cannot measure: a metric absent from the result, a histogram with no
 samples or a missing baseline is a verdict of ``error``, which fails the run.
-Pure functions; no I/O.
+
+A figure that was measured but cannot be trusted (the instrument was saturated, or the
+confidence interval of a relative criterion straddles its bound) is ``inconclusive``:
+``judge(..., inconclusive=REASON)`` gives it directly, and ``downgrade`` turns the
+pass/fail verdicts of timing criteria into it after judging. Pure functions; no I/O.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from wsctl.metrics import Result
 from wsctl.metrics.catalog import MetricInfo, MetricUnit, split
 
-Status = Literal["pass", "fail", "error"]
+Status = Literal["pass", "fail", "error", "inconclusive"]
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
@@ -132,7 +136,9 @@ def parse_all(criteria: dict[str, Any]) -> list[Criterion]:
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """How one criterion came out. ``status`` is ``error`` when it could not be judged
-    (not measured, no samples, no baseline): that fails the run like ``fail``."""
+    (not measured, no samples, no baseline): that fails the run like ``fail``.
+    ``inconclusive`` when the figure was measured but cannot be trusted either way; it
+    neither passes nor fails. ``message`` says why for both."""
 
     criterion: Criterion
     status: Status
@@ -144,6 +150,13 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return self.status == "pass"
+
+    def as_inconclusive(self, reason: str) -> Verdict:
+        """This verdict as ``inconclusive`` because of ``reason`` (figures kept). An
+        ``error`` stays an error: nothing was measured that could be doubted."""
+        if self.status == "error":
+            return self
+        return replace(self, status="inconclusive", message=reason)
 
     def to_json(self) -> dict[str, Any]:
         c = self.criterion
@@ -159,8 +172,11 @@ def _figure(result: Result, key: str) -> float | None:
     return None if value is None else float(value)
 
 
-def judge(criterion: Criterion, result: Result, baseline: Result | None = None) -> Verdict:
-    """The verdict of one criterion on ``result`` (and ``baseline`` for relative ones)."""
+def judge(criterion: Criterion, result: Result, baseline: Result | None = None, *,
+          inconclusive: str | None = None) -> Verdict:
+    """The verdict of one criterion on ``result`` (and ``baseline`` for relative ones).
+    ``inconclusive``: why the figures cannot be trusted; a pass or fail becomes
+    ``inconclusive`` with that reason (an unjudgeable criterion stays ``error``)."""
     key = criterion.key
     try:
         measured = _figure(result, key)
@@ -186,13 +202,26 @@ def judge(criterion: Criterion, result: Result, baseline: Result | None = None) 
     threshold = criterion.threshold(base)
     assert threshold is not None
     status: Status = "pass" if criterion.holds(measured, threshold) else "fail"
-    return Verdict(criterion, status, measured, threshold, base)
+    verdict = Verdict(criterion, status, measured, threshold, base)
+    return verdict if inconclusive is None else verdict.as_inconclusive(inconclusive)
 
 
 def judge_all(
     criteria: Iterable[Criterion], result: Result, baseline: Result | None = None
 ) -> list[Verdict]:
     return [judge(c, result, baseline) for c in criteria]
+
+
+def is_timing(criterion: Criterion) -> bool:
+    """Whether the criterion judges a duration: what a saturated instrument distorts."""
+    return criterion.unit == "s"
+
+
+def downgrade(verdicts: Iterable[Verdict], reason: str,
+              which: Callable[[Criterion], bool] = is_timing) -> list[Verdict]:
+    """The verdicts with every pass or fail of a criterion ``which`` selects (timing ones
+    by default) made ``inconclusive`` because of ``reason``; the others unchanged."""
+    return [v.as_inconclusive(reason) if which(v.criterion) else v for v in verdicts]
 
 
 def format_value(value: float | None, unit: MetricUnit) -> str:
