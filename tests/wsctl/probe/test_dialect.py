@@ -319,3 +319,13 @@ def test_timestamp_refuses_non_times(value):
     """Booleans, NaN, free text and other values are not timestamps."""
     with pytest.raises(ValueError):
         wall_seconds(value, "auto")
+
+
+def test_the_guides_example_block_is_valid():
+    """docs/own-service.md's first YAML example loads as a protocol block."""
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[3] / "docs" / "own-service.md").read_text()
+    example = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    block = loads(example, "own-service.md")
+    assert block.sequence == "seq" and block.resume is not None
