@@ -4,13 +4,15 @@
 ``parse`` returns the document and a map from each key's path to its 1-based line;
 ``report`` turns a ``ValidationError`` into one line per problem, naming the field as the
 file writes it. A validator that knows the problem's place below its model raises
-``FieldError(loc, message)``. (wsctl/scenario/model.py keeps its own copy of these helpers
-for now; they are the same and can fold into this module.)
+``FieldError(loc, message)``; ``read`` reads a file with one-line errors.
+(wsctl/scenario/model.py still has its own copy of ``parse``/``line_of``/``dotted`` and of
+``read`` inside ``load_suite``; they are the same and can fold into this module.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -28,6 +30,19 @@ class FieldError(ValueError):
         super().__init__(message)
         self.loc = loc
         self.message = message
+
+
+def read(path: Path | str, what: str) -> str:
+    """The text of ``path``; a missing or unreadable file is ``InvalidInput`` saying
+    ``what`` it should have been (e.g. "protocol file")."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidInput(f"{path}: cannot read: {reason}") from None
 
 
 def parse(text: str, source: str) -> tuple[Any, dict[Loc, int]]:

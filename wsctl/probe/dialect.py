@@ -505,12 +505,4 @@ def loads(text: str, source: str = "<protocol>") -> Dialect:
 
 def load(path: Path | str) -> Dialect:
     """Read and validate a ``--protocol FILE``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such protocol file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InvalidInput(f"{path}: cannot read: {reason}") from None
-    return loads(text, str(path))
+    return loads(yamlfile.read(path, "protocol file"), str(path))
