@@ -13,6 +13,15 @@ string that is exactly ``"{n}"`` or ``"{last_seq}"`` becomes a JSON number (``{l
 before any number arrived: ``null``; a query parameter with that value is left out);
 inside a longer string it is text (``""`` when there is no number yet). An environment
 variable that is not set is an ``InvalidInput`` naming the field.
+
+How a probe uses it (per connection; ``Context(stream, n, tracker.last_seq, os.environ)``):
+connect to ``url(base, ctx)`` with ``headers_for(ctx)`` and ``subprotocols``; once open,
+send ``frame(m)`` for each of ``open_messages(ctx)`` (Socket.IO: ``client.emit(*m)`` on
+``socketio_client(ctx)``, which also answers pings and gives liveness); for each message,
+``read_frame`` (or ``read(event.payload)`` for a counted Socket.IO event) gives the number
+for ``sequence.GenerationTracker`` and the sender's time for ``delivery_latency``;
+``is_heartbeat_answer`` recognises the heartbeat's reply; ``measures`` says which metrics
+exist at all. ``check_env`` runs before anything starts.
 """
 
 from __future__ import annotations
