@@ -1,6 +1,16 @@
-"""Loss, duplicate and reorder accounting for a numbered sequence (offsets, echo seqs)."""
+"""Loss, duplicate and reorder accounting for a numbered sequence.
+
+``SequenceTracker`` judges one stream of numbers (the reference protocol's offsets, echo
+seqs); ``GenerationTracker`` wraps it for a service's own numbers across reconnects, where
+the count may restart (a new generation, counted as a resync).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Outcome = Literal["ok", "gap", "reordered", "duplicate"]
 
 
 class SequenceTracker:
@@ -28,10 +38,11 @@ class SequenceTracker:
         """The next number due is ``n`` (after a welcome or a reset)."""
         self.next = n
 
-    def seen(self, n: int) -> str:
+    def seen(self, n: int) -> Outcome:
         """Account for number ``n``; returns 'ok', 'gap', 'reordered' or 'duplicate'."""
         self.received += 1
         due = self.next
+        outcome: Outcome
         if due is None or n == due:
             outcome = "ok"
         elif n > due:
@@ -65,3 +76,95 @@ class SequenceTracker:
     def __repr__(self) -> str:
         return (f"SequenceTracker(next={self.next}, received={self.received}, "
                 f"lost={self.lost}, duplicated={self.duplicated}, reordered={self.reordered})")
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What one number was: its ``kind`` and how many numbers it made ``lost`` (a resync
+    settles the old generation's holes; nothing else declares loss before ``settle``)."""
+
+    kind: Outcome | Literal["resync"]
+    lost: int = 0
+
+
+class GenerationTracker:
+    """A service's own sequence numbers across reconnects, with restarts allowed.
+
+    The rule (docs/own-service.md, "When a sequence restarts"), with ``h`` the highest
+    number delivered in the current generation and ``d = h + 1`` the one due:
+
+    - The first number ever starts the count: nothing before it is judged.
+    - The first number ``n`` of a connection after ``connected()`` (a reconnect):
+      ``n > h`` same generation, ``h+1 … n-1`` are missing (a jump is loss);
+      ``n == h`` a duplicate (a resume that repeats the last number);
+      ``n < h`` a new generation (the service restarted its count): every number still
+      missing from the old one is lost, ``resyncs`` += 1, counting restarts at ``n``.
+    - Any other number ``n``: ``n == d`` in order; ``n > d`` a gap, ``d … n-1`` missing;
+      ``n < d`` that fills a missing number is reordered (no longer missing), any other
+      ``n < d`` a duplicate. A backwards step within a connection is never a restart.
+    - ``settle()`` (the end of a run) turns every still-missing number into lost.
+
+    Counts are cumulative over generations; ``last_seq`` is ``h`` (``{last_seq}`` in a
+    resume template), ``None`` until a number arrived.
+    """
+
+    __slots__ = ("tracker", "fresh", "resyncs")
+
+    def __init__(self) -> None:
+        self.tracker = SequenceTracker()
+        self.fresh = False  # the next number is the first of a connection after a reconnect
+        self.resyncs = 0
+
+    def connected(self) -> None:
+        """A new connection opened: its first number is judged against the restart rule."""
+        self.fresh = self.tracker.highest is not None
+
+    def seen(self, n: int) -> Judged:
+        """Account for number ``n`` (see the class docstring for the rule)."""
+        tracker = self.tracker
+        fresh, self.fresh = self.fresh, False
+        highest = tracker.highest
+        if fresh and highest is not None and n < highest:
+            lost = tracker.settle()
+            self.resyncs += 1
+            tracker.highest = tracker.next = None
+            tracker.seen(n)
+            return Judged("resync", lost)
+        if fresh and highest is not None:
+            tracker.expect(highest + 1)  # a reconnect continues after the highest number
+        return Judged(tracker.seen(n))
+
+    def settle(self) -> int:
+        """Every still-missing number becomes lost; returns how many were added."""
+        return self.tracker.settle()
+
+    @property
+    def last_seq(self) -> int | None:
+        return self.tracker.highest
+
+    @property
+    def missing(self) -> int:
+        """Numbers skipped so far that may still arrive (lost at ``settle``)."""
+        return sum(last - first + 1 for first, last in self.tracker.missing)
+
+    @property
+    def received(self) -> int:
+        return self.tracker.received
+
+    @property
+    def lost(self) -> int:
+        return self.tracker.lost
+
+    @property
+    def duplicated(self) -> int:
+        return self.tracker.duplicated
+
+    @property
+    def reordered(self) -> int:
+        return self.tracker.reordered
+
+    def __repr__(self) -> str:
+        t = self.tracker
+        return (f"GenerationTracker(last_seq={t.highest}, received={t.received}, "
+                f"lost={t.lost}, missing={self.missing}, duplicated={t.duplicated}, "
+                f"reordered={t.reordered}, resyncs={self.resyncs})")
