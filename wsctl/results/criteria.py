@@ -22,12 +22,15 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable
+import statistics
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from wsctl.metrics import Result
 from wsctl.metrics.catalog import MetricInfo, MetricUnit, split
+from wsctl.metrics.instrument import Instrument
+from wsctl.metrics.stats import decide, ratio_interval
 
 Status = Literal["pass", "fail", "error", "inconclusive"]
 
@@ -146,6 +149,7 @@ class Verdict:
     threshold: float | None
     baseline: float | None = None
     message: str = ""
+    interval: dict[str, Any] | None = None  # relative criteria judged on rounds
 
     @property
     def passed(self) -> bool:
@@ -164,6 +168,7 @@ class Verdict:
             "metric": c.key, "expect": c.expect, "ep": c.ep, "unit": c.unit,
             "status": self.status, "measured": self.measured, "threshold": self.threshold,
             "baseline": self.baseline, "message": self.message,
+            **({"interval": self.interval} if self.interval is not None else {}),
         }
 
 
@@ -181,8 +186,7 @@ def judge(criterion: Criterion, result: Result, baseline: Result | None = None, 
     try:
         measured = _figure(result, key)
     except KeyError:
-        return Verdict(criterion, "error", None, None,
-                       message=f"{key} was not measured in this run")
+        return Verdict(criterion, "error", None, None, message=unmeasured(criterion, result))
     if measured is None:
         return Verdict(criterion, "error", None, None,
                        message=f"{key} has no samples: nothing happened that it measures")
@@ -210,6 +214,71 @@ def judge_all(
     criteria: Iterable[Criterion], result: Result, baseline: Result | None = None
 ) -> list[Verdict]:
     return [judge(c, result, baseline) for c in criteria]
+
+
+def unmeasured(criterion: Criterion, result: Result) -> str:
+    """Why ``criterion``'s metric is not in ``result``: the reason the measuring side
+    gave (``details.unmeasured``: what to configure), else that it was not measured."""
+    reasons = result.details.get("unmeasured") or {}
+    reason = reasons.get(criterion.metric.name) if isinstance(reasons, dict) else None
+    if reason:
+        return f"{criterion.metric.name} cannot be measured here: {reason}"
+    return f"{criterion.key} was not measured in this run"
+
+
+def judge_instrumented(verdicts: Iterable[Verdict], instrument: Instrument) -> list[Verdict]:
+    """Timing verdicts the instrument may have distorted become ``inconclusive``: all of
+    them when it was saturated, else each absolute one nearer its bound than the
+    instrument's worst stall (metrics.instrument; docs/reports.md)."""
+    verdicts = list(verdicts)
+    if not instrument.measured:
+        return verdicts
+    saturated = instrument.saturation()
+    if saturated is not None:
+        return downgrade(verdicts, saturated)
+    out = []
+    for verdict in verdicts:
+        reason = None
+        if is_timing(verdict.criterion) and not verdict.criterion.relative and \
+                verdict.measured is not None and verdict.threshold is not None:
+            reason = instrument.too_close(verdict.measured, verdict.threshold)
+        out.append(verdict if reason is None else verdict.as_inconclusive(reason))
+    return out
+
+
+def judge_rounds(criterion: Criterion, candidates: Sequence[Result],
+                 baselines: Sequence[Result]) -> Verdict:
+    """A relative criterion on interleaved rounds: the 95% interval of the ratio
+    candidate/baseline (metrics.stats) must meet ``op k`` as a whole to pass, miss it as
+    a whole to fail; otherwise ``inconclusive``. The figures shown are the medians."""
+    assert criterion.relative
+    pairs: list[tuple[float, float]] = []
+    for candidate, base in zip(candidates, baselines, strict=False):
+        try:
+            a, b = _figure(candidate, criterion.key), _figure(base, criterion.key)
+        except KeyError:
+            return Verdict(criterion, "error", None, None,
+                           message=unmeasured(criterion, candidate))
+        if a is None or b is None or a <= 0 or b <= 0:
+            return Verdict(criterion, "error", a, None,
+                           message=f"{criterion.key} has no positive figure in every round")
+        pairs.append((b, a))
+    if len(pairs) < 2:
+        return Verdict(criterion, "error", None, None,
+                       message="an interval needs at least two rounds of both scenarios")
+    base_figures = [b for b, _ in pairs]
+    cand_figures = [a for _, a in pairs]
+    interval = ratio_interval(base_figures, cand_figures)
+    status = decide(interval, criterion.op, criterion.value)
+    base_median = statistics.median(base_figures)
+    text = (f"ratio {interval.estimate:.3f} (95% interval {interval.low:.3f}-"
+            f"{interval.high:.3f} over {interval.rounds} interleaved rounds; bound "
+            f"{criterion.op} {criterion.value:g})")
+    if status == "inconclusive":
+        text += ": the interval straddles the bound - more rounds narrow it"
+    return Verdict(criterion, status, statistics.median(cand_figures),
+                   criterion.value * base_median, base_median, message=text,
+                   interval=interval.to_json())
 
 
 def is_timing(criterion: Criterion) -> bool:
