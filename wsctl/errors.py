@@ -2,6 +2,8 @@
 
     WsctlError                 base; ``exit_code`` maps to the CLI's exit status
     ├── InvalidInput (2)       bad flags, URLs, files: nothing was started or changed
+    │   ├── NotFound           a named proxy, toxic, schedule or connection does not exist
+    │   └── Conflict           a name is already taken (proxy, toxic)
     ├── CriteriaFailed (1)     a run happened and at least one criterion failed
     └── RunFailed (3)          the run could not happen or stopped
         ├── Unreachable        target refused, DNS, TLS or handshake status
@@ -50,3 +52,14 @@ class Unreachable(RunFailed):
 
 class PortInUse(RunFailed):
     """A listen address is already taken."""
+
+
+# -- refusals of the chaos core (wsctl/chaos/api.py answers them 404 and 409) ---------
+
+
+class NotFound(InvalidInput):
+    """A named thing (proxy, toxic, schedule, connection) does not exist. Exit code 2."""
+
+
+class Conflict(InvalidInput):
+    """A name is already taken (a proxy, a toxic); nothing was changed. Exit code 2."""

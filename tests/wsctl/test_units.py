@@ -9,18 +9,28 @@ from wsctl.units import format_duration, parse_duration
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("250ms", 0.25), ("5s", 5.0), ("2m", 120.0), ("1h", 3600.0), ("1.5", 1.5), (3, 3.0),
-     ("500us", 0.0005)],
+     ("500us", 0.0005), (1.5, 1.5), ("3", 3.0), ("5.", 5.0), (".5s", 0.5), (" 2 m ", 120.0),
+     ("0", 0.0), (0, 0.0)],
 )
 def test_durations_in_every_unit(text, seconds):
     """Each unit converts to the right number of seconds; a bare number is seconds."""
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5 sec", "-1s", "abc", "1d"])
+@pytest.mark.parametrize(
+    "text", ["", "5 sec", "-1s", "abc", "1d", "1e3", "5s\n5s", True, None, float("nan"), [5]]
+)
 def test_bad_duration_names_the_field(text):
     """A bad duration is InvalidInput naming what was being read."""
-    with pytest.raises(InvalidInput, match="ttl"):
+    with pytest.raises(InvalidInput, match="^ttl: cannot read .* as a duration"):
         parse_duration(text, "ttl")
+
+
+@pytest.mark.parametrize("number", [-1, -0.5])
+def test_negative_number_is_refused(number):
+    """A negative number of seconds is InvalidInput naming the field and the value."""
+    with pytest.raises(InvalidInput, match=f"^at: must not be negative, got {number}$"):
+        parse_duration(number, "at")
 
 
 def test_format_duration():

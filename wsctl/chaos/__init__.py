@@ -7,8 +7,8 @@ current event loop; ``FAULTS`` is the table of every fault type. See ``docs/chao
 from typing import TYPE_CHECKING, Any
 
 from wsctl.chaos.faults import FAULTS
-from wsctl.chaos.model import DEFAULT_API
-from wsctl.chaos.proxy import Chaos, ChaosError, Proxy, Toxic
+from wsctl.chaos.model import DEFAULT_API, ProxySpec, Toxic, toxic_from_mapping
+from wsctl.chaos.proxy import Chaos, Proxy
 from wsctl.chaos.schedule import Schedule, Timing
 
 if TYPE_CHECKING:
@@ -28,10 +28,11 @@ __all__ = [
     "DEFAULT_API",
     "FAULTS",
     "Chaos",
-    "ChaosError",
     "ChaosServer",
     "Proxy",
+    "ProxySpec",
     "Schedule",
     "Timing",
     "Toxic",
+    "toxic_from_mapping",
 ]

@@ -11,10 +11,15 @@ Extras (new routes only): ``/proxies/{proxy}/connections`` (list, cut one or all
 for one connection), ``/proxies/{proxy}/schedules``, ``/toxics`` (the types known) and
 ``/metrics`` (Prometheus). Errors are ``{"error": message, "status": code}``, plus
 ``"kind": "port_in_use"`` when a listen address is taken.
+
+This module is the only place where JSON becomes the core's typed arguments (a field
+that can't be read is Toxiproxy's ``bad request body: ...``) and where the core's
+errors become statuses: InvalidInput 400, NotFound 404, Conflict 409, PortInUse 409.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hmac
 import json
@@ -33,7 +38,11 @@ from starlette.routing import Route
 
 from wsctl import __version__
 from wsctl.chaos.faults import FAULTS
-from wsctl.chaos.proxy import Chaos, ChaosError, Toxic
+from wsctl.chaos.model import DEFAULT_LISTEN, ProxySpec, Toxic, check_toxicity, toxic_from_mapping
+from wsctl.chaos.proxy import Chaos, Proxy
+from wsctl.chaos.schedule import Timing
+from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, WsctlError
+from wsctl.units import parse_duration
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -45,12 +54,106 @@ def _error(message: str, status: int, kind: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _status(exc: WsctlError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict | PortInUse):
+        return 409
+    return 400
+
+
+# -- JSON -> typed arguments ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _bad_body() -> Iterator[None]:
+    """A field that can't be read is Toxiproxy's ``bad request body: ...`` (400)."""
+    try:
+        yield
+    except (ValueError, InvalidInput) as exc:
+        raise InvalidInput(f"bad request body: {exc}") from None
+
+
 async def _body(request: Request) -> Any:
     raw = await request.body()
-    try:
+    with _bad_body():
         return json.loads(raw)
-    except ValueError as exc:
-        raise ChaosError(f"bad request body: {exc}", 400) from None
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidInput("bad request body: expected a JSON object")
+    return body
+
+
+def proxy_spec(body: Any) -> ProxySpec:
+    """A proxy to create, from Toxiproxy's JSON ``{name, listen, upstream, enabled}``."""
+    body = _object(body)
+    name, upstream = body.get("name"), body.get("upstream")
+    for field, value in (("name", name), ("upstream", upstream)):
+        if not value or not isinstance(value, str):
+            raise InvalidInput(f"missing required field: {field}")
+    enabled = body.get("enabled")
+    with _bad_body():
+        return ProxySpec(
+            name=name,
+            upstream=upstream,
+            listen=body.get("listen") or DEFAULT_LISTEN,
+            enabled=True if enabled is None else enabled,
+        )
+
+
+def proxy_specs(body: Any) -> list[ProxySpec]:
+    """The proxies of a ``/populate`` body or a config file: a JSON array, all checked."""
+    if not isinstance(body, list):
+        raise InvalidInput("bad request body: expected a JSON array of proxies")
+    specs: list[ProxySpec] = []
+    for i, item in enumerate(body, 1):
+        try:
+            spec = proxy_spec(item)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{exc} at proxy {i}") from None
+        if any(spec.name == seen.name for seen in specs):
+            raise InvalidInput(f"duplicate proxy name {spec.name!r}")
+        specs.append(spec)
+    return specs
+
+
+def _proxy_change(proxy: Proxy, body: Any) -> ProxySpec:
+    """A proxy's new settings from an update body; missing or empty fields keep theirs."""
+    body = _object(body)
+    with _bad_body():
+        return ProxySpec(
+            name=proxy.name,
+            upstream=body.get("upstream", proxy.upstream) or proxy.upstream,
+            listen=body.get("listen", proxy.listen) or proxy.listen,
+            enabled=body.get("enabled", proxy.enabled),
+        )
+
+
+def _toxic(body: Any) -> Toxic:
+    try:
+        return toxic_from_mapping(_object(body))
+    except ValueError as exc:  # a malformed field; InvalidInput (type, stream) goes as it is
+        raise InvalidInput(f"bad request body: {exc}") from None
+
+
+def _toxic_change(toxic: Toxic, body: Any) -> tuple[Any, float | None]:
+    """A PATCH body's config (attributes merged over the toxic's) and toxicity (or None)."""
+    body = _object(body)
+    with _bad_body():
+        config = toxic.spec.parse(body.get("attributes"), base=toxic.config)
+        toxicity = check_toxicity(body["toxicity"]) if "toxicity" in body else None
+    return config, toxicity
+
+
+def _timing(body: dict[str, Any]) -> Timing:
+    def duration(field: str) -> float | None:
+        value = body.get(field)
+        return None if value is None else parse_duration(value, field)
+
+    with _bad_body():
+        return Timing(parse_duration(body.get("at", 0), "at"), duration("for"), duration("every"))
 
 
 class _Metrics:
@@ -123,12 +226,15 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
 
     async def proxy_create(request: Request) -> Response:
         """Create a proxy (201; 409 if the name exists)."""
-        proxy = await chaos.create(await _body(request))
+        spec = proxy_spec(await _body(request))
+        proxy = await chaos.create(
+            name=spec.name, upstream=spec.upstream, listen=spec.listen, enabled=spec.enabled
+        )
         return JSONResponse(proxy.to_json(), status_code=201)
 
     async def populate(request: Request) -> Response:
         """Create or replace proxies from a list; matching ones are kept (201)."""
-        proxies = await chaos.populate(await _body(request))
+        proxies = await chaos.populate(proxy_specs(await _body(request)))
         return JSONResponse({"proxies": [p.to_json() for p in proxies]}, status_code=201)
 
     async def reset(request: Request) -> Response:
@@ -146,7 +252,12 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
 
     async def proxy_update(request: Request) -> Response:
         """Change listen, upstream or enabled; disabling closes connections."""
-        proxy = await chaos.update(request.path_params["proxy"], await _body(request))
+        body = await _body(request)
+        proxy = chaos.get(request.path_params["proxy"])
+        change = _proxy_change(proxy, body)
+        await chaos.update(
+            proxy.name, listen=change.listen, upstream=change.upstream, enabled=change.enabled
+        )
         return JSONResponse(proxy.to_json())
 
     async def proxy_delete(request: Request) -> Response:
@@ -162,23 +273,20 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
     async def toxic_create(request: Request) -> Response:
         """Add a toxic; live connections get it at once (409 if the name exists)."""
         proxy = chaos.get(request.path_params["proxy"])
-        toxic = proxy.add_toxic(Toxic.from_json(await _body(request)))
+        toxic = proxy.add_toxic(_toxic(await _body(request)))
         return JSONResponse(toxic.to_json())
 
     async def toxic_show(request: Request) -> Response:
         """One toxic."""
         proxy = chaos.get(request.path_params["proxy"])
-        toxic = proxy.toxics.get(request.path_params["toxic"])
-        if toxic is None:
-            raise ChaosError("toxic not found", 404)
-        return JSONResponse(toxic.to_json())
+        return JSONResponse(proxy.toxic(request.path_params["toxic"]).to_json())
 
     async def toxic_update(request: Request) -> Response:
         """Merge attributes and replace toxicity of a toxic."""
         proxy = chaos.get(request.path_params["proxy"])
-        if request.path_params["toxic"] not in proxy.toxics:
-            raise ChaosError("toxic not found", 404)
-        toxic = await proxy.update_toxic(request.path_params["toxic"], await _body(request))
+        toxic = proxy.toxic(request.path_params["toxic"])
+        config, toxicity = _toxic_change(toxic, await _body(request))
+        toxic = await proxy.update_toxic(toxic.name, config=config, toxicity=toxicity)
         return JSONResponse(toxic.to_json())
 
     async def toxic_delete(request: Request) -> Response:
@@ -234,7 +342,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
     async def connection_toxic_create(request: Request) -> Response:
         """Add a toxic to one connection only."""
         proxy = chaos.get(request.path_params["proxy"])
-        toxic = Toxic.from_json(await _body(request))
+        toxic = _toxic(await _body(request))
         proxy.add_connection_toxic(request.path_params["conn"], toxic)
         return JSONResponse(toxic.to_json())
 
@@ -254,7 +362,11 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
     async def schedule_create(request: Request) -> Response:
         """Schedule a toxic: at, for, every, optionally one connection (201)."""
         proxy = chaos.get(request.path_params["proxy"])
-        schedule = proxy.add_schedule(await _body(request))
+        body = _object(await _body(request))
+        toxic, timing = _toxic(body.get("toxic")), _timing(body)
+        connection = body.get("connection")
+        connection = None if connection is None else str(connection)
+        schedule = proxy.add_schedule(toxic, timing, connection)
         return JSONResponse(schedule.to_json(), status_code=201)
 
     async def schedule_show(request: Request) -> Response:
@@ -276,9 +388,10 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         """This document (OpenAPI 3.1)."""
         return JSONResponse(_openapi(routes))
 
-    async def chaos_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ChaosError)
-        return _error(exc.message, exc.status, exc.kind)
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WsctlError)
+        kind = "port_in_use" if isinstance(exc, PortInUse) else None
+        return _error(exc.message, _status(exc), kind)
 
     class Guard(BaseHTTPMiddleware):
         """Bearer token (when configured); browsers refused, as Toxiproxy does (CSRF)."""
@@ -328,5 +441,5 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(Guard)],
-        exception_handlers={ChaosError: chaos_error},
+        exception_handlers={InvalidInput: refused, PortInUse: refused},
     )

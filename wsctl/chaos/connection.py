@@ -1,23 +1,56 @@
-"""One proxied connection: the client's socket, the upstream socket and a link each way."""
+"""One proxied connection: the client's socket, the upstream socket and a link each way.
+
+A connection knows its proxy only as a ``ConnectionOwner``: what it reads (name,
+upstream, toxics, clock, random source) and the hooks it calls.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
+import random
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from wsctl.chaos.link import Link
 from wsctl.chaos.model import Toxic, parse_address
-
-if TYPE_CHECKING:
-    from wsctl.chaos.proxy import Proxy
+from wsctl.clock import Clock
 
 log = logging.getLogger(__name__)
 _connection_ids = itertools.count(1)
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from its proxy."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def upstream(self) -> str: ...
+
+    @property
+    def toxics(self) -> Mapping[str, Toxic]: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def rng(self) -> random.Random: ...
+
+    def connection_opened(self, conn: Connection) -> None: ...
+
+    def connection_closed(self, conn: Connection) -> None: ...
+
+    def applied(self, fault_type: str) -> None:
+        """Count one application of a fault of this type."""
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Own ``task``: it is awaited (or cancelled) when the proxy drains."""
 
 
 class SideProtocol(asyncio.Protocol):
@@ -77,7 +110,7 @@ def _abort_with_rst(transport: asyncio.Transport | None) -> None:
 class Connection:
     """A client connection and its upstream socket."""
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: ConnectionOwner) -> None:
         self.proxy = proxy
         self.id = str(next(_connection_ids))
         self.opened_at = time.time()
@@ -97,7 +130,7 @@ class Connection:
         self.client = transport
         peer = transport.get_extra_info("peername")
         self._client_addr = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.proxy._opened(self)
+        self.proxy.connection_opened(self)
         self._connecting = asyncio.get_running_loop().create_task(self._connect(side))
         self.proxy.track(self._connecting)
 
@@ -119,9 +152,9 @@ class Connection:
         if self.client is None or self.client.is_closing():
             transport.close()
             return
-        chaos = self.proxy.chaos
-        up = Link("upstream", self, self.client, transport, chaos.clock, chaos.random)
-        down = Link("downstream", self, transport, self.client, chaos.clock, chaos.random)
+        clock, rng = self.proxy.clock, self.proxy.rng
+        up = Link("upstream", self, self.client, transport, clock, rng)
+        down = Link("downstream", self, transport, self.client, clock, rng)
         up.peer, down.peer = down, up
         self.links = {"upstream": up, "downstream": down}
         client_side.bind(up, down)
@@ -135,7 +168,7 @@ class Connection:
         link = self.links.get(toxic.stream)
         if link is None or link.has(toxic.name):
             return
-        if toxic.toxicity < 1.0 and self.proxy.chaos.random.random() >= toxic.toxicity:
+        if toxic.toxicity < 1.0 and self.proxy.rng.random() >= toxic.toxicity:
             return
         link.add(toxic.name, toxic.type, toxic.spec, toxic.config)
 
@@ -188,12 +221,12 @@ class Connection:
         for link in self.links.values():
             link.cancel_all()
         self.closed.set_result(None)
-        self.proxy._closed(self)
+        self.proxy.connection_closed(self)
 
     # -- owner hooks for links ---------------------------------------------------------
 
     def applied(self, fault_type: str) -> None:
-        self.proxy.stats.applied[fault_type] = self.proxy.stats.applied.get(fault_type, 0) + 1
+        self.proxy.applied(fault_type)
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self.proxy.track(task)

@@ -1,33 +1,23 @@
-"""Values the API speaks in: toxics (Toxiproxy's JSON), addresses, API errors."""
+"""The chaos core's values, typed: toxics, proxy settings, addresses.
+
+Constructors check their arguments and raise ``InvalidInput`` with a clean message.
+``toxic_from_mapping`` reads Toxiproxy's toxic shape (JSON bodies, a scenario's YAML);
+turning HTTP requests into these values is ``wsctl.chaos.api``'s job alone.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from wsctl.chaos.faults import FAULTS, FaultSpec, InvalidAttribute
+from wsctl.chaos.faults import FAULTS, FaultSpec
 from wsctl.errors import InvalidInput
 
 STREAMS = ("upstream", "downstream")
 DEFAULT_API = "127.0.0.1:8474"  # Toxiproxy's port, on loopback
-
-
-class ChaosError(Exception):
-    """An API-level failure with an HTTP status (Toxiproxy's codes and messages).
-
-    ``kind`` names a failure a client may act on (``port_in_use``); it is sent as an
-    extra field of the error body."""
-
-    def __init__(self, message: str, status: int, kind: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.kind = kind
-
-
-def not_found(what: str) -> ChaosError:
-    return ChaosError(f"{what} not found", 404)
+DEFAULT_LISTEN = "127.0.0.1:0"  # any free port on loopback
 
 
 def parse_address(text: str, what: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -41,15 +31,64 @@ def parse_address(text: str, what: str, default_host: str = "127.0.0.1") -> tupl
     return host, int(port)
 
 
-@dataclass(slots=True)
-class Toxic:
-    """A fault as the API sees it: Toxiproxy's toxic JSON, parsed."""
+@dataclass(frozen=True, slots=True)
+class ProxySpec:
+    """What a proxy is asked to be: Toxiproxy's proxy fields, checked."""
 
     name: str
+    upstream: str
+    listen: str = DEFAULT_LISTEN
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise InvalidInput("a proxy needs a name")
+        if not isinstance(self.enabled, bool):
+            raise InvalidInput("enabled must be true or false")
+        for field, value in (("listen", self.listen), ("upstream", self.upstream)):
+            if not isinstance(value, str):
+                raise InvalidInput(f"{field} must be a string")
+            parse_address(value, field)
+
+
+@dataclass(frozen=True, slots=True)
+class Toxic:
+    """A fault as the core applies it: Toxiproxy's toxic, typed.
+
+    ``config`` is the fault's attributes (an instance of ``FAULTS[type].config``; None:
+    its defaults). Toxiproxy's defaults: stream downstream, toxicity 1.0, name
+    ``<type>_<stream>``. InvalidInput if a field does not fit.
+    """
+
     type: str
-    stream: str
-    toxicity: float
-    config: Any
+    config: Any = None
+    name: str = ""
+    stream: str = "downstream"
+    toxicity: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_stream(self.stream)
+        spec = FAULTS[_check_type(self.type)]
+        try:
+            toxicity = check_toxicity(self.toxicity)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        config = spec.config() if self.config is None else self.config
+        if not isinstance(config, spec.config):
+            raise InvalidInput(
+                f"a {self.type} toxic needs a {spec.config.__name__} config, got {config!r}"
+            )
+        check = getattr(config, "validate", None)
+        if check is not None:
+            try:
+                check()
+            except ValueError as exc:
+                raise InvalidInput(str(exc)) from None
+        if not isinstance(self.name, str):
+            raise InvalidInput("name must be a string")
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "toxicity", toxicity)
+        object.__setattr__(self, "name", self.name or f"{self.type}_{self.stream}")
 
     @property
     def spec(self) -> FaultSpec:
@@ -64,45 +103,39 @@ class Toxic:
             "toxicity": self.toxicity,
         }
 
-    @classmethod
-    def from_json(cls, body: Any) -> Toxic:
-        """Toxiproxy's defaults: stream downstream, toxicity 1.0, name ``<type>_<stream>``."""
-        if not isinstance(body, dict):
-            raise ChaosError("bad request body: expected a JSON object", 400)
-        kind = body.get("type")
-        stream = body.get("stream", "downstream") or "downstream"
-        if stream not in STREAMS:
-            raise ChaosError("stream was invalid, can be either upstream or downstream", 400)
-        if kind not in FAULTS:
-            valid = ", ".join(FAULTS)
-            raise ChaosError(f"invalid toxic type: {kind!r} (valid types: {valid})", 400)
-        toxicity = body.get("toxicity", 1.0)
-        if toxicity is None:
-            toxicity = 1.0
-        toxicity = _toxicity(toxicity)
-        name = body.get("name") or f"{kind}_{stream}"
-        if not isinstance(name, str):
-            raise ChaosError("bad request body: name must be a string", 400)
-        try:
-            config = FAULTS[kind].parse(body.get("attributes"))
-        except InvalidAttribute as exc:
-            raise ChaosError(f"bad request body: {exc}", 400) from None
-        return cls(name, kind, stream, toxicity, config)
 
-    def updated(self, body: Any) -> Toxic:
-        """A copy with the attributes and toxicity of a PATCH body applied."""
-        if not isinstance(body, dict):
-            raise ChaosError("bad request body: expected a JSON object", 400)
-        try:
-            config = self.spec.parse(body.get("attributes"), base=self.config)
-        except InvalidAttribute as exc:
-            raise ChaosError(f"bad request body: {exc}", 400) from None
-        toxicity = _toxicity(body["toxicity"]) if "toxicity" in body else self.toxicity
-        return Toxic(self.name, self.type, self.stream, toxicity, config)
+def toxic_from_mapping(data: Mapping[str, Any]) -> Toxic:
+    """A toxic from Toxiproxy's shape ``{type, stream, toxicity, name, attributes}``.
+
+    InvalidInput if there can't be such a toxic (unknown type or stream); ValueError
+    naming the field if a field is malformed (toxicity, name, an attribute).
+    """
+    stream = data.get("stream") or "downstream"
+    _check_stream(stream)
+    kind = _check_type(data.get("type"))
+    spec = FAULTS[kind]
+    toxicity = data.get("toxicity")
+    toxicity = 1.0 if toxicity is None else check_toxicity(toxicity)
+    name = data.get("name") or f"{kind}_{stream}"
+    if not isinstance(name, str):
+        raise ValueError("name must be a string")
+    config = spec.parse(data.get("attributes"))
+    return Toxic(type=kind, config=config, name=name, stream=stream, toxicity=toxicity)
 
 
-def _toxicity(value: Any) -> float:
+def check_toxicity(value: Any) -> float:
+    """A toxicity as a float; ValueError unless it is a number in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        message = f"bad request body: toxicity must be a number in [0, 1], got {value!r}"
-        raise ChaosError(message, 400)
+        raise ValueError(f"toxicity must be a number in [0, 1], got {value!r}")
     return float(value)
+
+
+def _check_stream(stream: Any) -> None:
+    if stream not in STREAMS:
+        raise InvalidInput("stream was invalid, can be either upstream or downstream")
+
+
+def _check_type(kind: Any) -> str:
+    if not isinstance(kind, str) or kind not in FAULTS:
+        raise InvalidInput(f"invalid toxic type: {kind!r} (valid types: {', '.join(FAULTS)})")
+    return kind

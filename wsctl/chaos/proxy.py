@@ -5,6 +5,9 @@ and relays to its upstream; a ``Connection`` is one accepted client and its upst
 socket, with an ``upstream`` and a ``downstream`` ``Link``. Toxics carry Toxiproxy's
 fields (name, type, stream, toxicity, attributes); toxicity is drawn once per
 connection when the toxic reaches it.
+
+Arguments are typed (``wsctl.chaos.model``); refusals are ``WsctlError``s: InvalidInput
+for bad arguments, NotFound, Conflict for a name taken, PortInUse for a listen address.
 """
 
 from __future__ import annotations
@@ -15,19 +18,19 @@ import dataclasses
 import errno
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from wsctl.chaos.connection import Connection, SideProtocol
-from wsctl.chaos.model import STREAMS, ChaosError, Toxic, not_found, parse_address
+from wsctl.chaos.model import DEFAULT_LISTEN, STREAMS, ProxySpec, Toxic, parse_address
 from wsctl.chaos.schedule import Schedule, Timing
 from wsctl.clock import Clock, MonotonicClock
-from wsctl.errors import InvalidInput, PortInUse, WsctlError
+from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, WsctlError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STREAMS", "Chaos", "ChaosError", "Connection", "Proxy", "Toxic", "parse_address"]
+__all__ = ["STREAMS", "Chaos", "Connection", "Proxy", "ProxySpec", "Toxic", "parse_address"]
 
 
 @dataclass
@@ -65,6 +68,14 @@ class Proxy:
             "enabled": self.enabled,
             "toxics": [t.to_json() for t in self.toxics.values()],
         }
+
+    @property
+    def clock(self) -> Clock:
+        return self.chaos.clock
+
+    @property
+    def rng(self) -> random.Random:
+        return self.chaos.random
 
     def bytes_total(self, direction: str) -> int:
         live = sum(c.links[direction].bytes for c in self.connections.values() if c.links)
@@ -167,36 +178,52 @@ class Proxy:
         if not task.cancelled() and task.exception() is not None:
             log.error("proxy %s task failed", self.name, exc_info=task.exception())
 
-    def _opened(self, conn: Connection) -> None:
+    def connection_opened(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
         self.stats.connections_total += 1
 
-    def _closed(self, conn: Connection) -> None:
+    def connection_closed(self, conn: Connection) -> None:
         self.connections.pop(conn.id, None)
         for direction, link in conn.links.items():
             self.stats.bytes_closed[direction] += link.bytes
 
+    def applied(self, fault_type: str) -> None:
+        self.stats.applied[fault_type] = self.stats.applied.get(fault_type, 0) + 1
+
     # -- toxics ------------------------------------------------------------------------
 
     def add_toxic(self, toxic: Toxic) -> Toxic:
+        """Add ``toxic``; live connections get it at once. Conflict if the name is taken."""
         if toxic.name in self.toxics:
-            raise ChaosError("toxic already exists", 409)
+            raise Conflict("toxic already exists")
         self.toxics[toxic.name] = toxic
         for conn in list(self.connections.values()):
             conn.apply(toxic)
         return toxic
 
     async def remove_toxic(self, name: str) -> None:
+        """Remove a toxic; what it holds is forwarded. NotFound if there is none so named."""
         toxic = self.toxics.pop(name, None)
         if toxic is None:
-            raise not_found("toxic")
+            raise NotFound("toxic not found")
         await asyncio.gather(*(c.unapply(toxic) for c in list(self.connections.values())))
 
-    async def update_toxic(self, name: str, body: Any) -> Toxic:
+    def toxic(self, name: str) -> Toxic:
         toxic = self.toxics.get(name)
         if toxic is None:
-            raise not_found("toxic")
-        new = toxic.updated(body)
+            raise NotFound("toxic not found")
+        return toxic
+
+    async def update_toxic(
+        self, name: str, *, config: Any = None, toxicity: float | None = None
+    ) -> Toxic:
+        """Replace a toxic's config and/or toxicity (None: keep); live connections restart it."""
+        toxic = self.toxic(name)
+        new = dataclasses.replace(
+            toxic,
+            config=toxic.config if config is None else config,
+            toxicity=toxic.toxicity if toxicity is None else toxicity,
+        )
         self.toxics[name] = new
         for conn in list(self.connections.values()):
             await conn.unapply(toxic)
@@ -214,19 +241,12 @@ class Proxy:
 
     # -- schedules ---------------------------------------------------------------------
 
-    def add_schedule(self, body: Any) -> Schedule:
-        """Body: ``{"toxic": {...}, "at": ..., "for": ..., "every": ..., "connection": id}``."""
-        if not isinstance(body, dict):
-            raise ChaosError("bad request body: expected a JSON object", 400)
-        toxic = Toxic.from_json(body.get("toxic"))
-        try:
-            timing = Timing.from_json(body)
-        except ValueError as exc:
-            raise ChaosError(f"bad request body: {exc}", 400) from None
-        connection = body.get("connection")
+    def add_schedule(
+        self, toxic: Toxic, timing: Timing, connection: str | None = None
+    ) -> Schedule:
+        """Switch ``toxic`` on and off by ``timing``, on the proxy or on one connection."""
         if connection is not None:
-            self.connection(str(connection))
-            connection = str(connection)
+            self.connection(connection)
         schedule = Schedule(self, toxic, timing, connection)
         self.schedules[schedule.id] = schedule
         schedule.start(self.chaos.clock)
@@ -238,7 +258,7 @@ class Proxy:
     def schedule(self, schedule_id: str) -> Schedule:
         schedule = self.schedules.get(schedule_id)
         if schedule is None:
-            raise not_found("schedule")
+            raise NotFound("schedule not found")
         return schedule
 
     async def remove_schedule(self, schedule_id: str) -> None:
@@ -255,13 +275,13 @@ class Proxy:
     def connection(self, conn_id: str) -> Connection:
         conn = self.connections.get(conn_id)
         if conn is None:
-            raise not_found("connection")
+            raise NotFound("connection not found")
         return conn
 
     def add_connection_toxic(self, conn_id: str, toxic: Toxic) -> Toxic:
         conn = self.connection(conn_id)
         if toxic.name in conn.toxics or toxic.name in self.toxics:
-            raise ChaosError("toxic already exists", 409)
+            raise Conflict("toxic already exists")
         conn.toxics[toxic.name] = toxic
         conn.apply(toxic)
         return toxic
@@ -270,7 +290,7 @@ class Proxy:
         conn = self.connection(conn_id)
         toxic = conn.toxics.pop(name, None)
         if toxic is None:
-            raise not_found("toxic")
+            raise NotFound("toxic not found")
         await conn.unapply(toxic)
 
 
@@ -286,37 +306,48 @@ class Chaos:
     def get(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
         if proxy is None:
-            raise not_found("proxy")
+            raise NotFound("proxy not found")
         return proxy
 
-    async def create(self, body: Any) -> Proxy:
-        name, listen, upstream, enabled = _proxy_fields(body)
+    async def create(
+        self, *, name: str, upstream: str, listen: str = DEFAULT_LISTEN, enabled: bool = True
+    ) -> Proxy:
+        """A new proxy, listening unless ``enabled`` is false. Conflict if the name is taken."""
+        spec = ProxySpec(name, upstream, listen, enabled)
         async with self._lock:
             if name in self.proxies:
-                raise ChaosError("proxy already exists", 409)
-            proxy = Proxy(self, name, listen, upstream)
+                raise Conflict("proxy already exists")
+            proxy = Proxy(self, spec.name, spec.listen, spec.upstream)
             if enabled:
-                await _start(proxy)
+                await proxy.start()
             self.proxies[name] = proxy
             return proxy
 
-    async def update(self, name: str, body: Any) -> Proxy:
+    async def update(
+        self,
+        name: str,
+        *,
+        listen: str | None = None,
+        upstream: str | None = None,
+        enabled: bool | None = None,
+    ) -> Proxy:
+        """Change a proxy's addresses or state (None: keep); disabling closes connections.
+
+        If the new listen address can't be had the proxy is left as it was."""
         proxy = self.get(name)
-        if not isinstance(body, dict):
-            raise ChaosError("bad request body: expected a JSON object", 400)
-        listen = body.get("listen", proxy.listen) or proxy.listen
-        upstream = body.get("upstream", proxy.upstream) or proxy.upstream
-        enabled = body.get("enabled", proxy.enabled)
-        if not isinstance(enabled, bool):
-            raise ChaosError("bad request body: enabled must be true or false", 400)
-        for field, value in (("listen", listen), ("upstream", upstream)):
-            _check_address(field, value)
+        spec = ProxySpec(
+            name,
+            proxy.upstream if upstream is None else upstream,
+            proxy.listen if listen is None else listen,
+            proxy.enabled if enabled is None else enabled,
+        )
         async with self._lock:
-            if not enabled:
+            moved = spec.listen != proxy.listen or spec.upstream != proxy.upstream
+            if not spec.enabled:
                 await proxy.stop()
-                proxy.listen, proxy.upstream = listen, upstream
-            elif listen != proxy.listen or upstream != proxy.upstream or not proxy.enabled:
-                await _chaos_errors(proxy.move(listen, upstream))
+                proxy.listen, proxy.upstream = spec.listen, spec.upstream
+            elif moved or not proxy.enabled:
+                await proxy.move(spec.listen, spec.upstream)
             return proxy
 
     async def delete(self, name: str) -> None:
@@ -326,60 +357,53 @@ class Chaos:
             await proxy.stop()
             del self.proxies[name]
 
-    async def populate(self, body: Any) -> list[Proxy]:
-        """Create or replace proxies; ones already matching listen and upstream are kept."""
-        if not isinstance(body, list):
-            raise ChaosError("bad request body: expected a JSON array of proxies", 400)
-        wanted = []
-        seen: set[str] = set()
-        for i, item in enumerate(body, 1):
-            try:
-                fields = _proxy_fields(item)
-            except ChaosError as exc:
-                raise ChaosError(f"{exc.message} at proxy {i}", exc.status) from None
-            if fields[0] in seen:
-                raise ChaosError(f"duplicate proxy name {fields[0]!r}", 400)
-            seen.add(fields[0])
-            wanted.append(fields)
+    async def populate(self, specs: Iterable[ProxySpec]) -> list[Proxy]:
+        """Create or replace proxies; ones already matching listen and upstream are kept.
+
+        Applied in order; the first that can't listen stops the rest (PortInUse)."""
+        wanted = list(specs)
+        duplicate = _first_duplicate(spec.name for spec in wanted)
+        if duplicate is not None:
+            raise InvalidInput(f"duplicate proxy name {duplicate!r}")
         result = []
         async with self._lock:
-            for name, listen, upstream, enabled in wanted:
-                existing = self.proxies.get(name)
+            for spec in wanted:
+                existing = self.proxies.get(spec.name)
                 if existing is not None:
-                    if _same(existing.listen, listen) and existing.upstream == upstream:
-                        if enabled and not existing.enabled:
-                            await _start(existing)
+                    if _same(existing.listen, spec.listen) and existing.upstream == spec.upstream:
+                        if spec.enabled and not existing.enabled:
+                            await existing.start()
                         result.append(existing)
                         continue
-                proxy = Proxy(self, name, listen, upstream)
+                proxy = Proxy(self, spec.name, spec.listen, spec.upstream)
                 if existing is None:
-                    if enabled:
-                        await _start(proxy)
+                    if spec.enabled:
+                        await proxy.start()
                 else:
                     async with existing.handing_over():
-                        if enabled:
-                            await _start(proxy)
+                        if spec.enabled:
+                            await proxy.start()
                     await existing.cancel_schedules()
                     await existing.stop()
-                self.proxies[name] = proxy
+                self.proxies[spec.name] = proxy
                 result.append(proxy)
         return result
 
     async def reset(self) -> None:
         """Enable every proxy and remove every toxic (Toxiproxy's ``POST /reset``).
 
-        A proxy that can't listen stays disabled; the rest is still done, then the error."""
-        failed: list[ChaosError] = []
+        A proxy that can't listen stays disabled; the rest is still done, then the error
+        (of the first one's class, naming every one)."""
+        failed: list[WsctlError] = []
         async with self._lock:
             for proxy in self.proxies.values():
                 await proxy.reset_toxics()
                 try:
-                    await _start(proxy)
-                except ChaosError as exc:
+                    await proxy.start()
+                except WsctlError as exc:
                     failed.append(exc)
         if failed:
-            message = "; ".join(exc.message for exc in failed)
-            raise ChaosError(message, failed[0].status, kind=failed[0].kind)
+            raise type(failed[0])("; ".join(exc.message for exc in failed))
 
     async def close(self) -> None:
         """Stop every proxy and close every connection."""
@@ -400,44 +424,11 @@ def _same(current: str, wanted: str) -> bool:
     return h1 == h2 and (p1 == p2 or p2 == 0)
 
 
-def _check_address(field: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise ChaosError(f"bad request body: {field} must be a string", 400)
-    try:
-        parse_address(value, field)
-    except InvalidInput as exc:
-        raise ChaosError(f"bad request body: {exc}", 400) from None
-
-
-def _proxy_fields(body: Any) -> tuple[str, str, str, bool]:
-    if not isinstance(body, dict):
-        raise ChaosError("bad request body: expected a JSON object", 400)
-    name = body.get("name")
-    if not name or not isinstance(name, str):
-        raise ChaosError("missing required field: name", 400)
-    upstream = body.get("upstream")
-    if not upstream or not isinstance(upstream, str):
-        raise ChaosError("missing required field: upstream", 400)
-    listen = body.get("listen") or "127.0.0.1:0"
-    enabled = body.get("enabled", True)
-    if enabled is None:
-        enabled = True
-    if not isinstance(enabled, bool):
-        raise ChaosError("bad request body: enabled must be true or false", 400)
-    _check_address("listen", listen)
-    _check_address("upstream", upstream)
-    return name, listen, upstream, enabled
-
-
-async def _start(proxy: Proxy) -> None:
-    await _chaos_errors(proxy.start())
-
-
-async def _chaos_errors(step: Awaitable[None]) -> None:
-    """Await a proxy (re)start, its errors as the API's: 409 port in use, 400 otherwise."""
-    try:
-        await step
-    except PortInUse as exc:
-        raise ChaosError(str(exc), 409, kind="port_in_use") from None
-    except InvalidInput as exc:
-        raise ChaosError(str(exc), 400) from None
+def _first_duplicate(names: Iterable[str]) -> str | None:
+    """The first name seen twice, if any."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None

@@ -1,7 +1,8 @@
 """Timed faults: start ``at`` a time, last ``for`` a duration, repeat ``every`` period.
 
 ``windows`` is the pure part (when is the fault on?); ``Schedule`` drives it on an
-injectable clock, adding and removing a toxic on a proxy or on one connection.
+injectable clock, adding and removing a toxic on a proxy (a ``ScheduleTarget``) or on
+one of its connections. Durations are read by ``wsctl.units.parse_duration``.
 """
 
 from __future__ import annotations
@@ -9,34 +10,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from wsctl.chaos.model import Toxic
 from wsctl.clock import Clock
+from wsctl.errors import Conflict, InvalidInput, NotFound
 
-if TYPE_CHECKING:
-    from wsctl.chaos.proxy import Proxy, Toxic
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _ids = itertools.count(1)
 
 
-def parse_duration(value: Any, field: str) -> float:
-    """Seconds from a number (seconds) or a string such as ``250ms``, ``5s``, ``2m``."""
-    if isinstance(value, bool):
-        raise ValueError(f"{field}: expected a duration, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError(f"{field}: expected a duration like 250ms, 5s or 2m, got {value!r}")
-    if seconds < 0:
-        raise ValueError(f"{field}: must not be negative")
-    return seconds
+class ScheduleTarget(Protocol):
+    """What a schedule switches its toxic on and off on: a proxy."""
+
+    @property
+    def connections(self) -> Mapping[str, object]: ...
+
+    def add_toxic(self, toxic: Toxic) -> Toxic: ...
+
+    async def remove_toxic(self, name: str) -> None: ...
+
+    def add_connection_toxic(self, conn_id: str, toxic: Toxic) -> Toxic: ...
+
+    async def remove_connection_toxic(self, conn_id: str, name: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +45,17 @@ class Timing:
     every: float | None = None
 
     def __post_init__(self) -> None:
+        """InvalidInput naming the field if the windows are impossible."""
+        for field, value in (("at", self.at), ("for", self.duration)):
+            if value is not None and value < 0:
+                raise InvalidInput(f"{field}: must not be negative, got {value}")
         if self.every is not None:
             if self.every <= 0:
-                raise ValueError("every: must be > 0")
+                raise InvalidInput("every: must be > 0")
             if self.duration is None:
-                raise ValueError("every: needs a 'for' duration")
+                raise InvalidInput("every: needs a 'for' duration")
             if self.duration >= self.every:
-                raise ValueError("for: must be shorter than 'every'")
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Timing:
-        at = parse_duration(body.get("at", 0), "at")
-        duration = parse_duration(body["for"], "for") if body.get("for") is not None else None
-        every = parse_duration(body["every"], "every") if body.get("every") is not None else None
-        return cls(at, duration, every)
+                raise InvalidInput("for: must be shorter than 'every'")
 
     def to_json(self) -> dict[str, Any]:
         return {"at": self.at, "for": self.duration, "every": self.every}
@@ -82,7 +76,7 @@ class Schedule:
     """A toxic switched on and off by a ``Timing`` on a proxy (or one of its connections)."""
 
     def __init__(
-        self, proxy: Proxy, toxic: Toxic, timing: Timing, connection: str | None = None
+        self, proxy: ScheduleTarget, toxic: Toxic, timing: Timing, connection: str | None = None
     ) -> None:
         self.id = str(next(_ids))
         self.proxy = proxy
@@ -121,24 +115,20 @@ class Schedule:
         self.state = "done"
 
     def _on(self) -> None:
-        from wsctl.chaos.proxy import ChaosError
-
         try:
             if self.connection is None:
                 self.proxy.add_toxic(self.toxic)
             else:
                 self.proxy.add_connection_toxic(self.connection, self.toxic)
-        except ChaosError:  # name taken, or the connection is gone: this window is skipped
+        except (Conflict, NotFound):  # name taken, or the connection gone: window skipped
             self.state = "skipped"
             return
         self.state = "active"
         self.activations += 1
 
     async def _off(self) -> None:
-        from wsctl.chaos.proxy import ChaosError
-
         self.state = "waiting"
-        with contextlib.suppress(ChaosError):
+        with contextlib.suppress(NotFound):
             if self.connection is None:
                 await self.proxy.remove_toxic(self.toxic.name)
             else:

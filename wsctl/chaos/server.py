@@ -18,10 +18,10 @@ from typing import Any
 
 import uvicorn
 
-from wsctl.chaos.api import build_app
-from wsctl.chaos.model import DEFAULT_API
-from wsctl.chaos.proxy import Chaos, ChaosError, parse_address
-from wsctl.errors import InvalidInput, PortInUse, RunFailed
+from wsctl.chaos.api import build_app, proxy_specs
+from wsctl.chaos.model import DEFAULT_API, parse_address
+from wsctl.chaos.proxy import Chaos
+from wsctl.errors import InvalidInput, PortInUse, RunFailed, WsctlError
 
 
 class _Uvicorn(uvicorn.Server):
@@ -88,10 +88,11 @@ class ChaosServer:
         return f"http://{self.address}"
 
     async def populate(self, proxies: list[Any]) -> None:
+        """Create the proxies of a config file (its JSON array); errors name the config."""
         try:
-            await self.chaos.populate(proxies)
-        except ChaosError as exc:
-            error = PortInUse if exc.kind == "port_in_use" else InvalidInput
+            await self.chaos.populate(proxy_specs(proxies))
+        except WsctlError as exc:
+            error = PortInUse if isinstance(exc, PortInUse) else InvalidInput
             raise error(f"config: {exc.message}") from None
 
     async def start(self) -> None:

@@ -224,12 +224,12 @@ class Step(_Model):
     def _toxic(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
-        from wsctl.chaos.model import ChaosError, Toxic
+        from wsctl.chaos.model import toxic_from_mapping
 
         try:
-            Toxic.from_json(value)
-        except ChaosError as exc:
-            raise ValueError(str(exc).removeprefix("bad request body: ")) from None
+            toxic_from_mapping(value)
+        except InvalidInput as exc:  # a malformed field is a ValueError already
+            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from wsctl.backoff import SmallRandom
-from wsctl.chaos.model import ChaosError, Toxic
+from wsctl.chaos.model import toxic_from_mapping
 from wsctl.chaos.proxy import Chaos, Proxy
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import InvalidInput, WsctlError
@@ -313,8 +313,8 @@ class ScenarioRun:
             self.chaos = Chaos()
             try:
                 self.proxy = await self.chaos.create(
-                    {"name": scenario.name, "listen": "127.0.0.1:0", "upstream": upstream})
-            except ChaosError as exc:
+                    name=scenario.name, listen="127.0.0.1:0", upstream=upstream)
+            except WsctlError as exc:
                 raise InvalidInput(f"chaos proxy: {exc.message}") from None
             address = self.proxy.listen
         base = _probe_url(self.target, address)
@@ -413,8 +413,8 @@ class ScenarioRun:
             self.fleet.inject_fault(at=instant)
         try:
             detail = await self._carry_out(action)
-        except (WsctlError, ChaosError, ActionFailed) as exc:
-            message = exc.message if isinstance(exc, ChaosError) else str(exc)
+        except (WsctlError, ActionFailed) as exc:
+            message = str(exc)
             if self.progress is not None:
                 self.progress.action(f"{action.do} failed: {message}")
             raise ActionFailed(message) from None
@@ -436,7 +436,7 @@ class ScenarioRun:
         if proxy is None:
             raise ActionFailed(f"{do} needs the chaos proxy (proxy: true)")
         if do == "toxic":
-            toxic = Toxic.from_json(getattr(step, "toxic", None))
+            toxic = toxic_from_mapping(getattr(step, "toxic", None) or {})
             if toxic.name in proxy.toxics:
                 raise ActionFailed(f"a toxic named {toxic.name!r} is still active; give "
                                    "this one another name: toxic: {name: ..., ...}")
@@ -446,7 +446,7 @@ class ScenarioRun:
             return f"{toxic.name}: {toxic.type} {toxic.stream}" + \
                 (f" ({attributes})" if attributes else "")
         if do == "toxic.remove":
-            name = Toxic.from_json(getattr(step, "toxic", None)).name
+            name = toxic_from_mapping(getattr(step, "toxic", None) or {}).name
             await proxy.remove_toxic(name)
             return f"{name} removed"
         if do == "proxy.down":

@@ -80,7 +80,7 @@ def port_of(server: Server) -> int:
 
 
 async def make_proxy(chaos: Chaos, upstream_port: int, name: str = "p") -> Proxy:
-    return await chaos.create({"name": name, "upstream": f"127.0.0.1:{upstream_port}"})
+    return await chaos.create(name=name, upstream=f"127.0.0.1:{upstream_port}")
 
 
 async def settle(predicate: object, timeout: float = 3.0) -> bool:

@@ -366,6 +366,26 @@ async def test_schedule_over_api(client: httpx.AsyncClient, ws_echo: Server) -> 
     assert state["state"] == "done" and state["activations"] == 1
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"toxic": {"type": "cut"}, "every": 3}, 400, "bad request body: every: needs a 'for'"),
+        ({"toxic": {"type": "cut"}, "at": "soon"}, 400, "bad request body: at: cannot read"),
+        ({"toxic": {"type": "lag"}}, 400, "invalid toxic type: 'lag'"),
+        ({"toxic": {"type": "cut"}, "connection": "nope"}, 404, "connection not found"),
+    ],
+)
+async def test_schedule_errors_name_the_field(
+    client: httpx.AsyncClient, ws_echo: Server, body: dict[str, object], status: int, error: str
+) -> None:
+    """A bad schedule body is a 400 naming the field; an unknown connection a 404."""
+    await client.post("/proxies", json=body_for(ws_echo))
+    response = await client.post("/proxies/ws/schedules", json=body)
+    assert response.status_code == status
+    assert response.json()["error"].startswith(error)
+    assert (await client.get("/proxies/ws/schedules")).json() == []
+
+
 async def test_metrics_count_bytes_connections_and_faults(
     client: httpx.AsyncClient, ws_echo: Server
 ) -> None:
@@ -415,7 +435,7 @@ async def test_stop_closes_proxies(ws_echo: Server) -> None:
     """Stopping the server closes every proxy connection."""
     server = ChaosServer(api="127.0.0.1:0")
     await server.start()
-    proxy = await server.chaos.create(body_for(ws_echo))
+    proxy = await server.chaos.create(name="ws", upstream=f"127.0.0.1:{port_of(ws_echo)}")
     async with connect(f"ws://{proxy.listen}/", ping_interval=None) as ws:
         await server.stop()
         with pytest.raises(ConnectionClosedError):

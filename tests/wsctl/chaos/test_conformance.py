@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server
 
 from tests.wsctl.chaos.conftest import TcpEcho, make_proxy, port_of, settle
+from wsctl.chaos.faults import FAULTS
 from wsctl.chaos.proxy import Chaos, Proxy, Toxic
 
 # Faults that only delay or reshape data: bytes must arrive complete and in order.
@@ -39,8 +40,7 @@ def add_both_ways(proxy: Proxy, kind: str, attributes: dict[str, int] | None) ->
     if attributes is None:
         return
     for stream in ("upstream", "downstream"):
-        body = {"type": kind, "stream": stream, "attributes": attributes}
-        proxy.add_toxic(Toxic.from_json(body))
+        proxy.add_toxic(Toxic(kind, FAULTS[kind].config(**attributes), stream=stream))
 
 
 @pytest.mark.parametrize("kind", list(DELAYING))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import wsctl.chaos
 
 
@@ -23,3 +26,44 @@ def test_all_lists_what_the_package_exports() -> None:
         "close",
         "cut",
     }
+
+
+def _chaos_imports() -> dict[str, set[str]]:
+    """Module -> the wsctl.chaos modules it imports, anywhere (TYPE_CHECKING and lazy too)."""
+    root = Path(wsctl.chaos.__file__).parent
+    modules = {
+        ".".join(("wsctl", *path.relative_to(root.parent).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        ): path
+        for path in root.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    child = f"{node.module}.{alias.name}"
+                    targets.add(child if child in modules else node.module)
+        graph[module] = {t for t in targets if t in modules and t != module}
+    return graph
+
+
+def test_chaos_modules_import_without_cycles() -> None:
+    """No wsctl.chaos module reaches itself through its imports, not even for type checking."""
+    graph = _chaos_imports()
+    assert "wsctl.chaos.proxy" in graph["wsctl.chaos.api"]  # the walk sees imports at all
+
+    def cycle_from(module: str, path: list[str]) -> list[str] | None:
+        for target in sorted(graph[module]):
+            if target in path:
+                return [*path[path.index(target) :], target]
+            found = cycle_from(target, [*path, target])
+            if found:
+                return found
+        return None
+
+    for module in graph:
+        assert cycle_from(module, [module]) is None, module

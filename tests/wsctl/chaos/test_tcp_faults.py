@@ -12,6 +12,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server
 
 from tests.wsctl.chaos.conftest import TcpEcho, make_proxy, port_of, settle
+from wsctl.chaos.faults import FAULTS
+from wsctl.chaos.faults.latency import Latency
 from wsctl.chaos.faults.slicer import Slicer, cut_points
 from wsctl.chaos.proxy import Chaos, Toxic
 
@@ -21,10 +23,7 @@ TOLERANCE = 0.010  # Toxiproxy's latency tests allow jitter + 10 ms
 def toxic(
     kind: str, stream: str = "downstream", name: str | None = None, **attributes: object
 ) -> Toxic:
-    body: dict[str, object] = {"type": kind, "stream": stream, "attributes": attributes}
-    if name:
-        body["name"] = name
-    return Toxic.from_json(body)
+    return Toxic(kind, FAULTS[kind].config(**attributes), name=name or "", stream=stream)
 
 
 async def open_tcp(listen: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -215,7 +214,7 @@ async def test_slicer_delivers_in_pieces(chaos: Chaos, tcp_echo: TcpEcho) -> Non
 async def test_toxicity_zero_never_applies(chaos: Chaos, tcp_echo: TcpEcho) -> None:
     """A toxic with toxicity 0 is listed but never reaches a connection."""
     proxy = await make_proxy(chaos, tcp_echo.port)
-    proxy.add_toxic(Toxic.from_json({"type": "timeout", "toxicity": 0.0}))
+    proxy.add_toxic(Toxic("timeout", toxicity=0.0))
     reader, writer = await open_tcp(proxy.listen)
     writer.write(b"fine")
     assert await asyncio.wait_for(reader.readexactly(4), 2) == b"fine"
@@ -226,8 +225,7 @@ async def test_toxicity_zero_never_applies(chaos: Chaos, tcp_echo: TcpEcho) -> N
 async def test_toxicity_is_drawn_once_per_connection(chaos: Chaos, tcp_echo: TcpEcho) -> None:
     """With toxicity 0.5 each connection is either always or never delayed, and both occur."""
     proxy = await make_proxy(chaos, tcp_echo.port)
-    body = {"type": "latency", "toxicity": 0.5, "attributes": {"latency": 60}}
-    proxy.add_toxic(Toxic.from_json(body))
+    proxy.add_toxic(Toxic("latency", Latency(latency=60), toxicity=0.5))
     outcomes = []
     for _ in range(12):
         reader, writer = await open_tcp(proxy.listen)
@@ -278,12 +276,12 @@ async def test_disabled_proxy_closes_connections_and_stops_listening(
     reader, writer = await open_tcp(listen)
     writer.write(b"1")
     await reader.readexactly(1)
-    await chaos.update("p", {"enabled": False})
+    await chaos.update("p", enabled=False)
     assert await asyncio.wait_for(reader.read(-1), 2) == b""
     await close_tcp(writer)
     with pytest.raises(OSError):
         await open_tcp(listen)
-    await chaos.update("p", {"enabled": True})
+    await chaos.update("p", enabled=True)
     assert proxy.listen == listen
     reader, writer = await open_tcp(listen)
     writer.write(b"2")
@@ -319,5 +317,5 @@ async def test_updated_toxic_applies_to_live_connection(chaos: Chaos, ws_echo: S
             return time.perf_counter() - start
 
         assert await rtt() >= 0.2
-        await proxy.update_toxic("latency_downstream", {"attributes": {"latency": 0}})
+        await proxy.update_toxic("latency_downstream", config=Latency(latency=0))
         assert await rtt() < 0.1

@@ -13,11 +13,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from tests.wsctl.chaos.conftest import make_proxy, port_of, settle
+from wsctl.chaos.faults import FAULTS
 from wsctl.chaos.proxy import Chaos, Toxic
 
 
 def toxic(kind: str, stream: str = "downstream", **attributes: object) -> Toxic:
-    return Toxic.from_json({"type": kind, "stream": stream, "attributes": attributes})
+    return Toxic(kind, FAULTS[kind].config(**attributes), stream=stream)
 
 
 async def ticker(ws: ServerConnection) -> None:
