@@ -11,7 +11,7 @@ from wsctl.errors import InvalidInput
 
 
 def test_toxic_takes_toxiproxys_defaults() -> None:
-    """A typed toxic defaults to downstream, toxicity 1.0, ``<type>_<stream>`` and default config."""
+    """A typed toxic defaults to downstream, toxicity 1.0, <type>_<stream> and default config."""
     toxic = Toxic("latency", stream="upstream")
     assert (toxic.name, toxic.stream, toxic.toxicity) == ("latency_upstream", "upstream", 1.0)
     assert toxic.config == Latency()
