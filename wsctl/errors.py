@@ -9,6 +9,8 @@
         └── PortInUse          a listen address is taken
 
 Messages are one line a person can act on; tracebacks are only shown with ``--debug``.
+A failed connection attempt, from any wsctl client, becomes a ``ConnectError`` through
+``classify_connect_error`` (the kinds, ``CONNECT_KINDS``, are documented in docs/metrics.md).
 """
 
 from __future__ import annotations
