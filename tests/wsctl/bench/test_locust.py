@@ -239,3 +239,20 @@ def test_locust_cpu_warnings_are_picked_from_every_log(tmp_path: Path) -> None:
                                         tmp_path / "missing.log"])
     assert len(found) == 2
     assert found[0].startswith("Worker w1") and found[1].startswith("CPU usage above 90%")
+
+
+def test_a_process_report_has_every_error_kind_and_its_buffered_samples() -> None:
+    """A Locust process's report carries each fixed errors.<kind> (zero when nothing failed,
+    so a criterion on one is measured) and the latencies still in its buffers."""
+    from wsctl.bench.locust import Measurements
+    from wsctl.errors import CONNECT_KINDS
+
+    process = Measurements()
+    process.reset("resume")
+    process.samples["delivery_latency"].add(0.25)
+    process.metrics.add("errors.refused")
+    metrics = process.report("local").metrics()
+    assert {f"errors.{k}" for k in CONNECT_KINDS} <= set(metrics.counters)
+    assert metrics.counters["errors.refused"] == 1 and metrics.counters["errors.timeout"] == 0
+    assert metrics.histograms["delivery_latency"].count == 1
+    assert "rtt" not in metrics.histograms
