@@ -227,6 +227,10 @@ class WebSocketUser(User):
 
 @events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
+    # gevent's loop caches "now" and Locust's start-up (imports, this file) runs without a
+    # loop turn, so --run-time measured from that stale instant ended a 1 s run after a few
+    # milliseconds on a busy machine. Refresh it before Locust arms its run-time timer.
+    gevent.get_hub().loop.update_now()
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message("wsctl_collect", _send_report)
