@@ -22,42 +22,32 @@ percentiles) and writes one wsctl result (kind ``bench``) to ``WSCTL_LOCUST_RESU
 
 Settings: environment variables or the matching ``--wsctl-*`` options (the master passes
 its options to the workers). Runs only inside Locust (gevent); wsctl itself never imports
-this file.
+this file. It is only Locust's entry: options, the user and the collection of reports. The
+clients are ``wsctl.bench.locust_client``, the messages ``wsctl.bench.messages``, the
+per-process measurements and the merge ``wsctl.bench.locust``, the failure kinds
+``wsctl.errors``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import itertools
 import json
 import logging
 import os
-import socket
-import ssl
 import time
-from array import array
-from collections import Counter, deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 from locust import User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
-from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
-from websockets.protocol import State
-from websockets.sync.client import connect
-from websockets.uri import parse_uri
 
 from wsctl import __version__
-from wsctl.bench.locust import WorkerReport, error_kind, merge_reports
-from wsctl.metrics import Histogram, MetricSet
-from wsctl.metrics.histogram import HIGHEST
+from wsctl.bench.locust import Measurements, WorkerReport, merge_reports, stream_url
+from wsctl.bench.locust_client import GeventWebSocket, sync_connect
+from wsctl.bench.messages import is_other_protocol_frame, is_pong, payload
+from wsctl.errors import classify_connect_error
 from wsctl.protocol import Error, Event, ProtocolError, Welcome, parse_server, resume_query
 
 log = logging.getLogger("wsctl.locust")
@@ -66,11 +56,6 @@ CONNECT_TIMEOUT = 10.0
 ECHO_TIMEOUT = 30.0  # no echo this long: the connection is counted as timed out and replaced
 COLLECT_TIMEOUT = float(os.environ.get("WSCTL_LOCUST_COLLECT_TIMEOUT", "15"))
 USERS_PER_WORKER = 1_000_000  # user numbers: worker index * this + the user's number in it
-# websockets 17 wants connect() as a context manager unless told the connection is kept.
-_open: Callable[..., Any] = (
-    functools.partial(connect, legacy=True)
-    if "legacy" in inspect.signature(connect).parameters else connect
-)
 
 
 @events.init_command_line_parser.add_listener
@@ -94,203 +79,8 @@ def _options(parser: Any, **_: Any) -> None:
                              "sync: websockets' sync client (a reader thread per connection)")
 
 
-class GeventWebSocket:
-    """A WebSocket client on websockets' sans-I/O ``ClientProtocol``, driven in the calling
-    greenlet: no reader thread, no queue, no lock per message (the sync client has all
-    three). Answers pings; ``recv`` raises ``ConnectionClosed`` like websockets does."""
-
-    def __init__(self, url: str, *, timeout: float, user_agent: str) -> None:
-        uri = parse_uri(url)
-        sock = socket.create_connection((uri.host, uri.port), timeout=timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if uri.secure:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=uri.host)
-            self.sock = sock
-            self.proto = ClientProtocol(uri, max_size=2**20)
-            self.pending: deque[str | bytes] = deque()
-            self.fragments: list[bytes] = []
-            self.eof = False
-            self.timeout: float | None = timeout
-            request = self.proto.connect()
-            request.headers["User-Agent"] = user_agent
-            self.proto.send_request(request)
-            self._flush()
-            while self.proto.state is State.CONNECTING and self.proto.handshake_exc is None:
-                if self.eof:
-                    raise ConnectionResetError("connection closed during the handshake")
-                self._read(timeout)
-            if self.proto.handshake_exc is not None:
-                raise self.proto.handshake_exc
-        except BaseException:
-            sock.close()
-            raise
-
-    def _flush(self) -> None:
-        for chunk in self.proto.data_to_send():
-            if chunk:
-                self.sock.sendall(chunk)
-            else:  # the protocol wants the write side closed
-                with contextlib.suppress(OSError):
-                    self.sock.shutdown(socket.SHUT_WR)
-
-    def _read(self, timeout: float | None) -> None:
-        if timeout != self.timeout:
-            self.sock.settimeout(timeout)
-            self.timeout = timeout
-        data = self.sock.recv(262144)
-        proto = self.proto
-        if data:
-            proto.receive_data(data)
-        else:
-            self.eof = True
-            proto.receive_eof()
-        for event in proto.events_received():
-            if not isinstance(event, Frame):
-                continue  # the handshake response
-            opcode = event.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
-                if opcode is not Opcode.CONT:
-                    self.text = opcode is Opcode.TEXT
-                    self.fragments = []
-                if event.fin and not self.fragments:
-                    whole = bytes(event.data)
-                else:
-                    self.fragments.append(bytes(event.data))
-                    if not event.fin:
-                        continue
-                    whole, self.fragments = b"".join(self.fragments), []
-                self.pending.append(whole.decode() if self.text else whole)
-        self._flush()  # pongs, the close handshake
-
-    def send(self, text: str) -> None:
-        if self.proto.state is not State.OPEN:
-            raise ConnectionClosed(self.proto.close_rcvd, self.proto.close_sent)
-        self.proto.send_text(text.encode())
-        self._flush()
-
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        pending = self.pending
-        while not pending:
-            if self.eof or self.proto.close_rcvd is not None:
-                raise ConnectionClosed(self.proto.close_rcvd, self.proto.close_sent)
-            self._read(timeout)
-        return pending.popleft()
-
-    def close(self) -> None:
-        """Close handshake (at most a second), then the socket."""
-        try:
-            if self.proto.state is State.OPEN:
-                self.proto.send_close(1000)
-                self._flush()
-                deadline = time.monotonic() + 1.0
-                while not self.eof and time.monotonic() < deadline:
-                    self._read(max(0.01, deadline - time.monotonic()))
-        except (OSError, ConnectionClosed):
-            pass
-        finally:
-            self.sock.close()
-
-
-def _sync_connect(url: str, *, timeout: float, user_agent: str) -> Any:
-    return _open(url, open_timeout=timeout, close_timeout=1, compression=None, proxy=None,
-                 ping_interval=None, max_size=2**20, user_agent_header=user_agent)
-
-
-class Samples:
-    """Latencies on their way into an HDR histogram. Appending an int costs a fraction of
-    hdrh's pure-Python ``record_value``, so values are recorded in bulk (one call per
-    distinct microsecond value) when the buffer fills and before every report."""
-
-    __slots__ = ("hist", "buf")
-    LIMIT = 200_000
-
-    def __init__(self, hist: Histogram) -> None:
-        self.hist = hist
-        self.buf = array("q")
-
-    def add(self, seconds: float) -> None:
-        self.buf.append(int(seconds * 1_000_000))
-        if len(self.buf) >= self.LIMIT:
-            self.flush()
-
-    def flush(self) -> None:
-        hdr, top = self.hist._hdr, HIGHEST["s"]  # noqa: SLF001 - bulk recording
-        for value, count in Counter(self.buf).items():
-            if value < 0 or value > top:
-                self.hist.clamped += count
-                value = min(max(value, 0), top)
-            hdr.record_value(value, count)
-        self.buf = array("q")
-
-
-class Process:
-    """This process's share of the measurements; greenlets are cooperative, so plain
-    attribute updates need no lock."""
-
-    def __init__(self) -> None:
-        self.reset("echo")
-
-    def reset(self, mode: str) -> None:
-        latency = [("rtt", "s"), ("rtt.uncorrected", "s")] if mode == "echo" \
-            else [("delivery_latency", "s")]
-        self.metrics = MetricSet(
-            [("connect_time", "s"), *latency],  # type: ignore[list-item]
-            ["messages.sent", "messages.received", "connections.opened",
-             "connections.failed", "connections.lost"],
-        )
-        self.samples = {name: Samples(h) for name, h in self.metrics.histograms.items()}
-        self.open = 0
-        self.held = 0
-        self.cpu0 = time.process_time()
-        self.wall0 = time.time()
-        self.mono0 = time.monotonic()
-        self.reports: list[WorkerReport] = []
-        self.written = False
-
-    def opened(self) -> None:
-        self.open += 1
-        self.held = max(self.held, self.open)
-
-    def report(self, node: str) -> WorkerReport:
-        for samples in self.samples.values():
-            samples.flush()
-        return WorkerReport.of(self.metrics, self.held, time.process_time() - self.cpu0, node)
-
-
-PROCESS = Process()
+PROCESS = Measurements()
 _numbers = itertools.count()
-
-
-def _stream_url(host: str, template: str, n: int) -> str:
-    """The reference server's stream URL: HOST/ws/<stream>, unless HOST names one already."""
-    if urlsplit(host).path.startswith("/ws/"):
-        return host
-    return f"{host.rstrip('/')}/ws/{template.format(n=n)}"
-
-
-def ping_payload(stamp: str, size: int) -> str:
-    """A protocol v1 ``ping`` of about ``size`` bytes (wsctl bench's echo message)."""
-    head = f'{{"type":"ping","t":{stamp}'
-    pad = size - len(head) - 8
-    return head + "}" if pad <= 0 else f'{head},"p":"{"x" * pad}"}}'
-
-
-def is_pong(reply: str | bytes, stamp: str) -> bool:
-    """Whether ``reply`` is the reference server's ``pong`` to the ping stamped ``stamp``."""
-    if not isinstance(reply, str) or not reply.startswith('{"type":"pong"'):
-        return False
-    try:
-        return float(json.loads(reply)["t"]) == float(stamp)
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
-def is_other_protocol_frame(reply: str | bytes, stamp: str) -> bool:
-    """A protocol v1 frame that is not the answer to this ping (welcome, event, old pong)."""
-    return (isinstance(reply, str) and reply.startswith('{"type":"')
-            and not reply.startswith('{"type":"ping"') and not is_pong(reply, stamp)
-            and not reply.startswith('{"type":"error"'))
 
 
 class WebSocketUser(User):
@@ -304,12 +94,12 @@ class WebSocketUser(User):
         self.rate: float = float(getattr(opts, "wsctl_message_rate", 1.0) if opts else 1.0)
         self.size: int = int(getattr(opts, "wsctl_payload_size", 64) if opts else 64)
         client = getattr(opts, "wsctl_client", "gevent") if opts else "gevent"
-        self.open_ws: Callable[..., Any] = _sync_connect if client == "sync" else GeventWebSocket
+        self.open_ws: Any = sync_connect if client == "sync" else GeventWebSocket
         template: str = getattr(opts, "wsctl_stream", "alert-{n}") if opts else "alert-{n}"
         index = int(getattr(self.environment.runner, "worker_index", 0) or 0)
         self.n = index * USERS_PER_WORKER + next(_numbers)
         host = (self.host or "").replace("{n}", str(self.n))
-        self.url = _stream_url(host, template, self.n) if self.mode == "resume" else host
+        self.url = stream_url(host, template, self.n) if self.mode == "resume" else host
         self.epoch: str | None = None
         self.offset: int | None = None
 
@@ -329,7 +119,7 @@ class WebSocketUser(User):
                               user_agent=f"wsctl-locust/{__version__}")
         except Exception as exc:  # every failure is a result: counted, reported, retried
             metrics.add("connections.failed")
-            metrics.add(f"errors.{error_kind(exc)}")
+            metrics.add(f"errors.{classify_connect_error(exc, CONNECT_TIMEOUT).kind}")
             self._fire("connect", time.perf_counter() - start, exception=exc)
             return None
         took = time.perf_counter() - start
@@ -384,16 +174,16 @@ class WebSocketUser(User):
             if wait > 0:
                 time.sleep(wait)
             stamp = f"{time.time():.6f}"
-            payload = ping_payload(stamp, self.size)
+            message = payload(stamp, self.size)
             sent = clock()
-            ws.send(payload)
+            ws.send(message)
             counters["messages.sent"] += 1
             reply = ws.recv(timeout=ECHO_TIMEOUT)
-            while reply != payload and is_other_protocol_frame(reply, stamp):
+            while reply != message and is_other_protocol_frame(reply, stamp):
                 # the reference server's welcome and events: not the answer, not an error
                 reply = ws.recv(timeout=max(0.001, ECHO_TIMEOUT - (clock() - sent)))
             got = clock()
-            if reply == payload or is_pong(reply, stamp):
+            if reply == message or is_pong(reply, stamp):
                 counters["messages.received"] += 1
                 rtt(got - intended)
                 uncorrected(got - sent)
@@ -437,6 +227,10 @@ class WebSocketUser(User):
 
 @events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
+    # gevent's loop caches "now" and Locust's start-up (imports, this file) runs without a
+    # loop turn, so --run-time measured from that stale instant ended a 1 s run after a few
+    # milliseconds on a busy machine. Refresh it before Locust arms its run-time timer.
+    gevent.get_hub().loop.update_now()
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message("wsctl_collect", _send_report)

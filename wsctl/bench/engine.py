@@ -27,13 +27,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsctl.bench.messages import event_ts, payload
 from wsctl.bench.plan import BenchPlan
-from wsctl.bench.transport import Channel, ConnectError, Transport, get_transport
+from wsctl.bench.samples import record_many
+from wsctl.bench.transport import Channel, Transport, get_transport
 from wsctl.clock import Clock, MonotonicClock
-from wsctl.metrics import Histogram, MetricSet
-from wsctl.metrics.histogram import HIGHEST
+from wsctl.errors import CONNECT_KINDS, classify_connect_error
+from wsctl.metrics import MetricSet
 
-ALWAYS_ERRORS = ("refused", "timeout")
+# Every fixed connect-failure kind is in the result, at zero too, so a criterion on one is
+# measured; errors.status_<code> and errors.closed_<code> appear when one happens.
+ALWAYS_ERRORS = tuple(CONNECT_KINDS)
 LAG_INTERVAL = 0.05  # the loop-lag monitor's period
 # The shortest wait of the send and arrival schedulers. uvloop rounds a timer to whole
 # milliseconds, so a wait of 0.3 ms became 0 ms and the scheduler spun until the instant
@@ -82,28 +86,6 @@ def phase(index: int, interval: float) -> float:
     return ((index * 0.6180339887498949) % 1.0) * interval
 
 
-def payload(seq: int, size: int) -> str:
-    """One echo/ping message of about ``size`` bytes; the reference server answers it with a
-    ``pong`` (protocol v1), an echo server with itself."""
-    head = f'{{"type":"ping","t":{seq}'
-    pad = size - len(head) - 1 - 7
-    if pad <= 0:
-        return head + "}"
-    return head + ',"p":"' + "x" * pad + '"}'
-
-
-def event_ts(data: str) -> float | None:
-    """The ``ts`` of a protocol v1 ``event`` frame, read without a JSON parse."""
-    i = data.find('"ts":')
-    if i < 0:
-        return None
-    end = data.find(",", i)
-    try:
-        return float(data[i + 5 : end if end > 0 else None])
-    except ValueError:
-        return None
-
-
 @dataclass(slots=True)
 class Recorder:
     """Everything one bench process counts, as plain attributes (the hot path adds to them).
@@ -147,17 +129,6 @@ class Recorder:
         if not expected:
             self.lost += 1
             self.errors[f"closed_{key}"] += 1
-
-
-def record_many(hist: Histogram, values_us: array) -> None:
-    """Put integer microseconds into ``hist`` (unit "s"), one HDR call per distinct value."""
-    hdr = hist._hdr  # noqa: SLF001 - bulk recording; Histogram.record does one value
-    top = HIGHEST["s"]
-    for value, count in Counter(values_us).items():
-        if value < 0 or value > top:
-            hist.clamped += count
-            value = min(max(value, 0), top)
-        hdr.record_value(value, count)
 
 
 def to_metrics(rec: Recorder, *, mode: str, measured: float) -> MetricSet:
@@ -341,12 +312,8 @@ class Engine:
         try:
             channel = await self.transport.connect(plan.url_for(j), conn,
                                                    timeout=plan.connect_timeout)
-        except ConnectError as exc:
-            rec.connect_failed(exc.kind)
-            self._check_unreachable()
-            return
-        except Exception as exc:  # noqa: BLE001 - a transport that let one through
-            rec.connect_failed("fds" if getattr(exc, "errno", None) == 24 else "other")
+        except Exception as exc:  # a ConnectError, or one a transport let through
+            rec.connect_failed(classify_connect_error(exc).kind)
             self._check_unreachable()
             return
         done = self.clock.now()

@@ -7,9 +7,10 @@ spawns ``python -m locust -f scenarios/locustfile.py`` as a headless master and 
 the master wrote (the locustfile merges the workers' HDR histograms; percentiles are never
 averaged).
 
-The pure parts the locustfile shares — a worker's report, merging reports into a
-:class:`~wsctl.metrics.Result`, naming an error — live here too, so they are tested
-without Locust.
+The pure parts the locustfile shares — one process's measurements, a worker's report,
+merging reports into a :class:`~wsctl.metrics.Result` — live here too, so they are tested
+without Locust (its clients are in ``wsctl.bench.locust_client``, its messages in
+``wsctl.bench.messages``, failures are named by ``wsctl.errors.classify_connect_error``).
 """
 
 from __future__ import annotations
@@ -28,20 +29,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import wsctl
-from wsctl.errors import InvalidInput, RunFailed
+from wsctl.bench.samples import Samples
+from wsctl.errors import CONNECT_KINDS, InvalidInput, RunFailed
 from wsctl.metrics import MetricSet, Result, validate
+from wsctl.metrics.histogram import Unit
 
 __all__ = [
     "LOCUSTFILE",
     "MODES",
     "LocustPlan",
+    "Measurements",
     "WorkerReport",
-    "error_kind",
     "locust_commands",
     "merge_reports",
     "run_locust",
+    "stream_url",
 ]
 
 LOCUSTFILE = Path(wsctl.__file__).resolve().parents[1] / "scenarios" / "locustfile.py"
@@ -375,25 +380,47 @@ def merge_reports(
     return result
 
 
-def error_kind(exc: BaseException) -> str:
-    """The ``errors.<kind>`` of a failed connect, in the asyncio engine's words: refused,
-    timeout, status_<code>, dns, tls, reset, protocol or other."""
-    import ssl
+class Measurements:
+    """One Locust process's share of the measurements: histograms fed through
+    :class:`~wsctl.bench.samples.Samples`, counters (every fixed ``errors.<kind>`` at zero,
+    so a criterion on one is measured), the most connections held, CPU and start times.
+    Greenlets are cooperative, so plain attribute updates need no lock."""
 
-    from websockets.exceptions import InvalidHandshake, InvalidStatus
+    def __init__(self) -> None:
+        self.reset("echo")
 
-    if isinstance(exc, InvalidStatus):
-        return f"status_{exc.response.status_code}"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, socket.gaierror):
-        return "dns"
-    if isinstance(exc, ssl.SSLError):
-        return "tls"
-    if isinstance(exc, ConnectionResetError | BrokenPipeError | EOFError):
-        return "reset"
-    if isinstance(exc, InvalidHandshake):
-        return "protocol"
-    return "other"
+    def reset(self, mode: str) -> None:
+        """Start over for a run in ``mode`` (echo: rtt; resume: delivery_latency)."""
+        latency: list[tuple[str, Unit]] = [("rtt", "s"), ("rtt.uncorrected", "s")] \
+            if mode == "echo" else [("delivery_latency", "s")]
+        self.metrics = MetricSet(
+            [("connect_time", "s"), *latency],
+            ["messages.sent", "messages.received", "connections.opened",
+             "connections.failed", "connections.lost",
+             *(f"errors.{kind}" for kind in CONNECT_KINDS)],
+        )
+        self.samples = {name: Samples(h) for name, h in self.metrics.histograms.items()}
+        self.open = 0
+        self.held = 0
+        self.cpu0 = time.process_time()
+        self.wall0 = time.time()
+        self.mono0 = time.monotonic()
+        self.reports: list[WorkerReport] = []
+        self.written = False
+
+    def opened(self) -> None:
+        self.open += 1
+        self.held = max(self.held, self.open)
+
+    def report(self, node: str) -> WorkerReport:
+        """Flush every buffer and snapshot this process for the master."""
+        for samples in self.samples.values():
+            samples.flush()
+        return WorkerReport.of(self.metrics, self.held, time.process_time() - self.cpu0, node)
+
+
+def stream_url(host: str, template: str, n: int) -> str:
+    """The reference server's stream URL: HOST/ws/<stream>, unless HOST names one already."""
+    if urlsplit(host).path.startswith("/ws/"):
+        return host
+    return f"{host.rstrip('/')}/ws/{template.format(n=n)}"

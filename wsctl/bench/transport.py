@@ -1,96 +1,34 @@
-"""The bench's one small transport interface, and its websockets implementation.
+"""The bench's transports by name, and the websockets implementation.
 
-A transport opens a WebSocket and hands back a :class:`Channel`; incoming messages
-go straight to a :class:`Receiver` callback with the receipt time, so the hot path has
-no queue, no future and no await per message. Sends are non-blocking writes.
-
-    Transport.connect(url, receiver, timeout=..., ssl=...) -> Channel   (raises ConnectError)
-    Channel.send(text)  Channel.close(code, reason)  await Channel.wait_closed()
-    Receiver.on_message(data, at)  Receiver.on_close(code, reason)
-
-Implementations: ``"websockets"`` (here) and ``"picows"`` (``wsctl.bench.transport_picows``,
-imported only when asked for; it must define ``PicowsTransport``, a no-argument class).
+The interface (``Transport``, ``Channel``, ``Receiver``) is in ``wsctl.bench.transport_base``
+and re-exported here. Implementations: ``"websockets"`` (here) and ``"picows"``
+(``wsctl.bench.transport_picows``, imported only when asked for; it must define
+``PicowsTransport``, a no-argument class). Connect failures are ``wsctl.errors.ConnectError``
+from the one classifier, ``wsctl.errors.classify_connect_error``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl as ssl_module
 import time
-from typing import Any, Protocol
+from typing import Any
 
-from wsctl.errors import InvalidInput
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from wsctl.bench.transport_base import Channel, Receiver, Transport
+from wsctl.errors import InvalidInput, classify_connect_error
 
 __all__ = [
-    "CONNECT_ERROR_KINDS",
     "Channel",
-    "ConnectError",
     "Receiver",
     "Transport",
     "WebsocketsTransport",
     "get_transport",
     "transport_names",
 ]
-
-CONNECT_ERROR_KINDS = ("refused", "timeout", "dns", "tls", "reset", "protocol", "other")
-"""Kinds of :class:`ConnectError` besides ``status_<code>`` (a refused handshake)."""
-
-
-class ConnectError(Exception):
-    """A connection could not be opened; ``kind`` names why, for ``errors.<kind>``.
-
-    kind: refused | timeout | status_<code> | dns | tls | reset | protocol | other
-    """
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-
-
-class Receiver(Protocol):
-    """What a channel calls back into; both methods run on the event loop, never block."""
-
-    def on_message(self, data: str | bytes, at: float) -> None:
-        """A whole message arrived; ``at`` is ``time.monotonic()`` on receipt."""
-
-    def on_close(self, code: int | None, reason: str) -> None:
-        """The connection is closed; ``code`` is None when no close frame came (1006)."""
-
-
-class Channel(Protocol):
-    """An open WebSocket connection as the bench drives it."""
-
-    def send(self, data: str) -> None:
-        """Queue or write one text message now; never awaits."""
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the closing handshake; returns at once."""
-
-    async def wait_closed(self) -> None:
-        """Return when the TCP connection is gone."""
-
-    @property
-    def buffered(self) -> int:
-        """Bytes written but not yet sent (backpressure)."""
-
-
-class Transport(Protocol):
-    """Opens channels. ``name`` is what ``--transport`` calls it."""
-
-    name: str
-
-    async def connect(
-        self,
-        url: str,
-        receiver: Receiver,
-        *,
-        timeout: float,
-        ssl: ssl_module.SSLContext | None = None,
-    ) -> Channel:
-        """Open a WebSocket to ``url``; raises :class:`ConnectError`."""
-        ...
 
 
 def transport_names() -> tuple[str, ...]:
@@ -119,18 +57,6 @@ def get_transport(name: str) -> Transport:
 
 # --- websockets implementation -------------------------------------------------------------
 
-try:  # websockets is a hard dependency; imported here so the names above stay cheap.
-    from websockets.asyncio.client import ClientConnection, connect
-    from websockets.exceptions import (
-        InvalidHandshake,
-        InvalidMessage,
-        InvalidStatus,
-        InvalidURI,
-    )
-    from websockets.frames import Frame, Opcode
-    from websockets.protocol import State
-except ImportError:  # pragma: no cover - websockets is in the dependencies
-    raise
 
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
@@ -258,7 +184,7 @@ class WebsocketsTransport:
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a ConnectError
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 raise
-            raise classify(exc) from exc
+            raise classify_connect_error(exc, timeout) from exc
         assert isinstance(conn, _LeanConnection)
         conn.receiver = receiver
         # Frames that arrived before the receiver was attached sit in the assembler.
@@ -296,29 +222,3 @@ def _drain_early(conn: _LeanConnection, receiver: Receiver) -> None:
     maybe_resume = getattr(assembler, "maybe_resume", None)
     if maybe_resume is not None:
         maybe_resume()
-
-
-def classify(exc: BaseException) -> ConnectError:
-    """Map a connect failure to a :class:`ConnectError` with a kind for ``errors.<kind>``."""
-    if isinstance(exc, ConnectError):
-        return exc
-    if isinstance(exc, InvalidStatus):
-        code = exc.response.status_code
-        return ConnectError(f"status_{code}", f"server answered HTTP {code}")
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return ConnectError("timeout", "no handshake before the connect timeout")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectError("refused", "connection refused")
-    if isinstance(exc, socket.gaierror):
-        return ConnectError("dns", f"name lookup failed: {exc}")
-    if isinstance(exc, ssl_module.SSLError | ssl_module.CertificateError):
-        return ConnectError("tls", f"TLS failed: {exc}")
-    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-        return ConnectError("reset", f"connection reset: {exc}")
-    if isinstance(exc, InvalidMessage | InvalidHandshake | InvalidURI | EOFError):
-        return ConnectError("protocol", f"bad handshake: {exc}")
-    if isinstance(exc, OSError):
-        if exc.errno in (24,):  # EMFILE: out of file descriptors in this process
-            return ConnectError("other", f"out of file descriptors: {exc}")
-        return ConnectError("other", f"{type(exc).__name__}: {exc}")
-    return ConnectError("other", f"{type(exc).__name__}: {exc}")

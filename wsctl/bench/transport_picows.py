@@ -1,14 +1,15 @@
 """The ``picows`` bench transport: picows (Cython WebSocket framing) behind the bench interface.
 
 picows parses frames in C and calls a listener per frame, so a message reaches the
-:class:`~wsctl.bench.transport.Receiver` with no Python-level parser, queue or future in
-between. This module adapts it to :mod:`wsctl.bench.transport`:
+:class:`~wsctl.bench.transport_base.Receiver` with no Python-level parser, queue or future
+in between. This module adapts it to :mod:`wsctl.bench.transport_base`:
 
 * text and binary messages (fragmented ones reassembled) -> ``on_message(data, at)``;
 * the peer's close frame is answered and the TCP connection closed; ``on_close`` gets the
   peer's code (1005 for a close frame without one, ``None`` when no close frame came);
 * server pings are answered by picows itself (``enable_auto_pong``);
-* connect failures become :class:`~wsctl.bench.transport.ConnectError` kinds.
+* connect failures become :class:`~wsctl.errors.ConnectError` kinds (picows' own handshake
+  errors mapped here, the rest by ``wsctl.errors.classify_connect_error``).
 
 picows is imported here and only here, so ``--transport websockets`` never loads it.
 """
@@ -25,7 +26,7 @@ from picows import (
     WSCloseCode,
     WSError,
     WSFrame,
-    WSHandshakeError,
+    WSInvalidStatusError,
     WSListener,
     WSMsgType,
     WSParsedURL,
@@ -35,7 +36,8 @@ from picows import (
     ws_connect,
 )
 
-from wsctl.bench.transport import Channel, ConnectError, Receiver, classify
+from wsctl.bench.transport_base import Channel, Receiver
+from wsctl.errors import ConnectError, classify_connect_error, status_connect_error
 
 __all__ = ["PicowsTransport", "transport"]
 
@@ -195,11 +197,11 @@ class PicowsTransport:
             _hang_up(sockets)
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 raise
-            raise _classify(exc) from exc
+            raise _classify(exc, timeout) from exc
         if got is None:
             # picows returns without a listener when the peer hung up mid-handshake.
             _hang_up(sockets)
-            raise ConnectError("reset", "connection closed during the WebSocket handshake")
+            raise classify_connect_error(EOFError())
         return _PicowsChannel(transport, listener)
 
 
@@ -239,17 +241,14 @@ def _hang_up(sockets: list[socket.socket]) -> None:
                 pass
 
 
-def _classify(exc: BaseException) -> ConnectError:
-    """picows' handshake errors, then the websockets transport's OS-level mapping."""
-    if isinstance(exc, WSHandshakeError):
+def _classify(exc: BaseException, timeout: float) -> ConnectError:
+    """picows' handshake errors, then the one classifier for everything else."""
+    if isinstance(exc, WSInvalidStatusError) and exc.response is not None:
         response = exc.response
-        if response is not None and int(response.status) >= 300:
-            code = int(response.status)
-            return ConnectError(f"status_{code}", f"server answered HTTP {code}")
-        return ConnectError("protocol", f"bad handshake: {exc}")
-    if isinstance(exc, WSError):  # a bad URL or a protocol error before the handshake ended
-        return ConnectError("protocol", f"{type(exc).__name__}: {exc}")
-    return classify(exc)
+        return status_connect_error(int(response.status), response.headers.get("Retry-After"))
+    if isinstance(exc, WSError):  # a bad URL, or a malformed answer to the upgrade
+        return ConnectError("protocol", f"WebSocket handshake failed: {exc}")
+    return classify_connect_error(exc, timeout)
 
 
 def transport() -> PicowsTransport:

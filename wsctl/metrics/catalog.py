@@ -2,13 +2,15 @@
 criteria are checked against before anything runs (DESIGN.md section 6, docs/metrics.md).
 
 A component that records a new metric adds it here; ``lookup`` also answers for the
-families whose last part is open (``errors.<kind>``, ``closes.<code>``).
+families whose last part is open (``errors.status_<code>``, ``closes.<code>``, …).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from wsctl.errors import CONNECT_KINDS, STATUS_KIND_PREFIX
 
 Kind = Literal["histogram", "counter", "gauge"]
 MetricUnit = Literal["s", "count", "bytes", "ratio", "per_s"]
@@ -73,16 +75,26 @@ def _entries() -> list[MetricInfo]:
         ("generator.sends_per_cpu_s", g, "per_s", "messages sent per CPU-second of generator"),
         ("generator.loop_lag", h, "s", "how late the generator's event loop woke up"),
     ]
+    # Failed connects by kind (probes, bench, Locust): wsctl.errors.CONNECT_KINDS.
+    rows += [(f"errors.{kind}", c, "count", f"failed connects: {meaning}")
+             for kind, meaning in CONNECT_KINDS.items()]
     return [MetricInfo(*row) for row in rows]
 
 
 METRICS: dict[str, MetricInfo] = {info.name: info for info in _entries()}
 
-# Families whose last part is open: errors by kind (refused, timeout, status_503, …),
-# closes by code (closes.1006).
+# Families whose last part is open: handshakes refused by HTTP status (errors.status_503),
+# unexpected closes (errors.closed_1006), server error frames, closes by code (closes.1006).
+# Any other errors.* name is a typo and is refused like an unknown metric.
 FAMILIES: dict[str, MetricInfo] = {
-    "errors.": MetricInfo("errors.<kind>", "counter", "count",
-                          "failures of one kind: refused, timeout, status_<code>, …"),
+    f"errors.{STATUS_KIND_PREFIX}": MetricInfo(
+        f"errors.{STATUS_KIND_PREFIX}<code>", "counter", "count",
+        "failed connects: the server answered the upgrade with this HTTP status"),
+    "errors.closed_": MetricInfo("errors.closed_<code>", "counter", "count",
+                                 "bench: open connections closed unexpectedly with this code "
+                                 "(1006 = no close frame)"),
+    "errors.server_": MetricInfo("errors.server_<code>", "counter", "count",
+                                 "Locust resume mode: protocol error frames with this code"),
     "closes.": MetricInfo("closes.<code>", "counter", "count",
                           "connections closed with one close code"),
 }

@@ -97,7 +97,8 @@ def summary(result: Result) -> Group:
         else:
             cells = [f"{s[k]:g}" for k in ("mean", "p50", "p90", "p99", "p99.9", "max")]
         table.add_row(name, str(s["count"]), *cells)
-    counters = "  ".join(f"{k}={v}" for k, v in sorted(result.metrics.counters.items()))
+    counters = "  ".join(f"{k}={v}" for k, v in sorted(result.metrics.counters.items())
+                         if v or not k.startswith("errors."))  # failure kinds when seen
     states = result.details.get("states", {})
     state_line = "  ".join(f"{k}={v}" for k, v in states.items() if v)
     lines: list[Table | Text] = [table] if table.row_count else [Text("no durations recorded")]

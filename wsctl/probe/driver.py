@@ -1,25 +1,26 @@
 """The asyncio driver: runs one ``ProbeMachine`` over a real (or injected) connection.
 
 It is deliberately short: wait for the next frame or the machine's next deadline,
-feed what happened to the machine, carry out the actions it returns. The one place
-where network errors become words a person can act on is ``websockets_connector``.
+feed what happened to the machine, carry out the actions it returns. Network errors
+become a ``ConnectError`` (kind, words a person can act on, retry hint) in
+``websockets_connector``, through the one classifier in ``wsctl.errors``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidURI
 
 from wsctl import __version__
 from wsctl.clock import Clock, MonotonicClock
+from wsctl.errors import ConnectError, classify_connect_error
 from wsctl.probe.machine import (
     Abort,
     Action,
@@ -57,45 +58,6 @@ Connector = Callable[[str, float], Awaitable[Link]]
 RecordSink = Callable[[list[Record]], None]
 
 
-class ConnectError(Exception):
-    """A connection attempt failed; ``reason`` says how (refused, DNS, TLS, HTTP status)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-def describe_connect_error(exc: BaseException, timeout: float) -> ConnectError:
-    """Translate whatever ``connect`` raised into one actionable line."""
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        retry_after = None
-        header = exc.response.headers.get("Retry-After")
-        if header is not None:
-            try:
-                retry_after = max(0.0, float(header))
-            except ValueError:
-                retry_after = None
-        return ConnectError(f"handshake rejected: HTTP {status}", retry_after)
-    if isinstance(exc, TimeoutError):
-        return ConnectError(f"timed out after {timeout:g}s opening the connection")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectError("connection refused")
-    if isinstance(exc, socket.gaierror):
-        return ConnectError(f"DNS lookup failed: {exc.strerror or exc}")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return ConnectError("TLS certificate verification failed: "
-                            f"{getattr(exc, 'verify_message', None) or exc}")
-    if isinstance(exc, ssl.SSLError):
-        return ConnectError(f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}")
-    if isinstance(exc, InvalidHandshake):
-        return ConnectError(f"WebSocket handshake failed: {exc}")
-    if isinstance(exc, OSError):
-        return ConnectError(exc.strerror or str(exc) or type(exc).__name__)
-    return ConnectError(f"{type(exc).__name__}: {exc}")
-
-
 def websockets_connector(
     ssl_context: ssl.SSLContext | None = None,
     max_size: int | None = 2**20,
@@ -125,7 +87,7 @@ def websockets_connector(
         except InvalidURI:
             raise
         except Exception as exc:
-            raise describe_connect_error(exc, timeout) from exc
+            raise classify_connect_error(exc, timeout) from exc
 
     return connect
 
@@ -275,10 +237,11 @@ class Probe:
             now = clock.now()
             if deadline is not None and now >= deadline:
                 return machine.handle(Tick(now))
-            reason = f"timed out after {action.timeout:g}s opening the connection"
-            return machine.handle(ConnectFailed(now, reason))
+            timed_out = classify_connect_error(TimeoutError(), action.timeout)
+            return machine.handle(ConnectFailed(now, timed_out.message, kind=timed_out.kind))
         except ConnectError as exc:
-            return machine.handle(ConnectFailed(clock.now(), exc.reason, exc.retry_after))
+            return machine.handle(ConnectFailed(clock.now(), exc.message, exc.retry_after,
+                                                exc.kind))
         self._link = link
         return machine.handle(Connected(clock.now()))
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 from wsctl import protocol
 from wsctl.backoff import BackoffPolicy, Retrier, Uniform
+from wsctl.errors import CONNECT_KINDS
 from wsctl.metrics import MetricSet
 from wsctl.probe.sequence import SequenceTracker
 
@@ -57,9 +58,14 @@ COUNTERS: tuple[str, ...] = (
 )
 
 
+# Failed connects by kind (``errors.<kind>``, wsctl.errors.CONNECT_KINDS); present at zero so
+# a criterion on one is measured. ``errors.status_<code>`` appears when that status does.
+ERROR_COUNTERS: tuple[str, ...] = tuple(f"errors.{kind}" for kind in CONNECT_KINDS)
+
+
 def new_metrics() -> MetricSet:
     """A metric set with every probe metric present (zero or empty)."""
-    return MetricSet(HISTOGRAMS, COUNTERS)
+    return MetricSet(HISTOGRAMS, COUNTERS + ERROR_COUNTERS)
 
 
 class State(StrEnum):
@@ -126,11 +132,13 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class ConnectFailed:
-    """A connection attempt failed; ``retry_after`` is a server hint in seconds."""
+    """A connection attempt failed; ``retry_after`` is a server hint in seconds, ``kind``
+    how it failed (``wsctl.errors.ConnectError.kind``: counted as ``errors.<kind>``)."""
 
     at: float
     reason: str
     retry_after: float | None = None
+    kind: str = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +340,7 @@ class ProbeMachine:
                 return []
             self.last_error = event.reason
             self.metrics.counters["connections.failed"] += 1
+            self.metrics.add(f"errors.{event.kind}")
             return self._retry(event.at, event.reason, event.retry_after)
         if isinstance(event, Closed):
             return self._on_closed(event) if self.state is State.OPEN else []

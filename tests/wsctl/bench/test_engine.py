@@ -9,13 +9,12 @@ from wsctl.bench.engine import (
     ArrivalSchedule,
     Conn,
     Engine,
-    event_ts,
-    payload,
     run_arrivals,
 )
+from wsctl.bench.messages import event_ts, payload
 from wsctl.bench.plan import BenchPlan
-from wsctl.bench.transport import ConnectError
 from wsctl.clock import FakeClock
+from wsctl.errors import ConnectError
 
 
 class FakeChannel:

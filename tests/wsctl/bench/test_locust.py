@@ -14,16 +14,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidStatus
-from websockets.http11 import Response
 
 import wsctl.bench.locust as bench_locust
 from tests.serverproc import ServerProcess
 from wsctl.bench.locust import (
     LocustPlan,
     WorkerReport,
-    error_kind,
     locust_commands,
     merge_reports,
     run_locust,
@@ -63,8 +59,9 @@ def _locust_children() -> list[psutil.Process]:
 
 
 def test_importing_the_module_does_not_import_locust_or_gevent() -> None:
-    """wsctl.bench.locust can be imported by an asyncio process: no locust, no gevent."""
-    code = ("import sys, wsctl.bench.locust; "
+    """wsctl.bench.locust and the Locust user's clients can be imported by an asyncio
+    process: no locust, no gevent."""
+    code = ("import sys, wsctl.bench.locust, wsctl.bench.locust_client; "
             "print([m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
@@ -244,11 +241,18 @@ def test_locust_cpu_warnings_are_picked_from_every_log(tmp_path: Path) -> None:
     assert found[0].startswith("Worker w1") and found[1].startswith("CPU usage above 90%")
 
 
-def test_error_kinds_match_the_asyncio_engine() -> None:
-    """Connect failures are named refused / timeout / status_<code> / reset / other."""
-    status = InvalidStatus(Response(503, "Service Unavailable", Headers()))
-    assert error_kind(status) == "status_503"
-    assert error_kind(ConnectionRefusedError()) == "refused"
-    assert error_kind(TimeoutError()) == "timeout"
-    assert error_kind(ConnectionResetError()) == "reset"
-    assert error_kind(ValueError()) == "other"
+def test_a_process_report_has_every_error_kind_and_its_buffered_samples() -> None:
+    """A Locust process's report carries each fixed errors.<kind> (zero when nothing failed,
+    so a criterion on one is measured) and the latencies still in its buffers."""
+    from wsctl.bench.locust import Measurements
+    from wsctl.errors import CONNECT_KINDS
+
+    process = Measurements()
+    process.reset("resume")
+    process.samples["delivery_latency"].add(0.25)
+    process.metrics.add("errors.refused")
+    metrics = process.report("local").metrics()
+    assert {f"errors.{k}" for k in CONNECT_KINDS} <= set(metrics.counters)
+    assert metrics.counters["errors.refused"] == 1 and metrics.counters["errors.timeout"] == 0
+    assert metrics.histograms["delivery_latency"].count == 1
+    assert "rtt" not in metrics.histograms

@@ -9,14 +9,14 @@ import subprocess
 import sys
 from array import array
 
-from wsctl.bench.engine import record_many
+from wsctl.bench.samples import record_many
 from wsctl.bench.workers import sum_progress, sum_series
 from wsctl.metrics import Histogram, MetricSet, Result, merge
 
 CHILD = """
 import json, random, sys
 from array import array
-from wsctl.bench.engine import record_many
+from wsctl.bench.samples import record_many
 from wsctl.metrics import MetricSet, Result
 seed = int(sys.argv[1])
 rng = random.Random(seed)

@@ -20,8 +20,9 @@ from websockets.datastructures import Headers  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.http11 import Request, Response  # noqa: E402
 
-from wsctl.bench.transport import ConnectError, get_transport  # noqa: E402
+from wsctl.bench.transport import get_transport  # noqa: E402
 from wsctl.bench.transport_picows import PicowsTransport, transport  # noqa: E402
+from wsctl.errors import ConnectError  # noqa: E402
 
 # Generous bound for one event to happen on a loaded 2-core machine; never a figure.
 WAIT = 5.0
@@ -175,16 +176,17 @@ async def test_refused_port_is_connect_error_refused() -> None:
 
 
 async def test_http_503_handshake_is_status_503() -> None:
-    """A server answering the upgrade with HTTP 503 -> ConnectError kind 'status_503'."""
+    """A server answering the upgrade with HTTP 503 -> ConnectError kind 'status_503', its
+    Retry-After as the hint."""
 
     def busy(connection: ServerConnection, request: Request) -> Response:
-        return Response(503, "Service Unavailable", Headers(), b"busy\n")
+        return Response(503, "Service Unavailable", Headers([("Retry-After", "4")]), b"busy\n")
 
     async with serve(handler, "127.0.0.1", 0, process_request=busy) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         with pytest.raises(ConnectError) as caught:
             await transport().connect(f"ws://127.0.0.1:{port}/", Recorder(), timeout=WAIT)
-    assert caught.value.kind == "status_503"
+    assert caught.value.kind == "status_503" and caught.value.retry_after == 4
 
 
 async def test_silent_server_is_timeout_and_connection_is_dropped() -> None:

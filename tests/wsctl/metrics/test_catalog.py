@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from wsctl.errors import CONNECT_KINDS
 from wsctl.metrics.catalog import FAMILIES, METRICS, lookup, split
-from wsctl.probe.machine import COUNTERS, HISTOGRAMS
+from wsctl.probe.machine import COUNTERS, ERROR_COUNTERS, HISTOGRAMS
 
 DOC = Path(__file__).parents[3] / "docs" / "metrics.md"
 
@@ -17,8 +18,20 @@ def test_every_probe_metric_is_in_the_catalog() -> None:
     for name, unit in HISTOGRAMS:
         info = METRICS[name]
         assert (info.kind, info.unit) == ("histogram", unit)
-    for name in COUNTERS:
+    for name in COUNTERS + ERROR_COUNTERS:
         assert METRICS[name].kind == "counter"
+
+
+def test_every_connect_failure_kind_is_a_counter_and_typos_are_not() -> None:
+    """errors.<kind> is known for every fixed kind and for errors.status_<code>; any other
+    errors.* name (a typo) is refused before a run, with a suggestion."""
+    for kind in CONNECT_KINDS:
+        assert split(f"errors.{kind}") == (METRICS[f"errors.{kind}"], None)
+    assert lookup("errors.status_401") is not None
+    assert lookup("errors.closed_1006") is not None
+    assert lookup("errors.refsued") is None and lookup("errors.status_") is None
+    with pytest.raises(KeyError, match="did you mean 'errors.refused'"):
+        split("errors.refsued")
 
 
 def test_split_separates_statistic_and_knows_families() -> None:

@@ -26,7 +26,7 @@ async def test_backoff_attempts_happen_at_exact_virtual_instants():
 
     async def refuse(url: str, timeout: float):
         attempts.append(clock.now())
-        raise ConnectError("connection refused")
+        raise ConnectError("refused", "connection refused")
 
     policy = BackoffPolicy(kind="exponential", base=1, cap=4, max_attempts=5)
     config = ProbeConfig("ws://127.0.0.1:9/ws/a", backoff=policy)
@@ -47,7 +47,7 @@ async def test_seeded_full_jitter_run_is_reproducible():
 
         async def refuse(url: str, timeout: float):
             seen.append(clock.now())
-            raise ConnectError("connection refused")
+            raise ConnectError("refused", "connection refused")
 
         config = ProbeConfig("ws://127.0.0.1:9/ws/a",
                              backoff=BackoffPolicy(base=1, cap=8, max_attempts=6))
@@ -69,7 +69,7 @@ async def test_retry_deadline_stops_a_probe_on_virtual_time():
 
     async def refuse(url: str, timeout: float):
         attempts.append(clock.now())
-        raise ConnectError("connection refused")
+        raise ConnectError("refused", "connection refused")
 
     config = ProbeConfig("ws://127.0.0.1:9/ws/a",
                          backoff=BackoffPolicy(kind="exponential", base=1, cap=100, deadline=10))
@@ -180,8 +180,43 @@ async def test_503_with_retry_after_is_reported_with_the_hint():
         port = server.sockets[0].getsockname()[1]
         with pytest.raises(ConnectError) as info:
             await websockets_connector()(f"ws://127.0.0.1:{port}/", 2)
-    assert info.value.reason == "handshake rejected: HTTP 503"
+    assert info.value.kind == "status_503" and info.value.status == 503
+    assert info.value.message == "handshake rejected: HTTP 503, retry after 7s"
     assert info.value.retry_after == 7
+    assert info.value.costs_server
+
+
+async def test_refused_connects_are_counted_as_errors_refused():
+    """A real refused connect (closed port on 127.0.0.1) counts errors.refused per attempt."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    policy = BackoffPolicy(kind="exponential", base=0.01, cap=0.01, max_attempts=3)
+    config = ProbeConfig(f"ws://127.0.0.1:{port}/ws/a", backoff=policy)
+    fleet = Fleet(config, 1, seed=1)
+    result = await asyncio.wait_for(fleet.run(), 5)
+    assert result.value("errors.refused") == 3 == result.value("connections.failed")
+    assert result.value("errors.timeout") == 0  # every fixed kind is measured, at zero too
+    assert fleet.errors() == {"connection refused": 1}
+
+
+async def test_http_503_is_counted_with_its_retry_after_honoured():
+    """A 503 with Retry-After counts errors.status_503, and the next attempt waits the hint."""
+    attempts: list[float] = []
+
+    def refuse(conn, request):
+        attempts.append(asyncio.get_running_loop().time())
+        return Response(503, "Service Unavailable", Headers([("Retry-After", "0.3")]), b"")
+
+    policy = BackoffPolicy(kind="exponential", base=0.01, cap=0.01, max_attempts=2)
+    async with serve(echo, "127.0.0.1", 0, process_request=refuse) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/ws/a", backoff=policy)
+        result = await asyncio.wait_for(Fleet(config, 1, seed=1).run(), 5)
+    assert result.value("errors.status_503") == 2
+    assert result.value("errors.refused") == 0
+    assert len(attempts) == 2 and attempts[1] - attempts[0] >= 0.3
 
 
 async def test_stop_closes_open_probes_politely():
@@ -220,9 +255,9 @@ async def test_stop_closes_open_probes_politely():
 ])
 def test_connect_errors_are_named_for_people(exc, reason):
     """Refused, DNS, TLS and timeouts each become a line that says which it was."""
-    from wsctl.probe.driver import describe_connect_error
+    from wsctl.errors import classify_connect_error
 
-    assert describe_connect_error(exc, 3.0).reason.startswith(reason)
+    assert classify_connect_error(exc, 3.0).message.startswith(reason)
 
 
 async def test_tune_gc_freezes_while_running_and_restores_after():
