@@ -5,7 +5,8 @@
     ├── CriteriaFailed (1)     a run happened and at least one criterion failed
     └── RunFailed (3)          the run could not happen or stopped
         ├── Unreachable        target refused, DNS, TLS or handshake status
-        └── PortInUse          a listen address is taken
+        ├── PortInUse          a listen address is taken
+        └── ActionFailed       a scenario's timeline action could not be carried out
 
 Messages are one line a person can act on; tracebacks are only shown with ``--debug``.
 """
@@ -50,3 +51,8 @@ class Unreachable(RunFailed):
 
 class PortInUse(RunFailed):
     """A listen address is already taken."""
+
+
+class ActionFailed(RunFailed):
+    """A timeline action could not be carried out (e.g. killing a server that is not
+    running); the scenario stops there and is an error."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import heapq
 import math
 import os
@@ -32,6 +31,7 @@ from wsctl.bench.transport import Channel, ConnectError, Transport, get_transpor
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.metrics import Histogram, MetricSet
 from wsctl.metrics.histogram import HIGHEST
+from wsctl.runtime import quiet_gc
 
 ALWAYS_ERRORS = ("refused", "timeout")
 LAG_INTERVAL = 0.05  # the loop-lag monitor's period
@@ -286,7 +286,7 @@ class Engine:
         self.unreachable = asyncio.Event()
         self.ramp_done_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._gc_saved: tuple[int, int, int] | None = None
+        self._quiet_gc = contextlib.ExitStack()  # quiet_gc() from the end of the ramp
 
     # sends: one scheduler for every connection -------------------------------------------
 
@@ -373,10 +373,7 @@ class Engine:
         await run_arrivals(schedule, self.clock, self._launch)
         self.ramp_done_at = self.clock.now()
         if self.tune_gc:
-            self._gc_saved = gc.get_threshold()
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(50_000, 50, 1000)
+            self._quiet_gc.enter_context(quiet_gc())
 
     # monitors -----------------------------------------------------------------------------
 
@@ -438,9 +435,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*helpers, *self._tasks, return_exceptions=True)
             await self._close_all()
-            if self._gc_saved is not None:
-                gc.unfreeze()
-                gc.set_threshold(*self._gc_saved)
+            self._quiet_gc.close()
         return rec
 
     async def _drain(self) -> None:
