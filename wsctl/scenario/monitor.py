@@ -69,6 +69,7 @@ class Monitor:
         self.end = end
         self.progress = progress
         self.steady: Steady | None = None
+        self._level: Steady | None = None  # the last row's RSS and connections, unsettled
         self.faulted = False  # a fault was injected: steady state is no longer looked for
         self.open_at_end = 0  # connections open at the last tick before the end
         self.ended: float | None = None  # when the scenario's time was up (or it stopped)
@@ -97,10 +98,12 @@ class Monitor:
 
     async def _sample(self, now: float) -> None:
         """A series row; steady state noted once reached; the server's counters."""
-        self.sampler.sample(now, self.fleet.metrics.counters["messages.received"],
-                            self._rss())
+        rss = self._rss()
+        self.sampler.sample(now, self.fleet.metrics.counters["messages.received"], rss)
         if self.server is None:
             return
+        if rss and self.sampler.open:
+            self._level = Steady(now - self.start, int(rss), float(self.sampler.open), False)
         if not self.faulted and self.sampler.steady(now, self.fleet.size, SETTLE):
             await self._note_steady(reached=True)
         else:
@@ -111,6 +114,8 @@ class Monitor:
         self.ended = clock.now()
         if self.server is not None and self.steady is None and not self.faulted:
             await self._note_steady(reached=False)
+            # A loop that woke late finds the probes already stopped: the last row's level.
+            self.steady = self.steady or self._level
         if self.server is not None:
             await self.scrape()
         if clock.now() - self.start - (sampler.series().t or [0.0])[-1] > 0.2:
