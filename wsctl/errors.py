@@ -8,7 +8,8 @@
     └── RunFailed (3)          the run could not happen or stopped
         ├── Unreachable        target refused, DNS, TLS or handshake status
         │   └── ConnectError   one connection attempt failed: kind, message, retry hint
-        └── PortInUse          a listen address is taken
+        ├── PortInUse          a listen address is taken
+        └── ActionFailed       a scenario's timeline action could not be carried out
 
 Messages are one line a person can act on; tracebacks are only shown with ``--debug``.
 A failed connection attempt, from any wsctl client, becomes a ``ConnectError`` through
@@ -198,3 +199,8 @@ def classify_connect_error(exc: BaseException, timeout: float | None = None) -> 
             return ConnectError("fds", f"out of file descriptors: {exc.strerror or exc}")
         return ConnectError("other", exc.strerror or str(exc) or type(exc).__name__)
     return ConnectError("other", f"{type(exc).__name__}: {exc}")
+
+
+class ActionFailed(RunFailed):
+    """A timeline action could not be carried out (e.g. killing a server that is not
+    running); the scenario stops there and is an error."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import heapq
 import math
 import os
@@ -34,6 +33,7 @@ from wsctl.bench.transport import Channel, Transport, get_transport
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import CONNECT_KINDS, classify_connect_error
 from wsctl.metrics import MetricSet
+from wsctl.runtime import quiet_gc
 
 # Every fixed connect-failure kind is in the result, at zero too, so a criterion on one is
 # measured; errors.status_<code> and errors.closed_<code> appear when one happens.
@@ -257,7 +257,7 @@ class Engine:
         self.unreachable = asyncio.Event()
         self.ramp_done_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._gc_saved: tuple[int, int, int] | None = None
+        self._quiet_gc = contextlib.ExitStack()  # quiet_gc() from the end of the ramp
 
     # sends: one scheduler for every connection -------------------------------------------
 
@@ -340,10 +340,7 @@ class Engine:
         await run_arrivals(schedule, self.clock, self._launch)
         self.ramp_done_at = self.clock.now()
         if self.tune_gc:
-            self._gc_saved = gc.get_threshold()
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(50_000, 50, 1000)
+            self._quiet_gc.enter_context(quiet_gc())
 
     # monitors -----------------------------------------------------------------------------
 
@@ -405,9 +402,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*helpers, *self._tasks, return_exceptions=True)
             await self._close_all()
-            if self._gc_saved is not None:
-                gc.unfreeze()
-                gc.set_threshold(*self._gc_saved)
+            self._quiet_gc.close()
         return rec
 
     async def _drain(self) -> None:

@@ -8,12 +8,15 @@ Two sources, both optional:
 * any server: ``--server-pid PID``, read with psutil (RSS, CPU seconds).
 
 ``server.rss_per_connection`` = (RSS at steady state - RSS before the ramp) / connections
-held at steady state. Parsing and the arithmetic are pure (``parse_prometheus``,
-``server_figures``); only ``sample`` does I/O.
+held at steady state. Both sources are read through ``wsctl.serverwatch`` (the one
+watcher and Prometheus parser ``wsctl run`` uses too); the arithmetic is pure
+(``server_figures``); only ``sample`` does I/O.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,14 +25,7 @@ from urllib.parse import urlsplit
 
 from wsctl.errors import InvalidInput
 from wsctl.metrics import MetricSet
-
-WANTED = {
-    "process_resident_memory_bytes": "rss",
-    "process_cpu_seconds_total": "cpu_s",
-    "wsctl_server_connections": "connections",
-    "wsctl_server_refused_total": "refused",
-    "wsctl_server_dead_detected_total": "dead_detected",
-}
+from wsctl.serverwatch import FETCH_ERRORS, ServerWatcher, parse_metrics
 
 
 @dataclass(slots=True)
@@ -49,25 +45,6 @@ class ServerSample:
         return {"at": self.at, "rss": self.rss, "cpu_s": self.cpu_s,
                 "connections": self.connections, "sources": self.sources,
                 "health": self.health}
-
-
-def parse_prometheus(text: str) -> dict[str, float]:
-    """The figures of ``WANTED`` in a Prometheus text page (labelled series are added)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line[0] == "#":
-            continue
-        name, _, rest = line.partition(" ")
-        base = name.split("{", 1)[0]
-        key = WANTED.get(base)
-        if key is None:
-            continue
-        try:
-            value = float(rest.split()[0])
-        except (ValueError, IndexError):
-            continue
-        out[key] = out.get(key, 0.0) + value
-    return out
 
 
 def http_base(ws_url: str) -> str:
@@ -93,7 +70,7 @@ class ServerWatch:
     """Samples the server before the ramp and at steady state (in a thread, on a timer)."""
 
     def __init__(self, url: str, pid: int | None = None, timeout: float = 5.0) -> None:
-        self.base = http_base(url)
+        self.watcher = ServerWatcher(http_base(url), pid)
         self.pid = pid
         self.timeout = timeout
         self.reference: bool | None = None  # unknown until the first scrape
@@ -103,28 +80,26 @@ class ServerWatch:
         self._cancel = threading.Event()
 
     def sample(self) -> ServerSample:
-        """Read every source now."""
+        """Read every source now (in the calling thread, which runs no event loop)."""
         s = ServerSample(at=time.time())
         if self.reference is not False:
-            self._scrape(s)
+            asyncio.run(self._scrape(s))
         if self.pid is not None:
             self._read_pid(s)
         return s
 
-    def _scrape(self, s: ServerSample) -> None:
-        import httpx
-
+    async def _scrape(self, s: ServerSample) -> None:
+        watcher = self.watcher
         try:
-            with httpx.Client(trust_env=False, verify=False, timeout=self.timeout) as client:
-                page = client.get(self.base + "/metrics")
-                if page.status_code != 200 or "wsctl_server_" not in page.text:
-                    self.reference = False
-                    return
-                figures = parse_prometheus(page.text)
-                health = client.get(self.base + "/ws/health")
-                if health.headers.get("content-type", "").startswith("application/json"):
-                    s.health = health.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            page = await watcher.get("/metrics", self.timeout)
+            if page.status != 200 or "wsctl_server_" not in page.text:
+                self.reference = False
+                return
+            figures = parse_metrics(page.text)
+            health = await watcher.get("/ws/health", self.timeout)
+            if health.content_type.startswith("application/json"):
+                s.health = json.loads(health.text)
+        except FETCH_ERRORS as exc:
             if self.reference is None:
                 self.reference = False
             else:
@@ -138,16 +113,10 @@ class ServerWatch:
             s.connections = s.health.get("connections")
 
     def _read_pid(self, s: ServerSample) -> None:
-        import psutil
-
-        try:
-            proc = psutil.Process(self.pid)
-            with proc.oneshot():
-                s.rss = float(proc.memory_info().rss)
-                times = proc.cpu_times()
-                s.cpu_s = float(times.user + times.system)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        figures = self.watcher.process()
+        if figures is None:
             return
+        s.rss, s.cpu_s = figures
         s.sources.append(f"pid {self.pid}")
 
     def take_before(self) -> None:

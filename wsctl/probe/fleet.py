@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import random
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from wsctl.clock import Clock, MonotonicClock
 from wsctl.metrics import Histogram, MetricSet, Result
 from wsctl.probe.driver import Connector, Probe, RecordSink, websockets_connector
 from wsctl.probe.machine import ProbeConfig, ProbeMachine, State, new_metrics
+from wsctl.runtime import quiet_gc
 
 
 class Fleet:
@@ -25,11 +25,12 @@ class Fleet:
     Probes start ``spawn_rate`` per second (None: all at once) so that thousands of
     handshakes do not overflow the server's listen backlog. Each probe has its own RNG
     seeded from ``seed`` and its index, so a seeded run's delays are reproducible.
+    ``add(n)`` starts n more at once while the fleet runs (a reconnect storm); every
+    probe, first or added, stops at the same instant: the config's ``duration`` after
+    ``run()`` began.
 
     ``tune_gc`` is for processes that own their interpreter (the CLI, benchmarks): once
-    every probe is started, the heap is frozen and young collections made rarer. With
-    thousands of probes a full collection otherwise stalls the loop for ~0.5 s — long
-    enough to miss pongs and report a healthy server as dead. Undone at the end.
+    every probe is started, the run continues under ``wsctl.runtime.quiet_gc()``.
     """
 
     def __init__(
@@ -56,12 +57,15 @@ class Fleet:
         self.tune_gc = tune_gc
         self.metrics: MetricSet = new_metrics()
         self.probes: list[Probe] = []
+        self.added = 0  # probes started by add(), beyond count
+        self.stop_at: float | None = None  # when every probe stops (set by run())
         self.started_at = time.time()
         self.started_mono = self.clock.now()
         self.ended_mono: float | None = None
         self._stopping = False
         self.loop_lag = Histogram("loop_lag")
-        self._gc_saved: tuple[int, int, int] | None = None
+        self._group: asyncio.TaskGroup | None = None  # while run() runs
+        self._running = 0  # probe tasks not finished (the group takes none once it is 0)
 
     @property
     def wall_offset(self) -> float:
@@ -72,18 +76,16 @@ class Fleet:
         clock = self.clock
         self.started_at = time.time()
         self.started_mono = start = clock.now()
-        stop_at = start + self.config.duration if self.config.duration is not None else None
+        duration = self.config.duration
+        self.stop_at = start + duration if duration is not None else None
         batch = max(1, int(self.spawn_rate / 20)) if self.spawn_rate else self.count
         lag_task = None
         if isinstance(clock, MonotonicClock):
             lag_task = asyncio.create_task(self._watch_loop_lag())
         try:
-            await self._spawn_and_wait(batch, stop_at)
+            with contextlib.ExitStack() as tuning:
+                await self._spawn_and_wait(batch, tuning)
         finally:
-            if self._gc_saved is not None:
-                gc.unfreeze()
-                gc.set_threshold(*self._gc_saved)
-                self._gc_saved = None
             if lag_task is not None:
                 lag_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -99,28 +101,61 @@ class Fleet:
             await asyncio.sleep(period)
             self.loop_lag.record(max(0.0, loop.time() - before - period))
 
-    async def _spawn_and_wait(self, batch: int, stop_at: float | None) -> None:
-        clock = self.clock
-        async with asyncio.TaskGroup() as group:
-            for index in range(self.count):
-                if self._stopping:
-                    break
-                rng = SmallRandom(self.seed * 1_000_003 + index)
-                machine = ProbeMachine(
-                    index, self.config, self.metrics, rng, clock.now(),
-                    keep_records=self.sink is not None,
-                )
-                machine.stop_at = stop_at
-                probe = Probe(machine, self.connector, clock=clock, sink=self.sink)
-                self.probes.append(probe)
-                group.create_task(probe.run())
-                if self.spawn_rate and (index + 1) % batch == 0 and index + 1 < self.count:
-                    await clock.sleep(batch / self.spawn_rate)
-            if self.tune_gc:
-                self._gc_saved = gc.get_threshold()
-                gc.collect()
-                gc.freeze()
-                gc.set_threshold(50_000, 50, 1000)
+    async def _spawn_and_wait(self, batch: int, tuning: contextlib.ExitStack) -> None:
+        """Start the first ``count`` probes ``batch`` at a time, then wait for every probe
+        (added ones too)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for index in range(self.count):
+                    if self._stopping:
+                        break
+                    self._start(index)
+                    if (self.spawn_rate and (index + 1) % batch == 0
+                            and index + 1 < self.count):
+                        await self.clock.sleep(batch / self.spawn_rate)
+                if self.tune_gc:
+                    tuning.enter_context(quiet_gc())
+        finally:
+            self._group = None
+
+    def _start(self, index: int) -> Probe:
+        """Probe number ``index``, running in the fleet's task group from now."""
+        assert self._group is not None
+        machine = ProbeMachine(
+            index, self.config, self.metrics, SmallRandom(self.seed * 1_000_003 + index),
+            self.clock.now(), keep_records=self.sink is not None, stop_at=self.stop_at,
+        )
+        probe = Probe(machine, self.connector, clock=self.clock, sink=self.sink)
+        self.probes.append(probe)
+        self._group.create_task(probe.run()).add_done_callback(self._ended)
+        self._running += 1
+        return probe
+
+    def _ended(self, _task: asyncio.Task[None]) -> None:
+        self._running -= 1
+
+    @property
+    def running(self) -> bool:
+        """True while ``run()`` has probes running (and ``add`` can add more)."""
+        return self._group is not None and self._running > 0 and not self._stopping
+
+    @property
+    def size(self) -> int:
+        """Probes the fleet is made of: ``count`` plus those added."""
+        return self.count + self.added
+
+    def add(self, count: int) -> list[Probe]:
+        """Start ``count`` more probes at once (a storm) in the same metrics and record
+        sink, numbered after every other; ``run()`` waits for them too. RuntimeError
+        unless the fleet is running."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if not self.running:
+            raise RuntimeError("the fleet is not running: start run() first")
+        first = self.size
+        self.added += count
+        return [self._start(index) for index in range(first, first + count)]
 
     def inject_fault(self, at: float | None = None) -> None:
         """Mark that a fault was injected at ``at`` (monotonic; default now), so each open

@@ -266,6 +266,7 @@ class ProbeMachine:
         now: float,
         *,
         keep_records: bool = True,
+        stop_at: float | None = None,
     ) -> None:
         self.index = index
         self.config = config
@@ -278,7 +279,10 @@ class ProbeMachine:
         self.hb_kind = config.heartbeat_kind
         self.hb_interval = config.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
         self.hb_timeout = config.heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT
-        self.stop_at = now + config.duration if config.duration is not None else None
+        # When it closes politely: given (the fleet's common end), or ``duration`` from now.
+        if stop_at is None and config.duration is not None:
+            stop_at = now + config.duration
+        self.stop_at = stop_at
         self.reconnect_at: float | None = None
         self.ping_at: float | None = None
         self.ping_sent: float | None = None

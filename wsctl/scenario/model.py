@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -39,18 +39,8 @@ from wsctl.backoff import BackoffKind, BackoffPolicy
 from wsctl.errors import InvalidInput
 from wsctl.probe.machine import HeartbeatKind, Mode, ProbeConfig
 from wsctl.results.criteria import Criterion, CriterionError, parse
+from wsctl.scenario.actions import ACTIONS, IN_FILES, UNDOABLE, parse_toxic
 
-ACTIONS = (
-    "server.kill", "server.term", "server.pause", "server.resume", "server.start",
-    "server.restart", "toxic", "proxy.down", "proxy.up", "cut", "probes.add", "wait",
-)
-PROCESS_ACTIONS = frozenset(a for a in ACTIONS if a.startswith("server."))
-PROXY_ACTIONS = frozenset({"toxic", "proxy.down", "proxy.up", "cut"})
-FAULT_ACTIONS = frozenset({"server.kill", "server.term", "server.pause", "server.restart",
-                           "toxic", "proxy.down", "cut"})
-# Actions that ``for`` undoes afterwards, and what undoes them.
-UNDO = {"server.kill": "server.start", "server.term": "server.start",
-        "server.pause": "server.resume", "proxy.down": "proxy.up", "toxic": "toxic.remove"}
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -200,54 +190,21 @@ class ProbesSpec(_Model):
         )
 
 
-class Step(_Model):
-    """One timeline action: at ``at`` (or right after the previous step), ``do``; ``for``
-    undoes it after that long (kill/term -> start, pause -> resume, proxy.down -> up,
-    toxic -> removed) or, for ``wait``, is how long to wait."""
+class _Step(_Model):
+    """What every timeline step has: at ``at`` (or right after the previous step), ``do``;
+    ``for`` undoes it after that long (the undo is the action table's,
+    ``wsctl.scenario.actions``) or, for ``wait``, is how long to wait."""
 
+    do: str  # each step model narrows it to its actions' names
     at: Duration | None = None
-    do: str
     for_: Duration | None = Field(default=None, alias="for", gt=0)
-    toxic: dict[str, Any] | None = None
-    count: int | None = Field(default=None, ge=1, le=20_000)
     _line: int = PrivateAttr(default=0)
 
-    @field_validator("do")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in ACTIONS:
-            raise ValueError(f"unknown action {value!r}; use one of {', '.join(ACTIONS)}")
-        return value
-
-    @field_validator("toxic")
-    @classmethod
-    def _toxic(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        from wsctl.chaos.model import toxic_from_mapping
-
-        try:
-            toxic_from_mapping(value)
-        except InvalidInput as exc:  # a malformed field is a ValueError already
-            raise ValueError(str(exc)) from None
-        return value
-
     @model_validator(mode="after")
-    def _fields_fit_action(self) -> Step:
-        do = self.do
-        if do == "toxic" and self.toxic is None:
-            raise ValueError("toxic needs a toxic: {type: latency, attributes: {...}}")
-        if do != "toxic" and self.toxic is not None:
-            raise ValueError(f"{do} takes no toxic")
-        if do == "probes.add" and self.count is None:
-            raise ValueError("probes.add needs a count: how many probes to add at once")
-        if do != "probes.add" and self.count is not None:
-            raise ValueError(f"{do} takes no count")
-        if do == "wait" and self.for_ is None:
-            raise ValueError("wait needs a for: how long to wait")
-        if self.for_ is not None and do != "wait" and do not in UNDO:
-            undoable = ", ".join(UNDO)
-            raise ValueError(f"{do} cannot take for (only {undoable} and wait)")
+    def _for_needs_an_undo(self) -> _Step:
+        if self.for_ is not None and self.undo is None and self.do != "wait":
+            raise ValueError(f"{self.do} cannot take for (only {', '.join(UNDOABLE)} and "
+                             "wait)")
         return self
 
     @property
@@ -256,7 +213,62 @@ class Step(_Model):
 
     @property
     def is_fault(self) -> bool:
-        return self.do in FAULT_ACTIONS
+        return ACTIONS[self.do].fault
+
+    @property
+    def undo(self) -> str | None:
+        """The action that undoes this one after ``for`` (None: it takes no ``for``)."""
+        return ACTIONS[self.do].undo
+
+
+class ProcessStep(_Step):
+    """A signal to, or a start of, the embedded server's process."""
+
+    do: Literal["server.kill", "server.term", "server.pause", "server.resume",
+                "server.start", "server.restart"]
+
+
+class ProxyStep(_Step):
+    """The chaos proxy down or up, or every connection through it reset."""
+
+    do: Literal["proxy.down", "proxy.up", "cut"]
+
+
+class ToxicStep(_Step):
+    """A chaos fault added to the proxy (removed after ``for``)."""
+
+    do: Literal["toxic"]
+    toxic: dict[str, Any] = Field(description="a toxic: {type: latency, attributes: {...}}")
+
+    @field_validator("toxic")
+    @classmethod
+    def _toxic(cls, value: dict[str, Any]) -> dict[str, Any]:
+        parse_toxic(value)  # checked against wsctl chaos's own table now, not mid-run
+        return value
+
+
+class ProbesAdd(_Step):
+    """A storm: ``count`` more probes at once."""
+
+    do: Literal["probes.add"]
+    count: int = Field(ge=1, le=20_000,
+                       description="a count: how many probes to add at once")
+
+
+class Wait(_Step):
+    """Nothing, for ``for``: the next step is held back."""
+
+    do: Literal["wait"]
+    for_: Duration = Field(alias="for", gt=0, description="a for: how long to wait")
+
+
+Step = Annotated[ProcessStep | ProxyStep | ToxicStep | ProbesAdd | Wait,
+                 Field(discriminator="do")]
+# Each ``do`` a file may write -> the model of its step.
+STEP_MODELS: dict[str, type[_Step]] = {
+    tag: model for model in (ProcessStep, ProxyStep, ToxicStep, ProbesAdd, Wait)
+    for tag in get_args(model.model_fields["do"].annotation)
+}
 
 
 class Scenario(_Model):
@@ -320,11 +332,12 @@ class Scenario(_Model):
         last_at = 0.0
         for index, step in enumerate(self.timeline):
             where = ("timeline", index)
-            if step.do in PROCESS_ACTIONS and not self.server.embedded:
+            needs = ACTIONS[step.do].needs
+            if needs == "server" and not self.server.embedded:
                 raise _At((*where, "do"), f"{step.do} needs the embedded server: with "
                           "server.url wsctl does not own the server process (use proxy: "
                           "true and proxy.down, cut or a toxic instead)")
-            if step.do in PROXY_ACTIONS and not self.proxy:
+            if needs == "proxy" and not self.proxy:
                 raise _At((*where, "do"), f"{step.do} acts on the chaos proxy: set "
                           "proxy: true")
             if step.at is not None:
@@ -491,20 +504,47 @@ def _errors(exc: ValidationError) -> Iterator[tuple[Path_, str]]:
     for error in exc.errors():
         loc: Path_ = tuple(p for p in error["loc"] if p not in ("function-after",
                                                                   "function-before"))
+        loc, do = _untagged(loc)
         ctx = error.get("ctx") or {}
         cause = ctx.get("error")
         if isinstance(cause, _At):
             yield (*loc, *cause.loc), cause.message
             continue
         kind = error["type"]
-        if kind == "extra_forbidden":
-            yield loc, "unknown field"
+        if kind == "union_tag_invalid":  # a step whose do names no action
+            yield (*loc, "do"), (f"unknown action {ctx.get('tag')!r}; use one of "
+                                 f"{', '.join(IN_FILES)}")
+        elif kind == "union_tag_not_found":
+            yield (*loc, "do"), f"required field is missing: one of {', '.join(IN_FILES)}"
+        elif kind == "extra_forbidden":
+            field = loc[-1] if loc else ""
+            known = any(field in m.model_fields for m in STEP_MODELS.values())
+            yield loc, f"{do} takes no {field}" if do and known else "unknown field"
         elif kind == "missing":
-            yield loc, "required field is missing"
+            yield loc, _missing(do, loc[-1] if loc else "")
         elif kind == "value_error":
             yield loc, str(cause) if cause is not None else error["msg"]
         else:
             yield loc, error["msg"]
+
+
+def _missing(do: str | None, field: str | int) -> str:
+    """What a step lacks, in its model's words for the field (``needs a count: …``)."""
+    if do is not None:
+        for name, info in STEP_MODELS[do].model_fields.items():
+            if field in (name, info.alias) and info.description:
+                return f"{do} needs {info.description}"
+    return "required field is missing"
+
+
+def _untagged(loc: Path_) -> tuple[Path_, str | None]:
+    """``loc`` without the ``do`` that pydantic puts after a step's index (as in
+    ``timeline[0].probes.add.count``), and that ``do``."""
+    for index in range(2, len(loc)):
+        if (loc[index - 2] == "timeline" and isinstance(loc[index - 1], int)
+                and loc[index] in STEP_MODELS):
+            return (*loc[:index], *loc[index + 1:]), str(loc[index])
+    return loc, None
 
 
 def _report(exc: ValidationError, source: str, lines: dict[Path_, int], prefix: Path_) -> str:

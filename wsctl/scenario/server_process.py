@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO, Literal
 
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from wsctl.errors import RunFailed
+from wsctl.serverwatch import ServerWatcher
 
 URL = re.compile(r"wss?://127\.0\.0\.1:(\d+)")
 EXIT_PORT_IN_USE = 3
@@ -57,27 +57,6 @@ def _kill_and_reap(proc: subprocess.Popen[bytes]) -> None:
     LIVE.discard(proc)
 
 
-async def http_get(host: str, port: int, path: str) -> str:
-    """The body of a plain HTTP/1.1 GET (the server's /metrics is all this needs; an HTTP
-    client library would cost half a second of import inside the running loop)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     "Connection: close\r\n\r\n".encode("ascii"))
-        head = await reader.readuntil(b"\r\n\r\n")
-        status, *lines = head.decode("latin-1").split("\r\n")
-        if status.split(" ")[1:2] != ["200"]:
-            raise ValueError(f"GET {path}: {status}")
-        length = next((int(line.split(":", 1)[1]) for line in lines
-                       if line.lower().startswith("content-length:")), None)
-        body = await (reader.readexactly(length) if length is not None else reader.read())
-        return body.decode("utf-8", errors="replace")
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-
-
 @dataclass(slots=True)
 class Scrape:
     """Figures from one scrape of the server's ``/metrics``."""
@@ -86,18 +65,11 @@ class Scrape:
     refused: float = 0.0
     dead_detected: float = 0.0
 
-
-def parse_metrics(text: str) -> Scrape:
-    """The server's figures from Prometheus text (``wsctl_server_*``; docs/server.md)."""
-    wanted = {"wsctl_server_connections": "connections", "wsctl_server_refused": "refused",
-              "wsctl_server_dead_detected": "dead_detected"}
-    out = Scrape()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:  # by sample name: "# TYPE" lines vary by exporter
-            attr = wanted.get(sample.name.removesuffix("_total"))
-            if attr is not None:
-                setattr(out, attr, getattr(out, attr) + float(sample.value))
-    return out
+    @classmethod
+    def of(cls, figures: dict[str, float]) -> Scrape:
+        """From ``wsctl.serverwatch.parse_metrics``'s figures (absent ones are 0)."""
+        return cls(figures.get("connections", 0.0), figures.get("refused", 0.0),
+                   figures.get("dead_detected", 0.0))
 
 
 @dataclass
@@ -115,7 +87,6 @@ class ServerProcess:
     incarnations: int = 0
     start_attempts: int = 0  # spawns the last start needed (the port may be busy)
     last_scrape: Scrape | None = None  # of the current incarnation
-    last_scrape_at: float = 0.0  # time.monotonic() of it
     scrapes: list[Scrape] = field(default_factory=list)  # last of each ended incarnation
     _log: IO[bytes] | None = None
 
@@ -284,26 +255,25 @@ class ServerProcess:
 
     # -- measurements -------------------------------------------------------------------
 
+    @property
+    def watcher(self) -> ServerWatcher:
+        """The current incarnation's process and routes (pid None when not running)."""
+        running = self.proc is not None and self.proc.poll() is None
+        pid = self.proc.pid if running and self.proc is not None else None
+        return ServerWatcher(f"http://127.0.0.1:{self.port}", pid)
+
     def rss(self) -> int | None:
         """Resident memory of the server process in bytes (None when it is not running)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        try:
-            return int(psutil.Process(self.proc.pid).memory_info().rss)
-        except psutil.Error:
-            return None
+        return self.watcher.rss()
 
     async def scrape(self, timeout: float = 2.0) -> Scrape | None:
         """Read ``/metrics`` (None when the server is not running, paused or silent)."""
         if self.state != "running":
             return None
-        try:
-            async with asyncio.timeout(timeout):
-                text = await http_get("127.0.0.1", self.port, "/metrics")
-        except (OSError, TimeoutError, ValueError, EOFError, asyncio.LimitOverrunError):
+        figures = await self.watcher.scrape(timeout)
+        if figures is None:
             return None
-        scrape = parse_metrics(text)
-        self.last_scrape, self.last_scrape_at = scrape, time.monotonic()
+        self.last_scrape = scrape = Scrape.of(figures)
         return scrape
 
     def totals(self) -> Scrape:
@@ -321,4 +291,4 @@ class ServerProcess:
         return self.proc.pid if self.proc is not None else None
 
 
-__all__ = ["LIVE", "Scrape", "ServerProcess", "kill_all", "parse_metrics"]
+__all__ = ["LIVE", "Scrape", "ServerProcess", "kill_all"]

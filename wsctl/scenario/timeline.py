@@ -3,9 +3,10 @@
 A step with ``at`` runs at that instant after the start (late only if the previous step
 was still running, and then the real instant is recorded); a step without ``at`` runs
 right after the previous one finished; ``wait`` holds the next step back for its
-``for``; a ``for`` on any other step schedules its undo (kill -> start, pause -> resume,
-proxy.down -> up, toxic -> removed) that long after the step really happened. Undos due
-before the next step run first, in time order.
+``for``; a ``for`` on any other step schedules its undo (the step's ``undo``, from the
+action table ``actions.py``: kill -> start, pause -> resume, proxy.down -> up, toxic ->
+removed) that long after the step really happened. Undos due before the next step run
+first, in time order.
 
 What an action *does* is not known here: ``perform`` does it. The executor only decides
 when, and records each action as it happened (``TimelineEntry``). It runs on any
@@ -22,12 +23,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from wsctl.clock import Clock
+from wsctl.errors import ActionFailed
 from wsctl.results.outcome import TimelineEntry
-
-# What undoes an action that has a ``for`` (the scenario model checks which may have one).
-UNDO = {"server.kill": "server.start", "server.term": "server.start",
-        "server.pause": "server.resume", "proxy.down": "proxy.up", "toxic": "toxic.remove",
-        "cut": "cut.end"}
 
 
 class StepLike(Protocol):
@@ -43,6 +40,8 @@ class StepLike(Protocol):
     def line(self) -> int: ...
     @property
     def is_fault(self) -> bool: ...
+    @property
+    def undo(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +58,6 @@ class Action:
     def is_fault(self) -> bool:
         """A fault being injected (undos never are)."""
         return not self.undo and self.step.is_fault
-
-
-class ActionFailed(Exception):
-    """An action could not be carried out (e.g. killing a server that is not running)."""
 
 
 Perform = Callable[[Action, float], Awaitable[str]]
@@ -122,12 +117,10 @@ class Timeline:
             instant = await self._do(action)
             if instant is None:
                 return
-            if step.for_ is not None:
-                undo = UNDO.get(step.do)
-                if undo is not None:
-                    due = instant + step.for_
-                    heapq.heappush(self._undos, (due, next(self._seq),
-                                                 Action(undo, step, due - start, undo=True)))
+            if step.for_ is not None and step.undo is not None:
+                due = instant + step.for_
+                heapq.heappush(self._undos, (due, next(self._seq),
+                                             Action(step.undo, step, due - start, undo=True)))
         await self._until(None)
 
     async def _until(self, instant: float | None) -> bool:

@@ -6,9 +6,10 @@ import resource
 
 import pytest
 
-from wsctl.bench.resources import ServerSample, parse_prometheus, server_figures
+from wsctl.bench.resources import ServerSample, server_figures
 from wsctl.bench.runner import bottleneck_warnings, loop_factory, raise_fd_limit
 from wsctl.errors import InvalidInput
+from wsctl.serverwatch import parse_metrics
 
 
 def proc(**kw: object) -> dict[str, object]:
@@ -57,7 +58,7 @@ def test_server_figures_from_two_samples() -> None:
             "wsctl_server_connections 100.0\n"
             'wsctl_server_refused_total{reason="capacity"} 2.0\n'
             'wsctl_server_refused_total{reason="auth"} 1.0\n')
-    assert parse_prometheus(page) == {"rss": 4.0e7, "cpu_s": 3.5, "connections": 100.0,
+    assert parse_metrics(page) == {"rss": 4.0e7, "cpu_s": 3.5, "connections": 100.0,
                                       "refused": 3.0}
     before = ServerSample(at=10.0, rss=30e6, cpu_s=1.5, connections=0.0)
     steady = ServerSample(at=20.0, rss=32e6, cpu_s=3.5, connections=100.0)

@@ -10,7 +10,7 @@ from wsctl.metrics import MetricSet, Result
 from wsctl.scenario import server_process
 from wsctl.scenario.model import loads
 from wsctl.scenario.runner import check_baselines, run_suite, select
-from wsctl.scenario.server_process import ServerProcess, parse_metrics
+from wsctl.scenario.server_process import ServerProcess
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,22 +21,6 @@ def no_server_left() -> bool:
     return not server_process.LIVE and not [
         p for p in psutil.Process().children(recursive=True) if "server_stub" in
         " ".join(p.cmdline())]
-
-
-def test_parse_metrics_sums_labelled_counters():
-    """Refusals are summed over their reasons; connections is the gauge, not _opened."""
-    text = (  # as prometheus_client's generate_latest writes it
-        "# TYPE wsctl_server_connections gauge\nwsctl_server_connections 7.0\n"
-        "# TYPE wsctl_server_connections_opened_total counter\n"
-        "wsctl_server_connections_opened_total 40.0\n"
-        "# TYPE wsctl_server_refused_total counter\n"
-        'wsctl_server_refused_total{reason="capacity"} 3.0\n'
-        'wsctl_server_refused_total{reason="per_client"} 2.0\n'
-        "# TYPE wsctl_server_dead_detected_total counter\n"
-        "wsctl_server_dead_detected_total 4.0\n"
-    )
-    scrape = parse_metrics(text)
-    assert (scrape.connections, scrape.refused, scrape.dead_detected) == (7.0, 5.0, 4.0)
 
 
 async def test_server_restarts_on_its_port_and_refuses_impossible_actions(tmp_path):

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 import pytest
 
 from wsctl.clock import FakeClock
-from wsctl.scenario.timeline import Action, ActionFailed, Timeline
-
-FAULTS = {"server.kill", "server.term", "server.pause", "server.restart", "toxic",
-          "proxy.down", "cut"}
+from wsctl.errors import ActionFailed
+from wsctl.scenario.actions import ACTIONS
+from wsctl.scenario.timeline import Action, Timeline
 
 
 @dataclass
@@ -21,7 +20,11 @@ class Step:
 
     @property
     def is_fault(self) -> bool:
-        return self.do in FAULTS
+        return ACTIONS[self.do].fault
+
+    @property
+    def undo(self) -> str | None:
+        return ACTIONS[self.do].undo
 
 
 class Recorder:
@@ -169,3 +172,14 @@ async def test_never_early_even_when_the_clock_wakes_early(early):
     timeline = Timeline([Step("cut", at=2.0)], clock=clock, start=0.0, perform=perform)
     await drive(timeline, clock, 3.0)
     assert perform.done and perform.done[0][1] >= 2.0
+
+
+async def test_a_step_without_an_undo_schedules_nothing_after_its_for():
+    """cut has no undo in the action table: even given a ``for`` (the model refuses one),
+    nothing runs after it."""
+    clock = FakeClock(0.0)
+    perform = Recorder(clock)
+    timeline = Timeline([Step("cut", at=1.0, for_=1.0)], clock=clock, start=0.0,
+                        perform=perform)
+    await drive(timeline, clock, 5.0)
+    assert perform.done == [("cut", 1.0)]

@@ -1,0 +1,207 @@
+"""Every action a scenario's timeline can take, in one table.
+
+A row says what the action acts on (the server process, the chaos proxy, the probe
+fleet, or nothing), whether it injects a fault (probes then measure ``detect_time`` from
+its instant), what undoes it when a step has ``for``, and the coroutine that carries it
+out: ``run(target, step) -> detail``, where ``target`` is what it acts on and ``step``
+the typed step of the file (``wsctl.scenario.model``) — for an undo, the step it undoes.
+
+Only actions with an undo take ``for``. ``cut`` has none: it resets every connection at
+one instant and leaves nothing behind to remove (a ``toxic`` of type ``cut`` can be
+given ``for``). ``wait`` is the timeline's own: it holds the next step back and acts on
+nothing. A new action is a row here and, if its fields are new, a step model in
+``model.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from wsctl.errors import ActionFailed, InvalidInput, WsctlError
+
+if TYPE_CHECKING:
+    from wsctl.chaos.model import Toxic
+    from wsctl.chaos.proxy import Proxy
+    from wsctl.probe.fleet import Fleet
+    from wsctl.scenario.model import ProbesAdd, ToxicStep
+    from wsctl.scenario.server_process import ServerProcess
+    from wsctl.scenario.stage import Stage
+
+Needs = Literal["server", "proxy", "probes", "nothing"]
+Run = Callable[[Any, Any], Awaitable[str]]  # (what it acts on, the step) -> detail line
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One action: what it acts on, whether it is a fault, its undo, its coroutine
+    (None: the timeline carries it out itself), and whether a file may name it (an
+    undo-only action may not)."""
+
+    needs: Needs
+    run: Run | None
+    help: str
+    fault: bool = False
+    undo: str | None = None
+    in_files: bool = True
+
+
+# -- the chaos core, each call in one place ------------------------------------------
+
+
+def parse_toxic(body: dict[str, Any]) -> Toxic:
+    """A step's ``toxic:`` mapping as the chaos core's Toxic; ValueError saying what is
+    wrong with it (the scenario model reports it against the file's line)."""
+    from wsctl.chaos.model import toxic_from_mapping
+
+    try:
+        return toxic_from_mapping(body)
+    except InvalidInput as exc:  # a malformed field is a ValueError already
+        raise ValueError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """Around calls into the proxy: its refusals become ActionFailed."""
+    try:
+        yield
+    except WsctlError as exc:
+        raise ActionFailed(exc.message) from None
+
+
+# -- the server process ---------------------------------------------------------------
+
+
+def _signal(name: str, send: Callable[[ServerProcess], Awaitable[None]]) -> Run:
+    async def run(server: ServerProcess, _step: object) -> str:
+        pid = server.pid()
+        await send(server)
+        return f"{name} to pid {pid}"
+
+    return run
+
+
+def _starting(start: Callable[[ServerProcess], Awaitable[float]]) -> Run:
+    async def run(server: ServerProcess, _step: object) -> str:
+        took = await start(server)
+        tries = (f", {server.start_attempts} tries: port busy"
+                 if server.start_attempts > 1 else "")
+        return f"pid {server.pid()} listening on {server.url} after {took:.2f}s{tries}"
+
+    return run
+
+
+# -- the chaos proxy ------------------------------------------------------------------
+
+
+async def _add_toxic(proxy: Proxy, step: ToxicStep) -> str:
+    toxic = parse_toxic(step.toxic)
+    if toxic.name in proxy.toxics:
+        raise ActionFailed(f"a toxic named {toxic.name!r} is still active; give this one "
+                           "another name: toxic: {name: ..., ...}")
+    with _refusals():
+        proxy.add_toxic(toxic)
+    attributes = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(toxic.config).items())
+    return f"{toxic.name}: {toxic.type} {toxic.stream}" + \
+        (f" ({attributes})" if attributes else "")
+
+
+async def _remove_toxic(proxy: Proxy, step: ToxicStep) -> str:
+    name = parse_toxic(step.toxic).name
+    with _refusals():
+        await proxy.remove_toxic(name)
+    return f"{name} removed"
+
+
+async def _proxy_down(proxy: Proxy, _step: object) -> str:
+    if not proxy.enabled:
+        raise ActionFailed("the proxy is already down")
+    held = len(proxy.connections)
+    with _refusals():
+        await proxy.stop()
+    return f"{proxy.listen} stopped listening; {held} connections closed"
+
+
+async def _proxy_up(proxy: Proxy, _step: object) -> str:
+    if proxy.enabled:
+        raise ActionFailed("the proxy is already up")
+    with _refusals():
+        await proxy.start()
+    return f"listening on {proxy.listen}"
+
+
+async def _cut(proxy: Proxy, _step: object) -> str:
+    connections = list(proxy.connections.values())
+    for conn in connections:
+        conn.reset()
+    return f"{len(connections)} connections reset (RST)"
+
+
+# -- the probes -------------------------------------------------------------------------
+
+
+async def _add_probes(fleet: Fleet, step: ProbesAdd) -> str:
+    if not fleet.running:
+        raise ActionFailed("every probe has finished: there is no running fleet to add to")
+    fleet.add(step.count)
+    return f"{step.count} probes added at once ({fleet.size} in all)"
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "server.kill": ActionSpec("server", _signal("SIGKILL", lambda s: s.kill()),
+                              "SIGKILL: no close frames, history lost", fault=True,
+                              undo="server.start"),
+    "server.term": ActionSpec("server", _signal("SIGTERM", lambda s: s.term()),
+                              "SIGTERM: graceful shutdown, close 1001", fault=True,
+                              undo="server.start"),
+    "server.pause": ActionSpec("server", _signal("SIGSTOP", lambda s: s.pause()),
+                               "SIGSTOP: peers see a half-open connection", fault=True,
+                               undo="server.resume"),
+    "server.resume": ActionSpec("server", _signal("SIGCONT", lambda s: s.resume()),
+                                "SIGCONT after a pause"),
+    "server.start": ActionSpec("server", _starting(lambda s: s.start()),
+                               "start the server again, on the same port"),
+    "server.restart": ActionSpec("server", _starting(lambda s: s.restart()),
+                                 "SIGTERM, wait for the exit, start again", fault=True),
+    "toxic": ActionSpec("proxy", _add_toxic, "add a chaos fault", fault=True,
+                        undo="toxic.remove"),
+    "toxic.remove": ActionSpec("proxy", _remove_toxic, "remove the step's toxic",
+                               in_files=False),
+    "proxy.down": ActionSpec("proxy", _proxy_down, "disable the proxy", fault=True,
+                             undo="proxy.up"),
+    "proxy.up": ActionSpec("proxy", _proxy_up, "enable the proxy"),
+    "cut": ActionSpec("proxy", _cut, "reset every connection now (1006)", fault=True),
+    "probes.add": ActionSpec("probes", _add_probes, "start count more probes at once"),
+    "wait": ActionSpec("nothing", None, "hold the next step back for its for"),
+}
+# What a file may write in ``do``, in the order the table gives them.
+IN_FILES = tuple(name for name, spec in ACTIONS.items() if spec.in_files)
+UNDOABLE = tuple(name for name, spec in ACTIONS.items() if spec.undo is not None)
+
+
+async def perform(stage: Stage, do: str, step: Any) -> str:
+    """Carry out action ``do`` for ``step`` on ``stage``; its detail line. Every refusal
+    (a missing target, a server that is not running, the proxy saying no) is
+    ``ActionFailed``."""
+    spec = ACTIONS[do]
+    target: Any = {"server": stage.server, "proxy": stage.proxy, "probes": stage.fleet,
+                   "nothing": None}[spec.needs]
+    if target is None and spec.needs != "nothing":
+        what = {"server": "the embedded server (wsctl does not own a url server's process)",
+                "proxy": "the chaos proxy (proxy: true)", "probes": "the probe fleet"}
+        raise ActionFailed(f"{do} needs {what[spec.needs]}")
+    if spec.run is None:
+        raise ActionFailed(f"{do} is carried out by the timeline, not performed")
+    try:
+        return await spec.run(target, step)
+    except ActionFailed:
+        raise
+    except WsctlError as exc:
+        raise ActionFailed(exc.message) from None
+
+
+__all__ = ["ACTIONS", "IN_FILES", "UNDOABLE", "ActionSpec", "Needs", "parse_toxic",
+           "perform"]

@@ -1,0 +1,83 @@
+"""A scenario run's ``Result`` (kind ``run``), assembled once everything has stopped.
+
+The probes' metrics, with what the run adds to them: the peak of connection attempts per
+second and closes by code (from the sampler), the connections open at the end, and —
+when wsctl owned the server — its refusals and dead connections summed over every
+incarnation, its RSS and connections at steady state and ``server.rss_per_connection``.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+from wsctl.metrics import Result
+from wsctl.probe.fleet import Fleet
+from wsctl.scenario.model import Scenario
+from wsctl.scenario.monitor import Monitor
+from wsctl.scenario.sampler import Sampler
+from wsctl.scenario.stage import Stage
+
+
+def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
+               monitor: Monitor, *, start: float, end: float) -> Result:
+    """The run from ``start`` to ``end`` (the scenario's time, even when every probe
+    finished early) as a Result."""
+    metrics = fleet.metrics
+    metrics.set_gauge("reconnect.peak_attempts_per_s", sampler.peak_attempts_per_s,
+                      "per_s")
+    metrics.set_gauge("probes.open", monitor.open_at_end, "count")
+    for code, n in sorted(sampler.closes.items()):
+        metrics.counters[f"closes.{code}"] = n
+    details: dict[str, Any] = {
+        "probes": len(fleet.probes),
+        "added": fleet.added,
+        "states": fleet.states(),
+        "never_opened": sum(1 for p in fleet.probes if not p.machine.ever_opened),
+        "errors": fleet.errors(),
+        "loop_lag": fleet.loop_lag.summary(),
+    }
+    server = stage.server
+    if server is not None:
+        totals = server.totals()
+        metrics.add("server.refused", int(totals.refused))
+        metrics.add("server.dead_detected", int(totals.dead_detected))
+        steady = monitor.steady
+        if steady is not None and stage.rss_before is not None:
+            metrics.set_gauge("server.rss", steady.rss, "bytes")
+            metrics.set_gauge("server.connections", steady.connections, "count")
+            if steady.connections > 0:
+                metrics.set_gauge("server.rss_per_connection",
+                                  (steady.rss - stage.rss_before) / steady.connections,
+                                  "bytes")
+            details["steady_state"] = {
+                "at": round(steady.at, 3), "reached": steady.reached,
+                "rss_before": stage.rss_before, "rss": steady.rss,
+                "connections": steady.connections,
+            }
+        details["server"] = {"profile": scenario.server.profile, "url": server.url,
+                             "incarnations": server.incarnations}
+    config: dict[str, Any] = {
+        "scenario": scenario.name,
+        "server": scenario.server.url or f"embedded ({scenario.server.profile})",
+        "server_args": scenario.server.args(),
+        "proxy": scenario.proxy,
+        "count": scenario.probes.count,
+        "seed": fleet.seed,
+        "probe": dataclasses.asdict(fleet.config),
+    }
+    return Result(kind="run", metrics=metrics, started_at=fleet.started_at,
+                  duration=max(0.0, end - start), target=stage.target or None,
+                  config=config, details=details)
+
+
+def unreachable(result: Result) -> str | None:
+    """Why the run could not happen when no probe ever got a connection, else None."""
+    details = result.details
+    if not details.get("probes") or details.get("never_opened") != details.get("probes"):
+        return None
+    errors = Counter(details.get("errors") or {})
+    reason = errors.most_common(1)[0][0] if errors else "no connection could be opened"
+    return f"could not connect to {result.target}: {reason}; no probe ever connected"

@@ -1,0 +1,127 @@
+"""What a scenario runs against: the server, the chaos proxy in front of it, the probes.
+
+``Stage.open()`` starts the embedded reference server as a child process (or takes the
+scenario's ``url``) and an in-process chaos proxy when ``proxy: true``;
+``start_probes()`` starts the fleet pointed at the proxy or the server; ``close()``
+stops probes, proxy and server whatever happened and never raises. The timeline's
+actions (``actions.py``) act on ``server``, ``proxy`` and ``fleet``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from wsctl.chaos.proxy import Chaos, Proxy
+from wsctl.clock import Clock
+from wsctl.errors import InvalidInput, WsctlError
+from wsctl.metrics import Result
+from wsctl.probe.driver import RecordSink, websockets_connector
+from wsctl.probe.fleet import Fleet
+from wsctl.scenario.model import Scenario
+from wsctl.scenario.server_process import ServerProcess
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 5.0  # probes closing politely at the end before they are cancelled
+
+
+def probe_url(url: str, address: str | None) -> str:
+    """The base URL the probes use: the server's ``url``, or with the proxy's ``address``
+    (host:port) in front of it."""
+    if address is None:
+        return url
+    parts = urlsplit(url.replace("{stream}", "__stream__"))
+    return urlunsplit(parts._replace(netloc=address)).replace("__stream__", "{stream}")
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception (the first leaf of an exception group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Stage:
+    """The server (None: a ``url`` server wsctl does not own), the proxy (None without
+    ``proxy: true``) and the fleet (None until ``start_probes``) of one scenario."""
+
+    def __init__(self, scenario: Scenario, scratch: Path, clock: Clock) -> None:
+        self.scenario = scenario
+        self.scratch = scratch
+        self.clock = clock
+        self.server: ServerProcess | None = None
+        self.chaos: Chaos | None = None
+        self.proxy: Proxy | None = None
+        self.fleet: Fleet | None = None
+        self.target = scenario.server.url or ""  # what the probes test (the server's URL)
+        self.rss_before: int | None = None  # the server's RSS before any probe
+        self.failures: list[str] = []  # what broke inside (a probe task that raised)
+        self._fleet_task: asyncio.Task[Result] | None = None
+
+    async def open(self) -> None:
+        """Start the server (embedded) and the proxy (``proxy: true``)."""
+        scenario = self.scenario
+        if scenario.server.embedded:
+            self.server = ServerProcess(scenario.server.profile, scenario.server.args(),
+                                        self.scratch)
+            await self.server.start()
+            self.rss_before = self.server.rss()
+            self.target = self.server.url
+            upstream = f"127.0.0.1:{self.server.port}"
+        else:
+            assert scenario.server.url is not None
+            parts = urlsplit(scenario.server.url.replace("{stream}", "x"))
+            default = 443 if parts.scheme == "wss" else 80
+            upstream = f"{parts.hostname}:{parts.port or default}"
+        if scenario.proxy:
+            self.chaos = Chaos()
+            self.proxy = await self._create_proxy(self.chaos, upstream)
+
+    async def _create_proxy(self, chaos: Chaos, upstream: str) -> Proxy:
+        try:
+            return await chaos.create(name=self.scenario.name, listen="127.0.0.1:0",
+                                      upstream=upstream)
+        except WsctlError as exc:
+            raise InvalidInput(f"chaos proxy: {exc.message}") from None
+
+    def start_probes(self, sink: RecordSink) -> Fleet:
+        """Start the fleet (through the proxy when there is one); records go to ``sink``."""
+        probes = self.scenario.probes
+        base = probe_url(self.target, self.proxy.listen if self.proxy else None)
+        config = probes.probe_config(base, self.scenario.duration)
+        self.fleet = Fleet(config, probes.count, seed=self.scenario.seed, clock=self.clock,
+                           sink=sink, connector=websockets_connector(deflate=probes.deflate),
+                           spawn_rate=probes.spawn_rate, tune_gc=False)
+        self._fleet_task = asyncio.create_task(self.fleet.run())
+        return self.fleet
+
+    async def close(self, *, early: bool, others: list[asyncio.Task[None]]) -> None:
+        """Stop probes (at once when ``early``, else they are stopping at their duration),
+        proxy and server; ``others`` (the timeline) are awaited too. Tasks that raised
+        go to ``failures``. Never raises."""
+        fleet, task = self.fleet, self._fleet_task
+        if fleet is not None and task is not None:
+            if early:
+                fleet.stop()
+            _, pending = await asyncio.wait([task], timeout=STOP_GRACE)
+            if pending:
+                fleet.stop()
+                _, pending = await asyncio.wait(pending, timeout=STOP_GRACE)
+            for late in pending:
+                late.cancel()
+        every: list[asyncio.Task[Any]] = [*([task] if task else []), *others]
+        for result in await asyncio.gather(*every, return_exceptions=True):
+            if isinstance(result, BaseException) and \
+                    not isinstance(result, asyncio.CancelledError):
+                log.error("scenario task failed", exc_info=result)
+                self.failures.append(describe(result))
+        if self.chaos is not None:
+            with contextlib.suppress(Exception):
+                await self.chaos.close()
+        if self.server is not None:
+            self.server.close()
