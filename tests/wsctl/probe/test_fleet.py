@@ -31,7 +31,7 @@ async def test_added_probes_join_the_run_and_stop_at_the_fleets_end() -> None:
 
     async def refuse(url: str, timeout: float) -> None:
         attempts.setdefault(url, []).append(clock.now())
-        raise ConnectError("connection refused")
+        raise ConnectError("refused", "connection refused")
 
     config = ProbeConfig("ws://127.0.0.1:9/ws/p{n}", duration=10.0,
                          backoff=BackoffPolicy(kind="exponential", base=1, cap=1))

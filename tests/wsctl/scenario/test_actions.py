@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from wsctl.chaos.model import ChaosError
-from wsctl.errors import ActionFailed, RunFailed
+from wsctl.errors import ActionFailed, Conflict, RunFailed
 from wsctl.scenario.actions import ACTIONS, IN_FILES, UNDOABLE, perform
 from wsctl.scenario.model import STEP_MODELS, ProbesAdd, ProcessStep, ToxicStep, loads
 
@@ -70,7 +69,7 @@ class FakeProxy:
         self.listen = "127.0.0.1:2"
 
     async def stop(self) -> None:
-        raise ChaosError("proxy refused", 409)
+        raise Conflict("proxy refused")
 
 
 def stage(**kw: Any) -> Any:
