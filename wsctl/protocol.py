@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from wsctl.errors import InvalidInput
+
 VERSION = 1
 STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 HEALTH_STREAM = "health"
@@ -197,6 +199,20 @@ def resume_query(epoch: str | None, offset: int | None, token: str | None = None
     if token:
         params["token"] = token
     return "?" + urlencode(params) if params else ""
+
+
+def check_url(url: str) -> None:
+    """InvalidInput unless ``url`` is a ws:// or wss:// URL with a host; ``{n}`` (each
+    probe's or connection's index) may appear in it."""
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
+
+    if not url.startswith(("ws://", "wss://")):
+        raise InvalidInput(f"invalid URL {url!r}: it must start with ws:// or wss://")
+    try:
+        parse_uri(url.replace("{n}", "0"))
+    except (InvalidURI, ValueError) as exc:  # ValueError: port out of range
+        raise InvalidInput(f"invalid URL {url!r}: {exc}") from exc
 
 
 def retry_hint_ms(reason: str) -> int | None:

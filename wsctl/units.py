@@ -24,6 +24,14 @@ def parse_duration(text: str | float | int, what: str = "duration") -> float:
     return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
+def parse_positive_duration(text: str | float | int, what: str = "duration") -> float:
+    """``parse_duration`` for things that cannot be zero (timeouts, intervals, run time)."""
+    seconds = parse_duration(text, what)
+    if seconds <= 0:
+        raise InvalidInput(f"{what} must be greater than zero, got {text!r}")
+    return seconds
+
+
 def format_duration(seconds: float) -> str:
     """Short human form: ``850ms``, ``4.2s``, ``3m05s``."""
     if seconds < 1:

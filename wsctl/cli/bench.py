@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT
-from wsctl.cli._common import reports_errors
+from wsctl.cli._common import env_options, load_baseline, reports_errors
 from wsctl.errors import InvalidInput
 
 HELP = (
@@ -53,12 +53,7 @@ class EngineName(StrEnum):
     locust = "locust"
 
 
-def _opt(help: str, env: str | None, *names: str, **kw: object) -> typer.models.OptionInfo:  # noqa: A002
-    """An option with help text and, where it makes sense, a ``WSCTL_BENCH_*`` variable."""
-    kw.setdefault("show_default", True)
-    if env is not None:
-        kw["envvar"] = f"WSCTL_BENCH_{env}"
-    return typer.Option(*names, help=help, **kw)  # type: ignore[arg-type]
+_opt = env_options("WSCTL_BENCH_")
 
 
 def parse_criteria(texts: list[str]) -> list[Any]:
@@ -76,26 +71,6 @@ def parse_criteria(texts: list[str]) -> list[Any]:
         except CriterionError as exc:
             raise InvalidInput(f"--criteria {text!r}: {exc}") from None
     return out
-
-
-def load_baseline(path: Path) -> Any:
-    """The Result in a ``--json`` file of an earlier run (bench, probe or a one-scenario
-    run report)."""
-    from wsctl.scenario.outcome import baseline_results
-
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"--baseline {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"--baseline {path}: not JSON ({exc})") from None
-    found = baseline_results(obj, f"--baseline {path}")
-    if isinstance(found, dict):
-        if len(found) != 1:
-            raise InvalidInput(f"--baseline {path}: a run report with {len(found)} scenarios; "
-                               "give the --json of one bench run")
-        return next(iter(found.values()))
-    return found
 
 
 @reports_errors
@@ -166,7 +141,7 @@ def bench(
     from wsctl.bench import session
 
     crit = parse_criteria(criteria or [])
-    base = load_baseline(baseline) if baseline is not None else None
+    base = _one_baseline(baseline) if baseline is not None else None
     if base is None and any(c.relative for c in crit):
         raise InvalidInput("a criterion relative to a baseline needs --baseline FILE "
                            "(the --json of an earlier run)")
@@ -199,6 +174,17 @@ def bench(
     session.check_reachable(result)
     if verdicts:
         session.gate(verdicts, console)
+
+
+def _one_baseline(path: Path) -> Any:
+    """The one Result in ``--baseline FILE`` (a bench, probe or one-scenario run's result)."""
+    found = load_baseline(path)
+    if isinstance(found, dict):
+        if len(found) != 1:
+            raise InvalidInput(f"--baseline {path}: a run report with {len(found)} scenarios; "
+                               "give the --json of one bench run")
+        return next(iter(found.values()))
+    return found
 
 
 def register(app: typer.Typer) -> None:
