@@ -15,24 +15,19 @@ from urllib.parse import urlencode
 
 from wsctl.errors import InvalidInput
 
-VERSION = 1
 STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 HEALTH_STREAM = "health"
 
-# Close codes the reference server uses (RFC 6455 numbers).
+# Close codes wsctl acts on by name (RFC 6455 numbers; docs/protocol.md lists every
+# code the reference server sends).
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
 # ``error.code`` values, so clients can act without parsing the message.
 ERR_BAD_MESSAGE = "bad_message"
-ERR_TOO_BIG = "too_big"
 ERR_SLOW_CONSUMER = "slow_consumer"
-ERR_GOING_AWAY = "going_away"
-ERR_OVER_CAPACITY = "over_capacity"
 
 
 class ProtocolError(ValueError):

@@ -3,7 +3,7 @@
 import pytest
 
 from wsctl.errors import InvalidInput
-from wsctl.units import format_duration, parse_duration, parse_positive_duration
+from wsctl.units import parse_duration, parse_positive_duration
 
 
 @pytest.mark.parametrize(
@@ -21,11 +21,6 @@ def test_bad_duration_names_the_field(text):
     """A bad duration is InvalidInput naming what was being read."""
     with pytest.raises(InvalidInput, match="ttl"):
         parse_duration(text, "ttl")
-
-
-def test_format_duration():
-    """Short forms for people."""
-    assert [format_duration(x) for x in (0.85, 4.2, 185)] == ["850ms", "4.2s", "3m05s"]
 
 
 @pytest.mark.parametrize("text", ["0", "0s", "0ms", 0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import IO, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -111,8 +111,3 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
             measured += f" ({v.message})"
         table.add_row(c.key, describe_threshold(v), measured, status)
     return table
-
-
-def print_plain(out: IO[str], text: str) -> None:
-    out.write(text + "\n")
-    out.flush()
