@@ -188,4 +188,5 @@ def _one_baseline(path: Path) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench", help=HELP)(bench)
+    app.command("bench", help=HELP,
+                short_help="Open-model connection and message load, with gates.")(bench)

@@ -66,7 +66,7 @@ def probe(
                                "--count", "-n", min=1)] = 1,
     duration: Annotated[str, _opt("How long to run, e.g. 30s or 5m.", "DURATION")] = "10s",
     forever: Annotated[bool, _opt("Run until interrupted (synthetic monitor); overrides "
-                                  "--duration.", "FOREVER")] = False,
+                                  "--duration.", "FOREVER", show_default=False)] = False,
     mode: Annotated[ModeName, _opt("resume = protocol v1 offsets and resume; echo = time "
                                    "round trips; listen = count frames.", "MODE")]
     = ModeName.resume,
@@ -114,10 +114,10 @@ def probe(
     cacert: Annotated[Path | None, _opt("CA bundle (PEM) to verify a wss:// server.",
                                         "CACERT", show_default=False)] = None,
     insecure: Annotated[bool, _opt("wss:// without certificate verification.",
-                                   "INSECURE")] = False,
+                                   "INSECURE", show_default=False)] = False,
     deflate: Annotated[bool, _opt("Offer permessage-deflate, as browsers do (off by "
                                   "default: it costs ~45 KiB per connection).",
-                                  "DEFLATE")] = False,
+                                  "DEFLATE", show_default=False)] = False,
     view: Annotated[ViewName, _opt("live = rich table (TTY); plain = a status line every "
                                    "--report-interval; quiet = summary only.", "VIEW")]
     = ViewName.auto,
@@ -200,4 +200,5 @@ def probe(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe", help=HELP)(probe)
+    app.command("probe", help=HELP,
+                short_help="Reconnecting probe clients that measure what a user feels.")(probe)
