@@ -1,12 +1,18 @@
-"""Server settings as one small value object, with the two profiles the EP compares."""
+"""Server settings as one small value object, with the two profiles the EP compares, and
+the command-line options that set them (the one source of their defaults and help, for
+``wsctl serve`` and ``python -m server_stub`` alike)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal, get_args
+
+from wsctl.errors import InvalidInput
+from wsctl.units import parse_duration, parse_positive_duration
 
 Profile = Literal["reference", "baseline"]
 HealthMode = Literal["scheduler", "per-connection"]
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class ServerConfig:
     keyfile: str | None = None
     shutdown_timeout: float = 5.0
     retry_hint_ms: int = 1000
-    log_format: Literal["text", "json"] = "text"
+    log_format: LogFormat = "text"
     log_level: str = "info"
 
     @property
@@ -65,3 +71,105 @@ class ServerConfig:
                 replay_size=0,
             )
         return self
+
+
+DEFAULT = ServerConfig()
+
+
+def seconds_text(seconds: float) -> str:
+    """How a duration is written on the command line: ``5.0`` -> ``5s``, ``60.0`` -> ``1m``,
+    ``0.25`` -> ``250ms``."""
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s" if seconds >= 1 else f"{seconds * 1000:g}ms"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option of ``wsctl serve`` and ``python -m server_stub``: the flag ``--NAME``
+    (dashes for underscores), the variable ``WSCTL_NAME``, its help, its default as typed
+    on the command line, and the values it takes."""
+
+    name: str
+    help: str
+    default: Any
+    kind: Literal["str", "int", "float", "duration"] = "str"
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    repeat: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "WSCTL_" + self.name.upper()
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_LEVELS_TEXT = "debug, info, warning or error"
+# Durations that cannot be zero (``retry_hint`` can: it is kept in ms).
+POSITIVE_DURATIONS = ("ping_interval", "ping_timeout", "replay_age", "shutdown_timeout")
+
+OPTIONS: dict[str, Option] = {o.name: o for o in (
+    Option("host", "Address to bind.", DEFAULT.host),
+    Option("port", "Port to listen on; 0 picks a free one.", DEFAULT.port, "int", 0, 65535),
+    Option("profile", "reference = EP-0001's server done right; baseline = the 'before' "
+           "(websockets' defaults: compression on, keepalive task per connection, no "
+           "admission control, no replay).", DEFAULT.profile, choices=get_args(Profile)),
+    Option("max_connections", "Global connection limit (0 = none); refusals are HTTP 503 "
+           "with Retry-After.", DEFAULT.max_connections, "int", 0),
+    Option("max_per_client", "Connections per client address (0 = none).",
+           DEFAULT.max_per_client, "int", 0),
+    Option("max_streams", "Streams (jobs) held at once (0 = none).", DEFAULT.max_streams,
+           "int", 0),
+    Option("max_message_size", "Largest client frame in bytes; larger -> close 1009.",
+           DEFAULT.max_message_size, "int", 1),
+    Option("send_buffer", "Unsent bytes a client may have buffered before it is closed as "
+           "a slow consumer (1008, resumable).", DEFAULT.send_buffer, "int", 1024),
+    Option("ping_interval", "Protocol ping period per connection.",
+           seconds_text(DEFAULT.ping_interval), "duration"),
+    Option("ping_timeout", "No pong within this -> closed 1011 and counted dead.",
+           seconds_text(DEFAULT.ping_timeout), "duration"),
+    Option("health_mode", "scheduler = one task pings every connection; per-connection = "
+           "websockets' keepalive task per connection.", DEFAULT.health_mode,
+           choices=get_args(HealthMode)),
+    Option("replay_size", "Events kept per stream for resume.", DEFAULT.replay_size, "int",
+           0),
+    Option("replay_age", "Oldest event kept for resume; also how long an unread stream's "
+           "job keeps running.", seconds_text(DEFAULT.replay_age), "duration"),
+    Option("job_rate", "Progress events per second on each stream.", DEFAULT.job_rate,
+           "float", 0.001, 1000.0),
+    Option("job_steps", "Steps in one simulated job.", DEFAULT.job_steps, "int", 1),
+    Option("secret", "Require HMAC tokens made with this secret.", DEFAULT.secret),
+    Option("origin", "Allowed Origin (repeat for several); other browser origins get 403.",
+           None, repeat=True),
+    Option("certfile", "TLS certificate (PEM): serve wss://.", DEFAULT.certfile),
+    Option("keyfile", "TLS private key (PEM).", DEFAULT.keyfile),
+    Option("shutdown_timeout", "Longest graceful shutdown before aborting.",
+           seconds_text(DEFAULT.shutdown_timeout), "duration"),
+    Option("retry_hint", "Retry hint sent on 1001 shutdown and 503 refusals.",
+           seconds_text(DEFAULT.retry_hint_ms / 1000), "duration"),
+    Option("log_format", "Connection log format (stderr).", DEFAULT.log_format,
+           choices=get_args(LogFormat)),
+    Option("log_level", f"{_LEVELS_TEXT}.", DEFAULT.log_level),
+)}
+
+
+def config_from_options(**values: Any) -> ServerConfig:
+    """A ServerConfig from OPTIONS as typed (durations as text, ``origin`` a list); options
+    left out keep their defaults. InvalidInput names the option of a value it cannot take."""
+    values = {name: OPTIONS[name].default for name in OPTIONS} | values
+    if bool(values["certfile"]) != bool(values["keyfile"]):
+        raise InvalidInput("--certfile and --keyfile go together")
+    level = str(values["log_level"])
+    if level.lower() not in LOG_LEVELS:
+        raise InvalidInput(f"--log-level {level!r}: use {_LEVELS_TEXT}")
+    for name in POSITIVE_DURATIONS:
+        values[name] = parse_positive_duration(values[name], OPTIONS[name].flag)
+    hint = parse_duration(values.pop("retry_hint"), "--retry-hint")
+    origins = tuple(values.pop("origin") or ())
+    return ServerConfig(**values, origins=origins, retry_hint_ms=round(hint * 1000))

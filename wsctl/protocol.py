@@ -13,24 +13,21 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-VERSION = 1
+from wsctl.errors import InvalidInput
+
 STREAM_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 HEALTH_STREAM = "health"
 
-# Close codes the reference server uses (RFC 6455 numbers).
+# Close codes wsctl acts on by name (RFC 6455 numbers; docs/protocol.md lists every
+# code the reference server sends).
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 
 # ``error.code`` values, so clients can act without parsing the message.
 ERR_BAD_MESSAGE = "bad_message"
-ERR_TOO_BIG = "too_big"
 ERR_SLOW_CONSUMER = "slow_consumer"
-ERR_GOING_AWAY = "going_away"
-ERR_OVER_CAPACITY = "over_capacity"
 
 
 class ProtocolError(ValueError):
@@ -197,6 +194,20 @@ def resume_query(epoch: str | None, offset: int | None, token: str | None = None
     if token:
         params["token"] = token
     return "?" + urlencode(params) if params else ""
+
+
+def check_url(url: str) -> None:
+    """InvalidInput unless ``url`` is a ws:// or wss:// URL with a host; ``{n}`` (each
+    probe's or connection's index) may appear in it."""
+    from websockets.exceptions import InvalidURI
+    from websockets.uri import parse_uri
+
+    if not url.startswith(("ws://", "wss://")):
+        raise InvalidInput(f"invalid URL {url!r}: it must start with ws:// or wss://")
+    try:
+        parse_uri(url.replace("{n}", "0"))
+    except (InvalidURI, ValueError) as exc:  # ValueError: port out of range
+        raise InvalidInput(f"invalid URL {url!r}: {exc}") from exc
 
 
 def retry_hint_ms(reason: str) -> int | None:

@@ -34,11 +34,9 @@ def parse_duration(text: object, what: str = "duration") -> float:
     return float(match.group(1)) * _SECONDS[match.group(2)]
 
 
-def format_duration(seconds: float) -> str:
-    """Short human form: ``850ms``, ``4.2s``, ``3m05s``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
+def parse_positive_duration(text: str | float | int, what: str = "duration") -> float:
+    """``parse_duration`` for things that cannot be zero (timeouts, intervals, run time)."""
+    seconds = parse_duration(text, what)
+    if seconds <= 0:
+        raise InvalidInput(f"{what} must be greater than zero, got {text!r}")
+    return seconds

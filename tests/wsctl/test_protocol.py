@@ -39,3 +39,17 @@ def test_resume_query_and_retry_hint():
     assert p.resume_query("e 1", 5, "t") == "?epoch=e+1&offset=5&token=t"
     assert p.retry_hint_ms("server going away; retry_ms=1500") == 1500
     assert p.retry_hint_ms("bye") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("http://h/ws/a", "must start with ws:// or wss://"), ("ws://", "invalid URL"),
+     ("ws://h:99999/ws/a", "invalid URL")],
+)
+def test_check_url_refuses_what_is_not_a_websocket_url(url, reason):
+    """Only ws:// and wss:// URLs with a host (and a valid port) pass; {n} is allowed."""
+    from wsctl.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=reason):
+        p.check_url(url)
+    p.check_url("wss://example.test:8443/ws/alert-{n}")

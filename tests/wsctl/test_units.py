@@ -3,7 +3,7 @@
 import pytest
 
 from wsctl.errors import InvalidInput
-from wsctl.units import format_duration, parse_duration
+from wsctl.units import parse_duration, parse_positive_duration
 
 
 @pytest.mark.parametrize(
@@ -33,6 +33,10 @@ def test_negative_number_is_refused(number):
         parse_duration(number, "at")
 
 
-def test_format_duration():
-    """Short forms for people."""
-    assert [format_duration(x) for x in (0.85, 4.2, 185)] == ["850ms", "4.2s", "3m05s"]
+
+@pytest.mark.parametrize("text", ["0", "0s", "0ms", 0])
+def test_positive_duration_refuses_zero_naming_the_option(text):
+    """A duration that must be positive refuses zero with the option's name."""
+    with pytest.raises(InvalidInput, match="--ping-timeout must be greater than zero"):
+        parse_positive_duration(text, "--ping-timeout")
+    assert parse_positive_duration("250ms", "--ping-timeout") == 0.25

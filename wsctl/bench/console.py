@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import IO, Any
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -98,6 +98,3 @@ def summary(result: Result) -> Table:
     return table
 
 
-def print_plain(out: IO[str], text: str) -> None:
-    out.write(text + "\n")
-    out.flush()

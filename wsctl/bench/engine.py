@@ -22,7 +22,7 @@ import os
 import time
 from array import array
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -435,6 +435,3 @@ async def run_arrivals(
         if nxt is None:
             return
         await clock.sleep(max(nxt - clock.now(), MIN_WAIT))
-
-
-HookFn = Callable[[], Awaitable[None]]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from wsctl.bench.engine import Engine, Progress, Recorder, to_metrics
 from wsctl.bench.plan import BenchPlan
 from wsctl.errors import InvalidInput
+from wsctl.fdlimit import raise_fd_limit
 from wsctl.metrics import MetricSet, Result
 
 BOTTLENECK_CPU = 0.9  # generator CPU share of one core at which it is the bottleneck
@@ -35,24 +35,6 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         return factory
     raise InvalidInput(f"unknown --loop {name!r}; choose asyncio or uvloop")
-
-
-def raise_fd_limit(needed: int | None = None) -> int:
-    """Raise this process's RLIMIT_NOFILE soft limit to the hard limit; returns the soft
-    limit now in force. ``needed``: InvalidInput when even the hard limit is lower."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if needed is not None and hard != resource.RLIM_INFINITY and hard < needed:
-        raise InvalidInput(
-            f"{needed} connections in one process need more file descriptors than its limit "
-            f"({hard}); use --processes to spread them over several processes"
-        )
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 def process_cpu() -> tuple[float, float]:
@@ -77,7 +59,8 @@ def run_plan(
     run share it, so their interleaved arrivals add up to the planned rate).
     """
     factory = loop_factory(plan.loop)
-    raise_fd_limit(plan.connections + 64)
+    raise_fd_limit(plan.connections + 64, f"{plan.connections} connections in one process",
+                   "use --processes to spread them over several processes")
     started_at = time.time()
 
     async def main() -> tuple[Recorder, Engine]:

@@ -22,8 +22,10 @@ from wsctl.bench.console import Display, summary
 from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT, BenchPlan
 from wsctl.bench.resources import ServerWatch, apply, check_pid
 from wsctl.errors import InvalidInput, Unreachable
+from wsctl.fdlimit import check_fd_limit
 from wsctl.metrics import Result, validate
-from wsctl.units import parse_duration
+from wsctl.protocol import check_url
+from wsctl.units import parse_duration, parse_positive_duration
 
 STEADY_LEAD = 4.0  # seconds before the end at which the server's steady state is read
 FD_LIMIT = 20_000  # descriptors one process may open on this machine (DESIGN.md section 10)
@@ -62,37 +64,18 @@ class Prepared:
     locust_plan: Any = None
 
 
-def check_url(url: str) -> None:
-    """Reject anything that is not a ws:// or wss:// URL with a host (``{n}`` allowed)."""
-    from websockets.exceptions import InvalidURI
-    from websockets.uri import parse_uri
-
-    if not url.startswith(("ws://", "wss://")):
-        raise InvalidInput(f"invalid URL {url!r}: it must start with ws:// or wss://")
-    try:
-        parse_uri(url.replace("{n}", "0"))
-    except (InvalidURI, ValueError) as exc:
-        raise InvalidInput(f"invalid URL {url!r}: {exc}") from exc
-
-
-def _positive(text: str | float, what: str) -> float:
-    value = parse_duration(text, what)
-    if value <= 0:
-        raise InvalidInput(f"{what} must be greater than zero, got {text!r}")
-    return value
-
-
 def prepare(options: Options) -> Prepared:
     """Check every option; raises InvalidInput (exit 2) before anything has started."""
     check_url(options.url)
     plan = BenchPlan(
         url=options.url, connections=options.connections, connect_rate=options.connect_rate,
         message_rate=options.message_rate,
-        duration=_positive(options.duration, "--duration"),
+        duration=parse_positive_duration(options.duration, "--duration"),
         warmup=parse_duration(options.warmup, "--warmup"), mode=options.mode,  # type: ignore[arg-type]
         payload_size=options.payload_size, in_flight=options.in_flight,
         transport=options.transport, loop=options.loop,
-        connect_timeout=_positive(options.connect_timeout, "--connect-timeout"),
+        connect_timeout=parse_positive_duration(options.connect_timeout,
+                                                "--connect-timeout"),
     )
     try:
         plan.check()
@@ -119,14 +102,8 @@ def prepare(options: Options) -> Prepared:
             f"{per_process} per process, past the {FD_LIMIT} file descriptors one process may "
             f"open; use --processes {need} or more"
         )
-    import resource
-
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if hard != resource.RLIM_INFINITY and per_process + 64 > hard:
-        raise InvalidInput(
-            f"{per_process} connections per process need more file descriptors than the "
-            f"hard limit ({hard}, ulimit -Hn); use more --processes"
-        )
+    check_fd_limit(per_process + 64, f"{per_process} connections per process",
+                   "use more --processes")
     return Prepared(options, plan)
 
 

@@ -25,8 +25,9 @@ def _emit(obj: dict[str, Any]) -> None:
 
 def main() -> int:
     from wsctl.bench.plan import BenchPlan
-    from wsctl.bench.runner import raise_fd_limit, run_plan
+    from wsctl.bench.runner import run_plan
     from wsctl.errors import WsctlError
+    from wsctl.fdlimit import raise_fd_limit
 
     try:
         plan = BenchPlan.from_dict(json.loads(sys.stdin.readline())["plan"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from wsctl.bench.plan import DEFAULT_LOOP, DEFAULT_TRANSPORT
-from wsctl.cli._common import reports_errors
+from wsctl.cli._common import env_options, load_baseline, reports_errors
 from wsctl.cli._reports import report_option
 from wsctl.errors import CriteriaFailed, InvalidInput, Unreachable
 
@@ -60,12 +59,7 @@ class EngineName(StrEnum):
     locust = "locust"
 
 
-def _opt(help: str, env: str | None, *names: str, **kw: object) -> typer.models.OptionInfo:  # noqa: A002
-    """An option with help text and, where it makes sense, a ``WSCTL_BENCH_*`` variable."""
-    kw.setdefault("show_default", True)
-    if env is not None:
-        kw["envvar"] = f"WSCTL_BENCH_{env}"
-    return typer.Option(*names, help=help, **kw)  # type: ignore[arg-type]
+_opt = env_options("WSCTL_BENCH_")
 
 
 def parse_criteria(texts: list[str]) -> list[Any]:
@@ -83,26 +77,6 @@ def parse_criteria(texts: list[str]) -> list[Any]:
         except CriterionError as exc:
             raise InvalidInput(f"--criteria {text!r}: {exc}") from None
     return out
-
-
-def load_baseline(path: Path) -> Any:
-    """The Result in a ``--json`` file of an earlier run (bench, probe or a one-scenario
-    run report)."""
-    from wsctl.results.outcome import baseline_results
-
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"--baseline {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"--baseline {path}: not JSON ({exc})") from None
-    found = baseline_results(obj, f"--baseline {path}")
-    if isinstance(found, dict):
-        if len(found) != 1:
-            raise InvalidInput(f"--baseline {path}: a run report with {len(found)} scenarios; "
-                               "give the --json of one bench run")
-        return next(iter(found.values()))
-    return found
 
 
 @reports_errors
@@ -178,7 +152,7 @@ def bench(
     from wsctl.report import check_outputs
 
     crit = parse_criteria(criteria or [])
-    base = load_baseline(baseline) if baseline is not None else None
+    base = _one_baseline(baseline) if baseline is not None else None
     if base is None and any(c.relative for c in crit):
         raise InvalidInput("a criterion relative to a baseline needs --baseline FILE "
                            "(the --json of an earlier run)")
@@ -242,5 +216,17 @@ def _report(result: Any, crit: list[Any], base: Any, console: Any, json_out: Pat
         raise typer.Exit(report.exit_code)
 
 
+def _one_baseline(path: Path) -> Any:
+    """The one Result in ``--baseline FILE`` (a bench, probe or one-scenario run's result)."""
+    found = load_baseline(path)
+    if isinstance(found, dict):
+        if len(found) != 1:
+            raise InvalidInput(f"--baseline {path}: a run report with {len(found)} scenarios; "
+                               "give the --json of one bench run")
+        return next(iter(found.values()))
+    return found
+
+
 def register(app: typer.Typer) -> None:
-    app.command("bench", help=HELP)(bench)
+    app.command("bench", help=HELP,
+                short_help="Open-model connection and message load, with gates.")(bench)

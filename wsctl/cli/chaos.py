@@ -22,6 +22,7 @@ from wsctl.cli._common import fail_usage, reports_errors
 
 app = typer.Typer(
     help="Fault-injection TCP proxy with Toxiproxy's HTTP API and WebSocket-aware faults.",
+    short_help="Fault-injection proxy: Toxiproxy's API and WebSocket faults.",
     no_args_is_help=True,
 )
 proxy_app = typer.Typer(
@@ -51,7 +52,7 @@ def _console() -> Console:
     return Console(soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Run the proxy and its API until Ctrl-C or SIGTERM.")
 @reports_errors
 def serve(
     api: Annotated[
@@ -190,7 +191,7 @@ def proxy_enable(
     _set_enabled(name, True, api, api_token)
 
 
-@proxy_app.command("disable")
+@proxy_app.command("disable", short_help="Stop listening and close the proxy's connections.")
 @reports_errors
 def proxy_disable(
     name: Annotated[str, typer.Argument(help="Proxy name.")],
@@ -227,7 +228,7 @@ def _toxic_table(toxics: list[dict[str, Any]]) -> Table:
     return table
 
 
-@toxic_app.command("add")
+@toxic_app.command("add", short_help="Add a toxic to a proxy now, or schedule it.")
 @reports_errors
 def toxic_add(
     proxy: Annotated[str, typer.Argument(help="Proxy name.")],
@@ -402,7 +403,7 @@ def unschedule(
     _console().print(f"cancelled schedule {schedule} of {proxy}")
 
 
-@app.command("reset")
+@app.command("reset", short_help="Enable every proxy; remove every toxic and schedule.")
 @reports_errors
 def reset(api: Api = DEFAULT_API, api_token: Token = None) -> None:
     """Enable every proxy and remove every toxic and schedule (Toxiproxy: POST /reset)."""

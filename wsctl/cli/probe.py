@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from websockets.exceptions import InvalidURI
-from websockets.uri import parse_uri
 
 from wsctl.backoff import BackoffPolicy
-from wsctl.cli._common import reports_errors
+from wsctl.cli._common import env_options, reports_errors
 from wsctl.errors import InvalidInput
-from wsctl.units import parse_duration
+from wsctl.fdlimit import raise_fd_limit
+from wsctl.protocol import check_url
+from wsctl.units import parse_duration, parse_positive_duration
 
 HELP = (
     "Run N reconnecting probe clients against URL and report what they saw.\n\n"
@@ -56,42 +55,7 @@ class ViewName(StrEnum):
     quiet = "quiet"
 
 
-def _opt(help: str, env: str | None, *names: str, **kw: object) -> typer.models.OptionInfo:  # noqa: A002
-    """An option with help text and, where it makes sense, a ``WSCTL_PROBE_*`` variable."""
-    kw.setdefault("show_default", True)
-    if env is not None:
-        kw["envvar"] = f"WSCTL_PROBE_{env}"
-    return typer.Option(*names, help=help, **kw)  # type: ignore[arg-type]
-
-
-def _seconds(text: str, what: str, *, zero_ok: bool = False) -> float:
-    value = parse_duration(text, what)
-    if value == 0 and not zero_ok:
-        raise InvalidInput(f"{what} must be greater than zero, got {text!r}")
-    return value
-
-
-def check_url(url: str) -> None:
-    """Reject anything that is not a ws:// or wss:// URL with a host (``{n}`` allowed)."""
-    if not url.startswith(("ws://", "wss://")):
-        raise InvalidInput(f"invalid URL {url!r}: it must start with ws:// or wss://")
-    try:
-        parse_uri(url.replace("{n}", "0"))
-    except (InvalidURI, ValueError) as exc:  # ValueError: port out of range
-        raise InvalidInput(f"invalid URL {url!r}: {exc}") from exc
-
-
-def ensure_fds(count: int) -> None:
-    """Each probe holds one socket: make sure this process may open enough of them."""
-    needed = count + 64
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise InvalidInput(f"--count {count} needs about {needed} file descriptors but this "
-                           f"process may open at most {hard} (ulimit -n); use fewer probes "
-                           "per process")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+_opt = env_options("WSCTL_PROBE_")
 
 
 @reports_errors
@@ -102,7 +66,7 @@ def probe(
                                "--count", "-n", min=1)] = 1,
     duration: Annotated[str, _opt("How long to run, e.g. 30s or 5m.", "DURATION")] = "10s",
     forever: Annotated[bool, _opt("Run until interrupted (synthetic monitor); overrides "
-                                  "--duration.", "FOREVER")] = False,
+                                  "--duration.", "FOREVER", show_default=False)] = False,
     mode: Annotated[ModeName, _opt("resume = protocol v1 offsets and resume; echo = time "
                                    "round trips; listen = count frames.", "MODE")]
     = ModeName.resume,
@@ -150,10 +114,10 @@ def probe(
     cacert: Annotated[Path | None, _opt("CA bundle (PEM) to verify a wss:// server.",
                                         "CACERT", show_default=False)] = None,
     insecure: Annotated[bool, _opt("wss:// without certificate verification.",
-                                   "INSECURE")] = False,
+                                   "INSECURE", show_default=False)] = False,
     deflate: Annotated[bool, _opt("Offer permessage-deflate, as browsers do (off by "
                                   "default: it costs ~45 KiB per connection).",
-                                  "DEFLATE")] = False,
+                                  "DEFLATE", show_default=False)] = False,
     view: Annotated[ViewName, _opt("live = rich table (TTY); plain = a status line every "
                                    "--report-interval; quiet = summary only.", "VIEW")]
     = ViewName.auto,
@@ -180,25 +144,27 @@ def probe(
             factor=backoff_factor,
             min_uptime=parse_duration(min_uptime, "--min-uptime"),
             max_attempts=max_attempts or None,
-            deadline=_seconds(retry_deadline, "--retry-deadline", zero_ok=True) or None,
+            deadline=parse_duration(retry_deadline, "--retry-deadline") or None,
         )
         config = ProbeConfig(
             url=url,
             mode=mode.value,
             backoff=policy,
             heartbeat=heartbeat.value,
-            heartbeat_interval=(_seconds(heartbeat_interval, "--heartbeat-interval")
-                                if heartbeat_interval else None),
-            heartbeat_timeout=(_seconds(heartbeat_timeout, "--heartbeat-timeout")
-                               if heartbeat_timeout else None),
-            connect_timeout=_seconds(connect_timeout, "--connect-timeout"),
+            heartbeat_interval=(
+                parse_positive_duration(heartbeat_interval, "--heartbeat-interval")
+                if heartbeat_interval else None),
+            heartbeat_timeout=(
+                parse_positive_duration(heartbeat_timeout, "--heartbeat-timeout")
+                if heartbeat_timeout else None),
+            connect_timeout=parse_positive_duration(connect_timeout, "--connect-timeout"),
             echo_rate=rate,
-            duration=None if forever else _seconds(duration, "--duration"),
+            duration=None if forever else parse_positive_duration(duration, "--duration"),
         )
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    interval = _seconds(report_interval, "--report-interval")
-    ensure_fds(count)
+    interval = parse_positive_duration(report_interval, "--report-interval")
+    raise_fd_limit(count + 64, f"--count {count}", "use fewer probes per process")
     context = tls_context(cacert, insecure)
 
     from wsctl.probe.driver import websockets_connector
@@ -234,4 +200,5 @@ def probe(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe", help=HELP)(probe)
+    app.command("probe", help=HELP,
+                short_help="Reconnecting probe clients that measure what a user feels.")(probe)

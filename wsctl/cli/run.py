@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 from pathlib import Path
@@ -14,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from wsctl.cli._common import reports_errors, state
+from wsctl.cli._common import env_options, load_baseline, reports_errors, state
 from wsctl.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -46,28 +45,9 @@ def bundled_suite() -> Path:
     return Path(wsctl.__file__).resolve().parents[1] / "scenarios" / "ep-0001.yaml"
 
 
-def _opt(help: str, env: str | None, *names: str, **kw: Any) -> Any:  # noqa: A002
-    """An option with help text and, where it makes sense, a ``WSCTL_RUN_*`` variable."""
-    if env is not None:
-        kw["envvar"] = f"WSCTL_RUN_{env}"
-    return typer.Option(*names, help=help, **kw)
+_opt = env_options("WSCTL_RUN_")
 
 
-def load_baseline(path: Path) -> Any:
-    """``--baseline FILE``: a run report (results by scenario) or any one wsctl result."""
-    from wsctl.results.outcome import baseline_results
-
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(f"--baseline {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InvalidInput(f"--baseline {path}: cannot read: {reason}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"--baseline {path}: not JSON ({exc.msg} at line "
-                           f"{exc.lineno}); give a report.json or a --json result") from None
-    return baseline_results(obj, f"--baseline {path}")
 
 
 async def _run(runner: Runner, suites: list[Suite], only: list[str] | None) -> RunReport:
@@ -198,9 +178,8 @@ def _list(suites: list[Any]) -> None:
 def _ensure_fds(selected: list[Any]) -> None:
     """Every probe holds a socket (three with the proxy in the same process): raise the
     soft limit as far as needed, or say which scenario needs more than is allowed."""
-    import resource
+    from wsctl.fdlimit import raise_fd_limit
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed, name = 0, ""
     for _, scenario in selected:
         probes = scenario.probes.count + sum(step.count or 0 for step in scenario.timeline
@@ -208,13 +187,9 @@ def _ensure_fds(selected: list[Any]) -> None:
         fds = probes * (3 if scenario.proxy else 1) + 64
         if fds > needed:
             needed, name = fds, scenario.name
-    if needed <= soft:
-        return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise InvalidInput(f"scenario {name} needs about {needed} file descriptors but this "
-                           f"process may open at most {hard} (ulimit -n); use fewer probes")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    raise_fd_limit(needed, f"scenario {name}", "use fewer probes")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", help=HELP)(run)
+    app.command("run", help=HELP,
+                short_help="Run scenario files and judge them against their criteria.")(run)

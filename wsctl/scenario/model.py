@@ -133,16 +133,17 @@ class ServerSpec(_Model):
         return self.url is None
 
     def args(self) -> list[str]:
-        """Extra ``python -m server_stub`` flags for the options set in the file."""
+        """Extra ``python -m server_stub`` flags for the options set in the file; the
+        server's own defaults (``server_stub.config.OPTIONS``) hold for the rest."""
+        from server_stub.config import OPTIONS
+
         out: list[str] = []
         for name in sorted(self.model_fields_set - {"url", "profile"}):
             value = getattr(self, name)
             if value is None:
                 continue
-            flag = "--" + name.replace("_", "-")
-            duration = name in ("ping_interval", "ping_timeout", "replay_age",
-                                "shutdown_timeout", "retry_hint")
-            out += [flag, f"{value}s" if duration else str(value)]
+            option = OPTIONS[name]
+            out += [option.flag, f"{value}s" if option.kind == "duration" else str(value)]
         return out
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import resource
-
 import pytest
 
 from wsctl.bench.resources import ServerSample, server_figures
-from wsctl.bench.runner import bottleneck_warnings, loop_factory, raise_fd_limit
+from wsctl.bench.runner import bottleneck_warnings, loop_factory
 from wsctl.errors import InvalidInput
 from wsctl.serverwatch import parse_metrics
 
@@ -37,18 +35,6 @@ def test_unknown_loop_is_invalid_input() -> None:
     assert loop_factory("asyncio") is None
     with pytest.raises(InvalidInput, match="asyncio or uvloop"):
         loop_factory("trio")
-
-
-def test_fd_limit_is_raised_to_the_hard_limit_or_refused() -> None:
-    """The soft limit goes up to the hard limit; more than the hard limit is refused."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        assert raise_fd_limit() == hard
-        if hard != resource.RLIM_INFINITY:
-            with pytest.raises(InvalidInput, match="--processes"):
-                raise_fd_limit(hard + 1)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_server_figures_from_two_samples() -> None:
