@@ -97,6 +97,13 @@ def probe(
                                       "(0 = never).", "MAX_ATTEMPTS", min=0)] = 0,
     retry_deadline: Annotated[str, _opt("Give up when an outage lasts this long (0 = never).",
                                         "RETRY_DEADLINE")] = "0",
+    retry_fast: Annotated[str, _opt(
+        "Wait at most this long (jittered from half of it) after a connect refused because "
+        "nothing listens: it costs the server nothing (0 = back off as for any failure).",
+        "RETRY_FAST")] = "100ms",
+    retry_fast_for: Annotated[str, _opt(
+        "How long into an outage refused connects are retried that fast.",
+        "RETRY_FAST_FOR")] = "30s",
     seed: Annotated[int | None, _opt("Seed for backoff jitter: same seed, same delays.",
                                      "SEED", show_default=False)] = None,
     spawn_rate: Annotated[float, _opt("New probes started per second.", "SPAWN_RATE",
@@ -145,6 +152,8 @@ def probe(
             min_uptime=parse_duration(min_uptime, "--min-uptime"),
             max_attempts=max_attempts or None,
             deadline=parse_duration(retry_deadline, "--retry-deadline") or None,
+            fast=parse_duration(retry_fast, "--retry-fast") or None,
+            fast_for=parse_duration(retry_fast_for, "--retry-fast-for"),
         )
         config = ProbeConfig(
             url=url,

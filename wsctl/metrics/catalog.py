@@ -67,6 +67,8 @@ def _entries() -> list[MetricInfo]:
         # Scenarios (docs/scenarios.md)
         ("reconnect.peak_attempts_per_s", g, "per_s",
          "most connection attempts in any one second of the run"),
+        ("reconnect.peak_server_attempts_per_s", g, "per_s",
+         "most attempts that reached the server (not refused) in any one second"),
         ("probes.open", g, "count", "probes with an open connection when the run ended"),
         # Load generator (docs/bench.md)
         ("connections.held", g, "count", "most connections open at once"),

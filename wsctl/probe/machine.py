@@ -18,7 +18,7 @@ from typing import Literal
 
 from wsctl import protocol
 from wsctl.backoff import BackoffPolicy, Retrier, Uniform
-from wsctl.errors import CONNECT_KINDS
+from wsctl.errors import CONNECT_KINDS, connect_kind_costs_server
 from wsctl.metrics import MetricSet
 from wsctl.probe.sequence import SequenceTracker
 
@@ -230,6 +230,7 @@ class Record:
     state: State
     reason: str = ""
     code: int | None = None
+    kind: str | None = None  # after a failed attempt: how it failed (ConnectError.kind)
 
     def to_json(self, wall_offset: float = 0.0) -> dict[str, object]:
         out: dict[str, object] = {
@@ -242,6 +243,8 @@ class Record:
             out["reason"] = self.reason
         if self.code is not None:
             out["code"] = self.code
+        if self.kind is not None:
+            out["kind"] = self.kind
         return out
 
 
@@ -345,7 +348,7 @@ class ProbeMachine:
             self.last_error = event.reason
             self.metrics.counters["connections.failed"] += 1
             self.metrics.add(f"errors.{event.kind}")
-            return self._retry(event.at, event.reason, event.retry_after)
+            return self._retry(event.at, event.reason, event.retry_after, kind=event.kind)
         if isinstance(event, Closed):
             return self._on_closed(event) if self.state is State.OPEN else []
         if isinstance(event, Stop):
@@ -379,10 +382,11 @@ class ProbeMachine:
 
     # -- transitions --------------------------------------------------------------------
 
-    def _record(self, at: float, state: State, reason: str = "", code: int | None = None) -> None:
+    def _record(self, at: float, state: State, reason: str = "", code: int | None = None,
+                kind: str | None = None) -> None:
         previous, self.state = self.state, state
         if self.keep_records:
-            self.records.append(Record(at, self.index, previous, state, reason, code))
+            self.records.append(Record(at, self.index, previous, state, reason, code, kind))
 
     def _note(self, at: float, reason: str) -> None:
         if self.keep_records:
@@ -625,16 +629,20 @@ class ProbeMachine:
         self.metrics.counters["messages.lost"] += tracker.settle()
         tracker.expect(self.echo_seq)
 
-    def _retry(self, now: float, reason: str, hint: float | None) -> list[Action]:
-        delay = self.retrier.next_delay(now, hint)
+    def _retry(self, now: float, reason: str, hint: float | None, *,
+               kind: str | None = None) -> list[Action]:
+        """Back off before the next attempt. A failed attempt that cost the server nothing
+        (``kind`` refused, dns, fds) is retried on the policy's fast path."""
+        free = kind is not None and not connect_kind_costs_server(kind)
+        delay = self.retrier.next_delay(now, hint, free=free)
         if delay is None:
             self._finish()
             self.metrics.counters["probes.gave_up"] += 1
             self._record(now, State.GAVE_UP, f"{reason}; gave up after "
-                         f"{self.retrier.attempts} attempts")
+                         f"{self.retrier.attempts} attempts", kind=kind)
             return []
         self.reconnect_at = now + delay
-        self._record(now, State.BACKOFF, f"retry in {delay:.3f}s")
+        self._record(now, State.BACKOFF, f"retry in {delay:.3f}s", kind=kind)
         if delay == 0:
             return self._on_tick(now)
         return []

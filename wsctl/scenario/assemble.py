@@ -28,6 +28,8 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
     metrics = fleet.metrics
     metrics.set_gauge("reconnect.peak_attempts_per_s", sampler.peak_attempts_per_s,
                       "per_s")
+    metrics.set_gauge("reconnect.peak_server_attempts_per_s",
+                      sampler.peak_server_attempts_per_s, "per_s")
     metrics.set_gauge("probes.open", monitor.open_at_end, "count")
     for code, n in sorted(sampler.closes.items()):
         metrics.counters[f"closes.{code}"] = n

@@ -84,11 +84,14 @@ class BackoffSpec(_Model):
     min_uptime: Duration = 2.0
     max_attempts: int | None = Field(default=None, ge=1)
     deadline: Duration | None = Field(default=None, gt=0)
+    fast: Duration | None = Field(default=0.1, ge=0)  # 0 or null: no fast path
+    fast_for: Duration = Field(default=30.0, ge=0)
 
     def policy(self) -> BackoffPolicy:
         return BackoffPolicy(kind=self.kind, base=self.base, cap=self.cap, factor=self.factor,
                              min_uptime=self.min_uptime, max_attempts=self.max_attempts,
-                             deadline=self.deadline)
+                             deadline=self.deadline, fast=self.fast or None,
+                             fast_for=self.fast_for)
 
 
 class ServerSpec(_Model):

@@ -14,6 +14,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 
+from wsctl.errors import connect_kind_costs_server
 from wsctl.probe.machine import Record, State
 from wsctl.results.outcome import Series
 
@@ -31,6 +32,9 @@ class Sampler:
         self.lost = 0
         self.last_change: float | None = None  # last time a connection opened or closed
         self.buckets: Counter[int] = Counter()  # attempts per 1 s since the start
+        # Attempts that reached a server (opened, or failed in a way that cost it work),
+        # per 1 s bucket of their outcome; refused connects (nothing listening) are not.
+        self.server_buckets: Counter[int] = Counter()
         self.closes: Counter[int] = Counter()  # connections ended by close code
         self._interval_attempts = 0
         self._interval_lost = 0
@@ -49,6 +53,10 @@ class Sampler:
                 self.buckets[max(0, math.floor(record.at - self.start))] += 1
             elif state is previous:
                 continue  # a note (resumed, resync), not a state change
+            if previous is State.CONNECTING and (
+                    state is State.OPEN or (record.kind is not None
+                                            and connect_kind_costs_server(record.kind))):
+                self.server_buckets[max(0, math.floor(record.at - self.start))] += 1
             if state is State.OPEN and previous is not State.OPEN:
                 self.open += 1
                 self.last_change = record.at
@@ -87,6 +95,13 @@ class Sampler:
     def peak_attempts_per_s(self) -> int:
         """Most connection attempts started in any one 1 s bucket since the start."""
         return max(self.buckets.values(), default=0)
+
+    @property
+    def peak_server_attempts_per_s(self) -> int:
+        """Most attempts that reached a server (opened, or failed at a cost to it: HTTP
+        status, timeout, reset, accept-then-drop) in any one 1 s bucket: the load a storm
+        puts on the server. Connects refused while nothing listens are not in it."""
+        return max(self.server_buckets.values(), default=0)
 
     def series(self) -> Series:
         return self._series

@@ -72,7 +72,7 @@ def test_unreachable_target_retries_then_exit_3_saying_refused():
     """A closed port: retries within --max-attempts, then 'connection refused', exit 3."""
     url = f"ws://127.0.0.1:{free_port()}/ws/a"
     result = runner.invoke(app, ["probe", url, "--max-attempts", "3", "--backoff-base",
-                                 "10ms", "--view", "quiet"])
+                                 "10ms", "--retry-fast", "0", "--view", "quiet"])
     assert result.exit_code == 3
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"wsctl: error: could not connect to {url}: connection refused")
@@ -188,7 +188,9 @@ def wss_url(tmp_path):
 def test_wss_needs_a_trusted_certificate(wss_url):
     """wss:// works with --cacert or --insecure; an untrusted cert is a TLS failure, exit 3."""
     url, cert = wss_url
-    common = ["--mode", "echo", "--duration", "300ms", "--view", "quiet"]
+    # Long enough for a TLS handshake on a loaded machine; the untrusted probe gives up
+    # after its one attempt, whatever the duration.
+    common = ["--mode", "echo", "--duration", "1500ms", "--view", "quiet"]
     trusted = runner.invoke(app, ["probe", url, "--cacert", str(cert), *common])
     assert trusted.exit_code == 0, trusted.output
     assert "connections.opened=1" in trusted.stdout

@@ -28,7 +28,7 @@ async def test_backoff_attempts_happen_at_exact_virtual_instants():
         attempts.append(clock.now())
         raise ConnectError("refused", "connection refused")
 
-    policy = BackoffPolicy(kind="exponential", base=1, cap=4, max_attempts=5)
+    policy = BackoffPolicy(kind="exponential", base=1, cap=4, max_attempts=5, fast=None)
     config = ProbeConfig("ws://127.0.0.1:9/ws/a", backoff=policy)
     machine = ProbeMachine(0, config, new_metrics(), random.Random(0), clock.now())
     task = asyncio.create_task(Probe(machine, refuse, clock=clock).run())
@@ -50,7 +50,7 @@ async def test_seeded_full_jitter_run_is_reproducible():
             raise ConnectError("refused", "connection refused")
 
         config = ProbeConfig("ws://127.0.0.1:9/ws/a",
-                             backoff=BackoffPolicy(base=1, cap=8, max_attempts=6))
+                             backoff=BackoffPolicy(base=1, cap=8, max_attempts=6, fast=None))
         fleet = Fleet(config, 1, seed=seed, connector=refuse, clock=clock, spawn_rate=None)
         task = asyncio.create_task(fleet.run())
         await clock.advance(100)
@@ -72,7 +72,7 @@ async def test_retry_deadline_stops_a_probe_on_virtual_time():
         raise ConnectError("refused", "connection refused")
 
     config = ProbeConfig("ws://127.0.0.1:9/ws/a",
-                         backoff=BackoffPolicy(kind="exponential", base=1, cap=100, deadline=10))
+                         backoff=BackoffPolicy(kind="exponential", base=1, cap=100, deadline=10, fast=None))
     fleet = Fleet(config, 1, seed=1, connector=refuse, clock=clock, spawn_rate=None)
     task = asyncio.create_task(fleet.run())
     await clock.advance(60)
@@ -192,13 +192,28 @@ async def test_refused_connects_are_counted_as_errors_refused():
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    policy = BackoffPolicy(kind="exponential", base=0.01, cap=0.01, max_attempts=3)
+    policy = BackoffPolicy(kind="exponential", base=0.01, cap=0.01, max_attempts=3, fast=None)
     config = ProbeConfig(f"ws://127.0.0.1:{port}/ws/a", backoff=policy)
     fleet = Fleet(config, 1, seed=1)
     result = await asyncio.wait_for(fleet.run(), 5)
     assert result.value("errors.refused") == 3 == result.value("connections.failed")
     assert result.value("errors.timeout") == 0  # every fixed kind is measured, at zero too
     assert fleet.errors() == {"connection refused": 1}
+
+
+async def test_refused_connects_are_retried_fast_until_the_deadline():
+    """Nothing listening: the default fast path retries every <= 50 ms (no exponential
+    growth) and the retry deadline still ends it."""
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    policy = BackoffPolicy(kind="exponential", base=1, cap=30, fast=0.05, deadline=0.6)
+    fleet = Fleet(ProbeConfig(f"ws://127.0.0.1:{port}/ws/a", backoff=policy), 1, seed=1)
+    result = await asyncio.wait_for(fleet.run(), 5)
+    refused = result.value("errors.refused")
+    assert refused is not None and refused >= 10  # exponential from 1 s would make 1
+    assert result.value("probes.gave_up") == 1
 
 
 async def test_http_503_is_counted_with_its_retry_after_honoured():

@@ -202,9 +202,24 @@ def test_http_retry_after_is_honoured():
     assert m.deadline == pytest.approx(3.1)
 
 
+def test_refused_connects_retry_on_the_fast_path_and_503s_back_off():
+    """kind refused (nothing listening) waits at most ``fast``; a 503 waits the policy's
+    exponential step; the failure's kind is on the backoff record."""
+    m = machine(backoff=BackoffPolicy(kind="exponential", base=1, cap=8, fast=0.2))
+    m.start(0.0)
+    m.handle(ConnectFailed(0.0, "connection refused", kind="refused"))
+    assert 0.1 <= m.deadline <= 0.2
+    assert m.take_records()[-1].kind == "refused"
+    m.handle(Tick(m.deadline))
+    at = m.attempt_started
+    m.handle(ConnectFailed(at, "HTTP 503", kind="status_503"))
+    assert m.deadline == pytest.approx(at + 1)
+    assert m.metrics.counters["errors.refused"] == 1
+
+
 def test_gives_up_after_max_attempts_with_the_reason():
     """Refused max_attempts times: gave_up, counted, reason kept for the report."""
-    m = machine(backoff=BackoffPolicy(kind="exponential", base=1, max_attempts=3))
+    m = machine(backoff=BackoffPolicy(kind="exponential", base=1, max_attempts=3, fast=None))
     m.start(0.0)
     now = 0.0
     for _ in range(3):

@@ -93,3 +93,17 @@ def test_steady_needs_every_probe_open_and_a_quiet_settle_time():
     assert sampler.steady(3.5, probes=2)
     sampler.records([rec(4.0, 1, OPEN, L, "no pong within 1s")])
     assert not sampler.steady(9.0, probes=2)
+
+
+def test_server_attempts_count_only_attempts_that_reached_a_server():
+    """Refused connects (nothing listening) are attempts but not server load; opens and
+    costly failures (503, timeout) count in the second they ended in."""
+    sampler = Sampler(start=0.0)
+    refused = [Record(0.5 + p / 100, p, C, B, "retry", None, "refused") for p in range(9)]
+    sampler.records(refused)
+    sampler.records([Record(2.2, 0, C, OPEN, "attempt 2"),
+                     Record(2.3, 1, C, B, "retry", None, "status_503"),
+                     Record(2.4, 2, C, B, "retry", None, "timeout"),
+                     Record(3.1, 3, C, B, "retry", None, "dns")])
+    assert sampler.peak_server_attempts_per_s == 3
+    assert dict(sampler.server_buckets) == {2: 3}
