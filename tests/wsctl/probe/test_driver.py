@@ -72,7 +72,8 @@ async def test_retry_deadline_stops_a_probe_on_virtual_time():
         raise ConnectError("refused", "connection refused")
 
     config = ProbeConfig("ws://127.0.0.1:9/ws/a",
-                         backoff=BackoffPolicy(kind="exponential", base=1, cap=100, deadline=10, fast=None))
+                         backoff=BackoffPolicy(kind="exponential", base=1, cap=100, deadline=10,
+                                               fast=None))
     fleet = Fleet(config, 1, seed=1, connector=refuse, clock=clock, spawn_rate=None)
     task = asyncio.create_task(fleet.run())
     await clock.advance(60)
