@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
 from websockets.sync.server import Server, ServerConnection, serve
 
 from server_stub.static_files import STATIC_DIR
@@ -31,17 +32,33 @@ Script = Callable[[ServerConnection], None]
 
 
 class ScriptedServer:
-    """A WebSocket server in a thread that plays one script per connection, in order."""
+    """A WebSocket server in a thread that plays one script per connection, in order.
 
-    def __init__(self, scripts: list[Script]) -> None:
+    With ``hold_first_handshake`` the first opening handshake gets no answer until
+    ``close()`` (``held`` is set once its request has arrived): that socket stays
+    CONNECTING in the browser, and it never reaches a script.
+    """
+
+    def __init__(self, scripts: list[Script], hold_first_handshake: bool = False) -> None:
         self.scripts = scripts
         self.paths: list[str] = []
         self.failures: list[BaseException] = []
+        self.held = threading.Event()
+        self._hold = hold_first_handshake
+        self._release = threading.Event()
         self._lock = threading.Lock()  # handlers run in one thread per connection
-        self.server: Server = serve(self._handle, "127.0.0.1", 0)
+        self.server: Server = serve(self._handle, "127.0.0.1", 0,
+                                    process_request=self._process_request)
         self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/ws/scripted"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> None:
+        with self._lock:
+            hold, self._hold = self._hold, False
+        if hold:
+            self.held.set()
+            self._release.wait(10)
 
     def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -56,16 +73,17 @@ class ScriptedServer:
             self.failures.append(exc)
 
     def close(self) -> None:
+        self._release.set()
         self.server.shutdown()
         self.thread.join(5)
 
 
 @pytest.fixture
-def scripted() -> Iterator[Callable[[list[Script]], ScriptedServer]]:
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
     servers: list[ScriptedServer] = []
 
-    def start(scripts: list[Script]) -> ScriptedServer:
-        servers.append(ScriptedServer(scripts))
+    def start(scripts: list[Script], hold_first_handshake: bool = False) -> ScriptedServer:
+        servers.append(ScriptedServer(scripts, hold_first_handshake))
         return servers[-1]
 
     yield start
@@ -229,4 +247,25 @@ def test_retry_now_during_an_attempt_closes_the_abandoned_socket(client_page, sc
     assert closed == [4000]
     assert len(server.paths) == 2
     assert client_page.evaluate("sockets.length") == 2
+    client_page.evaluate("client.close()")
+
+
+def test_retry_now_during_an_unanswered_handshake_aborts_that_socket(client_page, scripted):
+    """retryNow() while the server has not answered the opening handshake drops that
+    still-CONNECTING socket (no close frame can be sent yet) and connects anew."""
+
+    def answer(ws: ServerConnection) -> None:
+        ws.send(welcome(0))
+        drain(ws)
+
+    server = scripted([answer], hold_first_handshake=True)
+    client_page.evaluate(START_CLIENT, server.url)
+    assert server.held.wait(5)
+    assert client_page.evaluate("[client.state, sockets[0].readyState]") == ["connecting", 0]
+    client_page.evaluate("client.retryNow()")
+    client_page.wait_for_function("() => client.state === 'open'", timeout=5000)
+    client_page.wait_for_function("() => sockets[0].readyState === WebSocket.CLOSED")
+    assert client_page.evaluate("sockets.length") == 2
+    assert len(server.paths) == 1  # only the answered socket reached a script
+    assert not server.failures
     client_page.evaluate("client.close()")
