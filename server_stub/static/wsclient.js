@@ -195,7 +195,9 @@
     _connect() {
       const previous = this._detach();
       if (previous) {
-        // retryNow() during an attempt: never leave the old socket open behind us.
+        // retryNow() during an attempt: never leave the old socket open behind us. One
+        // still CONNECTING cannot send 4000: the browser aborts it (Chromium tells the
+        // server 1001), which also frees the one-CONNECTING-per-host slot (RFC 6455 4.1).
         try {
           previous.close(CLOSE_CLIENT_ABANDON, "replaced by a new attempt");
         } catch (err) {

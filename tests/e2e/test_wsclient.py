@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
 from websockets.sync.server import Server, ServerConnection, serve
 
 from server_stub.static_files import STATIC_DIR
@@ -31,21 +32,39 @@ Script = Callable[[ServerConnection], None]
 
 
 class ScriptedServer:
-    """A WebSocket server in a thread that plays one script per connection, in order."""
+    """A WebSocket server in a thread that plays one script per connection, in order.
 
-    def __init__(self, scripts: list[Script]) -> None:
+    With ``hold_first_handshake`` the first opening handshake gets no answer until
+    ``close()`` (``held`` is set once its request has arrived): that socket stays
+    CONNECTING in the browser, and it never reaches a script.
+    """
+
+    def __init__(self, scripts: list[Script], hold_first_handshake: bool = False) -> None:
         self.scripts = scripts
         self.paths: list[str] = []
         self.failures: list[BaseException] = []
-        self.server: Server = serve(self._handle, "127.0.0.1", 0)
+        self.held = threading.Event()
+        self._hold = hold_first_handshake
+        self._release = threading.Event()
+        self._lock = threading.Lock()  # handlers run in one thread per connection
+        self.server: Server = serve(self._handle, "127.0.0.1", 0,
+                                    process_request=self._process_request)
         self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/ws/scripted"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def _process_request(self, ws: ServerConnection, request: Request) -> None:
+        with self._lock:
+            hold, self._hold = self._hold, False
+        if hold:
+            self.held.set()
+            self._release.wait(10)
+
     def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
-        self.paths.append(ws.request.path)
-        script = self.scripts[min(len(self.paths), len(self.scripts)) - 1]
+        with self._lock:  # so two connections never both take the same script
+            self.paths.append(ws.request.path)
+            script = self.scripts[min(len(self.paths), len(self.scripts)) - 1]
         try:
             script(ws)
         except ConnectionClosed:
@@ -54,16 +73,17 @@ class ScriptedServer:
             self.failures.append(exc)
 
     def close(self) -> None:
+        self._release.set()
         self.server.shutdown()
         self.thread.join(5)
 
 
 @pytest.fixture
-def scripted() -> Iterator[Callable[[list[Script]], ScriptedServer]]:
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
     servers: list[ScriptedServer] = []
 
-    def start(scripts: list[Script]) -> ScriptedServer:
-        servers.append(ScriptedServer(scripts))
+    def start(scripts: list[Script], hold_first_handshake: bool = False) -> ScriptedServer:
+        servers.append(ScriptedServer(scripts, hold_first_handshake))
         return servers[-1]
 
     yield start
@@ -87,12 +107,18 @@ def drain(ws: ServerConnection) -> None:
         ws.recv()
 
 
+# `sockets` holds every WebSocket the client made, so a test can wait for what the page
+# itself sees: the server's side of a handshake finishes before the browser's does.
 START_CLIENT = """url => {
   window.delivered = [];
   window.states = [];
   window.resyncs = [];
+  window.sockets = [];
   window.client = new WsctlClient(url, {
     baseDelay: 50, maxDelay: 100,
+    WebSocket: class extends WebSocket {
+      constructor(url) { super(url); sockets.push(this); }
+    },
     onevent: (e) => delivered.push(e.offset),
     onresync: (r) => resyncs.push(r),
     onstate: (state, info) => states.push([state, info.code ?? null]),
@@ -133,8 +159,6 @@ def test_connect_url_adds_epoch_and_offset_only_when_resuming(client_page):
 def test_duplicates_dropped_hole_resumed_and_1000_final(client_page, scripted):
     """Each offset reaches onevent once and in order: a duplicate is dropped, a hole makes
     the client resume from its last offset, and the server's 1000 ends it for good."""
-    resumed_at = threading.Event()
-
     def first(ws: ServerConnection) -> None:
         ws.send(welcome(0))
         for offset in (1, 2, 2, 3, 5, 6):
@@ -142,7 +166,6 @@ def test_duplicates_dropped_hole_resumed_and_1000_final(client_page, scripted):
         drain(ws)
 
     def second(ws: ServerConnection) -> None:
-        resumed_at.set()
         ws.send(welcome(6, replayed=3))
         for offset in (4, 5, 6, 7):
             ws.send(event(offset))
@@ -193,12 +216,11 @@ def test_recovered_false_calls_onresync_and_restarts_from_the_head(client_page, 
 
 
 def test_retry_now_during_an_attempt_closes_the_abandoned_socket(client_page, scripted):
-    """retryNow() while a handshake hangs closes that socket (4000) and connects anew."""
+    """retryNow() while an open socket awaits its welcome closes that socket (4000) and
+    connects anew."""
     closed: list[int | None] = []
-    first_open = threading.Event()
 
     def silent(ws: ServerConnection) -> None:
-        first_open.set()
         try:
             drain(ws)
         finally:
@@ -210,8 +232,13 @@ def test_retry_now_during_an_attempt_closes_the_abandoned_socket(client_page, sc
 
     server = scripted([silent, answer])
     client_page.evaluate(START_CLIENT, server.url)
-    assert first_open.wait(5)
-    assert client_page.evaluate("client.state") == "connecting"
+    # Wait for the page's own socket to open, not for the server's handler to start: the
+    # server runs its handler once it has sent the 101, before Chromium has read it, and
+    # a socket closed while still CONNECTING in the page never sends 4000 (Chromium
+    # aborts it and the server sees 1001), which made this test flaky under load.
+    client_page.wait_for_function("() => sockets.length === 1"
+                                  " && sockets[0].readyState === WebSocket.OPEN")
+    assert client_page.evaluate("client.state") == "connecting"  # open, but no welcome
     client_page.evaluate("client.retryNow()")
     client_page.wait_for_function("() => client.state === 'open'", timeout=5000)
     deadline = time.monotonic() + 5
@@ -219,4 +246,26 @@ def test_retry_now_during_an_attempt_closes_the_abandoned_socket(client_page, sc
         time.sleep(0.05)
     assert closed == [4000]
     assert len(server.paths) == 2
+    assert client_page.evaluate("sockets.length") == 2
+    client_page.evaluate("client.close()")
+
+
+def test_retry_now_during_an_unanswered_handshake_aborts_that_socket(client_page, scripted):
+    """retryNow() while the server has not answered the opening handshake drops that
+    still-CONNECTING socket (no close frame can be sent yet) and connects anew."""
+
+    def answer(ws: ServerConnection) -> None:
+        ws.send(welcome(0))
+        drain(ws)
+
+    server = scripted([answer], hold_first_handshake=True)
+    client_page.evaluate(START_CLIENT, server.url)
+    assert server.held.wait(5)
+    assert client_page.evaluate("[client.state, sockets[0].readyState]") == ["connecting", 0]
+    client_page.evaluate("client.retryNow()")
+    client_page.wait_for_function("() => client.state === 'open'", timeout=5000)
+    client_page.wait_for_function("() => sockets[0].readyState === WebSocket.CLOSED")
+    assert client_page.evaluate("sockets.length") == 2
+    assert len(server.paths) == 1  # only the answered socket reached a script
+    assert not server.failures
     client_page.evaluate("client.close()")
