@@ -4,9 +4,8 @@
 ``parse`` returns the document and a map from each key's path to its 1-based line;
 ``report`` turns a ``ValidationError`` into one line per problem, naming the field as the
 file writes it. A validator that knows the problem's place below its model raises
-``FieldError(loc, message)``; ``read`` reads a file with one-line errors.
-(wsctl/scenario/model.py still has its own copy of ``parse``/``line_of``/``dotted`` and of
-``read`` inside ``load_suite``; they are the same and can fold into this module.)
+``FieldError(loc, message)``; ``read`` reads a file with one-line errors. Scenario files
+(wsctl/scenario/model.py) and protocol blocks (wsctl/probe/dialect.py) both load here.
 """
 
 from __future__ import annotations

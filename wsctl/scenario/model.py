@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -35,11 +34,13 @@ from pydantic import (
     model_validator,
 )
 
+from wsctl import yamlfile
 from wsctl.backoff import BackoffKind, BackoffPolicy
 from wsctl.errors import InvalidInput
 from wsctl.probe.machine import HeartbeatKind, Mode, ProbeConfig
 from wsctl.results.criteria import Criterion, CriterionError, parse
 from wsctl.scenario.actions import ACTIONS, IN_FILES, UNDOABLE, parse_toxic
+from wsctl.yamlfile import FieldError
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -376,13 +377,7 @@ class Suite(_Model):
         return self
 
 
-class _At(ValueError):
-    """A validation error that knows its place below the model that raised it."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
-        self.message = message
+_At = FieldError  # a validation error that knows its place below the model that raised it
 
 
 # Loading -----------------------------------------------------------------------------
@@ -392,20 +387,12 @@ Path_ = tuple[str | int, ...]
 
 def load_suite(path: Path | str) -> Suite:
     """Read and validate a scenario or suite file; ``InvalidInput`` names file, line, field."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{path}: no such scenario file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise InvalidInput(f"{path}: cannot read: {reason}") from None
-    return loads(text, str(path))
+    return loads(yamlfile.read(path, "scenario file"), str(path))
 
 
 def loads(text: str, source: str = "<scenario>") -> Suite:
     """Validate scenario YAML ``text``; ``source`` names it in errors."""
-    data, lines = _parse_yaml(text, source)
+    data, lines = yamlfile.parse(text, source)
     if not isinstance(data, dict):
         raise InvalidInput(f"{source}:1: (top level): expected a mapping with name, "
                            "duration, timeline … (or scenarios: [...] for a suite)")
@@ -414,8 +401,9 @@ def loads(text: str, source: str = "<scenario>") -> Suite:
         suite_data = dict(data)
         defaults = suite_data.pop("defaults", None)
         if defaults is not None and not isinstance(defaults, dict):
-            raise InvalidInput(f"{source}:{_line(lines, ('defaults',))}: defaults: expected "
-                               "a mapping of scenario fields")
+            line = yamlfile.line_of(lines, ("defaults",))
+            raise InvalidInput(f"{source}:{line}: defaults: expected a mapping of scenario "
+                               "fields")
         scenarios = suite_data.get("scenarios")
         if isinstance(scenarios, list) and defaults:
             suite_data["scenarios"] = [_merged(defaults, s) if isinstance(s, dict) else s
@@ -434,9 +422,9 @@ def loads(text: str, source: str = "<scenario>") -> Suite:
         raise InvalidInput(f"{source}: {exc.message}") from None
     for index, scenario in enumerate(suite.scenarios):
         base: Path_ = ("scenarios", index) if not prefix else ()
-        scenario._line = _line(lines, base)
+        scenario._line = yamlfile.line_of(lines, base)
         for number, step in enumerate(scenario.timeline):
-            step._line = _line(lines, (*base, "timeline", number))
+            step._line = yamlfile.line_of(lines, (*base, "timeline", number))
     return suite
 
 
@@ -449,59 +437,6 @@ def _merged(defaults: dict[str, Any], scenario: dict[str, Any]) -> dict[str, Any
         else:
             out[key] = value
     return out
-
-
-def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
-    """The document and the line (1-based) of every key and item, by path."""
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise InvalidInput(f"{source}:1: (top level): the file is empty")
-        lines: dict[Path_, int] = {}
-        _walk(node, (), lines, source)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise InvalidInput(f"{source}:{line}: (YAML): {problem}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{source}:1: (YAML): {exc}") from None
-    finally:
-        loader.dispose()
-    return data, lines
-
-
-def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = str(key.value)
-            if name in seen:
-                raise InvalidInput(f"{source}:{key.start_mark.line + 1}: "
-                                   f"{_dotted((*path, name))}: duplicate key")
-            seen.add(name)
-            lines[(*path, name)] = key.start_mark.line + 1
-            _walk(value, (*path, name), lines, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, source)
-
-
-def _line(lines: dict[Path_, int], path: Path_) -> int:
-    """The line of ``path``, or of its nearest ancestor that has one."""
-    while path not in lines and path:
-        path = path[:-1]
-    return lines.get(path, 1)
-
-
-def _dotted(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def _errors(exc: ValidationError) -> Iterator[tuple[Path_, str]]:
@@ -557,10 +492,10 @@ def _report(exc: ValidationError, source: str, lines: dict[Path_, int], prefix: 
     for loc, message in _errors(exc):
         if prefix and loc[: len(prefix)] == prefix:
             loc = loc[len(prefix):]
-        where = _line(lines, loc if not prefix else loc)
+        where = yamlfile.line_of(lines, loc if not prefix else loc)
         if loc and loc[-1] == "for_":
             loc = (*loc[:-1], "for")
         if loc and loc[-1] == "file":
             continue
-        out.append(f"{source}:{where}: {_dotted(loc)}: {message}")
+        out.append(f"{source}:{where}: {yamlfile.dotted(loc)}: {message}")
     return "\n".join(dict.fromkeys(out)) or f"{source}: invalid scenario"
