@@ -1,14 +1,27 @@
-"""Connection set-up, one at a time: EP-0001's "20% faster" for the two server profiles.
+"""Connection set-up, EP-0001's "20% faster": reference profile vs baseline, two loads.
 
-    python benchmarks/handshake.py [--connections 300] [--rounds 3] [--no-deflate]
+    python benchmarks/handshake.py [--serial 300] [--burst 300] [--rounds 5]
+                                   [--client-processes 2] [--no-deflate] [--loop asyncio]
 
-`wsctl run`'s `after` scenario compares connect_time with 300 clients arriving within a
-second, where queueing in the server and in the probe process dominates. This script
-takes queueing out: against each profile (`wsctl serve --profile baseline|reference`, a
-fresh process per round, the profiles interleaved), one client opens N connections in a
-row — TCP connect and opening handshake, offering permessage-deflate as browsers do —
-reads the welcome, closes, and opens the next. Printed per profile: the median and p90
-handshake time over rounds (medians of each round's figure), and reference / baseline.
+Two loads, each against a fresh server process per measurement (`python -m server_stub
+--port 0 --profile baseline|reference`, started the way `wsctl run` starts it: default
+log level, logs written), the profiles interleaved and their order alternated by round:
+
+- serial: one client opens N connections in a row (TCP connect + opening handshake,
+  then it reads the welcome, closes, and opens the next): the handshake's cost without
+  queueing.
+- burst: N clients arrive evenly within one second and hold their connections until all
+  have opened, as `wsctl run`'s `after` scenario does (300 probes, spawn rate 300/s).
+
+Clients run in their own worker processes (never in the server's), on asyncio and
+websockets' client, offering permessage-deflate as browsers do; the same client for
+both profiles. Each worker measures its own loop lag, so a saturated client shows.
+
+`connect` is what the `connect_time` metric is: TCP connect + opening handshake, up to
+the 101. `welcome` runs on to the first frame (the stream attached). `server CPU/conn`
+is the server process's user + system CPU for the measurement divided by connections.
+Per load and profile: the median over rounds of each round's figure, and reference /
+baseline for connect p50 (issue 13's target: <= 0.70; EP-0001's: <= 0.80).
 
 Figures are printed, never asserted.
 """
@@ -17,67 +30,187 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 import _servers  # benchmarks/_servers.py: scripts here run from this folder's path
+import psutil
 from websockets.asyncio.client import connect
 
 PROFILES = ("baseline", "reference")
+LOADS = ("serial", "burst")
 
 
-async def handshakes(url: str, count: int, deflate: bool) -> list[float]:
-    """Seconds from the TCP connect to the end of the opening handshake, one after another."""
-    times = []
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+async def _lag_monitor(samples: list[float], stop: asyncio.Event, period: float = 0.005) -> None:
+    """How late the loop wakes a 5 ms timer: the client's own delay, recorded."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        samples.append(max(0.0, loop.time() - due))
+
+
+async def _serial(url: str, count: int, deflate: bool) -> dict[str, list[float]]:
+    connects, welcomes = [], []
     for i in range(count):
         started = time.perf_counter()
         ws = await connect(f"{url}/ws/hs-{i}", compression="deflate" if deflate else None,
-                           open_timeout=10)
-        times.append(time.perf_counter() - started)
+                           open_timeout=10, ping_interval=None)
+        opened = time.perf_counter()
         await ws.recv()  # the welcome: the server has attached the stream
+        connects.append(opened - started)
+        welcomes.append(time.perf_counter() - started)
         await ws.close()
-    return times
+    return {"connect": connects, "welcome": welcomes}
 
 
-def one_round(profile: str, count: int, deflate: bool) -> tuple[float, float]:
+async def _burst(url: str, indexes: list[int], count: int, window: float, start_at: float,
+                 deflate: bool) -> dict[str, list[float]]:
+    connects: list[float] = []
+    welcomes: list[float] = []
+    errors: list[float] = []
+    conns: list[Any] = []
+    # start_at is wall time, shared by every worker; arrivals are spread evenly over window
+    loop = asyncio.get_running_loop()
+    base = loop.time() + (start_at - time.time())
+
+    async def one(i: int) -> None:
+        await asyncio.sleep(max(0.0, base + window * i / count - loop.time()))
+        started = time.perf_counter()
+        try:
+            ws = await connect(f"{url}/ws/hs-{i}", compression="deflate" if deflate else None,
+                               open_timeout=30, ping_interval=None)
+        except Exception:
+            errors.append(1.0)
+            return
+        opened = time.perf_counter()
+        conns.append(ws)
+        await ws.recv()
+        connects.append(opened - started)
+        welcomes.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(one(i) for i in indexes))
+    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+    return {"connect": connects, "welcome": welcomes, "errors": errors}
+
+
+def client_worker(load: str, url: str, indexes: list[int], count: int, start_at: float,
+                  deflate: bool) -> dict[str, list[float]]:
+    """One client process's share of a load; returns its samples and its loop lag."""
+
+    async def run() -> dict[str, list[float]]:
+        lags: list[float] = []
+        stop = asyncio.Event()
+        monitor = asyncio.create_task(_lag_monitor(lags, stop))
+        if load == "serial":
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            result = await _serial(url, count, deflate)
+        else:
+            result = await _burst(url, indexes, count, 1.0, start_at, deflate)
+        stop.set()
+        await monitor
+        result["lag"] = lags
+        return result
+
+    return asyncio.run(run())
+
+
+def measure(pool: ProcessPoolExecutor, workers: int, load: str, profile: str, count: int,
+            deflate: bool, server_args: list[str]) -> dict[str, float]:
+    """One fresh server, one load; the round's figures."""
     server, url = _servers.start([sys.executable, "-m", "server_stub", "--port", "0",
-                                  "--profile", profile, "--log-level", "warning"])
+                                  "--profile", profile, *server_args])
     try:
-        times = sorted(asyncio.run(handshakes(url, count, deflate)))
+        proc = psutil.Process(server.pid)
+        time.sleep(0.2)  # let start-up settle (its CPU is not the handshakes')
+        cpu0 = sum(proc.cpu_times()[:2])
+        start_at = time.time() + 0.3  # every worker is up and waiting by then
+        shares = 1 if load == "serial" else workers
+        futures = [pool.submit(client_worker, load, url, list(range(k, count, shares)), count,
+                               start_at, deflate) for k in range(shares)]
+        results = [f.result() for f in futures]
+        cpu = sum(proc.cpu_times()[:2]) - cpu0
     finally:
         _servers.stop(server)
-    return statistics.median(times), times[int(len(times) * 0.9)]
+    connects = [t for r in results for t in r["connect"]]
+    welcomes = [t for r in results for t in r["welcome"]]
+    lags = [t for r in results for t in r["lag"]]
+    return {
+        "connect_p50": statistics.median(connects), "connect_p90": _pct(connects, 0.9),
+        "welcome_p50": statistics.median(welcomes),
+        "cpu_per_conn": cpu / count, "lag_p99": _pct(lags, 0.99), "lag_max": max(lags),
+        "errors": sum(len(r.get("errors", [])) for r in results),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serial", type=int, default=300, help="connections in a row")
+    parser.add_argument("--burst", type=int, default=300, help="clients arriving in 1 s")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="client worker processes for the burst")
     parser.add_argument("--no-deflate", action="store_true",
                         help="do not offer permessage-deflate")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra flag for both servers (repeat), e.g. --server-arg=--loop "
+                             "--server-arg=asyncio")
     args = parser.parse_args()
     deflate = not args.no_deflate
-    figures: dict[str, list[tuple[float, float]]] = {p: [] for p in PROFILES}
-    print(f"load average {os.getloadavg()[0]:.2f}; {args.connections} handshakes in a row per "
-          f"round, {args.rounds} rounds, deflate {'offered' if deflate else 'not offered'}",
-          flush=True)
-    for r in range(args.rounds):
+    counts = {"serial": args.serial, "burst": args.burst}
+    figures: dict[tuple[str, str], list[dict[str, float]]] = {
+        (load, p): [] for load in LOADS for p in PROFILES}
+    print(f"load average {os.getloadavg()[0]:.2f}; serial {args.serial} in a row, burst "
+          f"{args.burst} in 1 s over {args.client_processes} client processes; "
+          f"{args.rounds} rounds; deflate {'offered' if deflate else 'not offered'}; "
+          f"server args {' '.join(args.server_arg) or '(none)'}", flush=True)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.client_processes, mp_context=context) as pool:
+        for r in range(args.rounds):
+            order = PROFILES if r % 2 == 0 else PROFILES[::-1]
+            for load in LOADS:
+                for profile in order:
+                    f = measure(pool, args.client_processes, load, profile, counts[load],
+                                deflate, args.server_arg)
+                    figures[(load, profile)].append(f)
+                    print(f"  round {r + 1} {load:6} {profile:9} connect p50 "
+                          f"{f['connect_p50'] * 1e3:6.3f} ms p90 {f['connect_p90'] * 1e3:6.3f}"
+                          f"  welcome p50 {f['welcome_p50'] * 1e3:6.3f}  server CPU/conn "
+                          f"{f['cpu_per_conn'] * 1e3:.3f} ms  client lag p99 "
+                          f"{f['lag_p99'] * 1e3:.1f} max {f['lag_max'] * 1e3:.1f} ms"
+                          + (f"  ERRORS {f['errors']:.0f}" if f["errors"] else ""), flush=True)
+
+    def med(load: str, profile: str, key: str) -> float:
+        return statistics.median(f[key] for f in figures[(load, profile)])
+
+    print(f"\nmedians of {args.rounds} rounds (ms)")
+    print(f"{'load':6} {'profile':9} {'connect p50':>11} {'p90':>7} {'welcome p50':>11} "
+          f"{'server CPU/conn':>15} {'client lag p99':>14}")
+    for load in LOADS:
         for profile in PROFILES:
-            p50, p90 = one_round(profile, args.connections, deflate)
-            figures[profile].append((p50, p90))
-            print(f"  round {r + 1} {profile:9} p50 {p50 * 1e3:.3f} ms  p90 {p90 * 1e3:.3f} ms",
-                  flush=True)
-    print(f"\n{'profile':9} {'p50 ms':>8} {'p90 ms':>8}")
-    med = {}
-    for profile in PROFILES:
-        p50 = statistics.median(f[0] for f in figures[profile])
-        p90 = statistics.median(f[1] for f in figures[profile])
-        med[profile] = p50
-        print(f"{profile:9} {p50 * 1e3:8.3f} {p90 * 1e3:8.3f}")
-    print(f"\nreference / baseline (p50): {med['reference'] / med['baseline']:.2f} "
-          "(EP-0001's target: <= 0.80)")
+            print(f"{load:6} {profile:9} {med(load, profile, 'connect_p50') * 1e3:11.3f} "
+                  f"{med(load, profile, 'connect_p90') * 1e3:7.3f} "
+                  f"{med(load, profile, 'welcome_p50') * 1e3:11.3f} "
+                  f"{med(load, profile, 'cpu_per_conn') * 1e3:15.3f} "
+                  f"{med(load, profile, 'lag_p99') * 1e3:14.1f}")
+    print("\nreference / baseline, connect p50 (issue 13's target <= 0.70, EP-0001's <= 0.80):")
+    for load in LOADS:
+        ratios = [ref["connect_p50"] / base["connect_p50"] for ref, base in
+                  zip(figures[(load, "reference")], figures[(load, "baseline")], strict=True)]
+        ratio = med(load, "reference", "connect_p50") / med(load, "baseline", "connect_p50")
+        cpu = med(load, "reference", "cpu_per_conn") / med(load, "baseline", "cpu_per_conn")
+        print(f"  {load:6} {ratio:.2f}  (per round {min(ratios):.2f}-{max(ratios):.2f}; "
+              f"server CPU/conn {cpu:.2f})")
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
