@@ -7,6 +7,7 @@ from typing import Literal
 
 Profile = Literal["reference", "baseline"]
 HealthMode = Literal["scheduler", "per-connection"]
+LoopName = Literal["auto", "asyncio", "uvloop"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ServerConfig:
     retry_hint_ms: int = 1000
     log_format: Literal["text", "json"] = "text"
     log_level: str = "info"
+    loop: LoopName = "auto"  # auto: uvloop for reference (if installed), asyncio for baseline
 
     @property
     def scheme(self) -> str:

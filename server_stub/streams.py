@@ -59,6 +59,11 @@ class StreamStore(ABC):
     def snapshot(self, stream: str) -> dict[str, Any]:
         """The stream's current state: ``{"offset": head, "data": last data or None}``."""
 
+    def snapshot_json(self, stream: str) -> str:
+        """``snapshot`` as compact JSON text (what a ``welcome`` carries); a store that
+        keeps its data serialised can answer without decoding it."""
+        return json.dumps(self.snapshot(stream), separators=(",", ":"))
+
     @abstractmethod
     def trim(self, stream: str, upto: int) -> int:
         """Forget events with offset <= ``upto``; returns how many were dropped."""
@@ -195,6 +200,13 @@ class MemoryStreamStore(StreamStore):
             return {"offset": 0, "data": None}
         data = json.loads(log.last_data) if log.last_data is not None else None
         return {"offset": log.head, "data": data}
+
+    def snapshot_json(self, stream: str) -> str:
+        log = self._logs.get(stream)
+        if log is None:
+            return '{"offset":0,"data":null}'
+        data = log.last_data if log.last_data is not None else "null"
+        return f'{{"offset":{log.head},"data":{data}}}'
 
     def trim(self, stream: str, upto: int) -> int:
         log = self._logs.get(stream)

@@ -22,6 +22,12 @@ class HealthModeName(StrEnum):
     per_connection = "per-connection"
 
 
+class LoopName(StrEnum):
+    auto = "auto"
+    asyncio = "asyncio"
+    uvloop = "uvloop"
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -83,6 +89,9 @@ def serve(
     log_format: Annotated[LogFormat, _opt("Connection log format (stderr).",
                                           "LOG_FORMAT")] = LogFormat.text,
     log_level: Annotated[str, _opt("debug, info, warning or error.", "LOG_LEVEL")] = "info",
+    loop: Annotated[LoopName, _opt(
+        "Event loop: auto = uvloop for the reference profile (if installed), asyncio's own "
+        "for baseline.", "LOOP")] = LoopName.auto,
     issue_token: Annotated[str | None, typer.Option(
         help="Print a token for this stream (needs --secret) and exit.",
         metavar="STREAM")] = None,
@@ -136,6 +145,7 @@ def serve(
         retry_hint_ms=round(parse_duration(retry_hint, "--retry-hint") * 1000),
         log_format=log_format.value,
         log_level=log_level,
+        loop=loop.value,
     )
     setup_logging(config.log_format, config.log_level)
     raise typer.Exit(run(config))
