@@ -1,7 +1,9 @@
 """Connection set-up, EP-0001's "20% faster": reference profile vs baseline, two loads.
 
     python benchmarks/handshake.py [--serial 300] [--burst 300] [--rounds 5]
-                                   [--client-processes 2] [--no-deflate] [--loop asyncio]
+                                   [--client-processes 2] [--no-deflate]
+                                   [--server-arg=--loop --server-arg=asyncio]
+                                   [--tree before=/path/to/other/checkout]
 
 Two loads, each against a fresh server process per measurement (`python -m server_stub
 --port 0 --profile baseline|reference`, started the way `wsctl run` starts it: default
@@ -22,6 +24,10 @@ the 101. `welcome` runs on to the first frame (the stream attached). `server CPU
 is the server process's user + system CPU for the measurement divided by connections.
 Per load and profile: the median over rounds of each round's figure, and reference /
 baseline for connect p50 (issue 13's target: <= 0.70; EP-0001's: <= 0.80).
+
+`--tree NAME=PATH` adds both profiles of the server in another checkout (started with
+PYTHONPATH=PATH), interleaved with this one's in the same rounds: before/after a change
+on the same machine state.
 
 Figures are printed, never asserted.
 """
@@ -125,10 +131,11 @@ def client_worker(load: str, url: str, indexes: list[int], count: int, start_at:
     return asyncio.run(run())
 
 
-def measure(pool: ProcessPoolExecutor, workers: int, load: str, profile: str, count: int,
-            deflate: bool, server_args: list[str]) -> dict[str, float]:
+def measure(pool: ProcessPoolExecutor, workers: int, load: str, profile: str, tree: str | None,
+            count: int, deflate: bool, server_args: list[str]) -> dict[str, float]:
     """One fresh server, one load; the round's figures."""
-    server, url = _servers.start([sys.executable, "-m", "server_stub", "--port", "0",
+    env = ["env", f"PYTHONPATH={tree}"] if tree else []  # env execs: the pid is the server's
+    server, url = _servers.start([*env, sys.executable, "-m", "server_stub", "--port", "0",
                                   "--profile", profile, *server_args])
     try:
         proc = psutil.Process(server.pid)
@@ -165,25 +172,34 @@ def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra flag for both servers (repeat), e.g. --server-arg=--loop "
                              "--server-arg=asyncio")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                        help="also measure the server of another checkout (repeat)")
     args = parser.parse_args()
     deflate = not args.no_deflate
     counts = {"serial": args.serial, "burst": args.burst}
+    trees: dict[str, str | None] = {"": None}
+    for item in args.tree:
+        name, _, path = item.partition("=")
+        trees[f"@{name}"] = path
+    variants = [(profile + tree, profile, path) for tree, path in trees.items()
+                for profile in PROFILES]
     figures: dict[tuple[str, str], list[dict[str, float]]] = {
-        (load, p): [] for load in LOADS for p in PROFILES}
+        (load, v[0]): [] for load in LOADS for v in variants}
     print(f"load average {os.getloadavg()[0]:.2f}; serial {args.serial} in a row, burst "
           f"{args.burst} in 1 s over {args.client_processes} client processes; "
           f"{args.rounds} rounds; deflate {'offered' if deflate else 'not offered'}; "
-          f"server args {' '.join(args.server_arg) or '(none)'}", flush=True)
+          f"server args {' '.join(args.server_arg) or '(none)'}; other trees "
+          f"{' '.join(args.tree) or '(none)'}", flush=True)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(args.client_processes, mp_context=context) as pool:
         for r in range(args.rounds):
-            order = PROFILES if r % 2 == 0 else PROFILES[::-1]
+            order = variants if r % 2 == 0 else variants[::-1]
             for load in LOADS:
-                for profile in order:
-                    f = measure(pool, args.client_processes, load, profile, counts[load],
+                for label, profile, tree in order:
+                    f = measure(pool, args.client_processes, load, profile, tree, counts[load],
                                 deflate, args.server_arg)
-                    figures[(load, profile)].append(f)
-                    print(f"  round {r + 1} {load:6} {profile:9} connect p50 "
+                    figures[(load, label)].append(f)
+                    print(f"  round {r + 1} {load:6} {label:9} connect p50 "
                           f"{f['connect_p50'] * 1e3:6.3f} ms p90 {f['connect_p90'] * 1e3:6.3f}"
                           f"  welcome p50 {f['welcome_p50'] * 1e3:6.3f}  server CPU/conn "
                           f"{f['cpu_per_conn'] * 1e3:.3f} ms  client lag p99 "
@@ -194,23 +210,26 @@ def main() -> None:
         return statistics.median(f[key] for f in figures[(load, profile)])
 
     print(f"\nmedians of {args.rounds} rounds (ms)")
-    print(f"{'load':6} {'profile':9} {'connect p50':>11} {'p90':>7} {'welcome p50':>11} "
+    width = max(9, *(len(v[0]) for v in variants))
+    print(f"{'load':6} {'server':{width}} {'connect p50':>11} {'p90':>7} {'welcome p50':>11} "
           f"{'server CPU/conn':>15} {'client lag p99':>14}")
     for load in LOADS:
-        for profile in PROFILES:
-            print(f"{load:6} {profile:9} {med(load, profile, 'connect_p50') * 1e3:11.3f} "
+        for profile, _, _ in variants:
+            print(f"{load:6} {profile:{width}} {med(load, profile, 'connect_p50') * 1e3:11.3f} "
                   f"{med(load, profile, 'connect_p90') * 1e3:7.3f} "
                   f"{med(load, profile, 'welcome_p50') * 1e3:11.3f} "
                   f"{med(load, profile, 'cpu_per_conn') * 1e3:15.3f} "
                   f"{med(load, profile, 'lag_p99') * 1e3:14.1f}")
     print("\nreference / baseline, connect p50 (issue 13's target <= 0.70, EP-0001's <= 0.80):")
-    for load in LOADS:
-        ratios = [ref["connect_p50"] / base["connect_p50"] for ref, base in
-                  zip(figures[(load, "reference")], figures[(load, "baseline")], strict=True)]
-        ratio = med(load, "reference", "connect_p50") / med(load, "baseline", "connect_p50")
-        cpu = med(load, "reference", "cpu_per_conn") / med(load, "baseline", "cpu_per_conn")
-        print(f"  {load:6} {ratio:.2f}  (per round {min(ratios):.2f}-{max(ratios):.2f}; "
-              f"server CPU/conn {cpu:.2f})")
+    for tree in trees:
+        ref, base = "reference" + tree, "baseline" + tree
+        for load in LOADS:
+            ratios = [r["connect_p50"] / b["connect_p50"] for r, b in
+                      zip(figures[(load, ref)], figures[(load, base)], strict=True)]
+            ratio = med(load, ref, "connect_p50") / med(load, base, "connect_p50")
+            cpu = med(load, ref, "cpu_per_conn") / med(load, base, "cpu_per_conn")
+            print(f"  {load:6} {tree or 'this tree':10} {ratio:.2f}  (per round "
+                  f"{min(ratios):.2f}-{max(ratios):.2f}; server CPU/conn {cpu:.2f})")
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
