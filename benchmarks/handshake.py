@@ -172,11 +172,14 @@ def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra flag for both servers (repeat), e.g. --server-arg=--loop "
                              "--server-arg=asyncio")
+    parser.add_argument("--loads", default=",".join(LOADS),
+                        help="which loads to run, comma-separated (default: both)")
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                         help="also measure the server of another checkout (repeat)")
     args = parser.parse_args()
     deflate = not args.no_deflate
     counts = {"serial": args.serial, "burst": args.burst}
+    loads = [load for load in LOADS if load in args.loads.split(",")]
     trees: dict[str, str | None] = {"": None}
     for item in args.tree:
         name, _, path = item.partition("=")
@@ -184,7 +187,7 @@ def main() -> None:
     variants = [(profile + tree, profile, path) for tree, path in trees.items()
                 for profile in PROFILES]
     figures: dict[tuple[str, str], list[dict[str, float]]] = {
-        (load, v[0]): [] for load in LOADS for v in variants}
+        (load, v[0]): [] for load in loads for v in variants}
     print(f"load average {os.getloadavg()[0]:.2f}; serial {args.serial} in a row, burst "
           f"{args.burst} in 1 s over {args.client_processes} client processes; "
           f"{args.rounds} rounds; deflate {'offered' if deflate else 'not offered'}; "
@@ -194,7 +197,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.client_processes, mp_context=context) as pool:
         for r in range(args.rounds):
             order = variants if r % 2 == 0 else variants[::-1]
-            for load in LOADS:
+            for load in loads:
                 for label, profile, tree in order:
                     f = measure(pool, args.client_processes, load, profile, tree, counts[load],
                                 deflate, args.server_arg)
@@ -213,7 +216,7 @@ def main() -> None:
     width = max(9, *(len(v[0]) for v in variants))
     print(f"{'load':6} {'server':{width}} {'connect p50':>11} {'p90':>7} {'welcome p50':>11} "
           f"{'server CPU/conn':>15} {'client lag p99':>14}")
-    for load in LOADS:
+    for load in loads:
         for profile, _, _ in variants:
             print(f"{load:6} {profile:{width}} {med(load, profile, 'connect_p50') * 1e3:11.3f} "
                   f"{med(load, profile, 'connect_p90') * 1e3:7.3f} "
@@ -223,7 +226,7 @@ def main() -> None:
     print("\nreference / baseline, connect p50 (issue 13's target <= 0.70, EP-0001's <= 0.80):")
     for tree in trees:
         ref, base = "reference" + tree, "baseline" + tree
-        for load in LOADS:
+        for load in loads:
             ratios = [r["connect_p50"] / b["connect_p50"] for r, b in
                       zip(figures[(load, ref)], figures[(load, base)], strict=True)]
             ratio = med(load, ref, "connect_p50") / med(load, base, "connect_p50")

@@ -21,6 +21,9 @@ from typing import Any
 
 from wsctl.protocol import encode_event
 
+# json.dumps(obj, separators=(",", ":")) without building an encoder on every call
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -62,7 +65,7 @@ class StreamStore(ABC):
     def snapshot_json(self, stream: str) -> str:
         """``snapshot`` as compact JSON text (what a ``welcome`` carries); a store that
         keeps its data serialised can answer without decoding it."""
-        return json.dumps(self.snapshot(stream), separators=(",", ":"))
+        return _compact_json(self.snapshot(stream))
 
     @abstractmethod
     def trim(self, stream: str, upto: int) -> int:
@@ -154,7 +157,7 @@ class MemoryStreamStore(StreamStore):
         log = self._log(stream)
         now = self._wall()
         log.head += 1
-        data_json = json.dumps(data, separators=(",", ":"))
+        data_json = _compact_json(data)
         event = StoredEvent(log.head, now, encode_event(log.head, now, data_json).encode())
         log.last_data = data_json
         if self.max_events > 0:
