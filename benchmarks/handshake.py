@@ -50,6 +50,7 @@ from websockets.asyncio.client import connect
 
 PROFILES = ("baseline", "reference")
 LOADS = ("serial", "burst")
+LAG_BOUND = 0.005  # client loop lag p99 past which the figures are flagged as distorted
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -233,6 +234,11 @@ def main() -> None:
             cpu = med(load, ref, "cpu_per_conn") / med(load, base, "cpu_per_conn")
             print(f"  {load:6} {tree or 'this tree':10} {ratio:.2f}  (per round "
                   f"{min(ratios):.2f}-{max(ratios):.2f}; server CPU/conn {cpu:.2f})")
+    worst = max(f["lag_p99"] for runs in figures.values() for f in runs)
+    if worst > LAG_BOUND:
+        print(f"WARNING: client loop lag p99 reached {worst * 1e3:.1f} ms (bound "
+              f"{LAG_BOUND * 1e3:.0f} ms): the measuring side was saturated, so these "
+              "latencies are not the server's alone; rerun on a quieter machine")
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 
