@@ -135,7 +135,7 @@ def client_worker(load: str, url: str, indexes: list[int], count: int, start_at:
 def measure(pool: ProcessPoolExecutor, workers: int, load: str, profile: str, tree: str | None,
             count: int, deflate: bool, server_args: list[str]) -> dict[str, float]:
     """One fresh server, one load; the round's figures."""
-    env = ["env", f"PYTHONPATH={tree}"] if tree else []  # env execs: the pid is the server's
+    env = ["env", "-C", tree, f"PYTHONPATH={tree}"] if tree else []  # execs: same pid
     server, url = _servers.start([*env, sys.executable, "-m", "server_stub", "--port", "0",
                                   "--profile", profile, *server_args])
     try:

@@ -35,7 +35,7 @@ FLOOR = {"python -c pass": [sys.executable, "-c", "print('ready', flush=True)"]}
 
 def server_commands(suffix: str = "", tree: str | None = None) -> dict[str, list[str]]:
     """Both profiles through the CLI and as a library, optionally from another checkout."""
-    env = ["env", f"PYTHONPATH={tree}"] if tree else []
+    env = ["env", "-C", tree, f"PYTHONPATH={tree}"] if tree else []
     commands = {}
     for profile in ("reference", "baseline"):
         commands[profile + suffix] = [*env, sys.executable, "-m", "server_stub", "--port",
