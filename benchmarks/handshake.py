@@ -25,6 +25,11 @@ is the server process's user + system CPU for the measurement divided by connect
 Per load and profile: the median over rounds of each round's figure, and reference /
 baseline for connect p50 (issue 13's target: <= 0.70; EP-0001's: <= 0.80).
 
+`floor` is the instrument's own cost: the same clients against a trivial responder (this
+script with `--floor-server`: a bare protocol on uvloop that answers 101 and a two-byte
+welcome, no HTTP parser, no per-connection state). No server can be measured below it,
+so `connect p50 - floor` is the part a server's code can change, printed per profile.
+
 `--tree NAME=PATH` adds both profiles of the server in another checkout (started with
 PYTHONPATH=PATH), interleaved with this one's in the same rounds: before/after a change
 on the same machine state.
@@ -36,8 +41,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 import time
@@ -50,6 +58,7 @@ from websockets.asyncio.client import connect
 
 PROFILES = ("baseline", "reference")
 LOADS = ("serial", "burst")
+FLOOR = "floor"
 LAG_BOUND = 0.005  # client loop lag p99 past which the figures are flagged as distorted
 
 
@@ -132,12 +141,66 @@ def client_worker(load: str, url: str, indexes: list[int], count: int, start_at:
     return asyncio.run(run())
 
 
-def measure(pool: ProcessPoolExecutor, workers: int, load: str, profile: str, tree: str | None,
-            count: int, deflate: bool, server_args: list[str]) -> dict[str, float]:
-    """One fresh server, one load; the round's figures."""
+def server_command(profile: str, tree: str | None, server_args: list[str]) -> list[str]:
+    """``python -m server_stub`` for a profile, from another checkout when ``tree`` is set."""
+    if profile == FLOOR:
+        return [sys.executable, os.path.abspath(__file__), "--floor-server"]
     env = ["env", "-C", tree, f"PYTHONPATH={tree}"] if tree else []  # execs: same pid
-    server, url = _servers.start([*env, sys.executable, "-m", "server_stub", "--port", "0",
-                                  "--profile", profile, *server_args])
+    return [*env, sys.executable, "-m", "server_stub", "--port", "0", "--profile", profile,
+            *server_args]
+
+
+class _FloorProtocol(asyncio.Protocol):
+    """Answers any upgrade with 101 and a ``{}`` text frame; echoes a close frame."""
+
+    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+        self.head = b""
+        self.open = False
+
+    def data_received(self, data: bytes) -> None:
+        if self.open:
+            if data and data[0] & 0x0F == 8:  # close frame: answer 1000 and hang up
+                self.transport.write(b"\x88\x02\x03\xe8")
+                self.transport.close()
+            return
+        self.head += data
+        if b"\r\n\r\n" not in self.head:
+            return
+        key = next(line.split(b":", 1)[1].strip() for line in self.head.split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest())
+        self.transport.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
+                             b"\r\n\r\n\x81\x02{}")
+        self.open = True
+
+
+def floor_server() -> None:
+    """Run the trivial responder until SIGTERM; first stdout line is its URL."""
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_FloorProtocol, "127.0.0.1", 0)
+        print(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve())
+    else:
+        uvloop.run(serve())
+
+
+def measure(pool: ProcessPoolExecutor, workers: int, load: str, command: list[str],
+            count: int, deflate: bool) -> dict[str, float]:
+    """One fresh server, one load; the round's figures."""
+    server, url = _servers.start(command)
     try:
         proc = psutil.Process(server.pid)
         time.sleep(0.2)  # let start-up settle (its CPU is not the handshakes')
@@ -175,9 +238,15 @@ def main() -> None:
                              "--server-arg=asyncio")
     parser.add_argument("--loads", default=",".join(LOADS),
                         help="which loads to run, comma-separated (default: both)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="do not measure the trivial responder (the instrument's floor)")
+    parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                         help="also measure the server of another checkout (repeat)")
     args = parser.parse_args()
+    if args.floor_server:
+        floor_server()
+        return
     deflate = not args.no_deflate
     counts = {"serial": args.serial, "burst": args.burst}
     loads = [load for load in LOADS if load in args.loads.split(",")]
@@ -185,8 +254,10 @@ def main() -> None:
     for item in args.tree:
         name, _, path = item.partition("=")
         trees[f"@{name}"] = path
-    variants = [(profile + tree, profile, path) for tree, path in trees.items()
-                for profile in PROFILES]
+    variants = [(profile + tree, server_command(profile, path, args.server_arg))
+                for tree, path in trees.items() for profile in PROFILES]
+    if not args.no_floor:
+        variants.append((FLOOR, server_command(FLOOR, None, [])))
     figures: dict[tuple[str, str], list[dict[str, float]]] = {
         (load, v[0]): [] for load in loads for v in variants}
     print(f"load average {os.getloadavg()[0]:.2f}; serial {args.serial} in a row, burst "
@@ -199,9 +270,9 @@ def main() -> None:
         for r in range(args.rounds):
             order = variants if r % 2 == 0 else variants[::-1]
             for load in loads:
-                for label, profile, tree in order:
-                    f = measure(pool, args.client_processes, load, profile, tree, counts[load],
-                                deflate, args.server_arg)
+                for label, command in order:
+                    f = measure(pool, args.client_processes, load, command, counts[load],
+                                deflate)
                     figures[(load, label)].append(f)
                     print(f"  round {r + 1} {load:6} {label:9} connect p50 "
                           f"{f['connect_p50'] * 1e3:6.3f} ms p90 {f['connect_p90'] * 1e3:6.3f}"
@@ -218,7 +289,7 @@ def main() -> None:
     print(f"{'load':6} {'server':{width}} {'connect p50':>11} {'p90':>7} {'welcome p50':>11} "
           f"{'server CPU/conn':>15} {'client lag p99':>14}")
     for load in loads:
-        for profile, _, _ in variants:
+        for profile, _ in variants:
             print(f"{load:6} {profile:{width}} {med(load, profile, 'connect_p50') * 1e3:11.3f} "
                   f"{med(load, profile, 'connect_p90') * 1e3:7.3f} "
                   f"{med(load, profile, 'welcome_p50') * 1e3:11.3f} "
@@ -232,8 +303,15 @@ def main() -> None:
                       zip(figures[(load, ref)], figures[(load, base)], strict=True)]
             ratio = med(load, ref, "connect_p50") / med(load, base, "connect_p50")
             cpu = med(load, ref, "cpu_per_conn") / med(load, base, "cpu_per_conn")
+            above = ""
+            if not args.no_floor:  # the part of connect p50 a server's code can change
+                floor = med(load, FLOOR, "connect_p50")
+                r_above = med(load, ref, "connect_p50") - floor
+                b_above = med(load, base, "connect_p50") - floor
+                above = (f"; above the floor {r_above * 1e3:.3f} vs {b_above * 1e3:.3f} ms"
+                         + (f" = {r_above / b_above:.2f}" if b_above > 0 else ""))
             print(f"  {load:6} {tree or 'this tree':10} {ratio:.2f}  (per round "
-                  f"{min(ratios):.2f}-{max(ratios):.2f}; server CPU/conn {cpu:.2f})")
+                  f"{min(ratios):.2f}-{max(ratios):.2f}; server CPU/conn {cpu:.2f}{above})")
     worst = max(f["lag_p99"] for runs in figures.values() for f in runs)
     if worst > LAG_BOUND:
         print(f"WARNING: client loop lag p99 reached {worst * 1e3:.1f} ms (bound "
