@@ -13,6 +13,7 @@ from wsctl.units import parse_duration, parse_positive_duration
 Profile = Literal["reference", "baseline"]
 HealthMode = Literal["scheduler", "per-connection"]
 LogFormat = Literal["text", "json"]
+LoopName = Literal["auto", "asyncio", "uvloop"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ServerConfig:
     retry_hint_ms: int = 1000
     log_format: LogFormat = "text"
     log_level: str = "info"
+    loop: LoopName = "auto"  # auto: uvloop for reference (if installed), asyncio for baseline
 
     @property
     def scheme(self) -> str:
@@ -156,6 +158,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("log_format", "Connection log format (stderr).", DEFAULT.log_format,
            choices=get_args(LogFormat)),
     Option("log_level", f"{_LEVELS_TEXT}.", DEFAULT.log_level),
+    Option("loop", "Event loop: auto = uvloop for the reference profile (if installed), "
+           "asyncio's own for baseline.", DEFAULT.loop, choices=get_args(LoopName)),
 )}
 
 

@@ -22,16 +22,36 @@ class JsonFormatter(logging.Formatter):
         )
 
 
+class TextFormatter(logging.Formatter):
+    """``2026-12-02T10:00:00.123Z INFO message``, UTC; the date and time text is made
+    once per second, not once per line."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return self._stamp
+
+
 def setup_logging(fmt: str = "text", level: str = "info") -> None:
-    """Send server logs to stderr (stdout is reserved for the listening URL)."""
+    """Send server logs to stderr (stdout is reserved for the listening URL).
+
+    Meant for the server's own process: it also turns off what logging records that no
+    line here prints (the caller's file and line, thread and process names), which the
+    logging HOWTO's "Optimization" section lists; there are two lines per connection.
+    """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s",
-                                      "%Y-%m-%dT%H:%M:%S")
-        formatter.converter = time.gmtime
-        handler.setFormatter(formatter)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger("server_stub")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

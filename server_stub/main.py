@@ -19,28 +19,17 @@ import logging
 import re
 import signal
 import socket
-import ssl
+import ssl  # asyncio imports it anyway
 import time
-from collections.abc import Hashable, Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.process_collector import ProcessCollector
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from server_stub import static_files
-from server_stub.auth import check_token
 from server_stub.config import ServerConfig
 from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.health_monitor import HealthMonitor
@@ -51,12 +40,18 @@ from wsctl import __version__
 from wsctl import protocol as p
 from wsctl.errors import InvalidInput, PortInUse, RunFailed
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+# Imported when first needed, not at start-up (start-up time counts in restart
+# scenarios): server_stub.auth (--secret), server_stub.static_files (GET /),
+# server_stub.metrics and prometheus_client (GET /metrics).
+
 log = logging.getLogger("server_stub")
 
 HEARTBEAT_PAYLOAD = b"wsctl-hb"
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 _OFFSET = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() admits "²"
-AGE_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 
 
 class PooledConnection(ServerConnection):
@@ -139,9 +134,16 @@ class ReferenceServer:
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = type("PooledConnection", (PooledConnection,), {"owner": self})
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_ServerCollector(self))
-        ProcessCollector(registry=self.registry)
+        self._registry: CollectorRegistry | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry behind ``/metrics``, made on first use."""
+        if self._registry is None:
+            from server_stub.metrics import registry_for
+
+            self._registry = registry_for(self)
+        return self._registry
 
     def __repr__(self) -> str:
         return f"ReferenceServer(url={self.url!r}, profile={self.config.profile!r})"
@@ -196,7 +198,8 @@ class ReferenceServer:
         self._tasks.append(loop.create_task(self._housekeeping()))
         if self.monitor is not None:
             self._tasks.append(loop.create_task(self.monitor.run()))
-        log.info("listening on %s profile=%s", self.url, cfg.profile)
+        log.info("listening on %s profile=%s loop=%s", self.url, cfg.profile,
+                 type(loop).__module__.partition(".")[0])
         return self.url
 
     async def stop(self) -> None:
@@ -257,14 +260,18 @@ class ReferenceServer:
         path = url.path
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
         if path == "/metrics":
-            return _respond(conn, 200, generate_latest(self.registry).decode(),
-                            CONTENT_TYPE_LATEST)
+            from server_stub.metrics import exposition
+
+            return _respond(conn, 200, *exposition(self.registry))
         if path == "/ws/health" and not upgrade:
             health = self.health()
             return _respond(conn, 200 if health["status"] == "ok" else 503,
                             json.dumps(health) + "\n", "application/json")
-        if not upgrade and static_files.is_static_path(path):  # GET / is the dashboard
-            return static_files.respond(conn, path)
+        if not upgrade:
+            from server_stub import static_files
+
+            if static_files.is_static_path(path):  # GET / is the dashboard
+                return static_files.respond(conn, path)
         if not path.startswith("/ws/"):
             return _respond(conn, 404, f"not found: {path}; streams are at /ws/{{stream}}\n",
                             "text/plain; charset=utf-8")
@@ -310,6 +317,8 @@ class ReferenceServer:
                     "bad_request"))
             offset = int(offset_text)
         if self.config.secret and stream != p.HEALTH_STREAM:
+            from server_stub.auth import check_token
+
             refusal = check_token(self.config.secret, stream, query.get("token", [None])[-1])
             if refusal is not None:
                 return pool.refuse(refusal)
@@ -413,81 +422,33 @@ class ReferenceServer:
         }
 
 
-class _ServerCollector:
-    """Prometheus view of the server, computed at scrape time (no lock per message)."""
-
-    def __init__(self, server: ReferenceServer) -> None:
-        self.server = server
-
-    def collect(self) -> Iterable[Metric]:
-        s = self.server
-        c = s.pool.counters
-        yield GaugeMetricFamily("wsctl_server_connections", "Open WebSocket connections.",
-                                value=len(s.pool))
-        yield GaugeMetricFamily("wsctl_server_max_connections",
-                                "Connection limit (0 = none).", value=s.config.max_connections)
-        yield CounterMetricFamily("wsctl_server_connections_opened",
-                                  "Connections admitted.", value=c.opened)
-        closed = CounterMetricFamily("wsctl_server_connections_closed",
-                                     "Connections closed, by close code.", labels=["code"])
-        for code, n in sorted(c.closed_by_code.items()):
-            closed.add_metric([str(code)], n)
-        yield closed
-        refused = CounterMetricFamily("wsctl_server_refused",
-                                      "Handshakes refused, by reason.", labels=["reason"])
-        for kind in ("capacity", "per_client", "draining", "streams", "auth", "origin",
-                     "bad_request"):
-            refused.add_metric([kind], c.refused_by_kind.get(kind, 0))
-        yield refused
-        yield CounterMetricFamily("wsctl_server_dead_detected",
-                                  "Connections closed 1011 for missing pongs.",
-                                  value=s.dead_detected)
-        yield CounterMetricFamily("wsctl_server_slow_consumers",
-                                  "Connections closed for not keeping up.",
-                                  value=s.manager.slow_consumers)
-        resumes = CounterMetricFamily("wsctl_server_resumes", "Stream handshakes by outcome.",
-                                      labels=["outcome"])
-        for outcome, n in s.manager.resumes.items():
-            resumes.add_metric([outcome], n)
-        yield resumes
-        messages = CounterMetricFamily("wsctl_server_messages", "WebSocket messages.",
-                                       labels=["direction"])
-        messages.add_metric(["in"], c.messages_in)
-        messages.add_metric(["out"], c.messages_out)
-        yield messages
-        data = CounterMetricFamily("wsctl_server_bytes", "Message payload bytes.",
-                                   labels=["direction"])
-        data.add_metric(["in"], c.bytes_in)
-        data.add_metric(["out"], c.bytes_out)
-        yield data
-        yield GaugeMetricFamily("wsctl_server_streams", "Streams with a running job.",
-                                value=len(s.jobs))
-        yield GaugeMetricFamily("wsctl_server_store_events", "Events retained for replay.",
-                                value=s.store.size())
-        yield GaugeMetricFamily("wsctl_server_late_connections",
-                                "Connections with a ping outstanding past half the timeout.",
-                                value=s.monitor.counts()["late"] if s.monitor else 0)
-        ages = sorted(s.pool.ages())
-        buckets, i = [], 0
-        for bound in AGE_BUCKETS:
-            while i < len(ages) and ages[i] <= bound:
-                i += 1
-            buckets.append((str(bound), i))
-        buckets.append(("+Inf", len(ages)))
-        yield HistogramMetricFamily(
-            "wsctl_server_connection_age_seconds",
-            "Age of the connections open now (computed at scrape time).",
-            buckets=buckets, sum_value=sum(ages),
-        )
-        yield GaugeMetricFamily("wsctl_server_draining", "1 while shutting down.",
-                                value=int(s.draining))
-        yield GaugeMetricFamily("wsctl_server_uptime_seconds", "Seconds since start.",
-                                value=time.monotonic() - s.started)
+def event_loop(config: ServerConfig) -> str:
+    """The event loop ``config.loop`` names: ``auto`` is uvloop for the reference profile
+    when it is installed, and asyncio's own for ``baseline`` (EP-0001's "before" ran a
+    stock websockets server on asyncio). InvalidInput for uvloop when it is missing."""
+    wanted = config.loop
+    if wanted == "auto":
+        wanted = "uvloop" if config.profile == "reference" else "asyncio"
+    if wanted == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError as exc:
+            if config.loop == "auto":
+                return "asyncio"
+            raise InvalidInput("--loop uvloop needs the uvloop package: pip install uvloop "
+                               "(or use --loop asyncio)") from exc
+    return wanted
 
 
 def run(config: ServerConfig) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
-    asyncio.run(ReferenceServer(config).serve_forever())
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if event_loop(config) == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(ReferenceServer(config).serve_forever())
     return 0
 
 

@@ -21,6 +21,9 @@ from typing import Any
 
 from wsctl.protocol import encode_event
 
+# json.dumps(obj, separators=(",", ":")) without building an encoder on every call
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -58,6 +61,11 @@ class StreamStore(ABC):
     @abstractmethod
     def snapshot(self, stream: str) -> dict[str, Any]:
         """The stream's current state: ``{"offset": head, "data": last data or None}``."""
+
+    def snapshot_json(self, stream: str) -> str:
+        """``snapshot`` as compact JSON text (what a ``welcome`` carries); a store that
+        keeps its data serialised can answer without decoding it."""
+        return _compact_json(self.snapshot(stream))
 
     @abstractmethod
     def trim(self, stream: str, upto: int) -> int:
@@ -149,7 +157,7 @@ class MemoryStreamStore(StreamStore):
         log = self._log(stream)
         now = self._wall()
         log.head += 1
-        data_json = json.dumps(data, separators=(",", ":"))
+        data_json = _compact_json(data)
         event = StoredEvent(log.head, now, encode_event(log.head, now, data_json).encode())
         log.last_data = data_json
         if self.max_events > 0:
@@ -195,6 +203,13 @@ class MemoryStreamStore(StreamStore):
             return {"offset": 0, "data": None}
         data = json.loads(log.last_data) if log.last_data is not None else None
         return {"offset": log.head, "data": data}
+
+    def snapshot_json(self, stream: str) -> str:
+        log = self._logs.get(stream)
+        if log is None:
+            return '{"offset":0,"data":null}'
+        data = log.last_data if log.last_data is not None else "null"
+        return f'{{"offset":{log.head},"data":{data}}}'
 
     def trim(self, stream: str, upto: int) -> int:
         log = self._logs.get(stream)

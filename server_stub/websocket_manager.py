@@ -11,6 +11,7 @@ can resume; it never grows the server's memory without bound.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from wsctl import protocol as p
 from wsctl.clock import Clock, MonotonicClock
 
 log = logging.getLogger("server_stub")
+_json_str = json.encoder.encode_basestring_ascii  # json.dumps' own string encoder (C)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +44,12 @@ class ResumeRequest:
 
 @dataclass(frozen=True, slots=True)
 class ResumePlan:
-    """The answer to a resume: whether the gap is filled, what to replay, the snapshot."""
+    """The answer to a resume: whether the gap is filled, what to replay, the snapshot
+    (as JSON text, ready for the welcome)."""
 
     recovered: bool
     replay: list[StoredEvent]
-    snapshot: dict[str, Any] | None
+    snapshot: str | None
     reason: str
 
 
@@ -57,18 +60,32 @@ def plan_resume(
     stream = request.stream
     head = store.head(stream)
     if not request.resuming:
-        snapshot = store.snapshot(stream) if head else None
+        snapshot = store.snapshot_json(stream) if head else None
         return ResumePlan(True, [], snapshot, "fresh")
     assert request.offset is not None
     if not resume_enabled:
-        return ResumePlan(False, [], store.snapshot(stream), "resume disabled")
+        return ResumePlan(False, [], store.snapshot_json(stream), "resume disabled")
     if request.epoch != store.epoch(stream):
-        return ResumePlan(False, [], store.snapshot(stream), "epoch changed")
+        return ResumePlan(False, [], store.snapshot_json(stream), "epoch changed")
     if request.offset > head:
-        return ResumePlan(False, [], store.snapshot(stream), "offset ahead of stream")
+        return ResumePlan(False, [], store.snapshot_json(stream), "offset ahead of stream")
     if request.offset + 1 < store.first(stream):
-        return ResumePlan(False, [], store.snapshot(stream), "history trimmed")
+        return ResumePlan(False, [], store.snapshot_json(stream), "history trimmed")
     return ResumePlan(True, store.read(stream, request.offset), None, "replayed")
+
+
+def encode_welcome(stream: str, epoch: str, offset: int, recovered: bool, replayed: int,
+                   heartbeat_json: str, snapshot_json: str | None = None) -> str:
+    """The ``welcome`` frame, written by hand: the same text as
+    ``protocol.encode(Welcome(...))`` (a test holds them equal) without building the
+    dataclass, ``asdict``'s deep copy and a generic ``json.dumps`` for every connection.
+
+    ``heartbeat_json`` and ``snapshot_json`` are compact JSON (``separators=(",", ":")``).
+    """
+    snapshot = f',"snapshot":{snapshot_json}' if snapshot_json is not None else ""
+    return (f'{{"type":"welcome","stream":{_json_str(stream)},"epoch":{_json_str(epoch)},'
+            f'"offset":{offset},"recovered":{"true" if recovered else "false"},'
+            f'"replayed":{replayed},"heartbeat":{heartbeat_json}{snapshot}}}')
 
 
 class WebSocketManager:
@@ -91,6 +108,9 @@ class WebSocketManager:
         self.pool = pool
         self.jobs = jobs
         self.heartbeat = heartbeat
+        self._heartbeat_json = json.dumps(
+            {"interval": heartbeat.interval, "timeout": heartbeat.timeout},
+            separators=(",", ":"))
         self.send_buffer = send_buffer
         self.resume_enabled = resume_enabled
         self.max_streams = max_streams
@@ -170,16 +190,9 @@ class WebSocketManager:
         epoch = self.store.epoch(stream)
         plan = plan_resume(self.store, request, self.resume_enabled)
         head = self.store.head(stream)
-        welcome = p.Welcome(
-            stream=stream,
-            epoch=epoch,
-            offset=head,
-            recovered=plan.recovered,
-            replayed=len(plan.replay),
-            heartbeat=self.heartbeat,
-            snapshot=plan.snapshot,
-        )
-        self.write(session, p.encode(welcome), check_slow=False)
+        welcome = encode_welcome(stream, epoch, head, plan.recovered, len(plan.replay),
+                                 self._heartbeat_json, plan.snapshot)
+        self.write(session, welcome, check_slow=False)
         for event in plan.replay:
             self.write(session, event.frame, check_slow=False)
         session.sent = head

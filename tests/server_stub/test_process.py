@@ -125,3 +125,37 @@ def test_host_that_is_not_ours_is_bad_input():
     )
     assert result.returncode == 2
     assert "--host" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "loop"), [
+    ((), "uvloop"),
+    (("--loop", "asyncio"), "asyncio"),
+    (("--profile", "baseline"), "asyncio"),
+    (("--profile", "baseline", "--loop", "uvloop"), "uvloop"),
+])
+async def test_event_loop_follows_profile_and_option(server_process, args, loop):
+    """The reference profile runs on uvloop by default, baseline on asyncio's own loop,
+    --loop overrides both; on every loop a client gets its welcome and a clean close."""
+    server = server_process("--log-level", "info", *args)
+    async with connect(f"{server.url}/ws/a") as ws:
+        assert isinstance(await recv_message(ws), p.Welcome)
+    server.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(server.proc.wait, 10) == 0
+    listening = next(line for line in server.logs().splitlines() if "listening on" in line)
+    assert listening.endswith(f"loop={loop}")
+
+
+def test_missing_uvloop_is_asyncio_for_auto_and_bad_input_when_asked(monkeypatch):
+    """Without uvloop installed, --loop auto falls back to asyncio; --loop uvloop is an
+    error that says how to install it."""
+    from server_stub import ServerConfig
+    from server_stub.main import event_loop
+    from wsctl.errors import InvalidInput
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
+    assert event_loop(ServerConfig()) == "asyncio"
+    with pytest.raises(InvalidInput, match="pip install uvloop"):
+        event_loop(ServerConfig(loop="uvloop"))
+    monkeypatch.undo()
+    assert event_loop(ServerConfig()) == "uvloop"
+    assert event_loop(ServerConfig(profile="baseline")) == "asyncio"

@@ -29,6 +29,12 @@ class HealthModeName(StrEnum):
     per_connection = "per-connection"
 
 
+class LoopName(StrEnum):
+    auto = "auto"
+    asyncio = "asyncio"
+    uvloop = "uvloop"
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -74,6 +80,7 @@ def serve(
     retry_hint: Annotated[str, _opt("retry_hint")] = _DEFAULT["retry_hint"],
     log_format: Annotated[LogFormat, _opt("log_format")] = _DEFAULT["log_format"],
     log_level: Annotated[str, _opt("log_level")] = _DEFAULT["log_level"],
+    loop: Annotated[LoopName, _opt("loop")] = _DEFAULT["loop"],
     issue_token: Annotated[str | None, typer.Option(help=ISSUE_TOKEN_HELP,
                                                     metavar="STREAM")] = None,
     ttl: Annotated[str, typer.Option(help=TTL_HELP)] = TTL_DEFAULT,
