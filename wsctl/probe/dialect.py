@@ -292,18 +292,21 @@ class Dialect(_Model):
         if self.adapter != "socketio":
             if self.socketio is not None:
                 raise FieldError(("socketio",), "only with adapter: socketio")
-            return self
-        for index, item in enumerate(self.on_open):
-            if not _is_emit(item):
-                raise FieldError(("on_open", index), "with adapter socketio, a message is "
-                                 "an emit: [event, arg, ...]")
-        if self.resume is not None and self.resume.message is not None:
-            if not _is_emit(self.resume.message):
-                raise FieldError(("resume", "message"), "with adapter socketio, a message "
-                                 "is an emit: [event, arg, ...]")
-        if self.heartbeat is not None:
-            raise FieldError(("heartbeat",), "with adapter socketio, liveness comes from "
-                             "Engine.IO's own pings: leave heartbeat out")
+        else:
+            for index, item in enumerate(self.on_open):
+                if not _is_emit(item):
+                    raise FieldError(("on_open", index), "with adapter socketio, a message "
+                                     "is an emit: [event, arg, ...]")
+            if self.resume is not None and self.resume.message is not None:
+                if not _is_emit(self.resume.message):
+                    raise FieldError(("resume", "message"), "with adapter socketio, a "
+                                     "message is an emit: [event, arg, ...]")
+            if self.heartbeat is not None:
+                raise FieldError(("heartbeat",), "with adapter socketio, liveness comes "
+                                 "from Engine.IO's own pings: leave heartbeat out")
+        if self.resume is not None and self.sequence is None:
+            raise FieldError(("resume",), "needs sequence: {last_seq} is the highest "
+                             "sequence number received, e.g. sequence: seq")
         return self
 
     # -- what the block lets a probe measure -----------------------------------------
@@ -318,7 +321,34 @@ class Dialect(_Model):
             out.add("delivery_latency")
         if self.heartbeat is not None:
             out.add("rtt")
+        if self.resume is not None:
+            out.add("resume_time")
         return frozenset(out)
+
+    def mode_problem(self, mode: str) -> tuple[str, str] | None:
+        """``(field, problem)`` when this block asks for what probe ``mode`` cannot do:
+        ``listen`` takes every field; ``echo`` numbers and times its own messages, so it
+        takes only how to connect (headers, subprotocols, query, on_open); ``resume``
+        speaks the reference protocol and takes headers, subprotocols and query."""
+        if mode == "listen":
+            return None
+        allowed = {"headers", "subprotocols", "query"} | ({"on_open"} if mode == "echo"
+                                                           else set())
+        if self.adapter == "socketio":
+            return ("adapter", f"{mode} mode cannot speak Socket.IO: use --mode listen "
+                    "(events are counted, sequenced and timed there)")
+        for name in ("on_open", "sequence", "timestamp", "resume", "heartbeat"):
+            if getattr(self, name) not in (None, []) and name not in allowed:
+                own = ("its own numbered echoes" if mode == "echo"
+                       else "the reference protocol's offsets, welcome and ping")
+                return (name, f"not in {mode} mode, which uses {own}: use --mode listen "
+                        "for a service's own protocol")
+        return None
+
+    def to_data(self) -> dict[str, Any]:
+        """The block as plain JSON data that ``parse`` turns back into an equal block
+        (what a worker process or a result's ``config`` carries); defaults left out."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
     # -- building a connection ---------------------------------------------------------
 
