@@ -335,13 +335,13 @@ class Dialect(_Model):
         allowed = {"headers", "subprotocols", "query"} | ({"on_open"} if mode == "echo"
                                                            else set())
         if self.adapter == "socketio":
-            return ("adapter", f"{mode} mode cannot speak Socket.IO: use --mode listen "
+            return ("adapter", f"{mode} mode cannot speak Socket.IO: use listen mode "
                     "(events are counted, sequenced and timed there)")
         for name in ("on_open", "sequence", "timestamp", "resume", "heartbeat"):
             if getattr(self, name) not in (None, []) and name not in allowed:
                 own = ("its own numbered echoes" if mode == "echo"
                        else "the reference protocol's offsets, welcome and ping")
-                return (name, f"not in {mode} mode, which uses {own}: use --mode listen "
+                return (name, f"not in {mode} mode, which uses {own}: use listen mode "
                         "for a service's own protocol")
         return None
 
@@ -545,3 +545,55 @@ def loads(text: str, source: str = "<protocol>") -> Dialect:
 def load(path: Path | str) -> Dialect:
     """Read and validate a ``--protocol FILE``."""
     return loads(yamlfile.read(path, "protocol file"), str(path))
+
+
+def from_flags(
+    base: Dialect | None = None,
+    *,
+    headers: list[str] | None = None,
+    subprotocols: list[str] | None = None,
+    on_open: list[str] | None = None,
+    sequence: str | None = None,
+    timestamp: str | None = None,
+    socketio: bool = False,
+) -> Dialect | None:
+    """The block of ``--protocol FILE`` (``base``) with the command line's flags applied:
+    ``--header 'Name: value'`` and ``--on-open JSON`` extend (a header replaces the file's
+    of the same name), ``--subprotocol`` extends, ``--sequence``/``--timestamp`` replace,
+    ``--socketio`` sets the adapter. None when there is neither a file nor a flag.
+    ``InvalidInput`` names the flag or field that is wrong."""
+    if base is None and not (headers or subprotocols or on_open or sequence or timestamp
+                             or socketio):
+        return None
+    data = base.to_data() if base is not None else {}
+    if headers:
+        merged = dict(data.get("headers", {}))
+        for item in headers:
+            name, sep, value = item.partition(":")
+            if not sep or not name.strip():
+                raise InvalidInput(f"--header {item!r}: write 'Name: value'")
+            merged[name.strip()] = value.strip()
+        data["headers"] = merged
+    if subprotocols:
+        data["subprotocols"] = [*data.get("subprotocols", []), *subprotocols]
+    if on_open:
+        messages = []
+        for item in on_open:
+            try:
+                messages.append(json.loads(item))
+            except ValueError:
+                raise InvalidInput(f"--on-open {item!r}: not JSON (a text message is "
+                                   "written as a JSON string: '\"hello\"')") from None
+        data["on_open"] = [*data.get("on_open", []), *messages]
+    if sequence:
+        data["sequence"] = sequence
+    if timestamp:
+        data["timestamp"] = {**data.get("timestamp", {}), "path": timestamp}
+    if socketio:
+        data["adapter"] = "socketio"
+    try:
+        return Dialect.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"protocol.{yamlfile.dotted(loc)}: {message}"
+                    for loc, message in yamlfile.problems(exc)]
+        raise InvalidInput("; ".join(problems)) from None
