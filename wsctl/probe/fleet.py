@@ -201,6 +201,7 @@ class Fleet:
                 "reconnects": sum(p.machine.reconnects for p in self.probes),
                 "errors": self.errors(),
                 "loop_lag": self.loop_lag.summary(),
+                "closed_by_server": sum(p.machine.closed_by_server for p in self.probes),
                 "faults": self.faults,
                 "unmeasured": self.config.unmeasured,
             },

@@ -350,7 +350,7 @@ class ProbeMachine:
         "loss_at", "awaiting_welcome", "outage_from", "last_data_at", "recovery_attempts",
         "fault_at", "tracker", "epoch", "echo_seq", "reconnects", "last_rtt", "last_latency",
         "last_error", "ever_opened", "dialect", "stream", "env", "generations", "session",
-        "resume_from",
+        "resume_from", "closed_by_server",
     )
 
     def __init__(
@@ -378,6 +378,7 @@ class ProbeMachine:
             self.generations = GenerationTracker()
         self.session: sio.SocketIOClient | None = None  # the Socket.IO session, while open
         self.resume_from: float | None = None  # a resume asked for: the loss it follows
+        self.closed_by_server = False  # ended by the server's 1000 close, not by the run
         self.state = State.CONNECTING
         self.records: list[Record] = []
         self.keep_records = keep_records
@@ -818,6 +819,7 @@ class ProbeMachine:
             return self._lose(event.at, f"{sio.REASON_TRANSPORT_CLOSE} ({reason})",
                               code=event.code)
         if event.code == protocol.CLOSE_NORMAL:
+            self.closed_by_server = True
             self._finish()
             self._record(event.at, State.CLOSED, reason, event.code)
             return []

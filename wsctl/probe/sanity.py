@@ -44,7 +44,8 @@ def measurement_problem(result: Result) -> str | None:
     - most frames invalid: ``messages.invalid`` > half of the frames received;
     - most connection attempts failed: ``connections.failed`` > half of all attempts;
     - most connections dropped: ``connections.lost`` > half of those opened, in a run
-      where no fault was announced (``details.faults``: a fault is expected to drop them).
+      where no fault was announced (``details.faults``: a fault is expected to drop them);
+    - most probes ended early by the server's normal close (1000), which is final.
     """
     counters = result.metrics.counters
     config = result.config or {}
@@ -62,12 +63,17 @@ def measurement_problem(result: Result) -> str | None:
     if not faults and failed > MOST * (failed + opened):
         return (f"{failed} of {failed + opened} connection attempts failed"
                 f"{_top(errors)}: the figures describe the failures, not the service")
+    hint = ""
+    if mode == "listen" and not (dialect and dialect.get("adapter") == "socketio"):
+        hint = (" (if it is a Socket.IO server, it closes clients that do not answer its "
+                "pings: use --socketio)")
     lost = counters.get("connections.lost", 0)
     if not faults and opened and lost > MOST * opened:
-        hint = ""
-        if mode == "listen" and not (dialect and dialect.get("adapter") == "socketio"):
-            hint = (" (if it is a Socket.IO server, it drops clients that do not answer its "
-                    "pings: use --socketio)")
         return (f"{lost} of {opened} connections were dropped{_top(errors)}{hint}: the "
                 "server or the link keeps closing them")
+    probes = result.details.get("probes", 0)
+    closed = result.details.get("closed_by_server", 0)
+    if probes and closed > MOST * probes:
+        return (f"{closed} of {probes} probes were closed by the server (1000, final) "
+                f"before the run's end{hint}: the figures cover only part of the run")
     return None
