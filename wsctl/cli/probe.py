@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -21,10 +22,16 @@ from wsctl.units import parse_duration, parse_positive_duration
 HELP = (
     "Run N reconnecting probe clients against URL and report what they saw.\n\n"
     "Modes: resume (the reference server's protocol v1: offsets, replays, resyncs), echo "
-    "(round trips against any echo server), listen (counts what any server sends). `{n}` "
-    "in URL becomes each probe's index, e.g. ws://127.0.0.1:8765/ws/alert-{n}.\n\n"
-    "Exit codes: 0 done; 2 invalid input; 3 the target was unreachable (a probe gave up, "
-    "or no probe ever connected), with what failed: refused, DNS, TLS or HTTP status."
+    "(round trips against any echo server), listen (counts what any server sends; with a "
+    "protocol block, --protocol FILE or the flags below, it speaks and judges a service's "
+    "own protocol: docs/own-service.md). `{n}` in URL becomes each probe's index, e.g. "
+    "ws://127.0.0.1:8765/ws/alert-{n}. Only the metrics the mode and block can measure "
+    "are reported.\n\n"
+    "Exit codes: 0 done; 1 the run happened but its figures are not a measurement (most "
+    "frames invalid, most connection attempts failed or most connections dropped: a "
+    "warning names the likely cause); 2 invalid input; 3 the target was unreachable (a "
+    "probe gave up, or no probe ever connected), with what failed: refused, DNS, TLS or "
+    "HTTP status."
 )
 
 
@@ -130,12 +137,41 @@ def probe(
     = ViewName.auto,
     report_interval: Annotated[str, _opt("Time between plain status lines.",
                                          "REPORT_INTERVAL")] = "5s",
+    protocol: Annotated[Path | None, _opt(
+        "Protocol block file (YAML or JSON): how to speak and judge the service's own "
+        "protocol (docs/own-service.md). The flags below override or extend it.",
+        "PROTOCOL", show_default=False)] = None,
+    header: Annotated[list[str] | None, _opt(
+        "Extra handshake header 'Name: value' (repeatable; ${VAR} is filled from the "
+        "environment).", None, show_default=False)] = None,
+    subprotocol: Annotated[list[str] | None, _opt(
+        "Subprotocol to offer (repeatable, in order of preference).", None,
+        show_default=False)] = None,
+    on_open: Annotated[list[str] | None, _opt(
+        "JSON message to send once connected, e.g. '{\"type\":\"subscribe\"}' "
+        "(repeatable; with --socketio an emit: '[\"event\", arg]').", None,
+        show_default=False)] = None,
+    sequence: Annotated[str | None, _opt(
+        "Field path of each message's sequence number (e.g. seq, data.offset): gives "
+        "messages.lost, duplicated, reordered and resyncs in listen mode.", "SEQUENCE",
+        show_default=False)] = None,
+    timestamp: Annotated[str | None, _opt(
+        "Field path of the sender's time (s or ms, by size): gives delivery_latency.",
+        "TIMESTAMP", show_default=False)] = None,
+    socketio: Annotated[bool, _opt(
+        "Speak Socket.IO (v5 over Engine.IO v4): events are the messages; liveness from "
+        "the server's pings. Listen mode only.", "SOCKETIO", show_default=False)] = False,
+    stream: Annotated[str, _opt(
+        "Stream name for {stream} in URL and protocol templates ({n} filled).", "STREAM")]
+    = "alert-{n}",
 ) -> None:
     from wsctl.metrics import validate
+    from wsctl.probe import dialect as block
     from wsctl.probe.console import summary
     from wsctl.probe.fleet import Fleet
     from wsctl.probe.machine import ProbeConfig
     from wsctl.probe.runner import RecordsWriter, check_reachable, run_fleet, tls_context
+    from wsctl.probe.sanity import measurement_problem
 
     check_url(url)
     if (cacert or insecure) and not url.startswith("wss://"):
@@ -143,6 +179,12 @@ def probe(
     if metrics_port is not None and not forever:
         typer.echo("wsctl probe: note: --metrics-port without --forever stops serving at "
                    "the end of --duration", err=True)
+    base = block.load(protocol) if protocol is not None else None
+    dialect = block.from_flags(base, headers=header, subprotocols=subprotocol,
+                               on_open=on_open, sequence=sequence, timestamp=timestamp,
+                               socketio=socketio)
+    if dialect is not None:
+        dialect.check_env(os.environ)  # a ${VAR} not set stops here, before any connect
     try:
         policy = BackoffPolicy(
             kind=backoff.value,
@@ -169,6 +211,8 @@ def probe(
             connect_timeout=parse_positive_duration(connect_timeout, "--connect-timeout"),
             echo_rate=rate,
             duration=None if forever else parse_positive_duration(duration, "--duration"),
+            dialect=dialect,
+            stream=stream,
         )
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
@@ -206,6 +250,10 @@ def probe(
             json_out.write_text(text + "\n", encoding="utf-8")
     console.print(summary(result))
     check_reachable(result)
+    problem = measurement_problem(result)
+    if problem is not None:
+        typer.echo(f"wsctl probe: warning: {problem}", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

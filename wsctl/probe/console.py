@@ -37,12 +37,14 @@ def status_line(fleet: Fleet) -> str:
     """One line: elapsed time, probes by state, messages and the latest percentiles."""
     states = fleet.states()
     counters = fleet.metrics.counters
-    rtt = fleet.metrics.histograms["rtt"].summary()
+    rtt_hist = fleet.metrics.histograms.get("rtt")
+    rtt = rtt_hist.summary() if rtt_hist is not None else {"count": 0}
     elapsed = fleet.clock.now() - fleet.started_mono
     parts = [f"t={elapsed:.1f}s"]
     parts += [f"{name}={n}" for name, n in states.items() if n]
     parts.append(f"received={counters['messages.received']}")
-    parts.append(f"lost={counters['messages.lost']}")
+    if "messages.lost" in counters:  # only where a sequence says what is missing
+        parts.append(f"lost={counters['messages.lost']}")
     parts.append(f"reconnects={sum(p.machine.reconnects for p in fleet.probes)}")
     if rtt["count"]:
         parts.append(f"rtt_p50={_ms(rtt['p50'])} rtt_p99={_ms(rtt['p99'])}")
@@ -89,7 +91,8 @@ def summary(result: Result) -> Group:
     for column in ("count", "mean", "p50", "p90", "p99", "p99.9", "max"):
         table.add_column(column, justify="right", no_wrap=True)
     for name, unit in HISTOGRAMS:
-        s = result.metrics.histograms[name].summary()
+        hist = result.metrics.histograms.get(name)
+        s = hist.summary() if hist is not None else {"count": 0}
         if not s["count"]:
             continue
         if unit == "s":

@@ -292,18 +292,21 @@ class Dialect(_Model):
         if self.adapter != "socketio":
             if self.socketio is not None:
                 raise FieldError(("socketio",), "only with adapter: socketio")
-            return self
-        for index, item in enumerate(self.on_open):
-            if not _is_emit(item):
-                raise FieldError(("on_open", index), "with adapter socketio, a message is "
-                                 "an emit: [event, arg, ...]")
-        if self.resume is not None and self.resume.message is not None:
-            if not _is_emit(self.resume.message):
-                raise FieldError(("resume", "message"), "with adapter socketio, a message "
-                                 "is an emit: [event, arg, ...]")
-        if self.heartbeat is not None:
-            raise FieldError(("heartbeat",), "with adapter socketio, liveness comes from "
-                             "Engine.IO's own pings: leave heartbeat out")
+        else:
+            for index, item in enumerate(self.on_open):
+                if not _is_emit(item):
+                    raise FieldError(("on_open", index), "with adapter socketio, a message "
+                                     "is an emit: [event, arg, ...]")
+            if self.resume is not None and self.resume.message is not None:
+                if not _is_emit(self.resume.message):
+                    raise FieldError(("resume", "message"), "with adapter socketio, a "
+                                     "message is an emit: [event, arg, ...]")
+            if self.heartbeat is not None:
+                raise FieldError(("heartbeat",), "with adapter socketio, liveness comes "
+                                 "from Engine.IO's own pings: leave heartbeat out")
+        if self.resume is not None and self.sequence is None:
+            raise FieldError(("resume",), "needs sequence: {last_seq} is the highest "
+                             "sequence number received, e.g. sequence: seq")
         return self
 
     # -- what the block lets a probe measure -----------------------------------------
@@ -318,7 +321,34 @@ class Dialect(_Model):
             out.add("delivery_latency")
         if self.heartbeat is not None:
             out.add("rtt")
+        if self.resume is not None:
+            out.add("resume_time")
         return frozenset(out)
+
+    def mode_problem(self, mode: str) -> tuple[str, str] | None:
+        """``(field, problem)`` when this block asks for what probe ``mode`` cannot do:
+        ``listen`` takes every field; ``echo`` numbers and times its own messages, so it
+        takes only how to connect (headers, subprotocols, query, on_open); ``resume``
+        speaks the reference protocol and takes headers, subprotocols and query."""
+        if mode == "listen":
+            return None
+        allowed = {"headers", "subprotocols", "query"} | ({"on_open"} if mode == "echo"
+                                                           else set())
+        if self.adapter == "socketio":
+            return ("adapter", f"{mode} mode cannot speak Socket.IO: use listen mode "
+                    "(events are counted, sequenced and timed there)")
+        for name in ("on_open", "sequence", "timestamp", "resume", "heartbeat"):
+            if getattr(self, name) not in (None, []) and name not in allowed:
+                own = ("its own numbered echoes" if mode == "echo"
+                       else "the reference protocol's offsets, welcome and ping")
+                return (name, f"not in {mode} mode, which uses {own}: use listen mode "
+                        "for a service's own protocol")
+        return None
+
+    def to_data(self) -> dict[str, Any]:
+        """The block as plain JSON data that ``parse`` turns back into an equal block
+        (what a worker process or a result's ``config`` carries); defaults left out."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
     # -- building a connection ---------------------------------------------------------
 
@@ -515,3 +545,55 @@ def loads(text: str, source: str = "<protocol>") -> Dialect:
 def load(path: Path | str) -> Dialect:
     """Read and validate a ``--protocol FILE``."""
     return loads(yamlfile.read(path, "protocol file"), str(path))
+
+
+def from_flags(
+    base: Dialect | None = None,
+    *,
+    headers: list[str] | None = None,
+    subprotocols: list[str] | None = None,
+    on_open: list[str] | None = None,
+    sequence: str | None = None,
+    timestamp: str | None = None,
+    socketio: bool = False,
+) -> Dialect | None:
+    """The block of ``--protocol FILE`` (``base``) with the command line's flags applied:
+    ``--header 'Name: value'`` and ``--on-open JSON`` extend (a header replaces the file's
+    of the same name), ``--subprotocol`` extends, ``--sequence``/``--timestamp`` replace,
+    ``--socketio`` sets the adapter. None when there is neither a file nor a flag.
+    ``InvalidInput`` names the flag or field that is wrong."""
+    if base is None and not (headers or subprotocols or on_open or sequence or timestamp
+                             or socketio):
+        return None
+    data = base.to_data() if base is not None else {}
+    if headers:
+        merged = dict(data.get("headers", {}))
+        for item in headers:
+            name, sep, value = item.partition(":")
+            if not sep or not name.strip():
+                raise InvalidInput(f"--header {item!r}: write 'Name: value'")
+            merged[name.strip()] = value.strip()
+        data["headers"] = merged
+    if subprotocols:
+        data["subprotocols"] = [*data.get("subprotocols", []), *subprotocols]
+    if on_open:
+        messages = []
+        for item in on_open:
+            try:
+                messages.append(json.loads(item))
+            except ValueError:
+                raise InvalidInput(f"--on-open {item!r}: not JSON (a text message is "
+                                   "written as a JSON string: '\"hello\"')") from None
+        data["on_open"] = [*data.get("on_open", []), *messages]
+    if sequence:
+        data["sequence"] = sequence
+    if timestamp:
+        data["timestamp"] = {**data.get("timestamp", {}), "path": timestamp}
+    if socketio:
+        data["adapter"] = "socketio"
+    try:
+        return Dialect.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"protocol.{yamlfile.dotted(loc)}: {message}"
+                    for loc, message in yamlfile.problems(exc)]
+        raise InvalidInput("; ".join(problems)) from None

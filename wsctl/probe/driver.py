@@ -12,11 +12,12 @@ import asyncio
 import functools
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
+from websockets.typing import Subprotocol
 
 from wsctl import __version__
 from wsctl.clock import Clock, MonotonicClock
@@ -54,7 +55,9 @@ class Link(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
-Connector = Callable[[str, float], Awaitable[Link]]
+# connector(url, timeout), with headers=((name, value), ...) and subprotocols=(...) as
+# keywords too when the protocol block gives them (so a plain two-argument fake still fits).
+Connector = Callable[..., Awaitable[Link]]
 RecordSink = Callable[[list[Record]], None]
 
 
@@ -68,10 +71,16 @@ def websockets_connector(
     no proxy, and no compression unless ``deflate`` — then permessage-deflate is offered
     as browsers offer it (its zlib state costs ~45 KiB per connection on both sides)."""
 
-    async def connect(url: str, timeout: float) -> Link:
-        tls: dict[str, Any] = {}
+    async def connect(url: str, timeout: float, *,
+                      headers: Sequence[tuple[str, str]] = (),
+                      subprotocols: Sequence[str] = ()) -> Link:
+        options: dict[str, Any] = {}
         if ssl_context is not None and url.startswith("wss:"):
-            tls["ssl"] = ssl_context  # otherwise websockets uses the system's defaults
+            options["ssl"] = ssl_context  # otherwise websockets uses the system's defaults
+        if headers:
+            options["additional_headers"] = list(headers)
+        if subprotocols:
+            options["subprotocols"] = [Subprotocol(name) for name in subprotocols]
         try:
             return await ws_connect(
                 url,
@@ -82,7 +91,7 @@ def websockets_connector(
                 proxy=None,
                 max_size=max_size,
                 user_agent_header=f"wsctl/{__version__}",
-                **tls,
+                **options,
             )
         except InvalidURI:
             raise
@@ -230,9 +239,14 @@ class Probe:
         budget = action.timeout
         if deadline is not None:
             budget = min(budget, max(0.0, deadline - clock.now()))
+        extra: dict[str, Any] = {}
+        if action.headers:
+            extra["headers"] = action.headers
+        if action.subprotocols:
+            extra["subprotocols"] = action.subprotocols
         try:
             async with asyncio.timeout(budget):
-                link = await self._connector(action.url, action.timeout)
+                link = await self._connector(action.url, action.timeout, **extra)
         except TimeoutError:
             now = clock.now()
             if deadline is not None and now >= deadline:

@@ -7,14 +7,13 @@ import contextlib
 import random
 import time
 from collections import Counter
-from dataclasses import asdict
 from typing import Any
 
 from wsctl.backoff import SmallRandom
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.metrics import Histogram, MetricSet, Result
 from wsctl.probe.driver import Connector, Probe, RecordSink, websockets_connector
-from wsctl.probe.machine import ProbeConfig, ProbeMachine, State, new_metrics
+from wsctl.probe.machine import ProbeConfig, ProbeMachine, State
 from wsctl.runtime import quiet_gc
 
 
@@ -55,7 +54,8 @@ class Fleet:
         self.sink = sink
         self.spawn_rate = spawn_rate
         self.tune_gc = tune_gc
-        self.metrics: MetricSet = new_metrics()
+        self.metrics: MetricSet = config.new_metrics()  # only what the config measures
+        self.faults = 0  # faults announced by inject_fault
         self.probes: list[Probe] = []
         self.added = 0  # probes started by add(), beyond count
         self.stop_at: float | None = None  # when every probe stops (set by run())
@@ -161,6 +161,7 @@ class Fleet:
         """Mark that a fault was injected at ``at`` (monotonic; default now), so each open
         probe measures ``detect_time`` from it to the moment it notices the loss."""
         instant = self.clock.now() if at is None else at
+        self.faults += 1
         for probe in self.probes:
             probe.machine.fault_injected(instant)
 
@@ -183,7 +184,7 @@ class Fleet:
     def result(self) -> Result:
         """The run so far as a versioned result object (see docs/probe.md)."""
         end = self.ended_mono if self.ended_mono is not None else self.clock.now()
-        config: dict[str, Any] = asdict(self.config)
+        config: dict[str, Any] = self.config.to_json()
         config.update(count=self.count, seed=self.seed)
         never_opened = sum(1 for p in self.probes if not p.machine.ever_opened)
         return Result(
@@ -200,6 +201,9 @@ class Fleet:
                 "reconnects": sum(p.machine.reconnects for p in self.probes),
                 "errors": self.errors(),
                 "loop_lag": self.loop_lag.summary(),
+                "closed_by_server": sum(p.machine.closed_by_server for p in self.probes),
+                "faults": self.faults,
+                "unmeasured": self.config.unmeasured,
             },
         )
 

@@ -7,20 +7,32 @@ happened (``time.monotonic()`` in the driver, any number in tests); the machine 
 with actions for the driver (connect, send, ping, abort, close), keeps its timers as
 absolute instants (``deadline``), appends state changes to ``records`` and writes the
 DESIGN.md section 6 metrics into a shared ``MetricSet``.
+
+A protocol block (``ProbeConfig.dialect``, wsctl.probe.dialect) makes the machine speak a
+service's own protocol: the URL, headers and subprotocols of each connect, the messages
+sent once open, sequence numbers judged by a ``GenerationTracker``, the sender's timestamp,
+a resume after a reconnect, an application heartbeat, and Socket.IO through a sans-I/O
+``SocketIOClient`` owned per connection. ``new_metrics`` holds only the metrics the mode
+and block can measure; ``unmeasured`` says, for every other one, what to configure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from wsctl import protocol
 from wsctl.backoff import BackoffPolicy, Retrier, Uniform
-from wsctl.errors import CONNECT_KINDS, connect_kind_costs_server
+from wsctl.errors import CONNECT_KINDS, InvalidInput, connect_kind_costs_server
 from wsctl.metrics import MetricSet
-from wsctl.probe.sequence import SequenceTracker
+from wsctl.probe import socketio as sio
+from wsctl.probe.dialect import Context, Dialect, Reading, frame
+from wsctl.probe.sequence import GenerationTracker, SequenceTracker
 
 Mode = Literal["resume", "echo", "listen"]
 MODES: tuple[Mode, ...] = ("resume", "echo", "listen")
@@ -63,9 +75,64 @@ COUNTERS: tuple[str, ...] = (
 ERROR_COUNTERS: tuple[str, ...] = tuple(f"errors.{kind}" for kind in CONNECT_KINDS)
 
 
-def new_metrics() -> MetricSet:
-    """A metric set with every probe metric present (zero or empty)."""
-    return MetricSet(HISTOGRAMS, COUNTERS + ERROR_COUNTERS)
+SEQUENCED = ("messages.lost", "messages.duplicated", "messages.reordered", "resyncs")
+
+
+def heartbeat_kind(mode: Mode, heartbeat: HeartbeatKind = "auto",
+                   dialect: Dialect | None = None) -> Literal["app", "protocol", "off"]:
+    """What ``auto`` means: the application ping in resume mode or when the protocol block
+    has a heartbeat; nothing with Socket.IO (Engine.IO's own pings give liveness);
+    WebSocket protocol pings otherwise."""
+    if heartbeat != "auto":
+        return heartbeat
+    if mode == "resume" or (dialect is not None and dialect.heartbeat is not None):
+        return "app"
+    if dialect is not None and dialect.adapter == "socketio":
+        return "off"
+    return "protocol"
+
+
+def unmeasured(mode: Mode = "resume", dialect: Dialect | None = None,
+               heartbeat: HeartbeatKind = "auto") -> dict[str, str]:
+    """Probe metrics that ``mode`` with this protocol block cannot measure, each with what
+    to configure instead (a result's ``details.unmeasured``; a criterion on one is ERROR)."""
+    measures = dialect.measures if dialect is not None else frozenset()
+    out: dict[str, str] = {}
+    if mode == "listen" and "messages.lost" not in measures:
+        for name in SEQUENCED:
+            out[name] = ("listen mode counts frames but cannot tell which are missing: set "
+                         "protocol.sequence to the field that numbers the messages (e.g. "
+                         "sequence: seq, or --sequence seq)")
+    if mode == "echo":
+        out["resyncs"] = "echo mode numbers its own messages: nothing can resync"
+    if mode != "resume" and "delivery_latency" not in measures:
+        out["delivery_latency"] = (
+            "set protocol.timestamp to the field holding the sender's time (e.g. "
+            "timestamp: ts, or --timestamp ts) in listen mode" if mode == "listen" else
+            "echo mode times round trips (rtt): for delivery latency use listen mode with "
+            "protocol.timestamp")
+    if mode != "resume" and "resume_time" not in measures:
+        out["resume_time"] = ("set protocol.resume (e.g. resume: {query: \"since={last_seq}\"}"
+                              ") with protocol.sequence in listen mode, or use resume mode "
+                              "against a protocol v1 server")
+    if mode != "resume":
+        out["messages.replayed"] = ("only resume mode: the reference protocol's welcome "
+                                    "says how many events were replayed")
+    if mode != "echo":
+        out["messages.sent"] = "only echo mode sends data messages (use --mode echo)"
+    if mode != "echo" and heartbeat_kind(mode, heartbeat, dialect) == "off":
+        out["rtt"] = ("the heartbeat is off: set --heartbeat protocol (WebSocket pings) or a "
+                      "protocol.heartbeat (an application ping and its answer)")
+    return out
+
+
+def new_metrics(mode: Mode = "resume", dialect: Dialect | None = None,
+                heartbeat: HeartbeatKind = "auto") -> MetricSet:
+    """A metric set with every metric this mode and protocol block can measure present
+    (zero or empty), and no other: a criterion on a missing one is an ERROR verdict."""
+    missing = unmeasured(mode, dialect, heartbeat)
+    return MetricSet([(name, unit) for name, unit in HISTOGRAMS if name not in missing],
+                     [name for name in COUNTERS if name not in missing] + list(ERROR_COUNTERS))
 
 
 class State(StrEnum):
@@ -96,6 +163,8 @@ class ProbeConfig:
     connect_timeout: float = 10.0
     echo_rate: float = 1.0  # echo messages per second per probe
     duration: float | None = None  # None: until stopped
+    dialect: Dialect | None = None  # the protocol block: how to speak the service's protocol
+    stream: str = ""  # {stream} in the URL and the block's templates ({n} filled)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -108,16 +177,37 @@ class ProbeConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be > 0")
         if self.connect_timeout <= 0 or self.echo_rate <= 0:
             raise ValueError("connect timeout and echo rate must be > 0")
+        if self.dialect is not None:
+            problem = self.dialect.mode_problem(self.mode)
+            if problem is not None:
+                raise InvalidInput(f"protocol.{problem[0]}: {problem[1]}")
 
     @property
     def heartbeat_kind(self) -> Literal["app", "protocol", "off"]:
-        """``auto`` means the application ping for resume mode, protocol pings otherwise."""
-        if self.heartbeat == "auto":
-            return "app" if self.mode == "resume" else "protocol"
-        return self.heartbeat
+        """What ``auto`` means here (``heartbeat_kind``)."""
+        return heartbeat_kind(self.mode, self.heartbeat, self.dialect)
+
+    @property
+    def unmeasured(self) -> dict[str, str]:
+        """The metrics this config cannot measure, with what to configure (``unmeasured``)."""
+        return unmeasured(self.mode, self.dialect, self.heartbeat)
+
+    def new_metrics(self) -> MetricSet:
+        """A metric set for probes of this config (``new_metrics``)."""
+        return new_metrics(self.mode, self.dialect, self.heartbeat)
+
+    def stream_for(self, index: int) -> str:
+        return self.stream.replace("{n}", str(index))
 
     def url_for(self, index: int) -> str:
-        return self.url.replace("{n}", str(index))
+        url = self.url.replace("{stream}", self.stream_for(index)) if self.stream else self.url
+        return url.replace("{n}", str(index))
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON data (a result's ``config``); the block as ``Dialect.to_data``."""
+        out = dataclasses.asdict(dataclasses.replace(self, dialect=None))
+        out["dialect"] = self.dialect.to_data() if self.dialect is not None else None
+        return out
 
 
 # Events (in) -------------------------------------------------------------------------
@@ -190,6 +280,8 @@ Event = Connected | ConnectFailed | Received | Closed | PongReceived | Tick | St
 class Connect:
     url: str
     timeout: float
+    headers: tuple[tuple[str, str], ...] = ()  # extra handshake headers (protocol block)
+    subprotocols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +349,8 @@ class ProbeMachine:
         "ping_sent", "pong_due", "welcome_due", "send_at", "attempt_started", "opened_at",
         "loss_at", "awaiting_welcome", "outage_from", "last_data_at", "recovery_attempts",
         "fault_at", "tracker", "epoch", "echo_seq", "reconnects", "last_rtt", "last_latency",
-        "last_error", "ever_opened",
+        "last_error", "ever_opened", "dialect", "stream", "env", "generations", "session",
+        "resume_from", "closed_by_server",
     )
 
     def __init__(
@@ -270,11 +363,22 @@ class ProbeMachine:
         *,
         keep_records: bool = True,
         stop_at: float | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.index = index
         self.config = config
         self.metrics = metrics
         self.url = config.url_for(index)
+        self.dialect = config.dialect
+        self.stream = config.stream_for(index)
+        self.env: Mapping[str, str] = os.environ if env is None else env  # for ${VAR}
+        # A service's own numbers (listen mode with protocol.sequence), restarts allowed.
+        self.generations: GenerationTracker | None = None
+        if config.mode == "listen" and self.dialect is not None and self.dialect.sequence:
+            self.generations = GenerationTracker()
+        self.session: sio.SocketIOClient | None = None  # the Socket.IO session, while open
+        self.resume_from: float | None = None  # a resume asked for: the loss it follows
+        self.closed_by_server = False  # ended by the server's 1000 close, not by the run
         self.state = State.CONNECTING
         self.records: list[Record] = []
         self.keep_records = keep_records
@@ -362,7 +466,7 @@ class ProbeMachine:
         candidates: tuple[float | None, ...]
         if state is State.OPEN:
             candidates = (self.stop_at, self.ping_at, self.pong_due, self.welcome_due,
-                          self.send_at)
+                          self.send_at, self.session.deadline if self.session else None)
         elif state is State.BACKOFF:
             candidates = (self.stop_at, self.reconnect_at)
         elif state is State.CONNECTING:
@@ -392,15 +496,27 @@ class ProbeMachine:
         if self.keep_records:
             self.records.append(Record(at, self.index, self.state, self.state, reason))
 
+    def _context(self) -> Context:
+        last_seq = self.generations.last_seq if self.generations is not None else None
+        return Context(self.stream, self.index, last_seq, self.env)
+
     def _connect(self, now: float) -> Connect:
         self.attempt_started = now
         self.recovery_attempts += 1
         url = self.url
+        dialect = self.dialect
+        headers: tuple[tuple[str, str], ...] = ()
+        subprotocols: tuple[str, ...] = ()
+        if dialect is not None:
+            ctx = self._context()
+            url = dialect.url(url, ctx)
+            headers = tuple(dialect.headers_for(ctx))
+            subprotocols = tuple(dialect.subprotocols)
         if self.config.mode == "resume" and self.epoch is not None:
             highest = self.tracker.highest if self.tracker.highest is not None else 0
             query = protocol.resume_query(self.epoch, highest)
             url += ("&" + query[1:]) if "?" in url else query
-        return Connect(url, self.config.connect_timeout)
+        return Connect(url, self.config.connect_timeout, headers, subprotocols)
 
     def _on_connected(self, now: float) -> list[Action]:
         metrics = self.metrics
@@ -413,13 +529,27 @@ class ProbeMachine:
         self.opened_at = now
         self.ping_sent = self.pong_due = self.ping_at = self.send_at = None
         actions: list[Action] = []
+        dialect = self.dialect
+        if self.generations is not None:
+            self.generations.connected()
         if self.config.mode == "resume":
             # Synchronized (and any recovery over) only once the welcome arrives.
             self.awaiting_welcome = True
             self.welcome_due = now + self.config.connect_timeout
+        elif dialect is not None and dialect.adapter == "socketio":
+            # Synchronized once the namespace accepts; emits wait in the session till then.
+            ctx = self._context()
+            self.session = session = dialect.socketio_client(ctx)
+            for message in dialect.open_messages(ctx):
+                session.emit(*message)
+            self.awaiting_welcome = True
+            self.welcome_due = now + self.config.connect_timeout
+            self._start_heartbeat(now)
         else:
             self._synchronized(now)
             self._start_heartbeat(now)
+            if dialect is not None:
+                actions.extend(Send(frame(m)) for m in dialect.open_messages(self._context()))
             if self.config.mode == "echo":
                 self.send_at = now
                 self.tracker.expect(self.echo_seq)
@@ -434,9 +564,16 @@ class ProbeMachine:
             histograms["reconnect_attempts"].record(self.recovery_attempts)
             if self.config.mode == "resume":
                 histograms["resume_time"].record(now - self.loss_at)
+            elif self._resuming():
+                self.resume_from = self.loss_at  # resume_time ends at the first number
             self.reconnects += 1
             self.loss_at = None
         self.recovery_attempts = 0
+
+    def _resuming(self) -> bool:
+        """Whether this connection asked the service for what was missed."""
+        return (self.dialect is not None and self.dialect.resume is not None
+                and self.generations is not None and self.generations.last_seq is not None)
 
     def _start_heartbeat(self, now: float) -> None:
         if self.hb_kind != "off":
@@ -454,17 +591,29 @@ class ProbeMachine:
             return []
         if state is not State.OPEN:
             return []
+        actions: list[Action] = []
+        session = self.session
+        if session is not None:
+            session.check(now)  # past pingInterval + pingTimeout without a ping: dead
+            actions = self._session_events(now, now)
+            if self.state is not State.OPEN:
+                return actions
         if self.welcome_due is not None and now >= self.welcome_due:
-            return self._lose(now, "no welcome from the server", abort=True)
+            what = ("no namespace CONNECT from the Socket.IO server" if session is not None
+                    else "no welcome from the server")
+            return self._lose(now, what, abort=True)
         if self.pong_due is not None and now >= self.pong_due:
             return self._lose(now, f"no pong within {self.hb_timeout:g}s", abort=True)
-        actions: list[Action] = []
         if self.ping_at is not None and now >= self.ping_at:
             self.ping_at = now + self.hb_interval
             if self.ping_sent is None:
                 self.ping_sent = now
                 self.pong_due = now + self.hb_timeout
-                if self.hb_kind == "app":
+                if self.hb_kind == "app" and self.dialect is not None and \
+                        self.dialect.heartbeat is not None:
+                    actions.append(Send(frame(self.dialect.heartbeat_message(
+                        self._context()))))
+                elif self.hb_kind == "app":
                     # protocol.encode(Ping(t=now)), without dataclasses.asdict's cost
                     actions.append(Send(f'{{"type":"ping","t":{now!r}}}'))
                 else:
@@ -492,10 +641,93 @@ class ProbeMachine:
             return self._on_protocol_frame(event)
         if mode == "echo":
             self._on_echo(event)
+        elif self.session is not None:
+            if isinstance(event.frame, str):
+                self.session.receive_text(event.frame, event.at)
+            else:
+                self.session.receive_bytes(event.frame, event.at)
+            return self._session_events(event.at, event.wall)
+        elif self.dialect is not None:
+            message, reading = self.dialect.read_frame(event.frame)
+            if self.ping_sent is not None and message is not None and \
+                    self.dialect.is_heartbeat_answer(message):
+                self._pong(event.at)  # the heartbeat's answer: timed, not a message
+            else:
+                self._judge(event.at, event.wall, reading)
+        elif self.ping_sent is not None and self.hb_kind == "app" and \
+                self._is_reference_pong(event.frame):
+            self._pong(event.at)
         else:
             self.metrics.counters["messages.received"] += 1
             self._data_arrived(event.at)
         return []
+
+    def _is_reference_pong(self, data: str | bytes) -> bool:
+        """A protocol v1 ``pong`` answering the ping in flight (``--heartbeat app``)."""
+        try:
+            message = protocol.parse_server(data)
+        except protocol.ProtocolError:
+            return False
+        return isinstance(message, protocol.Pong) and self.ping_sent is not None and \
+            abs(message.t - self.ping_sent) < 1e-6
+
+    def _judge(self, now: float, wall: float, reading: Reading) -> None:
+        """One message of a service's own protocol: counted, then judged by its sequence
+        number and sender's time where it has them (a bad value makes it invalid)."""
+        counters = self.metrics.counters
+        if reading.problem is not None:
+            counters["messages.invalid"] += 1
+            self.last_error = f"invalid message: {reading.problem}"
+            return
+        counters["messages.received"] += 1
+        generations = self.generations
+        if reading.seq is not None and generations is not None:
+            highest = generations.last_seq
+            judged = generations.seen(reading.seq)
+            if judged.kind == "resync":
+                counters["resyncs"] += 1
+                counters["messages.lost"] += judged.lost
+                self._note(now, f"resync: sequence restarted at {reading.seq} "
+                           f"(highest was {highest})")
+            elif judged.kind == "duplicate":
+                counters["messages.duplicated"] += 1
+            elif judged.kind == "reordered":
+                counters["messages.reordered"] += 1
+            if self.resume_from is not None:
+                self.metrics.histograms["resume_time"].record(now - self.resume_from)
+                self.resume_from = None
+        if reading.sent_at is not None:
+            latency = wall - reading.sent_at
+            self.metrics.histograms["delivery_latency"].record(latency)
+            self.last_latency = latency
+        self._data_arrived(now)
+
+    def _session_events(self, now: float, wall: float) -> list[Action]:
+        """What the Socket.IO session made of the input: events judged as messages, the
+        namespace connect as the point of synchronization, an ending as a loss."""
+        session = self.session
+        assert session is not None and self.dialect is not None
+        counters = self.metrics.counters
+        for item in session.events_received():
+            if isinstance(item, sio.Event):
+                if self.dialect.counts_event(item.name):
+                    self._judge(now, wall, self.dialect.read(item.payload))
+            elif isinstance(item, sio.Connected):
+                if self.awaiting_welcome:
+                    self.awaiting_welcome = False
+                    self.welcome_due = None
+                    self._synchronized(now)
+            elif isinstance(item, sio.Malformed):
+                counters["messages.invalid"] += 1
+                self.last_error = f"not Socket.IO: {item.reason}"
+            elif isinstance(item, sio.Unsupported):
+                counters["messages.received"] += 1  # counted, not judged
+            elif isinstance(item, sio.Disconnect | sio.ConnectError):
+                reason = (item.reason if isinstance(item, sio.Disconnect)
+                          else f"Socket.IO connect error: {item.message}")
+                sent: list[Action] = [Send(f) for f in session.data_to_send()]
+                return sent + self._lose(now, reason, abort=True)
+        return [Send(f) for f in session.data_to_send()]
 
     def _data_arrived(self, now: float) -> None:
         if self.outage_from is not None:
@@ -581,7 +813,13 @@ class ProbeMachine:
 
     def _on_closed(self, event: Closed) -> list[Action]:
         reason = f"closed {event.code}" + (f" {event.reason}" if event.reason else "")
+        if self.session is not None:
+            # Socket.IO: the WebSocket going away is a "transport close", whatever its
+            # code; the session reconnects as Socket.IO's own clients do.
+            return self._lose(event.at, f"{sio.REASON_TRANSPORT_CLOSE} ({reason})",
+                              code=event.code)
         if event.code == protocol.CLOSE_NORMAL:
+            self.closed_by_server = True
             self._finish()
             self._record(event.at, State.CLOSED, reason, event.code)
             return []
@@ -613,6 +851,8 @@ class ProbeMachine:
             self.loss_at = now
             self.recovery_attempts = 0
         self.awaiting_welcome = False
+        self.session = None
+        self.resume_from = None  # a resume that never delivered: no resume_time
         self.outage_from = self.last_data_at
         self.ping_at = self.ping_sent = self.pong_due = self.welcome_due = self.send_at = None
         if self.config.mode == "echo":
@@ -649,14 +889,23 @@ class ProbeMachine:
 
     def _stop(self, now: float, reason: str) -> list[Action]:
         was_open = self.state is State.OPEN
+        actions: list[Action] = []
+        if was_open and self.session is not None:
+            self.session.disconnect()  # leave the namespace politely
+            actions.extend(Send(f) for f in self.session.data_to_send())
         self._finish()
         self._record(now, State.CLOSED, reason)
-        return [Close(protocol.CLOSE_NORMAL, reason)] if was_open else []
+        return [*actions, Close(protocol.CLOSE_NORMAL, reason)] if was_open else []
 
     def _finish(self) -> None:
         """Final accounting: holes that were never filled are lost (echoes still in
         flight at a stop are not: they may simply not be back yet)."""
-        self.metrics.counters["messages.lost"] += self.tracker.settle()
+        counters = self.metrics.counters
+        if self.config.mode != "listen":
+            counters["messages.lost"] += self.tracker.settle()
+        elif self.generations is not None:
+            counters["messages.lost"] += self.generations.settle()
+        self.session = None
         self.ping_at = self.ping_sent = self.pong_due = self.welcome_due = None
         self.send_at = self.reconnect_at = None
 

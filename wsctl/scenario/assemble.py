@@ -9,7 +9,6 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from typing import Any
 
@@ -40,6 +39,7 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
         "never_opened": sum(1 for p in fleet.probes if not p.machine.ever_opened),
         "errors": fleet.errors(),
         "loop_lag": fleet.loop_lag.summary(),
+        "unmeasured": fleet.config.unmeasured,  # quoted by a criterion on one of them
     }
     server = stage.server
     if server is not None:
@@ -68,7 +68,7 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
         "proxy": scenario.proxy,
         "count": scenario.probes.count,
         "seed": fleet.seed,
-        "probe": dataclasses.asdict(fleet.config),
+        "probe": fleet.config.to_json(),
     }
     return Result(kind="run", metrics=metrics, started_at=fleet.started_at,
                   duration=max(0.0, end - start), target=stage.target or None,

@@ -18,6 +18,7 @@ format is documented in docs/scenarios.md.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,7 @@ from pydantic import (
 from wsctl import yamlfile
 from wsctl.backoff import BackoffKind, BackoffPolicy
 from wsctl.errors import InvalidInput
+from wsctl.probe.dialect import Dialect
 from wsctl.probe.machine import HeartbeatKind, Mode, ProbeConfig
 from wsctl.results.criteria import Criterion, CriterionError, parse
 from wsctl.scenario.actions import ACTIONS, IN_FILES, UNDOABLE, parse_toxic
@@ -163,6 +165,19 @@ class ProbesSpec(_Model):
     spawn_rate: float | None = Field(default=1000.0, gt=0)
     echo_rate: float = Field(default=1.0, gt=0)
     deflate: bool = False
+    protocol: Dialect | None = None  # the service's own protocol (docs/own-service.md)
+
+    @model_validator(mode="after")
+    def _protocol_fits_mode(self) -> ProbesSpec:
+        if self.protocol is not None:
+            problem = self.protocol.mode_problem(self.mode)
+            if problem is not None:
+                raise _At(("protocol", problem[0]), problem[1])
+            try:  # every ${VAR} set, before anything runs
+                self.protocol.check_env(os.environ)
+            except InvalidInput as exc:
+                raise _At(("protocol",), str(exc).removeprefix("protocol.")) from None
+        return self
 
     @field_validator("stream")
     @classmethod
@@ -192,6 +207,8 @@ class ProbesSpec(_Model):
             connect_timeout=self.connect_timeout,
             echo_rate=self.echo_rate,
             duration=duration,
+            dialect=self.protocol,
+            stream=self.stream,
         )
 
 
@@ -446,7 +463,7 @@ def _errors(exc: ValidationError) -> Iterator[tuple[Path_, str]]:
         loc, do = _untagged(loc)
         ctx = error.get("ctx") or {}
         cause = ctx.get("error")
-        if isinstance(cause, _At):
+        if isinstance(cause, _At | FieldError):
             yield (*loc, *cause.loc), cause.message
             continue
         kind = error["type"]

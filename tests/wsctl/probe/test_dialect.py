@@ -55,7 +55,7 @@ heartbeat: {send: {type: ping}, answer: {type: pong}}
     assert block.timestamp is not None and block.timestamp.path == "ts"
     assert block.timestamp.unit == "auto"
     assert block.measures == {"messages.lost", "messages.duplicated", "messages.reordered",
-                              "resyncs", "delivery_latency", "rtt"}
+                              "resyncs", "delivery_latency", "rtt", "resume_time"}
 
 
 def test_empty_block_measures_nothing_extra():
@@ -96,6 +96,7 @@ def test_missing_file_is_invalid_input(tmp_path):
     ("on_open:\n  - 5\n", "p.yaml:2: on_open[0]: a message is a JSON object"),
     ("resume: {}\n", "p.yaml:1: resume: give one of query"),
     ("resume: {query: a, message: b}\n", "p.yaml:1: resume: give one of query"),
+    ("resume: {query: 'since={last_seq}'}\n", "p.yaml:1: resume: needs sequence"),
     ("heartbeat: {send: ping, answer: {}}\n", "p.yaml:1: heartbeat.answer: name at least one"),
     ("heartbeat: {send: ping}\n", "p.yaml:1: heartbeat.answer: required field is missing"),
     ("socketio: {namespace: /x}\n", "p.yaml:1: socketio: only with adapter: socketio"),
@@ -156,7 +157,7 @@ def test_missing_env_var_names_the_field():
 
 def test_check_env_finds_variables_in_every_templated_field():
     """check_env fails for a variable used only in the resume message or Socket.IO auth."""
-    resume = Dialect(resume={"message": {"token": "${LATE}"}})
+    resume = Dialect(sequence="seq", resume={"message": {"token": "${LATE}"}})
     with pytest.raises(InvalidInput, match=r"resume\.message\.token: .*LATE"):
         resume.check_env({})
     auth = Dialect(adapter="socketio", socketio={"auth": {"token": "${SIO}"}})
@@ -171,7 +172,7 @@ def test_check_env_finds_variables_in_every_templated_field():
 def test_url_adds_query_and_resume_query_only_after_a_number():
     """query is always added (values encoded); the resume query only once last_seq is known."""
     block = Dialect(query={"room": "${ROOM}", "n": "{n}", "live": True},
-                    resume={"query": "since={last_seq}"})
+                    sequence="seq", resume={"query": "since={last_seq}"})
     base = "ws://h:1/ws/alert-3?v=2"
     assert block.url(base, ctx(None)) == "ws://h:1/ws/alert-3?v=2&room=a%20b&n=3&live=true"
     assert block.url(base, ctx(99)).endswith("&live=true&since=99")
@@ -180,7 +181,8 @@ def test_url_adds_query_and_resume_query_only_after_a_number():
 def test_resume_query_mapping_form_and_omitted_last_seq_parameter():
     """A mapping resume query is encoded; a query value of "{last_seq}" is left out while
     no number has arrived."""
-    block = Dialect(query={"after": "{last_seq}"}, resume={"query": {"since": "{last_seq}"}})
+    block = Dialect(query={"after": "{last_seq}"}, sequence="seq",
+                    resume={"query": {"since": "{last_seq}"}})
     assert block.url("ws://h/x", ctx(None)) == "ws://h/x"
     assert block.url("ws://h/x", ctx(5)) == "ws://h/x?after=5&since=5"
 
@@ -202,6 +204,7 @@ def test_headers_are_rendered_in_order():
 def test_open_messages_then_resume_message_after_a_number():
     """on_open messages are sent every time; the resume message only once last_seq is known."""
     block = Dialect(on_open=[{"type": "subscribe", "channel": "{stream}"}, "hello {n}"],
+                    sequence="seq",
                     resume={"message": {"type": "replay", "from": "{last_seq}"}})
     assert block.open_messages(ctx(None)) == [{"type": "subscribe", "channel": "alert-3"},
                                               "hello 3"]

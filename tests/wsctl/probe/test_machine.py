@@ -409,5 +409,5 @@ def test_echo_and_listen_recover_when_the_connection_opens(mode):
     assert reconnect["max"] == pytest.approx(1.25, rel=1e-3)
     attempts = summary(m, "reconnect_attempts")
     assert (attempts["count"], attempts["max"]) == (2, 1)
-    assert summary(m, "resume_time")["count"] == 0
+    assert "resume_time" not in m.metrics.histograms  # not measurable without a resume
     assert m.reconnects == 2
