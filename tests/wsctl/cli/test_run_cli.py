@@ -155,7 +155,7 @@ timeline:
     result = cli.invoke(app, ["run", str(path)])
     assert result.exit_code == 2
     assert re.match(rf"wsctl: error: {re.escape(str(path))}:6: timeline\[0\]\.do: "
-                    r"server\.kill needs the embedded server", result.stderr)
+                    r"server\.kill needs a server wsctl runs", result.stderr)
 
 
 def test_an_invalid_file_stops_everything_even_with_a_valid_one_first(tmp_path):
