@@ -287,7 +287,7 @@ class _Step(_Model):
 
 
 class ProcessStep(_Step):
-    """A signal to, or a start of, the embedded server's process."""
+    """A signal to, or a start of, the server's process (embedded or a command)."""
 
     do: Literal["server.kill", "server.term", "server.pause", "server.resume",
                 "server.start", "server.restart"]
