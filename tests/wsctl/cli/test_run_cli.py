@@ -16,6 +16,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from tests.wsctl.scenario.groups import group_alive, pids_in, running
 from wsctl.cli import run as run_cli
 from wsctl.cli.main import app
 from wsctl.metrics import validate
@@ -32,6 +33,23 @@ def wsctl(*args, **kw):
     return subprocess.Popen([sys.executable, "-c", MAIN, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, **kw)
+
+
+def interrupt_when(proc, ready, what):
+    """SIGINT to ``proc`` once ``ready(its psutil.Process)`` holds (20 s at most; else
+    fails with ``what``); its stdout and stderr. It never outlives the test."""
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 20
+        while not ready(parent):
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def scenario_file(tmp_path, text, name="s.yaml"):
@@ -118,22 +136,12 @@ timeline:
 """)
     proc = wsctl("run", path, "--json", tmp_path / "r.json")
     children: list[psutil.Process] = []
-    try:
-        parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            children = parent.children(recursive=True)
-            paused = [c for c in children if c.status() == psutil.STATUS_STOPPED]
-            if paused:
-                break
-            time.sleep(0.1)
-        assert paused, "the server never started and paused"
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+
+    def paused(parent: psutil.Process) -> bool:
+        children[:] = parent.children(recursive=True)
+        return any(c.status() == psutil.STATUS_STOPPED for c in children)
+
+    stdout, stderr = interrupt_when(proc, paused, "the server never started and paused")
     assert proc.returncode == 130, stdout + stderr
     assert "interrupted; 0 of 1 scenarios finished" in stderr
     assert "Traceback" not in stderr
@@ -307,18 +315,6 @@ SEQ_URL = "ws://127.0.0.1:{port}/ws/{stream}"
 SEQ_READY = "http://127.0.0.1:{port}/ws/health"
 
 
-def group_alive(pgid):
-    """Pids of group ``pgid`` still running (zombies excluded)."""
-    alive = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except (ProcessLookupError, psutil.Error, OSError):
-            continue
-    return alive
-
-
 def test_ctrl_c_leaves_no_process_of_a_command_service_group(tmp_path):
     """SIGINT to a real ``wsctl run`` while its service (a parent and two workers, in
     their own process group) runs: exit 130, and no process of that group survives."""
@@ -333,28 +329,18 @@ timeline:
 """)
     proc = wsctl("run", path, "--report-dir", tmp_path / "rep")
     group: list[int] = []
-    try:
-        parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            leaders = [c for c in parent.children() if "seq_server" in " ".join(c.cmdline())]
-            group = group_alive(leaders[0].pid) if leaders else []
-            if len(group) == 3 and all(psutil.Process(p).status() == psutil.STATUS_STOPPED
-                                       for p in group):
-                break
-            time.sleep(0.1)
-        assert len(group) == 3, "the service never started with its two workers and paused"
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+
+    def paused(parent: psutil.Process) -> bool:
+        leaders = [c for c in parent.children() if "seq_server" in " ".join(c.cmdline())]
+        group[:] = group_alive(leaders[0].pid) if leaders else []
+        return len(group) == 3 and all(psutil.Process(p).status() == psutil.STATUS_STOPPED
+                                       for p in group)
+
+    stdout, stderr = interrupt_when(proc, paused, "the service never started with its two "
+                                    "workers and paused")
     assert proc.returncode == 130, stdout + stderr
     assert "Traceback" not in stderr
-    assert group_alive(group[0]) == []
-    assert not [p for p in group if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert group_alive(group[0]) == [] and running(group) == []
     assert "listening on" in (tmp_path / "rep" / "long.service.log").read_text()
 
 
@@ -363,7 +349,7 @@ def test_server_flags_replace_the_server_and_a_failed_criterion_leaves_nothing(t
     for the embedded server; a failed criterion exits 1 and the service is gone."""
     path = scenario_file(tmp_path, """
 name: flags
-duration: 3s
+duration: 5s
 probes: {count: 2, mode: listen, heartbeat: {kind: protocol, interval: 300ms, timeout: 300ms}}
 timeline:
   - {at: 1s, do: server.kill}
@@ -381,11 +367,8 @@ criteria:
     assert [c["status"] for c in scenario["criteria"]] == ["pass", "fail"]
     server = scenario["result"]["details"]["server"]
     assert server["incarnations"] == 2 and server["log"].endswith("flags.service.log")
-    log = Path(server["log"]).read_text()
-    pids = [int(p) for p in re.findall(r"pid (\d+)", log)]
-    assert len(pids) == 2
-    assert not [p for p in pids if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    pids = pids_in(Path(server["log"]))
+    assert len(pids) == 2 and running(pids) == []
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
+from tests.wsctl.scenario.groups import group_alive, pids_in, running
 from wsctl.clock import MonotonicClock
 from wsctl.errors import InvalidInput
 from wsctl.scenario import service as service_module
@@ -33,28 +33,24 @@ LISTEN = ("probes: {count: 3, stream: \"p-{n}\", mode: listen, "
           "heartbeat: {kind: protocol, interval: 300ms, timeout: 300ms}}")
 
 
+# Probes, a kill, a pause and a restart, and the criteria they must pass (10 s or more).
+KILL_PAUSE_RESTART = f"""{LISTEN}
+timeline:
+  - {{at: 1500ms, do: server.kill}}
+  - {{at: 2500ms, do: server.start}}
+  - {{at: 4s, do: server.pause, for: 1s}}
+  - {{at: 7500ms, do: server.restart}}
+criteria:
+  reconnect_time.max: "< 4s"
+  detect_time.max: "< 2s"
+"""
+
+
 def seq_server(*extra: str, ready: str = "http://127.0.0.1:{port}/ws/health") -> str:
     """A ``server:`` block running tests/services/seq_server.py."""
     command = json.dumps([sys.executable, str(SEQ_SERVER), "{port}", *extra])
     return (f"server:\n  command: {command}\n  url: \"ws://127.0.0.1:{{port}}/ws/{{stream}}\"\n"
             f"  ready: \"{ready}\"\n  stop_timeout: 3s\n")
-
-
-def group_alive(pgid: int) -> list[int]:
-    """Pids of processes of group ``pgid`` that are still running (zombies excluded)."""
-    alive = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except (ProcessLookupError, psutil.Error, OSError):
-            continue
-    return alive
-
-
-def pids_in(log: Path) -> set[int]:
-    """The pids seq_server.py announced in its log ("listening on PORT pid N")."""
-    return {int(pid) for pid in re.findall(r"pid (\d+)", log.read_text())}
 
 
 async def test_kill_term_pause_restart_a_command_service_and_judge_it(tmp_path):
@@ -63,7 +59,7 @@ async def test_kill_term_pause_restart_a_command_service_and_judge_it(tmp_path):
     zeros); its log is in the log dir and named in the details; nothing is left."""
     suite = loads(f"""
 name: own
-duration: 9s
+duration: 10s
 {seq_server()}{LISTEN}
 timeline:
   - {{at: 1500ms, do: server.kill}}
@@ -101,9 +97,8 @@ criteria:
     assert server["command"][:2] == [sys.executable, str(SEQ_SERVER)]
     assert result.config["server"].startswith("command: ")
     pids = pids_in(log)
-    assert len(pids) == 4  # one process per incarnation
-    assert not [p for p in pids if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert len(set(pids)) == 4  # one process per incarnation
+    assert running(pids) == []
     assert not service_module.LIVE
 
 
@@ -158,23 +153,14 @@ async def test_fastapi_under_uvicorn_killed_paused_and_restarted(tmp_path):
     folder.mkdir()
     suite = loads(f"""
 name: fastapi
-duration: 9s
+duration: 10s
 server:
   command: [{json.dumps(sys.executable)}, -m, uvicorn, "app:app", --port, "{{port}}"]
   cwd: {json.dumps(os.path.relpath(EXAMPLES / "fastapi", folder))}
   url: "ws://127.0.0.1:{{port}}/ws/{{stream}}"
   ready: "http://127.0.0.1:{{port}}/ws/health"
   stop_timeout: 3s
-{LISTEN}
-timeline:
-  - {{at: 1500ms, do: server.kill}}
-  - {{at: 2500ms, do: server.start}}
-  - {{at: 4s, do: server.pause, for: 1s}}
-  - {{at: 6500ms, do: server.restart}}
-criteria:
-  reconnect_time.max: "< 4s"
-  detect_time.max: "< 2s"
-""", str(folder / "f.yaml"))
+{KILL_PAUSE_RESTART}""", str(folder / "f.yaml"))
     assert suite.scenarios[0].server.cwd == str((EXAMPLES / "fastapi").resolve())
     report = await Runner(log_dir=tmp_path).run([suite])
     outcome = report.scenarios[0]
@@ -199,23 +185,14 @@ async def test_node_ws_service_killed_paused_and_restarted(tmp_path):
     assert installed.returncode == 0, installed.stderr
     suite = loads(f"""
 name: node
-duration: 8s
+duration: 10s
 server:
   command: [node, server.js]
   env: {{PORT: "{{port}}"}}
   url: "ws://127.0.0.1:{{port}}/{{stream}}"
   ready: "http://127.0.0.1:{{port}}/health"
   stop_timeout: 3s
-{LISTEN}
-timeline:
-  - {{at: 1500ms, do: server.kill}}
-  - {{at: 2500ms, do: server.start}}
-  - {{at: 4s, do: server.pause, for: 1s}}
-  - {{at: 6s, do: server.restart}}
-criteria:
-  reconnect_time.max: "< 4s"
-  detect_time.max: "< 2s"
-""", str(copy / "scenario.yaml"))
+{KILL_PAUSE_RESTART}""", str(copy / "scenario.yaml"))
     report = await run_suite(suite)
     outcome = report.scenarios[0]
     assert outcome.error is None, outcome.error
