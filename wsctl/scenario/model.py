@@ -132,12 +132,17 @@ class ServerSpec(_Model):
             raise ValueError("must be a ws:// or wss:// URL, e.g. ws://host:8000/ws/{stream}")
         return value
 
-    @field_validator("env", mode="before")
+    @field_validator("env", "command", mode="before")
     @classmethod
-    def _env_text(cls, value: Any) -> Any:
-        if isinstance(value, dict):  # PORT: 8080 is meant as text
-            return {k: v if isinstance(v, str) or isinstance(v, bool) else str(v)
-                    for k, v in value.items()}
+    def _text(cls, value: Any) -> Any:
+        """Numbers are meant as text: ``PORT: 8080``, ``[node, s.js, --port, 8080]``."""
+        def text(v: Any) -> Any:
+            return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+        if isinstance(value, dict):
+            return {k: text(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [text(v) for v in value]
         return value
 
     def in_folder(self, folder: Path) -> None:
