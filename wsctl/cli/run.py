@@ -112,9 +112,9 @@ def run(
         "as a shell would (no shell runs it); {port} is a free port wsctl picks. Needs "
         "--server-url.", "SERVER_COMMAND", "--server-command", show_default=False)] = None,
     server_url: Annotated[str | None, _opt(
-        "Where the probes connect, e.g. ws://127.0.0.1:{port}/ws/{stream}: with "
-        "--server-command, your service's; alone, a server wsctl does not run (server.* "
-        "actions are then refused).", "SERVER_URL", "--server-url",
+        "Where the probes connect (e.g. ws://127.0.0.1:{port}/ws/{stream}). Your "
+        "service's URL when --server-command is given; alone, a server wsctl does not "
+        "run (server.* actions are then refused).", "SERVER_URL", "--server-url",
         show_default=False)] = None,
     server_ready: Annotated[str | None, _opt(
         "When your service is ready: http://... (answers 2xx, e.g. its /ws/health), "
