@@ -14,7 +14,7 @@ from server_stub.auth import check_token
 from server_stub.command import main, parser
 from server_stub.config import OPTIONS, config_from_options
 from wsctl.cli.main import app
-from wsctl.scenario.model import ServerSpec
+from wsctl.scenario.model import SERVICE_FIELDS, ServerSpec
 
 ARGS = ["--port", "0", "--profile", "baseline", "--ping-interval", "250ms", "--origin",
         "https://a", "--origin", "https://b", "--replay-age", "2m", "--retry-hint", "1500ms",
@@ -99,7 +99,8 @@ def test_every_scenario_server_option_is_a_server_flag():
     """What a scenario's ``server:`` sets becomes flags the server reads back as set."""
     spec = ServerSpec(ping_interval=0.5, replay_age=90, job_steps=7, retry_hint=0,
                       health_mode="per-connection")
-    assert set(ServerSpec.model_fields) - {"url", "profile"} <= set(OPTIONS)
+    own = {"url", "profile", "command", *SERVICE_FIELDS}  # not the embedded server's
+    assert set(ServerSpec.model_fields) - own <= set(OPTIONS)
     parsed = vars(parser().parse_args(spec.args()))
     config = config_from_options(**{k: v for k, v in parsed.items()
                                     if k not in {"issue_token", "ttl"}})

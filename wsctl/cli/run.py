@@ -22,8 +22,14 @@ if TYPE_CHECKING:
     from wsctl.scenario.runner import Runner
 
 HELP = (
-    "Run scenario files: start the reference server (or use the scenario's url), the chaos "
-    "proxy and the probes, carry out each timeline of faults, and judge the criteria.\n\n"
+    "Run scenario files: start the server (the reference server, or your own service's "
+    "command; or use the scenario's url), the chaos proxy and the probes, carry out each "
+    "timeline of faults, and judge the criteria.\n\n"
+    "--server-command with --server-url (and --server-ready) replaces the server of every "
+    "selected scenario with your service, which wsctl starts, kills, pauses and restarts "
+    "({port} is a free port wsctl picks); --server-url alone points every scenario at a "
+    "server wsctl does not run. Your service's output goes to "
+    "REPORT_DIR/<scenario>.service.log with --report-dir.\n\n"
     "With no FILE, runs the bundled EP-0001 suite, scenarios/ep-0001.yaml. Every file is "
     "validated before anything starts. Reports: --json, --junit, --markdown, --html, or "
     "--report-dir for all four; the Markdown summary is also appended to "
@@ -101,6 +107,20 @@ def run(
         "--scenario", "-s", show_default=False)] = None,
     list_only: Annotated[bool, _opt("List the scenarios (name, duration, description) and "
                                     "exit.", None, "--list")] = False,
+    server_command: Annotated[str | None, _opt(
+        "Run your service for every selected scenario: the command that starts it, split "
+        "as a shell would (no shell runs it); {port} is a free port wsctl picks. Needs "
+        "--server-url.", "SERVER_COMMAND", "--server-command", show_default=False)] = None,
+    server_url: Annotated[str | None, _opt(
+        "Where the probes connect (e.g. ws://127.0.0.1:{port}/ws/{stream}). Your "
+        "service's URL when --server-command is given; alone, a server wsctl does not "
+        "run (server.* actions are then refused).", "SERVER_URL", "--server-url",
+        show_default=False)] = None,
+    server_ready: Annotated[str | None, _opt(
+        "When your service is ready: http://... (answers 2xx, e.g. its /ws/health), "
+        "tcp://HOST:PORT, or log:REGEX (a line of its output). Default: its url accepts "
+        "TCP. Needs --server-command.", "SERVER_READY", "--server-ready",
+        show_default=False)] = None,
     quiet: Annotated[bool, _opt("No progress and no tables: one verdict line (errors still "
                                 "go to stderr).", "QUIET", "--quiet", "-q")] = False,
 ) -> None:
@@ -118,6 +138,8 @@ def run(
         _list(suites)
         return
     selected = select(suites, scenario)
+    if server_command is not None or server_url is not None or server_ready is not None:
+        _replace_server(selected, server_command, server_url, server_ready)
     base = load_baseline(baseline) if baseline is not None else None
     check_baselines(selected, base)
     from wsctl.report import check_outputs, write_outputs
@@ -128,7 +150,7 @@ def run(
 
     from wsctl.report.console import RunProgress, print_report
     from wsctl.scenario.runner import Runner
-    from wsctl.scenario.server_process import kill_all
+    from wsctl.scenario.service import kill_all
 
     if not state["debug"]:
         # Components log their own failures (a proxy fault that broke, say) with
@@ -136,7 +158,7 @@ def run(
         logging.getLogger("wsctl").addHandler(logging.NullHandler())
     console = Console()
     progress = None if quiet else RunProgress(console, live=console.is_terminal)
-    runner = Runner(baseline=base, progress=progress)
+    runner = Runner(baseline=base, progress=progress, log_dir=report_dir)
     try:
         if progress is not None:
             with progress:
@@ -144,7 +166,7 @@ def run(
         else:
             report = asyncio.run(_run(runner, suites, scenario))
     finally:
-        kill_all()  # whatever happened, no server outlives the command
+        kill_all()  # whatever happened, no server (embedded or yours) outlives the command
     for outcome in report.scenarios:
         if outcome.error is not None and not runner.interrupted:
             typer.echo(f"wsctl: error: scenario {outcome.name}: {outcome.error}", err=True)
@@ -162,6 +184,40 @@ def run(
                    err=True)
         raise typer.Exit(128 + int(sig))
     raise typer.Exit(report.exit_code)
+
+
+def _replace_server(selected: list[Any], command: str | None, url: str | None,
+                    ready: str | None) -> None:
+    """The server of every selected scenario replaced by the flags' one; InvalidInput
+    (exit 2) for a bad combination, or a scenario whose ``server.*`` actions would then
+    have no process to act on."""
+    from pydantic import ValidationError
+
+    from wsctl.scenario.actions import ACTIONS
+    from wsctl.scenario.model import ServerSpec, server_action_refused
+
+    if url is None:
+        raise InvalidInput("--server-command and --server-ready need --server-url: where "
+                           "the probes connect, e.g. ws://127.0.0.1:{port}/ws/{stream}")
+    if ready is not None and command is None:
+        raise InvalidInput("--server-ready needs --server-command: wsctl only waits for a "
+                           "server it starts")
+    given = {"url": url, **({"command": command} if command is not None else {}),
+             **({"ready": ready} if ready is not None else {})}
+    try:
+        spec = ServerSpec.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        cause = (error.get("ctx") or {}).get("error")
+        field = getattr(cause, "loc", error["loc"])[-1] if error["loc"] or cause else "url"
+        message = getattr(cause, "message", None) or error["msg"]
+        raise InvalidInput(f"--server-{str(field).replace('_', '-')}: {message}") from None
+    for suite, each in selected:
+        for step in each.timeline:
+            if ACTIONS[step.do].needs == "server" and not spec.owned:
+                raise InvalidInput(f"{suite.file}:{step.line}: scenario {each.name}: with "
+                                   f"--server-url alone, {server_action_refused(step.do)}")
+        each.server = spec
 
 
 def _list(suites: list[Any]) -> None:

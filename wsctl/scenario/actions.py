@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from wsctl.chaos.proxy import Proxy
     from wsctl.probe.fleet import Fleet
     from wsctl.scenario.model import ProbesAdd, ToxicStep
-    from wsctl.scenario.server_process import ServerProcess
+    from wsctl.scenario.service import ServiceProcess
     from wsctl.scenario.stage import Stage
 
 Needs = Literal["server", "proxy", "probes", "nothing"]
@@ -73,19 +74,24 @@ def _refusals() -> Iterator[None]:
 
 
 # -- the server process ---------------------------------------------------------------
+# The embedded reference server (``ServerProcess``) and a team's ``command`` server are
+# both a ``ServiceProcess``: the same signals to the same process group.
 
 
-def _signal(name: str, send: Callable[[ServerProcess], Awaitable[None]]) -> Run:
-    async def run(server: ServerProcess, _step: object) -> str:
+def _signal(name: str | None, send: Callable[[ServiceProcess], Awaitable[None]]) -> Run:
+    """``name``: the signal sent (None: the server's stop signal, SIGTERM by default)."""
+
+    async def run(server: ServiceProcess, _step: object) -> str:
         pid = server.pid()
         await send(server)
-        return f"{name} to pid {pid}"
+        sent = name or signal.Signals(server.spec.stop_signal).name
+        return f"{sent} to pid {pid}"
 
     return run
 
 
-def _starting(start: Callable[[ServerProcess], Awaitable[float]]) -> Run:
-    async def run(server: ServerProcess, _step: object) -> str:
+def _starting(start: Callable[[ServiceProcess], Awaitable[float]]) -> Run:
+    async def run(server: ServiceProcess, _step: object) -> str:
         took = await start(server)
         tries = (f", {server.start_attempts} tries: port busy"
                  if server.start_attempts > 1 else "")
@@ -154,7 +160,7 @@ ACTIONS: dict[str, ActionSpec] = {
     "server.kill": ActionSpec("server", _signal("SIGKILL", lambda s: s.kill()),
                               "SIGKILL: no close frames, history lost", fault=True,
                               undo="server.start"),
-    "server.term": ActionSpec("server", _signal("SIGTERM", lambda s: s.term()),
+    "server.term": ActionSpec("server", _signal(None, lambda s: s.term()),
                               "SIGTERM: graceful shutdown, close 1001", fault=True,
                               undo="server.start"),
     "server.pause": ActionSpec("server", _signal("SIGSTOP", lambda s: s.pause()),
@@ -190,7 +196,8 @@ async def perform(stage: Stage, do: str, step: Any) -> str:
     target: Any = {"server": stage.server, "proxy": stage.proxy, "probes": stage.fleet,
                    "nothing": None}[spec.needs]
     if target is None and spec.needs != "nothing":
-        what = {"server": "the embedded server (wsctl does not own a url server's process)",
+        what = {"server": "a server wsctl runs (embedded or server.command; wsctl does "
+                          "not own a url server's process)",
                 "proxy": "the chaos proxy (proxy: true)", "probes": "the probe fleet"}
         raise ActionFailed(f"{do} needs {what[spec.needs]}")
     if spec.run is None:

@@ -2,8 +2,11 @@
 
 The probes' metrics, with what the run adds to them: the peak of connection attempts per
 second and closes by code (from the sampler), the connections open at the end, and —
-when wsctl owned the server — its refusals and dead connections summed over every
-incarnation, its RSS and connections at steady state and ``server.rss_per_connection``.
+when wsctl owned the server — its RSS (of its whole process tree) at steady state and
+``server.rss_per_connection``, and for the reference server, whose ``/metrics`` is
+scraped, its connections then and its refusals and dead connections summed over every
+incarnation (a team's command server may have no ``/metrics``: those are not emitted,
+never zeros that look measured).
 Pure: no I/O, no clock.
 """
 
@@ -17,6 +20,7 @@ from wsctl.probe.fleet import Fleet
 from wsctl.scenario.model import Scenario
 from wsctl.scenario.monitor import Monitor
 from wsctl.scenario.sampler import Sampler
+from wsctl.scenario.server_process import Scraped
 from wsctl.scenario.stage import Stage
 
 
@@ -43,13 +47,16 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
     }
     server = stage.server
     if server is not None:
-        totals = server.totals()
-        metrics.add("server.refused", int(totals.refused))
-        metrics.add("server.dead_detected", int(totals.dead_detected))
+        scraped = isinstance(server, Scraped)
+        if isinstance(server, Scraped):
+            totals = server.totals()
+            metrics.add("server.refused", int(totals.refused))
+            metrics.add("server.dead_detected", int(totals.dead_detected))
         steady = monitor.steady
         if steady is not None and stage.rss_before is not None:
             metrics.set_gauge("server.rss", steady.rss, "bytes")
-            metrics.set_gauge("server.connections", steady.connections, "count")
+            if scraped:  # else it is the probes' count, not the server's
+                metrics.set_gauge("server.connections", steady.connections, "count")
             if steady.connections > 0:
                 metrics.set_gauge("server.rss_per_connection",
                                   (steady.rss - stage.rss_before) / steady.connections,
@@ -59,11 +66,15 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
                 "rss_before": stage.rss_before, "rss": steady.rss,
                 "connections": steady.connections,
             }
-        details["server"] = {"profile": scenario.server.profile, "url": server.url,
-                             "incarnations": server.incarnations}
+        details["server"] = {"url": server.url, "incarnations": server.incarnations}
+        if scraped:
+            details["server"]["profile"] = scenario.server.profile
+        else:
+            details["server"].update(command=server.command, log=str(server.log_path),
+                                     last_exit=server.last_exit)
     config: dict[str, Any] = {
         "scenario": scenario.name,
-        "server": scenario.server.url or f"embedded ({scenario.server.profile})",
+        "server": _server_text(scenario),
         "server_args": scenario.server.args(),
         "proxy": scenario.proxy,
         "count": scenario.probes.count,
@@ -73,6 +84,15 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
     return Result(kind="run", metrics=metrics, started_at=fleet.started_at,
                   duration=max(0.0, end - start), target=stage.target or None,
                   config=config, details=details)
+
+
+def _server_text(scenario: Scenario) -> str:
+    spec = scenario.server
+    if spec.embedded:
+        return f"embedded ({spec.profile})"
+    if spec.command is not None:
+        return f"command: {spec.service().display}"
+    return spec.url or ""
 
 
 def unreachable(result: Result) -> str | None:

@@ -42,6 +42,7 @@ from wsctl.probe.dialect import Dialect
 from wsctl.probe.machine import HeartbeatKind, Mode, ProbeConfig
 from wsctl.results.criteria import Criterion, CriterionError, parse
 from wsctl.scenario.actions import ACTIONS, IN_FILES, UNDOABLE, parse_toxic
+from wsctl.scenario.service import ServiceCommand, service_from
 from wsctl.yamlfile import FieldError
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -98,10 +99,21 @@ class BackoffSpec(_Model):
 
 
 class ServerSpec(_Model):
-    """The embedded reference server (``profile`` and its options) or any other (``url``)."""
+    """The server under test: the embedded reference server (``profile`` and its options),
+    the team's own as a process wsctl runs (``command`` with ``url`` and ``ready``), or a
+    server wsctl only connects to (``url`` alone)."""
 
     profile: Literal["reference", "baseline"] = "reference"
     url: str | None = None
+    # The team's service (wsctl.scenario.service): what to run, and how to stop it.
+    command: list[str] | str | None = None
+    ready: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    stop_signal: str | int = "SIGTERM"
+    stop_timeout: Duration = Field(default=10.0, gt=0)
+    ready_timeout: Duration = Field(default=30.0, gt=0)
+    # Options of the embedded server.
     ping_interval: Duration | None = Field(default=None, gt=0)
     ping_timeout: Duration | None = Field(default=None, gt=0)
     max_connections: int | None = Field(default=None, ge=0)
@@ -123,20 +135,68 @@ class ServerSpec(_Model):
             raise ValueError("must be a ws:// or wss:// URL, e.g. ws://host:8000/ws/{stream}")
         return value
 
+    @field_validator("env", "command", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        """Numbers are meant as text: ``PORT: 8080``, ``[node, s.js, --port, 8080]``."""
+        def text(v: Any) -> Any:
+            return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+        if isinstance(value, dict):
+            return {k: text(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [text(v) for v in value]
+        return value
+
+    def in_folder(self, folder: Path) -> None:
+        """Make a command server's ``cwd`` absolute: relative to ``folder`` (the scenario
+        file's), which is also its default."""
+        if self.command is not None:
+            self.cwd = str((folder / (self.cwd or ".")).resolve())
+
     @model_validator(mode="after")
-    def _options_need_embedded(self) -> ServerSpec:
+    def _one_kind_of_server(self) -> ServerSpec:
+        given = self.model_fields_set
+        if self.command is None:
+            stray = sorted(given & set(SERVICE_FIELDS))
+            if stray:
+                raise _At((stray[0],), "only with command (the service wsctl starts)")
+            if self.url is not None and "{port}" in self.url:
+                raise _At(("url",), "{port} is for a server wsctl starts: give command "
+                          "too, or write the port")
+        else:
+            if self.url is None:
+                raise _At(("url",), "command needs url: where the probes connect, e.g. "
+                          "ws://127.0.0.1:{port}/ws/{stream}")
+            try:
+                self.service()
+            except InvalidInput as exc:
+                field = next((f for f in ("ready", "stop_signal", "url") if
+                              exc.message.startswith((f, f"the {f}"))), "command")
+                raise _At((field,), exc.message) from None
         if self.url is not None:
-            options = [k for k in self.model_fields_set if k not in ("url", "profile")]
-            if options or "profile" in self.model_fields_set:
-                extra = ", ".join(sorted(options + (["profile"] if "profile" in
-                                                    self.model_fields_set else [])))
-                raise ValueError(f"{extra}: only for the embedded server; with url the "
-                                 "server is yours to configure")
+            options = sorted(given - {"url", "command", *SERVICE_FIELDS})
+            if options:
+                raise _At((options[0],), "only for the embedded server; with "
+                          f"{'command' if self.command is not None else 'url'} the server "
+                          "is yours to configure")
         return self
 
     @property
     def embedded(self) -> bool:
         return self.url is None
+
+    @property
+    def owned(self) -> bool:
+        """wsctl runs the process (embedded or ``command``): ``server.*`` actions work."""
+        return self.embedded or self.command is not None
+
+    def service(self) -> ServiceCommand:
+        """The ``command`` server as ``wsctl.scenario.service`` runs it (InvalidInput)."""
+        assert self.command is not None and self.url is not None
+        return service_from(self.command, self.url, self.ready, cwd=self.cwd, env=self.env,
+                            stop_signal=self.stop_signal, stop_timeout=self.stop_timeout,
+                            ready_timeout=self.ready_timeout)
 
     def args(self) -> list[str]:
         """Extra ``python -m server_stub`` flags for the options set in the file; the
@@ -144,6 +204,8 @@ class ServerSpec(_Model):
         from server_stub.config import OPTIONS
 
         out: list[str] = []
+        if not self.embedded:
+            return out
         for name in sorted(self.model_fields_set - {"url", "profile"}):
             value = getattr(self, name)
             if value is None:
@@ -151,6 +213,10 @@ class ServerSpec(_Model):
             option = OPTIONS[name]
             out += [option.flag, f"{value}s" if option.kind == "duration" else str(value)]
         return out
+
+
+# The fields of a command server beside command and url.
+SERVICE_FIELDS = ("ready", "cwd", "env", "stop_signal", "stop_timeout", "ready_timeout")
 
 
 class ProbesSpec(_Model):
@@ -244,7 +310,7 @@ class _Step(_Model):
 
 
 class ProcessStep(_Step):
-    """A signal to, or a start of, the embedded server's process."""
+    """A signal to, or a start of, the server's process (embedded or a command)."""
 
     do: Literal["server.kill", "server.term", "server.pause", "server.resume",
                 "server.start", "server.restart"]
@@ -355,10 +421,8 @@ class Scenario(_Model):
         for index, step in enumerate(self.timeline):
             where = ("timeline", index)
             needs = ACTIONS[step.do].needs
-            if needs == "server" and not self.server.embedded:
-                raise _At((*where, "do"), f"{step.do} needs the embedded server: with "
-                          "server.url wsctl does not own the server process (use proxy: "
-                          "true and proxy.down, cut or a toxic instead)")
+            if needs == "server" and not self.server.owned:
+                raise _At((*where, "do"), server_action_refused(step.do))
             if needs == "proxy" and not self.proxy:
                 raise _At((*where, "do"), f"{step.do} acts on the chaos proxy: set "
                           "proxy: true")
@@ -370,6 +434,13 @@ class Scenario(_Model):
                     raise _At((*where, "at"), "steps must be in time order")
                 last_at = step.at
         return self
+
+
+def server_action_refused(do: str) -> str:
+    """Why ``do`` (a ``server.*`` action) cannot act on a ``url`` server."""
+    return (f"{do} needs a server wsctl runs: with server.url alone wsctl does not own "
+            "the server process (give server.command to have wsctl start it, or use "
+            "proxy: true and proxy.down, cut or a toxic instead)")
 
 
 class Suite(_Model):
@@ -440,6 +511,13 @@ def loads(text: str, source: str = "<scenario>") -> Suite:
     for index, scenario in enumerate(suite.scenarios):
         base: Path_ = ("scenarios", index) if not prefix else ()
         scenario._line = yamlfile.line_of(lines, base)
+        if source != "<scenario>":
+            scenario.server.in_folder(Path(source).parent)
+        cwd = scenario.server.cwd
+        if cwd is not None and not Path(cwd).is_dir():
+            where = yamlfile.line_of(lines, (*base, "server", "cwd"))
+            raise InvalidInput(f"{source}:{where}: {yamlfile.dotted((*base, 'server', 'cwd'))}: "
+                               f"no such directory: {cwd}")
         for number, step in enumerate(scenario.timeline):
             step._line = yamlfile.line_of(lines, (*base, "timeline", number))
     return suite

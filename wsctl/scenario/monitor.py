@@ -21,7 +21,8 @@ from wsctl.clock import Clock
 from wsctl.probe.fleet import Fleet
 from wsctl.results.outcome import ScenarioOutcome
 from wsctl.scenario.sampler import Sampler
-from wsctl.scenario.server_process import Scrape, ServerProcess
+from wsctl.scenario.server_process import Scrape, Scraped
+from wsctl.scenario.service import ServiceProcess
 from wsctl.scenario.timeline import Action
 
 TICK = 0.25  # progress updates and checks; the series is sampled every SAMPLE seconds
@@ -58,7 +59,7 @@ class Monitor:
     """Watches ``fleet`` (and ``server``, when wsctl owns it) from ``start`` to ``end``,
     instants of ``clock``."""
 
-    def __init__(self, *, fleet: Fleet, sampler: Sampler, server: ServerProcess | None,
+    def __init__(self, *, fleet: Fleet, sampler: Sampler, server: ServiceProcess | None,
                  clock: Clock, start: float, end: float,
                  progress: Progress | None = None) -> None:
         self.fleet = fleet
@@ -130,8 +131,10 @@ class Monitor:
         return float(self.server.rss() or 0)
 
     async def scrape(self, timeout: float = 2.0) -> Scrape | None:
-        """Read the server's ``/metrics`` now (None when it could not be read)."""
-        assert self.server is not None
+        """Read the server's ``/metrics`` now (None when it could not be read, or the
+        server is a team's command that wsctl does not scrape)."""
+        if not isinstance(self.server, Scraped):
+            return None
         scrape = await self.server.scrape(timeout=timeout)
         if scrape is not None:
             self.scraped_at = self.clock.now()

@@ -93,7 +93,8 @@ class Runner:
     early, skips the rest, and still tears everything down."""
 
     def __init__(self, *, baseline: Baseline = None, progress: Progress | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir  # where command servers' output goes (else scratch dirs)
         self.baseline = baseline
         self.progress = progress
         self.clock: Clock = clock or MonotonicClock()
@@ -127,7 +128,7 @@ class Runner:
                 self.progress.start_scenario(scenario.name, index + 1, len(selected),
                                              scenario.duration)
             run = ScenarioRun(scenario, suite.file, baseline=base, progress=self.progress,
-                              stop=self._stop, clock=self.clock)
+                              stop=self._stop, clock=self.clock, log_dir=self.log_dir)
             outcome = await run.execute()
             report.scenarios.append(outcome)
             if outcome.result is not None and outcome.error is None:
@@ -168,7 +169,8 @@ class ScenarioRun:
 
     def __init__(self, scenario: Scenario, file: str, *, baseline: Result | None = None,
                  progress: Progress | None = None, stop: asyncio.Event | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
         self.scenario = scenario
         self.file = file
         self.baseline = baseline
@@ -186,7 +188,8 @@ class ScenarioRun:
         scenario = self.scenario
         outcome = ScenarioOutcome(scenario.name, scenario.description, self.file, None)
         scratch = Path(tempfile.mkdtemp(prefix=f"wsctl-run-{scenario.name[:40]}-"))
-        self.stage = stage = Stage(scenario, scratch, self.clock)
+        log = self.log_dir / f"{scenario.name}.service.log" if self.log_dir else None
+        self.stage = stage = Stage(scenario, scratch, self.clock, service_log=log)
         try:
             try:
                 await self._run(stage)

@@ -30,6 +30,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ class ServiceCommand:
 class ServiceProcess:
     """One service, possibly started several times on the same port."""
 
-    def __init__(self, spec: ServiceCommand, log_path: Path, *, name: str = "service"
+    def __init__(self, spec: ServiceCommand, log_path: Path, *, name: str = "the server"
                  ) -> None:
         self.spec = spec
         self.name = name
@@ -148,6 +149,7 @@ class ServiceProcess:
         self.paused = False
         self.terminating = False
         self.incarnations = 0
+        self.start_attempts = 1  # spawns the last start needed (a busy port is retried)
         self.last_exit: int | None = None
         self._log: IO[bytes] | None = None
         self._log_offset = 0  # where the current incarnation's output starts
@@ -195,7 +197,7 @@ class ServiceProcess:
         if self.state == "stopping":
             await self.wait_stopped(self.spec.stop_timeout)
         if self.state != "stopped":
-            raise RunFailed(f"cannot start {self.name}: it is already running")
+            raise RunFailed(f"cannot start: {self.name} is already running")
         await self._wait_gone()
         began = time.monotonic()
         if self.port is None and self.spec.chooses_port:
@@ -215,6 +217,7 @@ class ServiceProcess:
         self._log.flush()
         self._log_offset = self._log.tell()
         env = {**os.environ, **{k: self._fill(v) for k, v in self.spec.env.items()}}
+        env["PATH"] = _with_own_bin(env.get("PATH", ""))
         try:
             proc = subprocess.Popen(
                 self.command, cwd=self.spec.cwd, env=env, stdin=subprocess.DEVNULL,
@@ -294,7 +297,7 @@ class ServiceProcess:
 
     def _alive(self, what: str) -> None:
         if self.state in ("stopped", "stopping"):
-            raise RunFailed(f"cannot {what} {self.name}: it is not running")
+            raise RunFailed(f"cannot {what}: {self.name} is not running")
 
     async def kill(self) -> None:
         """SIGKILL to the whole group (a crash); returns once every process is gone."""
@@ -317,7 +320,7 @@ class ServiceProcess:
         """SIGSTOP to the group; returns once every process of it is stopped (bounded)."""
         self._alive("pause")
         if self.paused:
-            raise RunFailed(f"cannot pause {self.name}: it is already paused")
+            raise RunFailed(f"cannot pause: {self.name} is already paused")
         self._signal(signal.SIGSTOP)
         self.paused = True
         deadline = time.monotonic() + 1.0
@@ -330,7 +333,7 @@ class ServiceProcess:
         """SIGCONT to the group after a pause."""
         self._alive("resume")
         if not self.paused:
-            raise RunFailed(f"cannot resume {self.name}: it is not paused")
+            raise RunFailed(f"cannot resume: {self.name} is not paused")
         self._signal(signal.SIGCONT)
         self.paused = False
 
@@ -421,6 +424,15 @@ class ServiceProcess:
             with contextlib.suppress(psutil.Error):
                 total += int(proc.memory_info().rss)
         return total or None
+
+
+def _with_own_bin(path: str) -> str:
+    """``PATH`` with the directory of the Python running wsctl at its end: ``uvicorn`` or
+    ``python`` installed beside wsctl are found when nothing earlier on PATH has them (an
+    unactivated virtualenv), and never shadow the team's own."""
+    own = str(Path(sys.executable).parent)
+    parts = path.split(os.pathsep) if path else []
+    return os.pathsep.join(parts if own in parts else [*parts, own])
 
 
 def _status_of(proc: psutil.Process) -> str | None:

@@ -1,7 +1,8 @@
 """What a scenario runs against: the server, the chaos proxy in front of it, the probes.
 
-``Stage.open()`` starts the embedded reference server as a child process (or takes the
-scenario's ``url``) and an in-process chaos proxy when ``proxy: true``;
+``Stage.open()`` starts the server — the embedded reference server, or the team's
+``command`` (its output in ``service_log``) — as a child process (or takes the scenario's
+``url``) and an in-process chaos proxy when ``proxy: true``;
 ``start_probes()`` starts the fleet pointed at the proxy or the server; ``close()``
 stops probes, proxy and server whatever happened and never raises. The timeline's
 actions (``actions.py``) act on ``server``, ``proxy`` and ``fleet``.
@@ -24,6 +25,7 @@ from wsctl.probe.driver import RecordSink, websockets_connector
 from wsctl.probe.fleet import Fleet
 from wsctl.scenario.model import Scenario
 from wsctl.scenario.server_process import ServerProcess
+from wsctl.scenario.service import ServiceProcess
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,13 @@ def probe_url(url: str, address: str | None) -> str:
     return urlunsplit(parts._replace(netloc=address)).replace("__stream__", "{stream}")
 
 
+def _host_port(url: str) -> str:
+    """``host:port`` of a ws:// or wss:// URL (what the proxy forwards to)."""
+    parts = urlsplit(url.replace("{stream}", "x"))
+    default = 443 if parts.scheme == "wss" else 80
+    return f"{parts.hostname}:{parts.port or default}"
+
+
 def describe(exc: BaseException) -> str:
     """One line for an exception (the first leaf of an exception group)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -48,13 +57,16 @@ def describe(exc: BaseException) -> str:
 
 class Stage:
     """The server (None: a ``url`` server wsctl does not own), the proxy (None without
-    ``proxy: true``) and the fleet (None until ``start_probes``) of one scenario."""
+    ``proxy: true``) and the fleet (None until ``start_probes``) of one scenario. A
+    ``command`` server's output goes to ``service_log`` (default: the scratch dir)."""
 
-    def __init__(self, scenario: Scenario, scratch: Path, clock: Clock) -> None:
+    def __init__(self, scenario: Scenario, scratch: Path, clock: Clock, *,
+                 service_log: Path | None = None) -> None:
         self.scenario = scenario
         self.scratch = scratch
         self.clock = clock
-        self.server: ServerProcess | None = None
+        self.service_log = service_log or scratch / "service.log"
+        self.server: ServiceProcess | None = None
         self.chaos: Chaos | None = None
         self.proxy: Proxy | None = None
         self.fleet: Fleet | None = None
@@ -64,21 +76,18 @@ class Stage:
         self._fleet_task: asyncio.Task[Result] | None = None
 
     async def open(self) -> None:
-        """Start the server (embedded) and the proxy (``proxy: true``)."""
-        scenario = self.scenario
-        if scenario.server.embedded:
-            self.server = ServerProcess(scenario.server.profile, scenario.server.args(),
-                                        self.scratch)
+        """Start the server (embedded or ``command``) and the proxy (``proxy: true``)."""
+        spec = self.scenario.server
+        if spec.owned:
+            if spec.embedded:
+                self.server = ServerProcess(spec.profile, spec.args(), self.scratch)
+            else:
+                self.server = ServiceProcess(spec.service(), self.service_log)
             await self.server.start()
             self.rss_before = self.server.rss()
             self.target = self.server.url
-            upstream = f"127.0.0.1:{self.server.port}"
-        else:
-            assert scenario.server.url is not None
-            parts = urlsplit(scenario.server.url.replace("{stream}", "x"))
-            default = 443 if parts.scheme == "wss" else 80
-            upstream = f"{parts.hostname}:{parts.port or default}"
-        if scenario.proxy:
+        upstream = _host_port(self.target)
+        if self.scenario.proxy:
             self.chaos = Chaos()
             self.proxy = await self._create_proxy(self.chaos, upstream)
 

@@ -16,6 +16,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from tests.wsctl.scenario.groups import group_alive, pids_in, running
 from wsctl.cli import run as run_cli
 from wsctl.cli.main import app
 from wsctl.metrics import validate
@@ -32,6 +33,23 @@ def wsctl(*args, **kw):
     return subprocess.Popen([sys.executable, "-c", MAIN, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, **kw)
+
+
+def interrupt_when(proc, ready, what):
+    """SIGINT to ``proc`` once ``ready(its psutil.Process)`` holds (20 s at most; else
+    fails with ``what``); its stdout and stderr. It never outlives the test."""
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 20
+        while not ready(parent):
+            assert time.monotonic() < deadline, what
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def scenario_file(tmp_path, text, name="s.yaml"):
@@ -118,22 +136,12 @@ timeline:
 """)
     proc = wsctl("run", path, "--json", tmp_path / "r.json")
     children: list[psutil.Process] = []
-    try:
-        parent = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            children = parent.children(recursive=True)
-            paused = [c for c in children if c.status() == psutil.STATUS_STOPPED]
-            if paused:
-                break
-            time.sleep(0.1)
-        assert paused, "the server never started and paused"
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+
+    def paused(parent: psutil.Process) -> bool:
+        children[:] = parent.children(recursive=True)
+        return any(c.status() == psutil.STATUS_STOPPED for c in children)
+
+    stdout, stderr = interrupt_when(proc, paused, "the server never started and paused")
     assert proc.returncode == 130, stdout + stderr
     assert "interrupted; 0 of 1 scenarios finished" in stderr
     assert "Traceback" not in stderr
@@ -155,7 +163,7 @@ timeline:
     result = cli.invoke(app, ["run", str(path)])
     assert result.exit_code == 2
     assert re.match(rf"wsctl: error: {re.escape(str(path))}:6: timeline\[0\]\.do: "
-                    r"server\.kill needs the embedded server", result.stderr)
+                    r"server\.kill needs a server wsctl runs", result.stderr)
 
 
 def test_an_invalid_file_stops_everything_even_with_a_valid_one_first(tmp_path):
@@ -297,3 +305,125 @@ criteria:
     criteria = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["criteria"]
     assert [c["baseline"] for c in criteria] == [pytest.approx(0.25, rel=0.01)] * 2
     assert criteria[0]["threshold"] == pytest.approx(0.25, rel=0.01)
+
+
+# -- the team's own service (server.command, --server-command) ---------------------------
+
+SEQ_SERVER = Path(__file__).resolve().parents[2] / "services" / "seq_server.py"
+SEQ_COMMAND = f"{sys.executable} {SEQ_SERVER} {{port}}"
+SEQ_URL = "ws://127.0.0.1:{port}/ws/{stream}"
+SEQ_READY = "http://127.0.0.1:{port}/ws/health"
+
+
+def test_ctrl_c_leaves_no_process_of_a_command_service_group(tmp_path):
+    """SIGINT to a real ``wsctl run`` while its service (a parent and two workers, in
+    their own process group) runs: exit 130, and no process of that group survives."""
+    command = json.dumps([sys.executable, str(SEQ_SERVER), "{port}", "--workers", "2"])
+    path = scenario_file(tmp_path, f"""
+name: long
+duration: 40s
+server: {{command: {command}, url: "{SEQ_URL}", ready: "{SEQ_READY}"}}
+probes: {{count: 2, mode: listen}}
+timeline:
+  - {{at: 1s, do: server.pause}}
+""")
+    proc = wsctl("run", path, "--report-dir", tmp_path / "rep")
+    group: list[int] = []
+
+    def paused(parent: psutil.Process) -> bool:
+        leaders = [c for c in parent.children() if "seq_server" in " ".join(c.cmdline())]
+        group[:] = group_alive(leaders[0].pid) if leaders else []
+        return len(group) == 3 and all(psutil.Process(p).status() == psutil.STATUS_STOPPED
+                                       for p in group)
+
+    stdout, stderr = interrupt_when(proc, paused, "the service never started with its two "
+                                    "workers and paused")
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    assert group_alive(group[0]) == [] and running(group) == []
+    assert "listening on" in (tmp_path / "rep" / "long.service.log").read_text()
+
+
+def test_server_flags_replace_the_server_and_a_failed_criterion_leaves_nothing(tmp_path):
+    """--server-command/--server-url/--server-ready run the service for a scenario written
+    for the embedded server; a failed criterion exits 1 and the service is gone."""
+    path = scenario_file(tmp_path, """
+name: flags
+duration: 5s
+probes: {count: 2, mode: listen, heartbeat: {kind: protocol, interval: 300ms, timeout: 300ms}}
+timeline:
+  - {at: 1s, do: server.kill}
+  - {at: 1500ms, do: server.start}
+criteria:
+  reconnect_time.max: "< 5s"
+  connections.lost: "== 0"
+""")
+    result = cli.invoke(app, ["run", str(path), "--server-command", SEQ_COMMAND,
+                              "--server-url", SEQ_URL, "--server-ready", SEQ_READY,
+                              "--report-dir", str(tmp_path / "rep"), "--quiet"])
+    assert result.exit_code == 1, result.output
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    scenario = report["scenarios"][0]
+    assert [c["status"] for c in scenario["criteria"]] == ["pass", "fail"]
+    server = scenario["result"]["details"]["server"]
+    assert server["incarnations"] == 2 and server["log"].endswith("flags.service.log")
+    pids = pids_in(Path(server["log"]))
+    assert len(pids) == 2 and running(pids) == []
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--server-command", "node s.js"], "--server-command and --server-ready need "
+                                        "--server-url"),
+    (["--server-ready", SEQ_READY, "--server-url", SEQ_URL], "--server-ready needs "
+                                                             "--server-command"),
+    (["--server-command", "node s.js", "--server-url", SEQ_URL],
+     "--server-url: the url uses {port} but the command does not"),
+    (["--server-command", "x {port}", "--server-url", SEQ_URL, "--server-ready", "x"],
+     "--server-ready: ready 'x': write http://"),
+    (["--server-url", "http://h:1/"], "--server-url: Value error, must be a ws://"),
+    (["--server-url", "ws://127.0.0.1:9/ws/{stream}"],
+     "s.yaml:6: scenario k: with --server-url alone, server.kill needs a server wsctl runs"),
+])
+def test_bad_server_flags_are_one_line_and_exit_2(tmp_path, flags, message):
+    """A bad combination of server flags, or a url-only server for a scenario that kills
+    its server, is exit 2 with one line, before anything starts."""
+    path = scenario_file(tmp_path, """
+name: k
+duration: 3s
+probes: {count: 1}
+timeline:
+  - {at: 1s, do: server.kill}
+""")
+    result = cli.invoke(app, ["run", str(path), *flags])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("wsctl: error: ") and message in result.stderr, \
+        result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_the_last_resort_cleanup_kills_a_service_whatever_ended_the_run(tmp_path,
+                                                                        monkeypatch):
+    """A run that dies of an unexpected error after starting a service: the CLI's
+    ``finally`` (service.kill_all) still ends its process group."""
+    import asyncio
+
+    from wsctl.scenario import runner as runner_module
+    from wsctl.scenario import service
+
+    started: list[int] = []
+
+    async def broken_run(self, suites, only=None):
+        svc = service.ServiceProcess(
+            service.service_from([sys.executable, str(SEQ_SERVER), "{port}", "--workers",
+                                  "1"], SEQ_URL, SEQ_READY), tmp_path / "svc.log")
+        await svc.start()
+        started.append(svc.pid())
+        await asyncio.sleep(0)
+        raise RuntimeError("the runner broke")
+
+    monkeypatch.setattr(runner_module.Runner, "run", broken_run)
+    path = scenario_file(tmp_path, "name: b\nduration: 2s\nprobes: {count: 1}\n")
+    result = cli.invoke(app, ["run", str(path), "--quiet"])
+    assert isinstance(result.exception, RuntimeError)
+    assert started and group_alive(started[0]) == []
+    assert not service.LIVE

@@ -81,7 +81,7 @@ async def test_perform_dispatches_and_translates_every_refusal() -> None:
     and a proxy refusal all become ActionFailed with the reason."""
     assert await perform(stage(server=FakeServer()), "server.kill", None) == \
         "SIGKILL to pid 42"
-    with pytest.raises(ActionFailed, match="needs the embedded server"):
+    with pytest.raises(ActionFailed, match="needs a server wsctl runs"):
         await perform(stage(), "server.kill", None)
     with pytest.raises(ActionFailed, match="^cannot kill: the server is not running$"):
         await perform(stage(server=FakeServer(fails=True)), "server.kill", None)

@@ -105,7 +105,7 @@ INVALID = [
      4, "set proxy: true"),
     ("process action on a url server",
      'name: t\nduration: 5s\nserver: {url: "ws://127.0.0.1:1/ws/{stream}"}\n'
-     "timeline:\n  - {at: 1s, do: server.kill}\n", 5, "needs the embedded server"),
+     "timeline:\n  - {at: 1s, do: server.kill}\n", 5, "needs a server wsctl runs"),
     ("step after the end", "name: t\nduration: 5s\nproxy: true\ntimeline:\n"
      "  - {at: 6s, do: cut}\n", 5, "after the scenario's end"),
     ("for on an instant action", "name: t\nduration: 5s\nproxy: true\ntimeline:\n"
