@@ -17,15 +17,18 @@ def proc(**kw: object) -> dict[str, object]:
 
 
 def test_warnings_name_a_busy_or_late_generator_and_only_then() -> None:
-    """>= 90 % of a core or loop lag p99 > 100 ms warns (once per process); a healthy one
-    does not; connections still connecting at the end are reported."""
-    assert bottleneck_warnings([proc()]) == []
+    """Past the instrument's bounds (wsctl.metrics.instrument: > 90 % of a core, loop lag
+    p99 > 20 ms or max > 250 ms) warns once per process in its wording; a healthy one does
+    not; connections still connecting at the end are reported."""
+    assert bottleneck_warnings([proc(cpu=0.9, loop_lag_p99=0.02, loop_lag_max=0.25)]) == []
     busy = bottleneck_warnings([proc(cpu=0.95)])
-    assert len(busy) == 1 and "95% of a core" in busy[0] and "pid 7" in busy[0]
-    late = bottleneck_warnings([proc(loop_lag_p99=0.25), proc(pid=8)])
-    assert len(late) == 1 and "250 ms late" in late[0]
-    both = bottleneck_warnings([proc(cpu=0.9, loop_lag_p99=0.2)])
-    assert len(both) == 1 and "and" in both[0]
+    assert len(busy) == 1 and "95% of a core (bound 90%)" in busy[0] and "pid 7" in busy[0]
+    late = bottleneck_warnings([proc(loop_lag_p99=0.025), proc(pid=8)])
+    assert len(late) == 1 and "25 ms late at p99 (bound 20 ms)" in late[0]
+    stalled = bottleneck_warnings([proc(loop_lag_max=0.3)])
+    assert len(stalled) == 1 and "stall lasted 300 ms" in stalled[0]
+    both = bottleneck_warnings([proc(cpu=0.95, loop_lag_p99=0.2)])
+    assert len(both) == 1 and "late" in both[0] and "core" in both[0]
     pending = bottleneck_warnings([proc(never_finished=3), proc(never_finished=2)])
     assert len(pending) == 1 and pending[0].startswith("5 connection(s)")
 
