@@ -129,7 +129,8 @@ async def serve() -> int:
     if setup["live_view"]:
         outbox.snapshot(fleet)
     result.config = {**config_to_dict(fleet.config), "count": fleet.count,
-                     "seed": fleet.seed}
+                     "seed": fleet.seed,
+                     "indices": [p.machine.index for p in fleet.probes]}
     emit({"result": result.to_dict()})
     return 0
 

@@ -62,10 +62,10 @@ def default_processes(count: int, cores: int | None = None) -> int:
     return max(1, min(math.ceil(count / PROBES_PER_PROCESS), cores))
 
 
-def resolve_processes(count: int, asked: int | None) -> int:
-    """The worker count to use: ``asked`` (None: ``default_processes``), never more than
-    there are probes."""
-    wanted = default_processes(count) if asked is None else asked
+def resolve_processes(count: int, asked: int | None, *, added: int = 0) -> int:
+    """The worker count to use: ``asked`` (None: ``default_processes`` for the ``count``
+    probes and the ``added`` ones a run will start later), never more than ``count``."""
+    wanted = default_processes(count + added) if asked is None else asked
     if wanted < 1:
         raise InvalidInput(f"processes must be >= 1, not {wanted}")
     return max(1, min(wanted, count))
@@ -432,6 +432,16 @@ class WorkerFleet:
     @property
     def size(self) -> int:
         return self.count + self.added
+
+    @property
+    def pids(self) -> list[int]:
+        """The workers' process ids, worker 0 first."""
+        return [w.proc.pid for w in self._workers]
+
+    @property
+    def parts(self) -> list[Result]:
+        """Each worker's own Result, once it sent it (what ``result()`` merges)."""
+        return [w.result for w in self._workers if w.result is not None]
 
     @property
     def probes(self) -> list[ProbeView]:

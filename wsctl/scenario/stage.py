@@ -102,9 +102,12 @@ class Stage:
     async def _spawn_workers(self) -> None:
         """Start the probe worker processes now, so that they are ready when the
         scenario's time starts; none when the fleet runs in this process (one process,
-        or a clock other than the system's monotonic one, which workers cannot share)."""
+        or a clock other than the system's monotonic one, which workers cannot share).
+        The default counts the probes ``probes.add`` will start too."""
         probes = self.scenario.probes
-        processes = resolve_processes(probes.count, probes.processes)
+        storms = sum(getattr(step, "count", 0) for step in self.scenario.timeline
+                     if step.do == "probes.add")
+        processes = resolve_processes(probes.count, probes.processes, added=storms)
         if processes == 1 or not isinstance(self.clock, MonotonicClock):
             return
         self.workers = WorkerFleet(

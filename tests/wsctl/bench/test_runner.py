@@ -60,3 +60,28 @@ def test_server_figures_from_two_samples() -> None:
     assert pid_only == {"server.rss": (2e6, "bytes"),
                         "server.rss_per_connection": (20_000.0, "bytes")}
     assert server_figures(before, None, 10) == {}
+
+
+def test_timing_criteria_of_a_saturated_generator_are_inconclusive() -> None:
+    """A generator past the instrument's bounds (its details.instrument): a timing verdict
+    is inconclusive, naming the process and the bound; a count is still judged."""
+    from wsctl.bench.report import judge
+    from wsctl.bench.runner import instrument_entry
+    from wsctl.metrics import MetricSet, Result
+    from wsctl.results.criteria import parse
+
+    metrics = MetricSet([("connect_time", "s")], ["connections.opened"])
+    metrics.record("connect_time", 0.01)
+    metrics.counters["connections.opened"] = 5
+    busy = proc(cpu=0.95, loop_lag_p99=0.001, loop_lag_max=0.002)
+    result = Result(kind="bench", metrics=metrics,
+                    details={"instrument": [instrument_entry(busy)]})
+    timing, count = judge([parse("connect_time.p50", "< 1s"),
+                           parse("connections.opened", ">= 5")], result, None)
+    assert (timing.status, count.status) == ("inconclusive", "pass")
+    assert "load generator (pid 7)" in (timing.message or "")
+    assert "95% of a core (bound 90%)" in (timing.message or "")
+    calm = dict(busy, cpu=0.2)
+    result.details["instrument"] = [instrument_entry(calm)]
+    assert [v.status for v in judge([parse("connect_time.p50", "< 1s")], result, None)] == \
+        ["pass"]
