@@ -12,15 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from wsctl.metrics import Result
-from wsctl.results.criteria import Criterion, Verdict, judge_all
+from wsctl.metrics.instrument import Instrument
+from wsctl.results.criteria import Criterion, Verdict, judge_all, judge_instrumented
 from wsctl.results.outcome import RunReport, ScenarioOutcome, Series
 
 NAME = "bench"
 
 
 def judge(criteria: list[Criterion], result: Result, baseline: Result | None) -> list[Verdict]:
-    """Judge the criteria exactly as ``wsctl run`` does; the verdicts go in the details."""
-    verdicts = judge_all(criteria, result, baseline)
+    """Judge the criteria exactly as ``wsctl run`` does (timing verdicts a saturated
+    generator may have distorted are inconclusive); the verdicts go in the details."""
+    instrument = Instrument.from_json(result.details.get("instrument") or [])
+    verdicts = judge_instrumented(judge_all(criteria, result, baseline), instrument)
     result.details["criteria"] = [v.to_json() for v in verdicts]
     return verdicts
 

@@ -17,9 +17,7 @@ from wsctl.bench.plan import BenchPlan
 from wsctl.errors import InvalidInput
 from wsctl.fdlimit import raise_fd_limit
 from wsctl.metrics import MetricSet, Result
-
-BOTTLENECK_CPU = 0.9  # generator CPU share of one core at which it is the bottleneck
-BOTTLENECK_LAG = 0.1  # loop lag p99 in seconds at which it is the bottleneck
+from wsctl.metrics.instrument import ProcessHealth
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -91,7 +89,8 @@ def build_result(
         "opened": rec.opened, "failed": rec.failed, "sent": rec.sent,
         "received": rec.received, "unanswered": rec.unanswered, "cpu_s": round(cpu, 3),
         "wall_s": round(wall, 3), "cpu": round(cpu / wall, 3),
-        "loop_lag_p99": lag["p99"], "transport": plan.transport, "loop": plan.loop,
+        "loop_lag_p99": lag["p99"], "loop_lag_max": lag["max"],
+        "transport": plan.transport, "loop": plan.loop,
         "unreachable": engine.unreachable.is_set(),
         "never_finished": plan.connections - rec.opened - rec.failed,
     }
@@ -99,6 +98,7 @@ def build_result(
         "series": {"interval": engine.progress_interval, **engine.series},
         "processes": [proc],
         "warnings": bottleneck_warnings([proc]),
+        "instrument": [instrument_entry(proc)],
         "ramp_seconds": round(engine.ramp_done_at - engine.start, 3)
         if engine.ramp_done_at is not None else None,
     }
@@ -114,9 +114,17 @@ def add_generator(metrics: MetricSet, *, cpu: float, wall: float) -> None:
     metrics.set_gauge("generator.sends_per_cpu_s", sent / cpu if cpu > 0 else 0.0, "per_s")
 
 
+def instrument_entry(proc: dict[str, Any]) -> dict[str, Any]:
+    """A generator process (``details["processes"]``) as the instrument sees it
+    (``wsctl.metrics.instrument.ProcessHealth.from_json``)."""
+    return {"name": f"load generator (pid {proc.get('pid')})", "cpu": proc.get("cpu"),
+            "loop_lag_p99": proc.get("loop_lag_p99"), "loop_lag_max": proc.get("loop_lag_max")}
+
+
 def bottleneck_warnings(processes: list[dict[str, Any]]) -> list[str]:
-    """A line for each process that was itself the bottleneck (CPU or loop lag), and one
-    when connections were still being attempted when the run ended."""
+    """A line for each process that was itself the bottleneck (past the instrument's
+    bounds, ``wsctl.metrics.instrument``: loop lag or CPU), and one when connections
+    were still being attempted when the run ended."""
     out = []
     unfinished = sum(int(p.get("never_finished") or 0) for p in processes)
     if unfinished:
@@ -126,16 +134,11 @@ def bottleneck_warnings(processes: list[dict[str, Any]]) -> list[str]:
             "not in connect_time"
         )
     for proc in processes:
-        reasons = []
-        if proc["cpu"] >= BOTTLENECK_CPU:
-            reasons.append(f"it used {proc['cpu'] * 100:.0f}% of a core")
-        lag = proc.get("loop_lag_p99")
-        if lag is not None and lag > BOTTLENECK_LAG:
-            reasons.append(f"its event loop ran {lag * 1000:.0f} ms late (p99)")
-        if reasons:
+        problems = ProcessHealth.from_json(instrument_entry(proc)).problems()
+        if problems:
             out.append(
                 f"the load generator (pid {proc['pid']}) may be the bottleneck, not the "
-                f"server: {' and '.join(reasons)}; use --processes or fewer connections, "
-                "and read latencies as upper bounds"
+                f"server: {'; '.join(problems)}; use --processes or fewer connections, "
+                "and read latencies as upper bounds (timing criteria are inconclusive)"
             )
     return out

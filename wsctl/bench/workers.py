@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from wsctl.bench.engine import Progress
 from wsctl.bench.plan import BenchPlan
-from wsctl.bench.runner import bottleneck_warnings, process_cpu
+from wsctl.bench.runner import bottleneck_warnings, instrument_entry, process_cpu
 from wsctl.errors import InvalidInput, RunFailed
 from wsctl.metrics import Result, merge
 
@@ -198,6 +198,7 @@ def merge_results(plan: BenchPlan, results: list[Result]) -> Result:
         "series": sum_series([r.details.get("series", {}) for r in results]),
         "processes": [*processes, parent],
         "warnings": bottleneck_warnings(processes),
+        "instrument": [instrument_entry(p) for p in processes],
         "merged_from": len(results),
         "ramp_seconds": max((r.details.get("ramp_seconds") or 0.0) for r in results),
     }

@@ -115,6 +115,10 @@ def probe(
                                      "SEED", show_default=False)] = None,
     spawn_rate: Annotated[float, _opt("New probes started per second.", "SPAWN_RATE",
                                       min=1.0)] = 1000.0,
+    processes: Annotated[int | None, _opt(
+        "Worker processes to spread the probes over [default: enough that none runs more "
+        "than 200, at most one per core; 1 runs them in this process].", "PROCESSES",
+        "--processes", "-p", min=1, show_default=False)] = None,
     json_out: Annotated[Path | None, _opt("Write the result object (schema v1, see "
                                           "docs/probe.md) to this file; '-' for stdout.",
                                           "JSON", "--json", show_default=False)] = None,
@@ -172,6 +176,7 @@ def probe(
     from wsctl.probe.machine import ProbeConfig
     from wsctl.probe.runner import RecordsWriter, check_reachable, run_fleet, tls_context
     from wsctl.probe.sanity import measurement_problem
+    from wsctl.probe.workers import AnyFleet, ConnectorSpec, WorkerFleet, resolve_processes
 
     check_url(url)
     if (cacert or insecure) and not url.startswith("wss://"):
@@ -217,7 +222,9 @@ def probe(
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
     interval = parse_positive_duration(report_interval, "--report-interval")
-    raise_fd_limit(count + 64, f"--count {count}", "use fewer probes per process")
+    workers = resolve_processes(count, processes)
+    if workers == 1:
+        raise_fd_limit(count + 64, f"--count {count}", "use --processes to spread them")
     context = tls_context(cacert, insecure)
 
     from wsctl.probe.driver import websockets_connector
@@ -225,11 +232,17 @@ def probe(
     json_stdout = json_out is not None and str(json_out) == "-"
     if json_out is not None and not json_stdout and not json_out.parent.is_dir():
         raise InvalidInput(f"--json {json_out}: directory {json_out.parent} does not exist")
-    fleet_ref: list[Fleet] = []
+    fleet_ref: list[AnyFleet] = []
     writer = RecordsWriter(records, fleet_ref) if records else None
-    connector = websockets_connector(context, deflate=deflate)
-    fleet = Fleet(config, count, seed=seed, connector=connector, sink=writer,
-                  spawn_rate=spawn_rate, tune_gc=True)
+    fleet: AnyFleet
+    if workers > 1:
+        fleet = WorkerFleet(config, count, workers, seed=seed, sink=writer,
+                            spawn_rate=spawn_rate, live_view=True,
+                            connector=ConnectorSpec(deflate, str(cacert) if cacert else None,
+                                                    insecure))
+    else:
+        fleet = Fleet(config, count, seed=seed, sink=writer, spawn_rate=spawn_rate,
+                      tune_gc=True, connector=websockets_connector(context, deflate=deflate))
     fleet_ref.append(fleet)
     # With --json - stdout carries only the JSON; people's output goes to stderr.
     console = Console(stderr=json_stdout)

@@ -13,15 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from wsctl.metrics import Result
-from wsctl.probe.fleet import Fleet
+from wsctl.metrics.instrument import Instrument
 from wsctl.probe.machine import HISTOGRAMS, State
+from wsctl.probe.workers import AnyFleet
 
 STATE_STYLE = {
     State.OPEN: "green", State.CONNECTING: "yellow", State.BACKOFF: "yellow",
     State.LOST: "red", State.CLOSED: "dim", State.GAVE_UP: "bold red",
 }
 MAX_ROWS = 20
-OVERLOAD_LAG = 0.05  # seconds of event-loop lag (p99) that make the figures suspect
 
 
 def _ms(seconds: float | None) -> str:
@@ -33,7 +33,7 @@ def _ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.1f}ms" if seconds < 0.1 else f"{seconds * 1000:.0f}ms"
 
 
-def status_line(fleet: Fleet) -> str:
+def status_line(fleet: AnyFleet) -> str:
     """One line: elapsed time, probes by state, messages and the latest percentiles."""
     states = fleet.states()
     counters = fleet.metrics.counters
@@ -51,7 +51,7 @@ def status_line(fleet: Fleet) -> str:
     return " ".join(parts)
 
 
-def live_table(fleet: Fleet) -> Group:
+def live_table(fleet: AnyFleet) -> Group:
     """The live view: the status line, then one row per probe (the first ``MAX_ROWS``)."""
     table = Table(expand=False, box=None, pad_edge=False)
     for column in ("probe", "state", "reconnects", "rtt", "latency", "last error"):
@@ -67,7 +67,7 @@ def live_table(fleet: Fleet) -> Group:
     return Group(Text(status_line(fleet)), table, footer)
 
 
-async def show_live(fleet: Fleet, console: Console, refresh: float = 0.5) -> None:
+async def show_live(fleet: AnyFleet, console: Console, refresh: float = 0.5) -> None:
     """Redraw the live view until cancelled."""
     with Live(live_table(fleet), console=console, auto_refresh=False, transient=True) as live:
         while True:
@@ -75,7 +75,7 @@ async def show_live(fleet: Fleet, console: Console, refresh: float = 0.5) -> Non
             live.update(live_table(fleet), refresh=True)
 
 
-async def print_progress(fleet: Fleet, out: IO[str], interval: float) -> None:
+async def print_progress(fleet: AnyFleet, out: IO[str], interval: float) -> None:
     """Print ``status_line`` every ``interval`` seconds until cancelled."""
     next_at = time.monotonic() + interval
     while True:
@@ -106,12 +106,10 @@ def summary(result: Result) -> Group:
     state_line = "  ".join(f"{k}={v}" for k, v in states.items() if v)
     lines: list[Table | Text] = [table] if table.row_count else [Text("no durations recorded")]
     lines += [Text(counters), Text(f"probes: {state_line}")]
-    lag = result.details.get("loop_lag") or {}
-    if lag.get("count") and (lag.get("p99") or 0) > OVERLOAD_LAG:
-        lines.append(Text(
-            f"warning: this probe process was overloaded (event-loop lag p99 "
-            f"{_ms(lag['p99'])}, max {_ms(lag['max'])}): timings include its own delays "
-            "and missed pongs may be its fault; run fewer probes per process", style="yellow"))
+    saturated = Instrument.from_json(result.details.get("instrument") or []).saturation()
+    if saturated is not None:  # the bounds and the wording are wsctl.metrics.instrument's
+        lines.append(Text(f"warning: {saturated}; missed pongs may be its fault too",
+                          style="yellow"))
     errors = result.details.get("errors") or {}
     if errors:
         lines.append(Text("last errors: " + "; ".join(f"{e} (x{n})" for e, n in errors.items())))

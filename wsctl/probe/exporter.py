@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from wsctl.probe.fleet import Fleet
+from wsctl.probe.workers import AnyFleet
 
 SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 COUNT_BUCKETS = [1, 2, 3, 5, 10, 20, 50, 100]
@@ -36,7 +36,7 @@ def metric_name(name: str, unit: str = "") -> str:
 class FleetCollector(Collector):
     """Reads the fleet at scrape time."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: AnyFleet) -> None:
         self.fleet = fleet
 
     def collect(self) -> Iterator[Metric]:
@@ -64,7 +64,7 @@ class FleetCollector(Collector):
 class MetricsServer:
     """A minimal HTTP/1.1 server on the event loop: ``GET /metrics`` and nothing else."""
 
-    def __init__(self, fleet: Fleet, host: str = "127.0.0.1", port: int = 9464) -> None:
+    def __init__(self, fleet: AnyFleet, host: str = "127.0.0.1", port: int = 9464) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(FleetCollector(fleet))
         self.host = host

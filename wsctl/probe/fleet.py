@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wsctl.backoff import SmallRandom
@@ -15,6 +17,51 @@ from wsctl.metrics import Histogram, MetricSet, Result
 from wsctl.probe.driver import Connector, Probe, RecordSink, websockets_connector
 from wsctl.probe.machine import ProbeConfig, ProbeMachine, State
 from wsctl.runtime import quiet_gc
+
+
+class LoopWatch:
+    """One measuring process's own health over a span (``start`` .. ``stop``): how late
+    its event loop wakes from a 100 ms sleep, and its CPU time / wall time. A late or
+    busy loop delays every instant it stamps (``wsctl.metrics.instrument``)."""
+
+    def __init__(self, name: str, period: float = 0.1) -> None:
+        self.name = name
+        self.period = period
+        self.lag = Histogram("loop_lag")
+        self.cpu_share: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._cpu = self._wall = 0.0
+
+    def start(self) -> None:
+        self._cpu, self._wall = time.process_time(), time.monotonic()
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.period)
+            self.lag.record(max(0.0, loop.time() - before - self.period))
+
+    async def stop(self) -> None:
+        """Stop watching; the CPU share is that of the span watched."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        wall = time.monotonic() - self._wall
+        if wall > 0:
+            self.cpu_share = (time.process_time() - self._cpu) / wall
+
+    def health(self) -> dict[str, Any]:
+        """The ``details["instrument"]`` entry (``ProcessHealth.from_json``): CPU share,
+        loop lag p99 and max in seconds; None where nothing was measured."""
+        lag = self.lag.summary()
+        cpu = round(self.cpu_share, 4) if self.cpu_share is not None else None
+        return {"name": self.name, "cpu": cpu, "loop_lag_p99": lag["p99"],
+                "loop_lag_max": lag["max"]}
 
 
 class Fleet:
@@ -30,6 +77,12 @@ class Fleet:
 
     ``tune_gc`` is for processes that own their interpreter (the CLI, benchmarks): once
     every probe is started, the run continues under ``wsctl.runtime.quiet_gc()``.
+
+    ``indices``: the probe numbers this fleet runs (default ``0 .. count-1``); a worker
+    process of a fleet split over several (``wsctl.probe.workers``) runs every K-th one,
+    so that ``{n}`` and each probe's seed are those of a one-process fleet. While it
+    runs, the fleet measures its own loop lag and CPU share (``watch``): the
+    instrument's health, carried by ``details["instrument"]`` of its result.
     """
 
     def __init__(
@@ -43,11 +96,15 @@ class Fleet:
         sink: RecordSink | None = None,
         spawn_rate: float | None = 1000.0,
         tune_gc: bool = False,
+        indices: Sequence[int] | None = None,
     ) -> None:
+        if indices is not None:
+            count = len(indices)
         if count < 1:
             raise ValueError("count must be >= 1")
         self.config = config
         self.count = count
+        self.indices: list[int] = list(indices) if indices is not None else list(range(count))
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.clock: Clock = clock or MonotonicClock()
         self.connector = connector or websockets_connector()
@@ -63,7 +120,8 @@ class Fleet:
         self.started_mono = self.clock.now()
         self.ended_mono: float | None = None
         self._stopping = False
-        self.loop_lag = Histogram("loop_lag")
+        self.watch = LoopWatch(f"probes (pid {os.getpid()})")
+        self.loop_lag = self.watch.lag
         self._group: asyncio.TaskGroup | None = None  # while run() runs
         self._running = 0  # probe tasks not finished (the group takes none once it is 0)
 
@@ -79,27 +137,17 @@ class Fleet:
         duration = self.config.duration
         self.stop_at = start + duration if duration is not None else None
         batch = max(1, int(self.spawn_rate / 20)) if self.spawn_rate else self.count
-        lag_task = None
-        if isinstance(clock, MonotonicClock):
-            lag_task = asyncio.create_task(self._watch_loop_lag())
+        watching = isinstance(clock, MonotonicClock)  # a fake clock measures nothing
+        if watching:
+            self.watch.start()
         try:
             with contextlib.ExitStack() as tuning:
                 await self._spawn_and_wait(batch, tuning)
         finally:
-            if lag_task is not None:
-                lag_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await lag_task
+            if watching:
+                await self.watch.stop()
         self.ended_mono = clock.now()
         return self.result()
-
-    async def _watch_loop_lag(self, period: float = 0.1) -> None:
-        """Record how late the event loop wakes up: the instrument's own overload."""
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(period)
-            self.loop_lag.record(max(0.0, loop.time() - before - period))
 
     async def _spawn_and_wait(self, batch: int, tuning: contextlib.ExitStack) -> None:
         """Start the first ``count`` probes ``batch`` at a time, then wait for every probe
@@ -107,12 +155,12 @@ class Fleet:
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                for index in range(self.count):
+                for started, index in enumerate(self.indices, 1):
                     if self._stopping:
                         break
                     self._start(index)
-                    if (self.spawn_rate and (index + 1) % batch == 0
-                            and index + 1 < self.count):
+                    if (self.spawn_rate and started % batch == 0
+                            and started < self.count):
                         await self.clock.sleep(batch / self.spawn_rate)
                 if self.tune_gc:
                     tuning.enter_context(quiet_gc())
@@ -154,8 +202,17 @@ class Fleet:
         if not self.running:
             raise RuntimeError("the fleet is not running: start run() first")
         first = self.size
-        self.added += count
-        return [self._start(index) for index in range(first, first + count)]
+        return self.add_numbered(range(first, first + count))
+
+    def add_numbered(self, indices: Iterable[int]) -> list[Probe]:
+        """Start the probes numbered ``indices`` at once (``add`` for one worker of a fleet
+        split over processes, which numbers them); as ``add``, RuntimeError unless the
+        fleet is running."""
+        numbers = list(indices)
+        if not self.running:
+            raise RuntimeError("the fleet is not running: start run() first")
+        self.added += len(numbers)
+        return [self._start(index) for index in numbers]
 
     def inject_fault(self, at: float | None = None) -> None:
         """Mark that a fault was injected at ``at`` (monotonic; default now), so each open
@@ -204,6 +261,7 @@ class Fleet:
                 "closed_by_server": sum(p.machine.closed_by_server for p in self.probes),
                 "faults": self.faults,
                 "unmeasured": self.config.unmeasured,
+                "instrument": [self.watch.health()],
             },
         )
 

@@ -21,8 +21,8 @@ from wsctl.errors import InvalidInput, PortInUse, Unreachable
 from wsctl.metrics import Result
 from wsctl.probe.console import print_progress, show_live
 from wsctl.probe.exporter import MetricsServer
-from wsctl.probe.fleet import Fleet
 from wsctl.probe.machine import Record
+from wsctl.probe.workers import AnyFleet
 
 View = Literal["auto", "live", "plain", "quiet"]
 
@@ -44,7 +44,7 @@ def tls_context(cacert: Path | None, insecure: bool) -> ssl.SSLContext | None:
 class RecordsWriter:
     """``--records FILE``: one JSON line per state change, written as it happens."""
 
-    def __init__(self, path: Path, fleet_ref: list[Fleet]) -> None:
+    def __init__(self, path: Path, fleet_ref: list[AnyFleet]) -> None:
         try:
             self._file: IO[str] = path.open("w", encoding="utf-8")
         except OSError as exc:
@@ -61,7 +61,7 @@ class RecordsWriter:
 
 
 async def run_fleet(
-    fleet: Fleet,
+    fleet: AnyFleet,
     *,
     view: View = "auto",
     report_interval: float = 5.0,

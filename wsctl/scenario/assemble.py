@@ -1,6 +1,7 @@
 """A scenario run's ``Result`` (kind ``run``), assembled once everything has stopped.
 
-The probes' metrics, with what the run adds to them: the peak of connection attempts per
+The probes' Result (one process's fleet or the merge of its workers', ``fleet.result()``)
+with what the run adds to it: the peak of connection attempts per
 second and closes by code (from the sampler), the connections open at the end, and —
 when wsctl owned the server — its RSS (of its whole process tree) at steady state and
 ``server.rss_per_connection``, and for the reference server, whose ``/metrics`` is
@@ -16,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from wsctl.metrics import Result
-from wsctl.probe.fleet import Fleet
+from wsctl.probe.workers import AnyFleet
 from wsctl.scenario.model import Scenario
 from wsctl.scenario.monitor import Monitor
 from wsctl.scenario.sampler import Sampler
@@ -24,11 +25,13 @@ from wsctl.scenario.server_process import Scraped
 from wsctl.scenario.stage import Stage
 
 
-def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
+def run_result(scenario: Scenario, stage: Stage, fleet: AnyFleet, sampler: Sampler,
                monitor: Monitor, *, start: float, end: float) -> Result:
     """The run from ``start`` to ``end`` (the scenario's time, even when every probe
-    finished early) as a Result."""
-    metrics = fleet.metrics
+    finished early) as a Result. ``details["instrument"]`` is the measuring processes'
+    health (loop lag, CPU), which the runner judges timing criteria by."""
+    probes = fleet.result()
+    metrics = probes.metrics
     metrics.set_gauge("reconnect.peak_attempts_per_s", sampler.peak_attempts_per_s,
                       "per_s")
     metrics.set_gauge("reconnect.peak_server_attempts_per_s",
@@ -37,14 +40,10 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
     for code, n in sorted(sampler.closes.items()):
         metrics.counters[f"closes.{code}"] = n
     details: dict[str, Any] = {
-        "probes": len(fleet.probes),
-        "added": fleet.added,
-        "states": fleet.states(),
-        "never_opened": sum(1 for p in fleet.probes if not p.machine.ever_opened),
-        "errors": fleet.errors(),
-        "loop_lag": fleet.loop_lag.summary(),
-        "unmeasured": fleet.config.unmeasured,  # quoted by a criterion on one of them
-    }
+        key: probes.details.get(key) for key in
+        ("probes", "states", "never_opened", "errors", "loop_lag", "instrument")}
+    details["added"] = fleet.added
+    details["unmeasured"] = fleet.config.unmeasured  # quoted by a criterion on one
     server = stage.server
     if server is not None:
         scraped = isinstance(server, Scraped)
@@ -79,6 +78,7 @@ def run_result(scenario: Scenario, stage: Stage, fleet: Fleet, sampler: Sampler,
         "proxy": scenario.proxy,
         "count": scenario.probes.count,
         "seed": fleet.seed,
+        "processes": probes.config.get("processes", 1),
         "probe": fleet.config.to_json(),
     }
     return Result(kind="run", metrics=metrics, started_at=fleet.started_at,

@@ -231,6 +231,10 @@ class ProbesSpec(_Model):
     spawn_rate: float | None = Field(default=1000.0, gt=0)
     echo_rate: float = Field(default=1.0, gt=0)
     deflate: bool = False
+    # Worker processes the probes are spread over; None: enough that none runs more
+    # than ~200 probes, at most one per core (wsctl.probe.workers.default_processes).
+    processes: int | None = Field(default=None, ge=1, le=256)
+
     protocol: Dialect | None = None  # the service's own protocol (docs/own-service.md)
 
     @model_validator(mode="after")

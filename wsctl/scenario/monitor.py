@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from wsctl.clock import Clock
-from wsctl.probe.fleet import Fleet
+from wsctl.probe.workers import AnyFleet
 from wsctl.results.outcome import ScenarioOutcome
 from wsctl.scenario.sampler import Sampler
 from wsctl.scenario.server_process import Scrape, Scraped
@@ -59,7 +59,7 @@ class Monitor:
     """Watches ``fleet`` (and ``server``, when wsctl owns it) from ``start`` to ``end``,
     instants of ``clock``."""
 
-    def __init__(self, *, fleet: Fleet, sampler: Sampler, server: ServiceProcess | None,
+    def __init__(self, *, fleet: AnyFleet, sampler: Sampler, server: ServiceProcess | None,
                  clock: Clock, start: float, end: float,
                  progress: Progress | None = None) -> None:
         self.fleet = fleet

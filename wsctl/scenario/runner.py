@@ -27,7 +27,8 @@ from pathlib import Path
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import ActionFailed, InvalidInput, WsctlError
 from wsctl.metrics import Result
-from wsctl.results.criteria import judge_all
+from wsctl.metrics.instrument import Instrument
+from wsctl.results.criteria import judge_all, judge_instrumented
 from wsctl.results.outcome import RunReport, ScenarioOutcome
 from wsctl.scenario.actions import perform
 from wsctl.scenario.assemble import run_result, unreachable
@@ -218,7 +219,11 @@ class ScenarioRun:
         if outcome.error is None and outcome.result is not None:
             outcome.error = unreachable(outcome.result)
         if outcome.error is None and outcome.result is not None:
-            outcome.verdicts = judge_all(scenario.criteria, outcome.result, self.baseline)
+            # A timing verdict the measuring processes' own lag may have made is
+            # INCONCLUSIVE, with what was saturated (wsctl.metrics.instrument).
+            instrument = Instrument.from_json(outcome.result.details.get("instrument") or [])
+            outcome.verdicts = judge_instrumented(
+                judge_all(scenario.criteria, outcome.result, self.baseline), instrument)
         return outcome
 
     async def _run(self, stage: Stage) -> None:

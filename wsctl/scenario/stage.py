@@ -2,9 +2,10 @@
 
 ``Stage.open()`` starts the server — the embedded reference server, or the team's
 ``command`` (its output in ``service_log``) — as a child process (or takes the scenario's
-``url``) and an in-process chaos proxy when ``proxy: true``;
-``start_probes()`` starts the fleet pointed at the proxy or the server; ``close()``
-stops probes, proxy and server whatever happened and never raises. The timeline's
+``url``), an in-process chaos proxy when ``proxy: true``, and the probe worker processes
+when the fleet is split over several (``probes.processes``; ``wsctl.probe.workers``);
+``start_probes()`` starts the fleet pointed at the proxy or the server; ``close()`` stops
+probes, workers, proxy and server whatever happened and never raises. The timeline's
 actions (``actions.py``) act on ``server``, ``proxy`` and ``fleet``.
 """
 
@@ -18,11 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from wsctl.chaos.proxy import Chaos, Proxy
-from wsctl.clock import Clock
+from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import InvalidInput, WsctlError
 from wsctl.metrics import Result
 from wsctl.probe.driver import RecordSink, websockets_connector
 from wsctl.probe.fleet import Fleet
+from wsctl.probe.machine import ProbeConfig
+from wsctl.probe.workers import AnyFleet, ConnectorSpec, WorkerFleet, resolve_processes
 from wsctl.scenario.model import Scenario
 from wsctl.scenario.server_process import ServerProcess
 from wsctl.scenario.service import ServiceProcess
@@ -69,7 +72,8 @@ class Stage:
         self.server: ServiceProcess | None = None
         self.chaos: Chaos | None = None
         self.proxy: Proxy | None = None
-        self.fleet: Fleet | None = None
+        self.fleet: AnyFleet | None = None
+        self.workers: WorkerFleet | None = None  # the fleet when split over processes
         self.target = scenario.server.url or ""  # what the probes test (the server's URL)
         self.rss_before: int | None = None  # the server's RSS before any probe
         self.failures: list[str] = []  # what broke inside (a probe task that raised)
@@ -90,6 +94,7 @@ class Stage:
         if self.scenario.proxy:
             self.chaos = Chaos()
             self.proxy = await self._create_proxy(self.chaos, upstream)
+        await self._spawn_workers()
 
     async def _create_proxy(self, chaos: Chaos, upstream: str) -> Proxy:
         try:
@@ -98,16 +103,42 @@ class Stage:
         except WsctlError as exc:
             raise InvalidInput(f"chaos proxy: {exc.message}") from None
 
-    def start_probes(self, sink: RecordSink) -> Fleet:
+    def _probe_config(self) -> ProbeConfig:
+        base = probe_url(self.target, self.proxy.listen if self.proxy else None)
+        return self.scenario.probes.probe_config(base, self.scenario.duration)
+
+    async def _spawn_workers(self) -> None:
+        """Start the probe worker processes now, so that they are ready when the
+        scenario's time starts; none when the fleet runs in this process (one process,
+        or a clock other than the system's monotonic one, which workers cannot share).
+        The default counts the probes ``probes.add`` will start too."""
+        probes = self.scenario.probes
+        storms = sum(getattr(step, "count", 0) for step in self.scenario.timeline
+                     if step.do == "probes.add")
+        processes = resolve_processes(probes.count, probes.processes, added=storms)
+        if processes == 1 or not isinstance(self.clock, MonotonicClock):
+            return
+        self.workers = WorkerFleet(
+            self._probe_config(), probes.count, processes, seed=self.scenario.seed,
+            spawn_rate=probes.spawn_rate, connector=ConnectorSpec(deflate=probes.deflate),
+            watch_parent="chaos proxy and scenario runner" if self.proxy else None)
+        await self.workers.spawn()
+
+    def start_probes(self, sink: RecordSink) -> AnyFleet:
         """Start the fleet (through the proxy when there is one); records go to ``sink``."""
         probes = self.scenario.probes
-        base = probe_url(self.target, self.proxy.listen if self.proxy else None)
-        config = probes.probe_config(base, self.scenario.duration)
-        self.fleet = Fleet(config, probes.count, seed=self.scenario.seed, clock=self.clock,
-                           sink=sink, connector=websockets_connector(deflate=probes.deflate),
-                           spawn_rate=probes.spawn_rate, tune_gc=False)
-        self._fleet_task = asyncio.create_task(self.fleet.run())
-        return self.fleet
+        fleet: AnyFleet
+        if self.workers is not None:
+            fleet = self.workers
+            fleet.sink = sink
+        else:
+            fleet = Fleet(self._probe_config(), probes.count, seed=self.scenario.seed,
+                          clock=self.clock, sink=sink,
+                          connector=websockets_connector(deflate=probes.deflate),
+                          spawn_rate=probes.spawn_rate, tune_gc=False)
+        self.fleet = fleet
+        self._fleet_task = asyncio.create_task(fleet.run())
+        return fleet
 
     async def close(self, *, early: bool, others: list[asyncio.Task[None]]) -> None:
         """Stop probes (at once when ``early``, else they are stopping at their duration),
@@ -129,6 +160,8 @@ class Stage:
                     not isinstance(result, asyncio.CancelledError):
                 log.error("scenario task failed", exc_info=result)
                 self.failures.append(describe(result))
+        if self.workers is not None:
+            await self.workers.close()
         if self.chaos is not None:
             with contextlib.suppress(Exception):
                 await self.chaos.close()

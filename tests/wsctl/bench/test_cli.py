@@ -88,15 +88,16 @@ def test_baseline_comparison_that_passes(server: ServerProcess, base: dict) -> N
 
 def test_baseline_comparison_that_fails_exits_1(server: ServerProcess, base: dict,
                                                 tmp_path: Path) -> None:
-    """A criterion that cannot hold (p50 under a thousandth of the baseline's): exit 1, the
-    failing row in the table, and the verdicts in the JSON."""
+    """A criterion that cannot hold (twice the baseline's connections from half as many):
+    exit 1, the failing row in the table, and the verdicts in the JSON. (A count, not a
+    timing: a timing this close to its bound is inconclusive on a busy generator.)"""
     out = tmp_path / "r.json"
     done = bench(f"{server.url}/ws/fail-{{n}}", "-c", "10", "--connect-rate", "50",
                  "--duration", "2s", "--baseline", str(base["path"]), "--json", str(out),
-                 "--criteria", "connect_time.p50: <= 0.001 * baseline")
+                 "--criteria", "connections.opened: >= 2 * baseline")
     assert done.returncode == 1, done.stderr
     assert "FAIL" in done.stdout
-    assert "criteria failed: connect_time.p50" in done.stderr
+    assert "criteria failed: connections.opened" in done.stderr
     verdicts = json.loads(out.read_text())["details"]["criteria"]
     assert [v["status"] for v in verdicts] == ["fail"]
 
