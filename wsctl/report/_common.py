@@ -29,6 +29,9 @@ class Row:
     measured: str
     status: Status
     message: str
+    # A relative criterion judged on rounds: the ratio and its 95% interval, as text.
+    ratio: str = ""
+    interval: str = ""
 
     @property
     def word(self) -> str:
@@ -36,16 +39,34 @@ class Row:
 
 
 def row(verdict: Verdict) -> Row:
+    """A verdict as reports print it. A verdict judged on an interval shows the ratio
+    and its interval as the measured figure: ``0.912× (95% CI 0.851–0.977)``."""
     c = verdict.criterion
+    measured = format_value(verdict.measured, c.unit)
+    ratio = interval = ""
+    if verdict.interval is not None:
+        ratio, interval = ratio_texts(verdict.interval)
+        measured = f"{ratio} (95% CI {interval})"
     return Row(
         ep=c.ep or "",
         metric=c.key,
         expect=c.expect,
         threshold=describe_threshold(verdict),
-        measured=format_value(verdict.measured, c.unit),
+        measured=measured,
         status=verdict.status,
         message=verdict.message,
+        ratio=ratio,
+        interval=interval,
     )
+
+
+def ratio_texts(interval: dict[str, Any]) -> tuple[str, str]:
+    """``("0.912×", "0.851–0.977")`` from a verdict's ``interval`` (criteria.judge_rounds)."""
+    def figure(key: str) -> str:
+        value = interval.get(key)
+        return f"{value:.3f}" if isinstance(value, int | float) else "?"
+
+    return f"{figure('estimate')}×", f"{figure('low')}–{figure('high')}"
 
 
 def rows(outcome: ScenarioOutcome) -> list[Row]:

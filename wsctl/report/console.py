@@ -45,11 +45,12 @@ WIDE = 100  # console columns from which a baseline threshold stays on one line
 
 class Threshold:
     """A threshold on one line on a wide console, else broken before its parenthesis
-    (``<= 0.8 × baseline`` / ``(41.2 ms)``), so a narrow table never splits a figure."""
+    (``<= 0.8 × baseline`` / ``(41.2 ms)``), so a narrow table never splits a figure.
+    ``broken`` gives another two-line form."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, broken: str | None = None) -> None:
         self.text = text
-        self.broken = text.replace(" (", "\n(")
+        self.broken = broken if broken is not None else text.replace(" (", "\n(")
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         # rich shares out a narrow table's width without heeding minimums: ask for no
@@ -78,7 +79,10 @@ def scenario_table(outcome: ScenarioOutcome) -> Table:
         criterion: RenderableType = Text(r.metric, style="bold")
         if r.ep:
             criterion = Group(criterion, Padding(Text(r.ep, style="dim"), (0, 0, 0, 2)))
-        table.add_row(criterion, Threshold(r.threshold), Text(r.measured),
+        # A ratio's interval goes under it on a narrow console: "0.912×" / "0.851–0.977".
+        measured = Threshold(f"{r.ratio} {r.interval}", f"{r.ratio}\n{r.interval}") \
+            if r.interval else Text(r.measured)
+        table.add_row(criterion, Threshold(r.threshold), measured,
                       Text(r.word, style=STATUS_STYLE[r.status]))
     return table
 

@@ -206,8 +206,18 @@ def judge(criterion: Criterion, result: Result, baseline: Result | None = None, 
     threshold = criterion.threshold(base)
     assert threshold is not None
     status: Status = "pass" if criterion.holds(measured, threshold) else "fail"
-    verdict = Verdict(criterion, status, measured, threshold, base)
+    verdict = Verdict(criterion, status, measured, threshold, base,
+                      message=point_comparison(measured, base) if base is not None else "")
     return verdict if inconclusive is None else verdict.as_inconclusive(inconclusive)
+
+
+def point_comparison(measured: float, base: float) -> str:
+    """What a relative verdict on one run and one baseline figure is: a point
+    comparison, with no interval (metrics.stats needs rounds for one)."""
+    ratio = f"ratio {measured / base:.3f}" if base > 0 else "a baseline figure of 0"
+    return (f"point comparison: {ratio} from one run and one baseline figure, no "
+            f"confidence interval (rounds: N on a scenario and its baseline in one run "
+            f"give one)")
 
 
 def judge_all(
@@ -268,17 +278,20 @@ def judge_rounds(criterion: Criterion, candidates: Sequence[Result],
                        message="an interval needs at least two rounds of both scenarios")
     base_figures = [b for b, _ in pairs]
     cand_figures = [a for _, a in pairs]
+    unit = criterion.unit
     interval = ratio_interval(base_figures, cand_figures)
     status = decide(interval, criterion.op, criterion.value)
-    base_median = statistics.median(base_figures)
-    text = (f"ratio {interval.estimate:.3f} (95% interval {interval.low:.3f}-"
+    base_median, cand_median = statistics.median(base_figures), statistics.median(cand_figures)
+    text = (f"ratio {interval.estimate:.3f} (95% interval {interval.low:.3f} to "
             f"{interval.high:.3f} over {interval.rounds} interleaved rounds; bound "
-            f"{criterion.op} {criterion.value:g})")
+            f"{criterion.op} {criterion.value:g}; medians {format_value(cand_median, unit)}"
+            f" vs baseline {format_value(base_median, unit)})")
     if status == "inconclusive":
         text += ": the interval straddles the bound - more rounds narrow it"
-    return Verdict(criterion, status, statistics.median(cand_figures),
+    figures = {"baseline": base_figures, "candidate": cand_figures}
+    return Verdict(criterion, status, cand_median,
                    criterion.value * base_median, base_median, message=text,
-                   interval=interval.to_json())
+                   interval={**interval.to_json(), "figures": figures})
 
 
 def is_timing(criterion: Criterion) -> bool:
@@ -317,6 +330,8 @@ def format_value(value: float | None, unit: MetricUnit) -> str:
 def describe_threshold(verdict: Verdict) -> str:
     """The threshold as people read it: ``< 5 s`` or ``<= 0.8 x baseline (41.2 ms)``."""
     c = verdict.criterion
+    if verdict.interval is not None:
+        return f"{c.op} {c.value:g} × baseline"  # a bound on the ratio; its interval shown
     if c.relative:
         base = format_value(verdict.threshold, c.unit) if verdict.threshold is not None \
             else "no baseline"

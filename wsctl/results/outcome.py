@@ -82,6 +82,8 @@ class ScenarioOutcome:
     timeline: list[TimelineEntry] = field(default_factory=list)
     series: Series = field(default_factory=Series)
     error: str | None = None
+    # A scenario run in rounds (``rounds: N``): each round's own outcome, in order.
+    rounds: list[ScenarioOutcome] = field(default_factory=list)
 
     @property
     def verdict(self) -> Outcome:
@@ -105,7 +107,18 @@ class ScenarioOutcome:
             "timeline": [e.to_dict() for e in self.timeline],
             "series": self.series.to_dict(),
             "result": self.result.to_dict() if self.result is not None else None,
+            **({"rounds": [each.round_dict(number) for number, each
+                           in enumerate(self.rounds, 1)]} if self.rounds else {}),
         }
+
+    def round_dict(self, number: int) -> dict[str, Any]:
+        """This outcome as round ``number`` of a scenario run in rounds: its verdict, its
+        criteria and when it ran (the merged result and series are the scenario's)."""
+        result = self.result
+        return {"round": number, "verdict": self.verdict, "error": self.error,
+                "started_at": result.started_at if result is not None else None,
+                "duration": result.duration if result is not None else None,
+                "criteria": [v.to_json() for v in self.verdicts]}
 
 
 @dataclass(slots=True)

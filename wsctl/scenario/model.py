@@ -375,6 +375,10 @@ class Scenario(_Model):
     timeline: list[Step] = []
     criteria: list[Criterion] = []
     baseline: str | None = None
+    # Relative criteria on an interval: this scenario and its baseline run in ``rounds``
+    # interleaved pairs, more while a verdict is inconclusive, up to ``rounds_max``.
+    rounds: int | None = Field(default=None, ge=2)
+    rounds_max: int | None = Field(default=None, ge=2)
     seed: int | None = None
     _line: int = PrivateAttr(default=0)
 
@@ -420,6 +424,20 @@ class Scenario(_Model):
         return self._line
 
     @model_validator(mode="after")
+    def _rounds(self) -> Scenario:
+        if self.rounds is not None and self.baseline is None:
+            raise _At(("rounds",), "rounds run this scenario and its baseline in "
+                      "interleaved pairs: name the earlier scenario with baseline:")
+        if self.rounds_max is not None:
+            if self.rounds is None:
+                raise _At(("rounds_max",), "rounds_max is a budget for more rounds: "
+                          "give rounds: N as well")
+            if self.rounds_max < self.rounds:
+                raise _At(("rounds_max",), f"{self.rounds_max} is fewer than rounds "
+                          f"({self.rounds})")
+        return self
+
+    @model_validator(mode="after")
     def _timeline_fits(self) -> Scenario:
         last_at = 0.0
         for index, step in enumerate(self.timeline):
@@ -458,6 +476,7 @@ class Suite(_Model):
     @model_validator(mode="after")
     def _names(self) -> Suite:
         seen: set[str] = set()
+        paired: set[str] = set()  # scenarios with rounds
         for index, scenario in enumerate(self.scenarios):
             if scenario.name in seen:
                 raise _At(("scenarios", index, "name"), f"a second scenario named "
@@ -465,6 +484,12 @@ class Suite(_Model):
             if scenario.baseline is not None and scenario.baseline not in seen:
                 raise _At(("scenarios", index, "baseline"), f"{scenario.baseline!r} is not "
                           "an earlier scenario of this file")
+            if scenario.rounds is not None and scenario.baseline in paired:
+                raise _At(("scenarios", index, "rounds"), f"its baseline "
+                          f"{scenario.baseline!r} runs in rounds itself; rounds pair a "
+                          "scenario with a baseline that has none")
+            if scenario.rounds is not None:
+                paired.add(scenario.name)
             seen.add(scenario.name)
         return self
 

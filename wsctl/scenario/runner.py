@@ -19,17 +19,19 @@ Library use::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import ActionFailed, InvalidInput, WsctlError
 from wsctl.metrics import Result
 from wsctl.metrics.instrument import Instrument
-from wsctl.results.criteria import judge_all, judge_instrumented
+from wsctl.results.criteria import Verdict, judge_all, judge_instrumented
 from wsctl.results.outcome import RunReport, ScenarioOutcome
+from wsctl.results.rounds import combine, judge_pairs
 from wsctl.scenario.actions import perform
 from wsctl.scenario.assemble import run_result, unreachable
 from wsctl.scenario.model import Scenario, Suite
@@ -89,19 +91,32 @@ def check_baselines(selected: Sequence[tuple[Suite, Scenario]], baseline: Baseli
 # -- the run -------------------------------------------------------------------------
 
 
+Key = tuple[str, str]  # (file, scenario name)
+
+
 class Runner:
     """Runs scenarios one after another; ``interrupt()`` (Ctrl-C) ends the current one
-    early, skips the rest, and still tears everything down."""
+    early, skips the rest, and still tears everything down.
+
+    A scenario with ``rounds: N`` runs with its ``baseline:`` scenario in N interleaved
+    pairs (baseline, candidate, baseline, candidate, ...): the baseline's own run is the
+    first round's when it ran just before; the other rounds run at the candidate's place.
+    While a relative verdict is inconclusive, more pairs run, up to ``rounds_max``. Both
+    scenarios are then reported once, their rounds summed up (``wsctl.results.rounds``).
+    ``make_run`` builds the run of one round (tests give a fake)."""
 
     def __init__(self, *, baseline: Baseline = None, progress: Progress | None = None,
-                 clock: Clock | None = None, log_dir: Path | None = None) -> None:
+                 clock: Clock | None = None, log_dir: Path | None = None,
+                 make_run: Callable[..., ScenarioRun] | None = None) -> None:
         self.log_dir = log_dir  # where command servers' output goes (else scratch dirs)
         self.baseline = baseline
         self.progress = progress
         self.clock: Clock = clock or MonotonicClock()
+        self.make_run: Callable[..., ScenarioRun] = make_run or ScenarioRun
         self.interrupted = False
         self.received_signal: int | None = None
         self._stop: asyncio.Event | None = None
+        self._place = (0, 0)  # the running scenario's place in the run, for progress
 
     def interrupt(self, sig: int | None = None) -> None:
         """End the run early (``sig``: the signal that asked, for the exit status)."""
@@ -120,27 +135,119 @@ class Runner:
         report = RunReport(suite=", ".join(s.name for s in suites),
                            file=", ".join(s.file for s in suites))
         began = self.clock.now()
-        results: dict[tuple[str, str], Result] = {}
+        results: dict[Key, Result] = {}
+        runs: dict[Key, list[ScenarioOutcome]] = {}  # every run of each scenario so far
+        places: dict[Key, int] = {}  # each scenario's index in report.scenarios
+        scenarios = {(suite.file, scenario.name): scenario for suite, scenario in selected}
+        previous: Key | None = None
         for index, (suite, scenario) in enumerate(selected):
             if self.interrupted:
                 break
-            base = self._baseline_for(suite, scenario, results)
-            if self.progress is not None:
-                self.progress.start_scenario(scenario.name, index + 1, len(selected),
-                                             scenario.duration)
-            run = ScenarioRun(scenario, suite.file, baseline=base, progress=self.progress,
-                              stop=self._stop, clock=self.clock, log_dir=self.log_dir)
-            outcome = await run.execute()
+            self._place = (index + 1, len(selected))
+            key = (suite.file, scenario.name)
+            pair = (suite.file, scenario.baseline) if scenario.baseline else None
+            if scenario.rounds is not None and pair is not None and pair in runs:
+                base = scenarios[pair]
+                outcome = await self._pairs(
+                    suite.file, scenario, base, runs[pair],
+                    reuse=previous == pair,
+                    base_baseline=self._baseline_for(suite, base, results))
+                if len(runs[pair]) > 1:
+                    # The baseline's rounds summed up, in its own place in the report.
+                    summed = combine(runs[pair])
+                    report.scenarios[places[pair]] = summed
+                    self._end(summed)
+                    if summed.result is not None and summed.error is None:
+                        results[pair] = summed.result
+            else:
+                following = selected[index + 1] if index + 1 < len(selected) else None
+                label = scenario.name
+                if following is not None and following[1].rounds is not None and \
+                        (following[0].file, following[1].baseline) == key:
+                    label += f" (round 1/{following[1].rounds})"  # the pair's first round
+                outcome = await self._round(suite.file, scenario, label,
+                                            self._baseline_for(suite, scenario, results))
+                runs[key] = [outcome]
+            places[key] = len(report.scenarios)
             report.scenarios.append(outcome)
             if outcome.result is not None and outcome.error is None:
-                results[(suite.file, scenario.name)] = outcome.result
-            if self.progress is not None:
-                self.progress.end_scenario(outcome)
+                results[key] = outcome.result
+            if outcome.rounds:
+                self._end(outcome)
+            previous = key
         report.duration = self.clock.now() - began
         return report
 
+    async def _round(self, file: str, scenario: Scenario, label: str,
+                     baseline: Result | None) -> ScenarioOutcome:
+        """One run of ``scenario``, shown as ``label`` by the progress display."""
+        index, total = self._place
+        if self.progress is not None:
+            self.progress.start_scenario(label, index, total, scenario.duration)
+        run = self.make_run(scenario, file, baseline=baseline, progress=self.progress,
+                            stop=self._stop, clock=self.clock, log_dir=self.log_dir)
+        outcome = await run.execute()
+        if self.progress is not None:
+            self.progress.end_scenario(outcome if label == outcome.name
+                                       else dataclasses.replace(outcome, name=label))
+        return outcome
+
+    def _end(self, outcome: ScenarioOutcome) -> None:
+        """Show a scenario's rounds summed up: ``after (5 rounds): PASSED, …``."""
+        if self.progress is not None:
+            n = len(outcome.rounds)
+            self.progress.end_scenario(dataclasses.replace(
+                outcome, name=f"{outcome.name} ({n} round{'s' if n != 1 else ''})"))
+
+    async def _pairs(self, file: str, scenario: Scenario, base: Scenario,
+                     base_runs: list[ScenarioOutcome], *, reuse: bool,
+                     base_baseline: Result | None) -> ScenarioOutcome:
+        """``scenario`` and its baseline ``base`` in interleaved rounds; ``base_runs``
+        (the baseline's runs so far) grows with each baseline round. Returns the
+        candidate's rounds summed up, relative criteria judged on their interval."""
+        assert scenario.rounds is not None
+        wanted = scenario.rounds
+        budget = max(wanted, scenario.rounds_max or wanted)
+        last = base_runs[-1]
+        bases = [last] if reuse and last.error is None and last.result is not None else []
+        candidates: list[ScenarioOutcome] = []
+        relative = {i: c for i, c in enumerate(scenario.criteria) if c.relative}
+        judged: dict[int, Verdict] = {}
+        while len(candidates) < budget and not self.interrupted:
+            number = len(candidates) + 1
+            of = f"{number}/{wanted}" if number <= wanted else f"{number}, up to {budget}"
+            if len(bases) < number:
+                round_base = await self._round(file, base, f"{base.name} (round {of})",
+                                               base_baseline)
+                base_runs.append(round_base)
+                if round_base.error is not None or round_base.result is None:
+                    break  # no figure to pair with: the baseline's error says why
+                bases.append(round_base)
+            candidate = await self._round(file, scenario, f"{scenario.name} (round {of})",
+                                          bases[-1].result)
+            candidates.append(candidate)
+            if candidate.error is not None:
+                break
+            if number >= wanted and relative:
+                judged = {i: judge_pairs(c, i, candidates, bases)
+                          for i, c in relative.items()}
+                if all(v.status != "inconclusive" for v in judged.values()):
+                    break
+            elif number >= wanted:
+                break
+        if not candidates:
+            error = (f"its baseline {base.name!r} could not run: {base_runs[-1].error}"
+                     if base_runs[-1].error else "interrupted before its first round")
+            return ScenarioOutcome(scenario.name, scenario.description, file, None,
+                                   error=error, rounds=[])
+        if len(candidates) < wanted and not judged:
+            # Fewer rounds than asked (a baseline round failed): judge what there is.
+            judged = {i: judge_pairs(c, i, candidates, bases[:len(candidates)])
+                      for i, c in relative.items()}
+        return combine(candidates, judged)
+
     def _baseline_for(self, suite: Suite, scenario: Scenario,
-                      results: dict[tuple[str, str], Result]) -> Result | None:
+                      results: dict[Key, Result]) -> Result | None:
         if scenario.baseline is not None and (suite.file, scenario.baseline) in results:
             return results[(suite.file, scenario.baseline)]
         if isinstance(self.baseline, Result):
