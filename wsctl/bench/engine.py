@@ -161,7 +161,7 @@ def to_metrics(rec: Recorder, *, mode: str, measured: float,
     if not listen:
         metrics.add("messages.sent", rec.sent)
     metrics.add("messages.received", rec.received)
-    if listen and dialect is not None and dialect.sequence is not None:
+    if listen and dialect is not None and dialect.sequence is not None and rec.numbered:
         metrics.add("messages.lost", rec.seq_lost)
         metrics.add("messages.duplicated", rec.seq_duplicated)
         metrics.add("messages.reordered", rec.seq_reordered)

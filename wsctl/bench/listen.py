@@ -127,10 +127,12 @@ def merge_per_connection(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def unmeasured(mode: str, dialect: Dialect | None) -> dict[str, str]:
+def unmeasured(mode: str, dialect: Dialect | None, numbered: int = 0) -> dict[str, str]:
     """Metrics this plan cannot measure, each with what to configure instead (a criterion
-    on one is an ERROR verdict quoting it: ``wsctl.results.criteria.unmeasured``)."""
-    sequence = dialect is not None and dialect.sequence is not None
+    on one is an ERROR verdict quoting it: ``wsctl.results.criteria.unmeasured``).
+    ``numbered``: messages that carried a sequence number (none: loss is unmeasured)."""
+    seq_path = dialect.sequence if dialect is not None else None
+    sequence = seq_path is not None
     timestamp = dialect is not None and dialect.timestamp is not None
     out: dict[str, str] = {}
     if mode == "listen":
@@ -140,6 +142,9 @@ def unmeasured(mode: str, dialect: Dialect | None) -> dict[str, str]:
             for name in LOSS_METRICS:
                 out[name] = ("give the field that numbers each message: --sequence PATH "
                              "(or sequence: in --protocol FILE)")
+        elif not numbered:
+            for name in LOSS_METRICS:
+                out[name] = f"no message had a number at {seq_path!r}: check --sequence"
         if not timestamp:
             out["delivery_latency"] = ("give the field with the sender's time: --timestamp "
                                        "PATH (or timestamp: in --protocol FILE)")

@@ -102,7 +102,7 @@ def build_result(
         "warnings": bottleneck_warnings([proc]),
         "ramp_seconds": round(engine.ramp_done_at - engine.start, 3)
         if engine.ramp_done_at is not None else None,
-        "unmeasured": unmeasured(plan.mode, engine.dialect),
+        "unmeasured": unmeasured(plan.mode, engine.dialect, rec.numbered),
     }
     if plan.mode == "listen":
         proc.update(invalid=rec.invalid, numbered=rec.numbered, timed=rec.timed)
