@@ -84,6 +84,8 @@ def findings(result: Result) -> list[tuple[str, str, str]]:
         out.append(("connections.lost", f"<= {opened // 2}",
                     f"{lost} of {opened} connections were closed before the end "
                     f"({_listed(codes, 'closes.')}): {_cause(codes, CLOSE_CAUSES)}"))
+    if out:  # what the messages say is moot when the connections themselves failed
+        return out
     config = result.config or {}
     protocol: dict[str, Any] = config.get("protocol") or {}
     received = counters.get("messages.received", 0)
@@ -94,7 +96,7 @@ def findings(result: Result) -> list[tuple[str, str, str]]:
         out.append(("messages.invalid", f"<= {received // 2}",
                     f"{invalid} of {received} messages had a {paths} field that is not a "
                     "number or a time: check the field paths and the timestamp unit"))
-    if config.get("mode") != "listen":
+    if out or config.get("mode") != "listen":
         return out
     if received == 0:
         out.append(("messages.received", "> 0",
