@@ -10,6 +10,9 @@ connects have finished. Every connection has a send schedule of ``message_rate``
 second; a send that goes out late (the loop was behind, or ``in_flight`` unanswered
 messages held it back) is timed from its *intended* instant, so a stall is counted once
 for every send it delayed (``rtt``), not once in total (``rtt.uncorrected``).
+
+Listen mode (``wsctl.bench.listen``) sends nothing: it counts what a push-only service
+sends, and reads loss and delivery latency from the ``protocol`` block's paths.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsctl.bench.listen import Listener, per_connection, settle
 from wsctl.bench.messages import event_ts, payload
 from wsctl.bench.plan import BenchPlan
 from wsctl.bench.samples import record_many
@@ -33,6 +37,8 @@ from wsctl.bench.transport import Channel, Transport, get_transport
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import CONNECT_KINDS, classify_connect_error
 from wsctl.metrics import MetricSet
+from wsctl.probe.dialect import Context, Dialect
+from wsctl.probe.dialect import frame as frame_text
 from wsctl.runtime import quiet_gc
 
 # Every fixed connect-failure kind is in the result, at zero too, so a criterion on one is
@@ -111,6 +117,13 @@ class Recorder:
     errors: Counter[str] = field(default_factory=Counter)
     closes: Counter[str] = field(default_factory=Counter)
     unanswered: int = 0
+    invalid: int = 0  # listen mode: frames whose sequence or timestamp was unreadable
+    numbered: int = 0  # listen mode: messages with a sequence number
+    timed: int = 0  # listen mode: messages with a sender's time
+    seq_lost: int = 0  # listen mode, at the end: from every connection's tracker
+    seq_duplicated: int = 0
+    seq_reordered: int = 0
+    per_connection: dict[str, Any] = field(default_factory=dict)
 
     def connected(self) -> None:
         self.opened += 1
@@ -131,18 +144,29 @@ class Recorder:
             self.errors[f"closed_{key}"] += 1
 
 
-def to_metrics(rec: Recorder, *, mode: str, measured: float) -> MetricSet:
-    """The metric set of one process's run (names in ``wsctl.metrics.catalog``)."""
+def to_metrics(rec: Recorder, *, mode: str, measured: float,
+               dialect: Dialect | None = None) -> MetricSet:
+    """The metric set of one process's run (names in ``wsctl.metrics.catalog``). Only
+    what this mode and protocol block can measure is in it (``listen.unmeasured``)."""
     metrics = MetricSet()
     record_many(metrics.histogram("connect_time"), rec.connect)
-    if rec.rtt or mode == "echo":
+    listen = mode == "listen"
+    if not listen and (rec.rtt or mode == "echo"):
         record_many(metrics.histogram("rtt"), rec.rtt)
         record_many(metrics.histogram("rtt.uncorrected"), rec.rtt_uncorrected)
-    if mode == "resume":
+    timestamp = dialect is not None and dialect.timestamp is not None
+    if mode == "resume" or (listen and timestamp):
         record_many(metrics.histogram("delivery_latency"), rec.delivery)
     record_many(metrics.histogram("generator.loop_lag"), rec.loop_lag)
-    metrics.add("messages.sent", rec.sent)
+    if not listen:
+        metrics.add("messages.sent", rec.sent)
     metrics.add("messages.received", rec.received)
+    if listen and dialect is not None and dialect.sequence is not None and rec.numbered:
+        metrics.add("messages.lost", rec.seq_lost)
+        metrics.add("messages.duplicated", rec.seq_duplicated)
+        metrics.add("messages.reordered", rec.seq_reordered)
+    if listen and (timestamp or (dialect is not None and dialect.sequence is not None)):
+        metrics.add("messages.invalid", rec.invalid)
     metrics.add("connections.opened", rec.opened)
     metrics.add("connections.failed", rec.failed)
     metrics.add("connections.lost", rec.lost)
@@ -153,7 +177,9 @@ def to_metrics(rec: Recorder, *, mode: str, measured: float) -> MetricSet:
     for code, n in rec.closes.items():
         metrics.add(f"closes.{code}", n)
     metrics.set_gauge("connections.held", rec.held_max, "count")
-    metrics.set_gauge("messages.per_s", rec.sent / measured if measured > 0 else 0.0, "per_s")
+    if not listen:
+        metrics.set_gauge("messages.per_s", rec.sent / measured if measured > 0 else 0.0,
+                          "per_s")
     return metrics
 
 
@@ -164,7 +190,8 @@ class Conn:
     """One bench connection: the transport's receiver, and its send schedule."""
 
     __slots__ = ("engine", "index", "channel", "k", "first_send", "outstanding", "blocked",
-                 "closing", "counted", "closed", "welcome")
+                 "closing", "counted", "closed", "welcome", "received", "tracker",
+                 "opened_at", "closed_at")
 
     def __init__(self, engine: Engine, index: int) -> None:
         self.engine = engine
@@ -178,6 +205,10 @@ class Conn:
         self.counted = False
         self.closed = False
         self.welcome = False
+        self.received = 0  # listen mode: messages in the measured window
+        self.tracker: Any = None  # listen mode: a GenerationTracker once a number came
+        self.opened_at = 0.0
+        self.closed_at: float | None = None
 
     def intended(self) -> float:
         return self.first_send + self.k * self.engine.interval
@@ -212,12 +243,22 @@ class Conn:
         if self.closed:
             return
         self.closed = True
+        self.closed_at = self.engine.clock.now()
         rec = self.engine.rec
         if self.outstanding:
             rec.unanswered += len(self.outstanding)
             self.outstanding.clear()
         if self.counted:
             rec.closed(code, self.closing)
+
+
+class ListenConn(Conn):
+    """A listen-mode connection: every message goes to the engine's :class:`Listener`."""
+
+    __slots__ = ()
+
+    def on_message(self, data: str | bytes, at: float) -> None:
+        self.engine.listener.on_message(self, data, at)  # type: ignore[union-attr]
 
 
 # --- the driver -------------------------------------------------------------------------
@@ -246,11 +287,16 @@ class Engine:
         self.progress_interval = progress_interval
         self.tune_gc = tune_gc
         self.rec = Recorder()
+        self.dialect = plan.dialect()
+        self.listener: Listener | None = None
         self.interval = 1.0 / plan.message_rate if plan.message_rate > 0 else math.inf
         self.resume = plan.mode == "resume"  # count events (echo mode ignores them)
         self.conns: list[Conn] = []
         self.heap: list[tuple[float, int, Conn]] = []
         self.wall_offset = time.time() - time.monotonic()
+        if plan.mode == "listen":
+            self.interval = math.inf  # listen mode sends nothing after on_open
+            self.listener = Listener(self.dialect, self.rec, self.wall_offset)
         self.series: dict[str, list[float]] = {"t": [], "connections_held": [],
                                                "messages_per_s": []}
         self.start = 0.0
@@ -307,11 +353,22 @@ class Engine:
 
     async def _open(self, j: int, due: float) -> None:
         plan = self.plan
-        conn = Conn(self, plan.index(j))
+        index = plan.index(j)
+        conn = (Conn if self.listener is None else ListenConn)(self, index)
         rec = self.rec
+        url = plan.url_for(j)
+        extra: dict[str, Any] = {}
+        dialect = self.dialect
+        if dialect is not None:
+            ctx = connection_context(url, index)
+            url = dialect.url(url, ctx)
+            if dialect.headers:
+                extra["headers"] = dialect.headers_for(ctx)
+            if dialect.subprotocols:
+                extra["subprotocols"] = list(dialect.subprotocols)
         try:
-            channel = await self.transport.connect(plan.url_for(j), conn,
-                                                   timeout=plan.connect_timeout)
+            channel = await self.transport.connect(url, conn, timeout=plan.connect_timeout,
+                                                   **extra)
         except Exception as exc:  # a ConnectError, or one a transport let through
             rec.connect_failed(classify_connect_error(exc).kind)
             self._check_unreachable()
@@ -320,11 +377,15 @@ class Engine:
         rec.connect.append(int((done - due) * 1e6))  # from the intended arrival instant
         conn.channel = channel
         conn.counted = True
+        conn.opened_at = done
         rec.connected()
         self.conns.append(conn)
         if conn.closed:  # closed during the handshake's last step
             rec.closed(None, False)
             return
+        if dialect is not None and dialect.on_open:
+            for message in dialect.open_messages(ctx):
+                channel.send(frame_text(message))
         if self.interval != math.inf:
             conn.first_send = done + phase(conn.index, self.interval)
             heapq.heappush(self.heap, (conn.first_send, conn.index, conn))
@@ -357,14 +418,15 @@ class Engine:
     async def _sampler(self) -> None:
         clock = self.clock
         rec = self.rec
-        last_sent = 0
+        listen = self.listener is not None  # listen mode samples what arrives
+        last_total = 0
         last_t = self.start
         while True:
             await clock.sleep(self.progress_interval)
             now = clock.now()
-            total = rec.sent
-            rate = (total - last_sent) / (now - last_t) if now > last_t else 0.0
-            last_sent, last_t = total, now
+            total = rec.received if listen else rec.sent
+            rate = (total - last_total) / (now - last_t) if now > last_t else 0.0
+            last_total, last_t = total, now
             t = round(now - self.start, 3)
             self.series["t"].append(t)
             self.series["connections_held"].append(rec.held)
@@ -403,6 +465,9 @@ class Engine:
             await asyncio.gather(*helpers, *self._tasks, return_exceptions=True)
             await self._close_all()
             self._quiet_gc.close()
+        if self.listener is not None:
+            settle(self.conns, rec)
+            rec.per_connection = per_connection(self.conns, rec)
         return rec
 
     async def _drain(self) -> None:
@@ -422,6 +487,14 @@ class Engine:
         if waits:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 10.0)
+
+
+def connection_context(url: str, index: int) -> Context:
+    """What the protocol block's templates are filled with for connection ``index``:
+    ``{n}`` its index, ``{stream}`` the last segment of its URL's path (``/ws/b-3`` ->
+    ``b-3``), ``${VAR}`` this process's environment."""
+    path = url.split("?", 1)[0].rstrip("/")
+    return Context(stream=path.rsplit("/", 1)[-1], n=index, env=os.environ)
 
 
 async def run_arrivals(

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-Mode = Literal["echo", "resume"]
-MODES: tuple[Mode, ...] = ("echo", "resume")
+if TYPE_CHECKING:
+    from wsctl.probe.dialect import Dialect
+
+Mode = Literal["echo", "resume", "listen"]
+MODES: tuple[Mode, ...] = ("echo", "resume", "listen")
+REDACTED = "<redacted>"
 
 
 # The fastest pair on the figures in docs/transports.md; the CLI and Options use these too.
@@ -26,6 +30,9 @@ class BenchPlan:
     Recording starts ``warmup`` seconds after the start and lasts ``duration``.
     ``in_flight`` is how many messages a connection may have unanswered (0 = no limit);
     a send held back by it is still timed from its intended instant.
+    ``protocol`` is the ``protocol:`` block (``wsctl.probe.dialect.Dialect``) as JSON, so
+    that it travels to workers with the rest: headers, subprotocols, query, on_open
+    messages, and in listen mode the sequence and timestamp paths.
     """
 
     url: str
@@ -44,6 +51,7 @@ class BenchPlan:
     stride: int = 1
     total: int = 0
     drain: float = 2.0
+    protocol: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.total == 0:
@@ -69,6 +77,26 @@ class BenchPlan:
             raise ValueError("--payload-size must be between 0 and 16 MiB")
         if self.in_flight < 0:
             raise ValueError("--in-flight must be zero (no limit) or more")
+        dialect = self.dialect()
+        if dialect is None:
+            return
+        if dialect.adapter != "none":
+            raise ValueError(f"bench does not speak adapter {dialect.adapter!r}; "
+                             "use wsctl probe or a scenario for it")
+        reads = [name for name, on in (("--sequence", dialect.sequence is not None),
+                                       ("--timestamp", dialect.timestamp is not None)) if on]
+        if reads and self.mode != "listen":
+            verb = "are" if len(reads) > 1 else "is"
+            raise ValueError(f"{' and '.join(reads)} {verb} read in --mode listen "
+                             f"(this run is --mode {self.mode})")
+
+    def dialect(self) -> Dialect | None:
+        """The ``protocol`` block as a validated ``Dialect`` (None without one)."""
+        if self.protocol is None:
+            return None
+        from wsctl.probe.dialect import parse
+
+        return parse(self.protocol)
 
     @property
     def ramp(self) -> float:
@@ -99,6 +127,16 @@ class BenchPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """``to_dict`` for a result file: header values written literally (a token, say)
+        are redacted; ``${VAR}`` templates are kept, they name the secret, not hold it."""
+        out = self.to_dict()
+        protocol = out.get("protocol")
+        if protocol and protocol.get("headers"):
+            protocol["headers"] = {k: v if "${" in v else REDACTED
+                                   for k, v in protocol["headers"].items()}
+        return out
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> BenchPlan:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wsctl.bench.engine import Engine, Progress, Recorder, to_metrics
+from wsctl.bench.listen import unmeasured
 from wsctl.bench.plan import BenchPlan
 from wsctl.errors import InvalidInput
 from wsctl.fdlimit import raise_fd_limit
@@ -81,7 +82,7 @@ def build_result(
     wall: float,
 ) -> Result:
     """The Result of one process: metrics, generator figures and per-process details."""
-    metrics = to_metrics(rec, mode=plan.mode, measured=plan.duration)
+    metrics = to_metrics(rec, mode=plan.mode, measured=plan.duration, dialect=engine.dialect)
     add_generator(metrics, cpu=cpu, wall=wall)
     lag = metrics.histograms["generator.loop_lag"].summary()
     proc = {
@@ -101,17 +102,23 @@ def build_result(
         "instrument": [instrument_entry(proc)],
         "ramp_seconds": round(engine.ramp_done_at - engine.start, 3)
         if engine.ramp_done_at is not None else None,
+        "unmeasured": unmeasured(plan.mode, engine.dialect, rec.numbered),
     }
+    if plan.mode == "listen":
+        proc.update(invalid=rec.invalid, numbered=rec.numbered, timed=rec.timed)
+        details["per_connection"] = rec.per_connection
     return Result(kind="bench", metrics=metrics, started_at=started_at,
                   duration=plan.warmup + plan.duration, target=plan.url,
-                  config=plan.to_dict(), details=details)
+                  config=plan.public_dict(), details=details)
 
 
 def add_generator(metrics: MetricSet, *, cpu: float, wall: float) -> None:
     """generator.cpu (cores used) and generator.sends_per_cpu_s of one process."""
     metrics.set_gauge("generator.cpu", cpu / wall, "ratio")
-    sent = metrics.counters.get("messages.sent", 0)
-    metrics.set_gauge("generator.sends_per_cpu_s", sent / cpu if cpu > 0 else 0.0, "per_s")
+    sent = metrics.counters.get("messages.sent")
+    if sent is not None:  # listen mode sends nothing
+        metrics.set_gauge("generator.sends_per_cpu_s", sent / cpu if cpu > 0 else 0.0,
+                          "per_s")
 
 
 def instrument_entry(proc: dict[str, Any]) -> dict[str, Any]:

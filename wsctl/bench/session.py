@@ -10,9 +10,12 @@ Python callers can do what the CLI does::
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -53,6 +56,12 @@ class Options:
     users: int | None = None
     spawn_rate: float | None = None
     workers: int = 2
+    protocol: str | Path | None = None
+    headers: list[str] = field(default_factory=list)
+    subprotocols: list[str] = field(default_factory=list)
+    on_open: list[str] = field(default_factory=list)
+    sequence: str | None = None
+    timestamp: str | None = None
 
 
 @dataclass(slots=True)
@@ -76,11 +85,18 @@ def prepare(options: Options) -> Prepared:
         transport=options.transport, loop=options.loop,
         connect_timeout=parse_positive_duration(options.connect_timeout,
                                                 "--connect-timeout"),
+        protocol=protocol_block(options),
     )
     try:
         plan.check()
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
+    dialect = plan.dialect()
+    if dialect is not None:
+        dialect.check_env(os.environ)
+        if options.engine != "asyncio":
+            raise InvalidInput("the protocol options (--protocol, --header, --on-open, …) "
+                               "work with --engine asyncio")
     if options.server_pid is not None:
         check_pid(options.server_pid)
     if options.engine == "locust":
@@ -105,6 +121,48 @@ def prepare(options: Options) -> Prepared:
     check_fd_limit(per_process + 64, f"{per_process} connections per process",
                    "use more --processes")
     return Prepared(options, plan)
+
+
+def protocol_block(options: Options) -> dict[str, Any] | None:
+    """The ``protocol:`` block from ``--protocol FILE`` and the flags, validated, as JSON
+    (None when none was given). Flags add to the file: headers (a flag's wins), then
+    subprotocols and on_open messages after the file's; --sequence and --timestamp
+    replace the file's paths."""
+    from pydantic import ValidationError
+
+    from wsctl.probe.dialect import load, parse
+
+    data: dict[str, Any] = {}
+    if options.protocol is not None:
+        data = load(options.protocol).model_dump(mode="json", exclude_defaults=True)
+    headers = dict(data.get("headers", {}))
+    for text in options.headers:
+        name, sep, value = text.partition(":")
+        if not sep or not name.strip():
+            raise InvalidInput(f"--header {text!r}: write 'Name: value'")
+        headers[name.strip()] = value.strip()
+    on_open = list(data.get("on_open", []))
+    for text in options.on_open:
+        try:
+            on_open.append(json.loads(text))
+        except ValueError:
+            raise InvalidInput(f"--on-open {text!r} is not JSON; a text message is written "
+                               "as a JSON string: '\"subscribe\"'") from None
+    flags: dict[str, Any] = {
+        "headers": headers, "on_open": on_open,
+        "subprotocols": [*data.get("subprotocols", []), *options.subprotocols],
+        "sequence": options.sequence, "timestamp": options.timestamp,
+    }
+    data.update({k: v for k, v in flags.items() if v})
+    if not data:
+        return None
+    try:
+        block = parse(data)
+    except ValidationError as exc:
+        where = ".".join(str(p) for p in exc.errors()[0]["loc"])
+        raise InvalidInput(f"protocol option {where}: {exc.errors()[0]['msg']}") from None
+    dumped: dict[str, Any] = block.model_dump(mode="json", exclude_defaults=True)
+    return dumped
 
 
 def _locust_plan(options: Options, plan: BenchPlan) -> Any:

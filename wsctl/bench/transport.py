@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 
 from wsctl.bench.transport_base import Channel, Receiver, Transport
 from wsctl.errors import InvalidInput, classify_connect_error
@@ -163,10 +165,16 @@ class WebsocketsTransport:
         *,
         timeout: float,
         ssl: ssl_module.SSLContext | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        subprotocols: Sequence[str] = (),
     ) -> Channel:
         extra: dict[str, Any] = {}
         if ssl is not None:
             extra["ssl"] = ssl
+        if headers:
+            extra["additional_headers"] = list(headers)
+        if subprotocols:
+            extra["subprotocols"] = [Subprotocol(name) for name in subprotocols]
         try:
             conn = await connect(
                 url,

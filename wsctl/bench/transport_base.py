@@ -4,7 +4,8 @@ A transport opens a WebSocket and hands back a :class:`Channel`; incoming messag
 go straight to a :class:`Receiver` callback with the receipt time, so the hot path has
 no queue, no future and no await per message. Sends are non-blocking writes.
 
-    Transport.connect(url, receiver, timeout=..., ssl=...) -> Channel
+    Transport.connect(url, receiver, timeout=..., ssl=..., headers=..., subprotocols=...)
+        -> Channel
         (raises wsctl.errors.ConnectError, kinds as for every wsctl client)
     Channel.send(text)  Channel.close(code, reason)  await Channel.wait_closed()
     Receiver.on_message(data, at)  Receiver.on_close(code, reason)
@@ -16,6 +17,7 @@ and ``wsctl.bench.transport_picows``; neither imports the other.
 from __future__ import annotations
 
 import ssl as ssl_module
+from collections.abc import Sequence
 from typing import Protocol
 
 __all__ = ["Channel", "Receiver", "Transport"]
@@ -60,6 +62,9 @@ class Transport(Protocol):
         *,
         timeout: float,
         ssl: ssl_module.SSLContext | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        subprotocols: Sequence[str] = (),
     ) -> Channel:
-        """Open a WebSocket to ``url``; raises :class:`wsctl.errors.ConnectError`."""
+        """Open a WebSocket to ``url`` with extra handshake ``headers`` and offering
+        ``subprotocols``; raises :class:`wsctl.errors.ConnectError`."""
         ...

@@ -20,6 +20,7 @@ import asyncio
 import socket
 import ssl as ssl_module
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from picows import (
@@ -165,6 +166,8 @@ class PicowsTransport:
         *,
         timeout: float,
         ssl: ssl_module.SSLContext | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        subprotocols: Sequence[str] = (),
     ) -> Channel:
         listener = _Listener(receiver)
         # We open the TCP socket ourselves so that a timeout during the HTTP upgrade can
@@ -180,6 +183,11 @@ class PicowsTransport:
         extra: dict[str, Any] = {}
         if ssl is not None:
             extra["ssl_context"] = ssl
+        wanted = list(headers)
+        if subprotocols:  # picows has no option for it: the header, as RFC 6455 writes it
+            wanted.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
+        if wanted:
+            extra["extra_headers"] = wanted
         try:
             async with asyncio.timeout(timeout):
                 transport, got = await ws_connect(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from wsctl.bench.engine import Progress
+from wsctl.bench.listen import merge_per_connection
 from wsctl.bench.plan import BenchPlan
 from wsctl.bench.runner import bottleneck_warnings, instrument_entry, process_cpu
 from wsctl.errors import InvalidInput, RunFailed
@@ -187,13 +188,16 @@ def merge_results(plan: BenchPlan, results: list[Result]) -> Result:
     # of them together (the parent included).
     cores = sum(float(p.get("cpu", 0.0)) for p in processes) + cpu / wall
     total_cpu_s = sum(float(p.get("cpu_s", 0.0)) for p in processes) + cpu
-    sent = merged.metrics.counters.get("messages.sent", 0)
     merged.metrics.set_gauge("generator.cpu", cores, "ratio")
-    merged.metrics.set_gauge("generator.sends_per_cpu_s",
-                             sent / total_cpu_s if total_cpu_s > 0 else 0.0, "per_s")
-    merged.metrics.set_gauge("messages.per_s", sent / plan.duration, "per_s")
-    merged.config = plan.to_dict()
+    sent = merged.metrics.counters.get("messages.sent")
+    if sent is not None:  # listen mode sends nothing
+        merged.metrics.set_gauge("generator.sends_per_cpu_s",
+                                 sent / total_cpu_s if total_cpu_s > 0 else 0.0, "per_s")
+        merged.metrics.set_gauge("messages.per_s", sent / plan.duration, "per_s")
+    merged.config = plan.public_dict()
     merged.config["processes"] = len(results)
+    m = merged.metrics
+    measured = {*m.histograms, *m.counters, *m.gauges}
     merged.details = {
         "series": sum_series([r.details.get("series", {}) for r in results]),
         "processes": [*processes, parent],
@@ -201,7 +205,13 @@ def merge_results(plan: BenchPlan, results: list[Result]) -> Result:
         "instrument": [instrument_entry(p) for p in processes],
         "merged_from": len(results),
         "ramp_seconds": max((r.details.get("ramp_seconds") or 0.0) for r in results),
+        "unmeasured": {name: why for r in results
+                       for name, why in (r.details.get("unmeasured") or {}).items()
+                       if name not in measured},
     }
+    if plan.mode == "listen":
+        merged.details["per_connection"] = merge_per_connection(
+            [r.details.get("per_connection") or {} for r in results])
     return merged
 
 

@@ -20,8 +20,12 @@ HELP = (
     "rtt (timed from the intended send: coordinated omission corrected) or delivery_latency, "
     "errors by kind, connections held, and the server's RSS per connection.\n\n"
     "Modes: echo (send a small JSON ping; the reference server answers pong, an echo server "
-    "echoes it) and resume (read protocol v1 events from the reference server: "
-    "delivery_latency from each event's ts). `{n}` in URL becomes each connection's index.\n\n"
+    "echoes it), resume (read protocol v1 events from the reference server: "
+    "delivery_latency from each event's ts) and listen (send nothing, count what a "
+    "push-only service sends; --sequence PATH gives messages.lost/duplicated/reordered, "
+    "--timestamp PATH delivery_latency). `{n}` in URL becomes each connection's index. "
+    "--protocol FILE, --header, --subprotocol and --on-open speak a service's own "
+    "protocol (docs/own-service.md).\n\n"
     "Gates: --criteria 'connect_time.p50: <= 50ms' (repeatable), relative ones with "
     "--baseline FILE: 'connect_time.p50: <= 1.2 * baseline'. The verdicts are judged and "
     "reported as wsctl run's: a table in the terminal and --junit, --markdown, --html, or "
@@ -29,15 +33,18 @@ HELP = (
     "result); the Markdown summary is also appended to $GITHUB_STEP_SUMMARY when that is "
     "set.\n\n"
     "Exit codes: 0 done, every criterion passed; 1 a criterion failed (or could not be "
-    "judged); 2 usage or invalid input (nothing was started); 3 the target was unreachable "
-    "or the run could not happen; 4 a criterion was INCONCLUSIVE (the figures could not be "
-    "trusted; the report says why) and none failed."
+    "judged), or the measurement is invalid: most connections failed or were dropped, most "
+    "frames were invalid, or listen mode heard nothing (a last warning line names the "
+    "likely cause); 2 usage or invalid input (nothing was started); 3 the target was "
+    "unreachable (no connection opened) or the run could not happen; 4 a criterion was "
+    "INCONCLUSIVE (the figures could not be trusted; the report says why) and none failed."
 )
 
 
 class ModeName(StrEnum):
     echo = "echo"
     resume = "resume"
+    listen = "listen"
 
 
 class TransportName(StrEnum):
@@ -96,8 +103,31 @@ def bench(
                                 "(connect_time still counts every connect).", "WARMUP")]
     = "0s",
     mode: Annotated[ModeName, _opt("echo = time round trips of a JSON ping; resume = "
-                                   "protocol v1 events from the reference server.", "MODE")]
+                                   "protocol v1 events from the reference server; listen = "
+                                   "send nothing, count what the server pushes.", "MODE")]
     = ModeName.echo,
+    protocol: Annotated[Path | None, _opt("The service's protocol block (YAML or JSON): "
+                                          "headers, subprotocols, query, on_open, sequence, "
+                                          "timestamp (docs/own-service.md).", "PROTOCOL",
+                                          show_default=False)] = None,
+    header: Annotated[list[str] | None, _opt("'Name: value' handshake header "
+                                             "(repeatable; ${VAR} reads the environment).",
+                                             None, "--header", show_default=False)] = None,
+    subprotocol: Annotated[list[str] | None, _opt("Subprotocol to offer (repeatable).",
+                                                  None, "--subprotocol",
+                                                  show_default=False)] = None,
+    on_open: Annotated[list[str] | None, _opt("JSON message to send once connected, e.g. "
+                                              "'{\"type\":\"subscribe\"}' (repeatable; "
+                                              "{n}, {stream}, ${VAR} filled).", None,
+                                              "--on-open", show_default=False)] = None,
+    sequence: Annotated[str | None, _opt("Listen mode: field path of each message's "
+                                         "sequence number, e.g. seq or data.offset -> "
+                                         "messages.lost/duplicated/reordered.", "SEQUENCE",
+                                         show_default=False)] = None,
+    timestamp: Annotated[str | None, _opt("Listen mode: field path of the sender's wall "
+                                          "time (s or ms) -> delivery_latency; the clocks "
+                                          "must agree.", "TIMESTAMP",
+                                          show_default=False)] = None,
     payload_size: Annotated[int, _opt("Bytes per message sent (about; JSON included).",
                                       "PAYLOAD_SIZE", min=0)] = 64,
     in_flight: Annotated[int, _opt("Unanswered messages a connection may have before its "
@@ -166,7 +196,9 @@ def bench(
         payload_size=payload_size, in_flight=in_flight, transport=transport.value,
         loop=loop.value, connect_timeout=connect_timeout, processes=processes,
         server_pid=server_pid, engine=engine.value, users=users, spawn_rate=spawn_rate,
-        workers=workers,
+        workers=workers, protocol=protocol, headers=header or [],
+        subprotocols=subprotocol or [], on_open=on_open or [], sequence=sequence,
+        timestamp=timestamp,
     )
     prepared = session.prepare(options)  # every InvalidInput is raised here, before starting
     view = "quiet" if quiet else ("live" if console.is_terminal else "plain")
@@ -177,18 +209,23 @@ def bench(
 def _report(result: Any, crit: list[Any], base: Any, console: Any, json_out: Path | None,
             reports: dict[str, Path | None], report_dir: Path | None) -> None:
     """Judge, print and write every report asked for, then exit as the verdicts say."""
-    from wsctl.bench import session
+    from wsctl.bench import session, validity
     from wsctl.bench.report import bench_report, judge
     from wsctl.report import json_text, write_outputs
     from wsctl.report._common import write_text
     from wsctl.report.console import print_report
 
     verdicts = judge(crit, result, base) if crit else []
+    asked = len(verdicts)
     unreachable: Unreachable | None = None
     try:
         session.check_reachable(result)
     except Unreachable as exc:
         unreachable = exc
+    invalid = validity.check(result)
+    if invalid:
+        verdicts += invalid
+        result.details["criteria"] = [v.to_json() for v in verdicts]
     report = bench_report(result, verdicts,
                           error=unreachable.message if unreachable is not None else None)
     if json_out is not None:
@@ -205,6 +242,15 @@ def _report(result: Any, crit: list[Any], base: Any, console: Any, json_out: Pat
         raise unreachable
     if verdicts:
         print_report(report, console)
+    if invalid:
+        failed = [v.criterion.key for v in verdicts[:asked] if v.status in ("fail", "error")]
+        if failed:
+            typer.echo(f"wsctl: error: {len(failed)} of {asked} criteria failed: "
+                       f"{', '.join(failed)}", err=True)
+        for verdict in invalid:  # last: the one line a person reads first
+            typer.echo(f"wsctl bench: warning: the measurement is invalid: {verdict.message}",
+                       err=True)
+        raise typer.Exit(1)
     if report.exit_code == 1:
         failed = [v.criterion.key for v in verdicts if v.status in ("fail", "error")]
         raise CriteriaFailed(f"{len(failed)} of {len(verdicts)} criteria failed: "
