@@ -455,6 +455,15 @@ def bench_worker(url: str, count: int, out_dir: Path) -> None:
 # --- the orchestration ------------------------------------------------------------------
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds process ``pid`` has spent runnable but waiting for a CPU (Linux schedstat,
+    all its threads' sum is the main thread's here): contention no stamping can undo."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
                             text=True)
@@ -494,8 +503,11 @@ async def run_all(args: argparse.Namespace, out_dir: Path
                     loop.call_later(hold, relay.resume)
 
             loop.call_at(loop.time() + (at - time.monotonic()), fault)
+            waited = runqueue_wait(probes.pid)
             actual = await done
             faults[name] = at if args.announce == "early" else actual
+            await asyncio.sleep(0.2)
+            faults[f"{name}_runqueue"] = runqueue_wait(probes.pid) - waited
             if args.announce == "late":
                 await asyncio.sleep(0.05)
                 announce(actual)
@@ -689,6 +701,12 @@ def main() -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="wsctl-observer-"))
     wall_offset = time.time() - time.monotonic()
     faults, relay_log = asyncio.run(run_all(args, out_dir))
+    import wsctl
+
+    print(f"wsctl from {Path(wsctl.__file__).parent}")
+    for phase in ("cut", "pause"):
+        print(f"{phase}: the probe process waited {faults[f'{phase}_runqueue'] * 1000:.1f} ms "
+              "for a CPU from 0.3 s before the fault to 0.2 s after it")
     result = json.loads((out_dir / "result.json").read_text())
     lag = result["details"]["loop_lag"]
     print(f"probes: {args.probes}, loop lag p99 {lag['p99'] and lag['p99'] * 1000:.1f} ms, "
