@@ -1,7 +1,8 @@
 """Are wsctl's instants where things happen? Probe and bench timings against the wire.
 
-    python benchmarks/observer.py [--probes 100] [--pause 3] [--announce early|late]
-                                  [--bench-connections 100] [--seed 1]
+    python benchmarks/observer.py [--probes 100] [--probe-processes 1] [--pause 3]
+                                  [--announce early|late] [--bench-connections 100]
+                                  [--seed 1] [--keep]
 
 An independent relay (this process, asyncio, 127.0.0.1) sits between the measuring side
 and the reference server (`python -m server_stub --port 0`, its own process) and logs
@@ -9,7 +10,8 @@ wire instants with `time.monotonic()` (system-wide on Linux, so comparable with 
 instants of the other processes): accept, upstream connect, the 101 response passing,
 every frame each way (text frames' JSON fields: type, offset, ts, t), resets and closes.
 
-1. 100 probes (a `wsctl.probe.Fleet` in a subprocess, as `wsctl probe` runs it: resume
+1. 100 probes (a `wsctl.probe.Fleet` in a subprocess, as `wsctl probe` runs it, or
+   spread over `--probe-processes` such subprocesses: resume
    mode, app heartbeat every 0.5 s with a 1 s timeout, records written as JSON lines)
    connect through the relay. After a steady stretch the relay cuts every connection at
    one instant (RST to both sides: SO_LINGER 0); later it stops relaying both ways for
@@ -327,7 +329,7 @@ class ServerSide(asyncio.Protocol):
 class _Tap:
     """A histogram stand-in: logs each recorded value with its probe and instant."""
 
-    def __init__(self, out: list[tuple[int, str, float, float]], probe: int, name: str,
+    def __init__(self, out: list[tuple[str, str, float, float]], probe: str, name: str,
                  inner: Any) -> None:
         self.out, self.probe, self.name, self.inner = out, probe, name, inner
 
@@ -339,21 +341,22 @@ class _Tap:
         return getattr(self.inner, name)
 
 
-def probe_worker(url: str, count: int, out_dir: Path, seed: int) -> None:
-    """A Fleet as `wsctl probe` runs it; stdin says `fault T` and `stop`."""
+def probe_worker(url: str, count: int, out_dir: Path, seed: int, worker: int) -> None:
+    """A Fleet as `wsctl probe` runs it; stdin says `fault T` and `stop`. Probe ``i`` of
+    worker ``k`` is called ``k-i`` (its stream ``obs-k-i``)."""
     from wsctl.backoff import BackoffPolicy
     from wsctl.probe.fleet import Fleet
     from wsctl.probe.machine import ProbeConfig, new_metrics
     from wsctl.probe.runner import RecordsWriter
 
-    taps: list[tuple[int, str, float, float]] = []
+    taps: list[tuple[str, str, float, float]] = []
 
     class TappedFleet(Fleet):
         def _start(self, index: int) -> Any:
             probe = super()._start(index)
             metrics = new_metrics()
             for name, hist in list(metrics.histograms.items()):
-                metrics.histograms[name] = _Tap(taps, index, name, hist)  # type: ignore[assignment]
+                metrics.histograms[name] = _Tap(taps, f"{worker}-{index}", name, hist)  # type: ignore[assignment]
             probe.machine.metrics = metrics
             return probe
 
@@ -363,7 +366,7 @@ def probe_worker(url: str, count: int, out_dir: Path, seed: int) -> None:
     config = ProbeConfig(url, heartbeat_interval=HEARTBEAT_INTERVAL,
                          heartbeat_timeout=HEARTBEAT_TIMEOUT, connect_timeout=5.0,
                          backoff=BackoffPolicy(base=0.5, cap=5.0))
-    writer = RecordsWriter(out_dir / "records.jsonl", [Monotonic()])  # type: ignore[list-item]
+    writer = RecordsWriter(out_dir / f"records-{worker}.jsonl", [Monotonic()])  # type: ignore[list-item]
     fleet = TappedFleet(config, count, seed=seed, sink=writer, tune_gc=True)
 
     async def commands() -> None:
@@ -381,11 +384,11 @@ def probe_worker(url: str, count: int, out_dir: Path, seed: int) -> None:
         control = asyncio.create_task(commands())
         result = await fleet.run()
         control.cancel()
-        (out_dir / "result.json").write_text(json.dumps(result.to_dict()))
+        (out_dir / f"result-{worker}.json").write_text(json.dumps(result.to_dict()))
 
     asyncio.run(main())
     writer.close()
-    with (out_dir / "taps.jsonl").open("w") as f:
+    with (out_dir / f"taps-{worker}.jsonl").open("w") as f:
         for tap in taps:
             f.write(json.dumps(tap) + "\n")
 
@@ -480,14 +483,17 @@ async def run_all(args: argparse.Namespace, out_dir: Path
     base = f"ws://127.0.0.1:{relay_port}"
     faults: dict[str, float] = {}
     try:
-        probes = _spawn("--probe-worker", f"{base}/ws/obs-{{n}}", str(args.probes),
-                        str(out_dir), str(args.seed))
-        assert probes.stdin is not None
+        k = args.probe_processes
+        workers = [_spawn("--probe-worker", f"{base}/ws/obs-{i}-{{n}}",
+                          str(len(range(i, args.probes, k))), str(out_dir),
+                          str(args.seed + i), str(i))
+                   for i in range(k)]
 
-        def announce(at: float) -> None:
-            assert probes.stdin is not None
-            probes.stdin.write(f"fault {at!r}\n")
-            probes.stdin.flush()
+        def announce(at: float, line: str = "fault") -> None:
+            for worker in workers:
+                assert worker.stdin is not None
+                worker.stdin.write(f"{line} {at!r}\n")
+                worker.stdin.flush()
 
         await asyncio.sleep(4.0)  # all connected, heartbeats and events flowing
         loop = asyncio.get_running_loop()
@@ -503,18 +509,19 @@ async def run_all(args: argparse.Namespace, out_dir: Path
                     loop.call_later(hold, relay.resume)
 
             loop.call_at(loop.time() + (at - time.monotonic()), fault)
-            waited = runqueue_wait(probes.pid)
+            before = [runqueue_wait(worker.pid) for worker in workers]
             actual = await done
             faults[name] = at if args.announce == "early" else actual
             await asyncio.sleep(0.2)
-            faults[f"{name}_runqueue"] = runqueue_wait(probes.pid) - waited
+            faults[f"{name}_runqueue"] = max(runqueue_wait(worker.pid) - b
+                                             for worker, b in zip(workers, before, strict=True))
             if args.announce == "late":
                 await asyncio.sleep(0.05)
                 announce(actual)
             await asyncio.sleep(hold + 5.0)
-        probes.stdin.write("stop\n")
-        probes.stdin.flush()
-        await asyncio.to_thread(probes.wait, 30)
+        announce(0.0, "stop")
+        for worker in workers:
+            await asyncio.to_thread(worker.wait, 30)
         faults["bench"] = time.monotonic()
         bench = _spawn("--bench-worker", f"{base}/ws/bench-{{n}}", str(args.bench_connections),
                        str(out_dir))
@@ -604,10 +611,11 @@ def compare(out_dir: Path, log: list[Any], faults: dict[str, float],
     by_path: dict[str, list[Conn]] = defaultdict(list)
     for conn in conns.values():
         by_path[conn.path].append(conn)
-    taps: dict[tuple[int, str], list[tuple[float, float]]] = defaultdict(list)
-    for line in (out_dir / "taps.jsonl").read_text().splitlines():
-        probe, name, value, at = json.loads(line)
-        taps[probe, name].append((value, at))
+    taps: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for path in out_dir.glob("taps-*.jsonl"):
+        for line in path.read_text().splitlines():
+            probe, name, value, at = json.loads(line)
+            taps[probe, name].append((value, at))
     table = Table()
     probes = sorted({p for p, _ in taps})
     windows = {"cut": (faults["cut"], faults["pause"]),
@@ -626,7 +634,7 @@ def compare(out_dir: Path, log: list[Any], faults: dict[str, float],
             if done is None or done.opened is None:
                 continue
 
-            def sample(name: str, p: int = p, begin: float = begin, end: float = end
+            def sample(name: str, p: str = p, begin: float = begin, end: float = end
                        ) -> float | None:
                 values = [v for v, at in taps.get((p, name), []) if begin <= at < end]
                 return values[0] if values else None
@@ -684,13 +692,20 @@ def compare(out_dir: Path, log: list[Any], faults: dict[str, float],
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--probe-worker":
-        probe_worker(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]))
+        probe_worker(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]),
+                     int(sys.argv[6]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--bench-worker":
         bench_worker(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument("--probe-processes", type=int, default=1,
+                        help="probe processes the probes are spread over (one loop each)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="diagnostic: run every process of the run (relay, server, probes, "
+                        "bench) at this nice value (negative needs root): how much of what "
+                        "is left is CPU contention from other work on the machine?")
     parser.add_argument("--pause", type=float, default=3.0, help="half-open pause, s")
     parser.add_argument("--announce", choices=("early", "late"), default="early",
                         help="fault instant sent before the fault, or 50 ms after it")
@@ -698,6 +713,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the logs; print where")
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)  # inherited by every process started from here
     out_dir = Path(tempfile.mkdtemp(prefix="wsctl-observer-"))
     wall_offset = time.time() - time.monotonic()
     faults, relay_log = asyncio.run(run_all(args, out_dir))
@@ -705,12 +722,14 @@ def main() -> None:
 
     print(f"wsctl from {Path(wsctl.__file__).parent}")
     for phase in ("cut", "pause"):
-        print(f"{phase}: the probe process waited {faults[f'{phase}_runqueue'] * 1000:.1f} ms "
-              "for a CPU from 0.3 s before the fault to 0.2 s after it")
-    result = json.loads((out_dir / "result.json").read_text())
-    lag = result["details"]["loop_lag"]
-    print(f"probes: {args.probes}, loop lag p99 {lag['p99'] and lag['p99'] * 1000:.1f} ms, "
-          f"max {lag['max'] and lag['max'] * 1000:.1f} ms; fault announced {args.announce}")
+        print(f"{phase}: a probe process waited up to "
+              f"{faults[f'{phase}_runqueue'] * 1000:.1f} ms for a CPU from 0.3 s before the "
+              "fault to 0.2 s after it")
+    lags = [json.loads(path.read_text())["details"]["loop_lag"]
+            for path in sorted(out_dir.glob("result-*.json"))]
+    print(f"probes: {args.probes} in {args.probe_processes} process(es), loop lag p99 "
+          f"{max(lag['p99'] or 0 for lag in lags) * 1000:.1f} ms, max "
+          f"{max(lag['max'] or 0 for lag in lags) * 1000:.1f} ms; fault announced {args.announce}")
     table = compare(out_dir, relay_log, faults, wall_offset)
     table.print(f"measured vs wire (outside: |d| > max({BOUND_ABS * 1000:g} ms, "
                 f"{BOUND_REL:.0%}); attempts: any difference)")
