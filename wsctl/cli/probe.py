@@ -124,6 +124,11 @@ def probe(
                                           "JSON", "--json", show_default=False)] = None,
     records: Annotated[Path | None, _opt("Write every state change as JSON lines here.",
                                          "RECORDS", show_default=False)] = None,
+    fault_file: Annotated[Path | None, _opt(
+        "On SIGUSR1, read the fault's instant from this file (a Unix time, e.g. `date "
+        "+%s.%N`, or 'monotonic SECONDS') rather than taking the signal's arrival: "
+        "detect_time then counts for probes that noticed before the signal too.",
+        "FAULT_FILE", show_default=False)] = None,
     metrics_port: Annotated[int | None, _opt(
         "Serve Prometheus metrics on this port (0 picks one) at /metrics.", "METRICS_PORT",
         min=0, max=65535, show_default=False)] = None,
@@ -249,7 +254,8 @@ def probe(
     try:
         result = asyncio.run(run_fleet(fleet, view=view.value, report_interval=interval,
                                        metrics_port=metrics_port, metrics_host=metrics_host,
-                                       console=console, out=console.file))
+                                       console=console, out=console.file,
+                                       fault_file=fault_file))
     finally:
         if writer is not None:
             writer.close()

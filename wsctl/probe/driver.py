@@ -12,11 +12,15 @@ import asyncio
 import functools
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
 from websockets.typing import Subprotocol
 
 from wsctl import __version__
@@ -60,6 +64,58 @@ class Link(Protocol):
 Connector = Callable[..., Awaitable[Link]]
 RecordSink = Callable[[list[Record]], None]
 
+_MESSAGE_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
+
+
+class StampedConnection(ClientConnection):
+    """websockets' client connection that notes when things happened in the I/O callback
+    that sees them (``time.monotonic()``; ``time.time()`` too for messages), not when the
+    task awaiting them next runs: with hundreds of probes on one loop, a burst of losses
+    or opens would otherwise be stamped tens of milliseconds late, one after the other.
+
+    ``opened_at``: the 101 response arrived. ``arrivals``: one ``(monotonic, wall)`` per
+    whole message, in the order ``recv()`` returns them. ``pong_at``: the last pong.
+    ``lost_at``: the first of a close frame, end of stream or the connection lost.
+    """
+
+    opened_at: float | None = None
+    pong_at: float | None = None
+    lost_at: float | None = None
+    _read_at: tuple[float, float] = (0.0, 0.0)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrivals: deque[tuple[float, float]] = deque()
+
+    def data_received(self, data: bytes) -> None:
+        self._read_at = (time.monotonic(), time.time())
+        super().data_received(data)
+
+    def process_event(self, event: Any) -> None:
+        at = self._read_at
+        if isinstance(event, Frame):
+            opcode = event.opcode
+            if opcode in _MESSAGE_OPCODES:
+                if event.fin:
+                    self.arrivals.append(at)
+            elif opcode is Opcode.PONG:
+                self.pong_at = at[0]
+            elif opcode is Opcode.CLOSE and self.lost_at is None:
+                self.lost_at = at[0]
+        elif isinstance(event, Response) and self.opened_at is None:
+            self.opened_at = at[0]
+        super().process_event(event)
+
+    def eof_received(self) -> None:
+        if self.lost_at is None:
+            self.lost_at = time.monotonic()
+        super().eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost_at is None:
+            self.lost_at = time.monotonic()
+        super().connection_lost(exc)
+
 
 def websockets_connector(
     ssl_context: ssl.SSLContext | None = None,
@@ -91,6 +147,7 @@ def websockets_connector(
                 proxy=None,
                 max_size=max_size,
                 user_agent_header=f"wsctl/{__version__}",
+                create_connection=StampedConnection,
                 **options,
             )
         except InvalidURI:
@@ -111,7 +168,7 @@ class Probe:
     """Drives one machine: ``run()`` until it is closed or gives up; ``request_stop()``."""
 
     __slots__ = ("machine", "_clock", "_connector", "_sink", "_link", "_task", "_stopping",
-                 "_timer", "_timer_at", "_receiving", "_woken")
+                 "_timer", "_timer_at", "_receiving", "_woken", "_stamps")
 
     def __init__(
         self,
@@ -135,6 +192,13 @@ class Probe:
         self._timer_at = 0.0
         self._receiving = False
         self._woken = False
+        # A link's own instants (StampedConnection) are time.monotonic(): usable only when
+        # that is the clock the machine runs on.
+        self._stamps = isinstance(self._clock, MonotonicClock)
+
+    def _instant(self, stamp: float | None) -> float:
+        """The link's stamp of an event when it has one, else now."""
+        return stamp if stamp is not None and self._stamps else self._clock.now()
 
     def request_stop(self) -> None:
         """Close politely and end ``run()`` as soon as possible."""
@@ -257,7 +321,7 @@ class Probe:
             return machine.handle(ConnectFailed(clock.now(), exc.message, exc.retry_after,
                                                 exc.kind))
         self._link = link
-        return machine.handle(Connected(clock.now()))
+        return machine.handle(Connected(self._instant(getattr(link, "opened_at", None))))
 
     async def _next(self) -> list[Action]:
         """Wait for whatever comes first: a frame, a close, or the machine's deadline."""
@@ -288,15 +352,22 @@ class Probe:
         except ConnectionClosed as exc:
             self._link = None
             code, reason = _close_code(exc)
-            return machine.handle(Closed(clock.now(), code, reason))
+            return machine.handle(Closed(self._instant(getattr(link, "lost_at", None)), code,
+                                         reason))
         finally:
             self._receiving = False
+        arrivals = getattr(link, "arrivals", None)
+        if arrivals:
+            at, wall = arrivals.popleft()
+            if self._stamps:
+                return machine.handle(Received(at, wall, frame))
         return machine.handle(Received(clock.now(), time.time(), frame))
 
     def _on_pong(self, sent_at: float, link: Link, waiter: asyncio.Future[float]) -> None:
         if waiter.cancelled() or waiter.exception() is not None or link is not self._link:
             return
-        self.machine.handle(PongReceived(self._clock.now(), sent_at))
+        self.machine.handle(PongReceived(self._instant(getattr(link, "pong_at", None)),
+                                         sent_at))
 
     def __repr__(self) -> str:
         return f"Probe({self.machine!r})"

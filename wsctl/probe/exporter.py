@@ -3,14 +3,18 @@
 Like a blackbox exporter for WebSockets: probes keep running and ``GET /metrics``
 reports their states, counters and duration histograms (buckets computed from the
 HDR histograms at scrape time). Served on the fleet's own event loop, so scrapes never
-race the probes.
+race the probes. ``POST /fault?at=UNIX_TIME`` says when a fault was injected (before or
+after the probes noticed it): open probes measure ``detect_time`` from that instant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Iterator
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -25,6 +29,22 @@ from wsctl.probe.workers import AnyFleet
 
 SECONDS_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 COUNT_BUCKETS = [1, 2, 3, 5, 10, 20, 50, 100]
+
+
+def fault_instant(text: str) -> float:
+    """A fault instant written by a person or a script, as this process's monotonic time:
+    a Unix time (``date +%s.%N``), or ``monotonic SECONDS`` for a ``time.monotonic()``
+    reading (system-wide on Linux). ValueError if it is neither."""
+    words = text.replace("=", " ").split()
+    if len(words) == 2 and words[0] == "monotonic":
+        value = float(words[1])
+        if math.isfinite(value):
+            return value
+    elif len(words) == 1:
+        value = float(words[0])
+        if math.isfinite(value) and value > 0:
+            return value - (time.time() - time.monotonic())
+    raise ValueError(f"not a Unix time nor 'monotonic SECONDS': {text.strip()[:60]!r}")
 
 
 def metric_name(name: str, unit: str = "") -> str:
@@ -62,11 +82,13 @@ class FleetCollector(Collector):
 
 
 class MetricsServer:
-    """A minimal HTTP/1.1 server on the event loop: ``GET /metrics`` and nothing else."""
+    """A minimal HTTP/1.1 server on the event loop: ``GET /metrics``, and ``POST /fault``
+    (``?at=`` a Unix time or ``monotonic=`` seconds; none: now) marking a fault."""
 
     def __init__(self, fleet: AnyFleet, host: str = "127.0.0.1", port: int = 9464) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(FleetCollector(fleet))
+        self.fleet = fleet
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -83,15 +105,33 @@ class MetricsServer:
             await self._server.wait_closed()
             self._server = None
 
+    def _fault(self, query: str) -> tuple[bytes, bytes]:
+        params = parse_qs(query)
+        try:
+            if "at" in params:
+                at = fault_instant(params["at"][0])
+            elif "monotonic" in params:
+                at = fault_instant("monotonic " + params["monotonic"][0])
+            else:
+                at = time.monotonic()
+        except ValueError as exc:
+            return b"400 Bad Request", f"{exc}; try /fault?at=$(date +%s.%N)\n".encode()
+        self.fleet.inject_fault(at)
+        unix = at + time.time() - time.monotonic()
+        return b"200 OK", f"fault marked at {unix:.6f}\n".encode()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(10):
                 head = await reader.readuntil(b"\r\n\r\n")
             parts = head.split(b"\r\n", 1)[0].split()
-            path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
+            path, _, query = (parts[1] if len(parts) >= 2 else b"").partition(b"?")
             if len(parts) >= 2 and parts[0] == b"GET" and path == b"/metrics":
                 body = generate_latest(self.registry)
                 status, ctype = b"200 OK", CONTENT_TYPE_LATEST.encode()
+            elif len(parts) >= 2 and parts[0] == b"POST" and path == b"/fault":
+                status, body = self._fault(query.decode("latin-1"))
+                ctype = b"text/plain"
             else:
                 body, status, ctype = b"not found; try /metrics\n", b"404 Not Found", \
                     b"text/plain"

@@ -42,6 +42,7 @@ HEARTBEATS: tuple[HeartbeatKind, ...] = ("auto", "app", "protocol", "off")
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
 DEFAULT_HEARTBEAT_TIMEOUT = 5.0
 ECHO_KEY = "wsctl_echo"
+MAX_UNPAIRED = 16  # losses kept for pairing with a fault instant given after the fact
 
 # Metric names: a public contract (DESIGN.md section 6, docs/probe.md).
 HISTOGRAMS: tuple[tuple[str, Literal["s", "count"]], ...] = (
@@ -348,9 +349,9 @@ class ProbeMachine:
         "hb_kind", "hb_interval", "hb_timeout", "stop_at", "reconnect_at", "ping_at",
         "ping_sent", "pong_due", "welcome_due", "send_at", "attempt_started", "opened_at",
         "loss_at", "awaiting_welcome", "outage_from", "last_data_at", "recovery_attempts",
-        "fault_at", "tracker", "epoch", "echo_seq", "reconnects", "last_rtt", "last_latency",
-        "last_error", "ever_opened", "dialect", "stream", "env", "generations", "session",
-        "resume_from", "closed_by_server",
+        "fault_at", "unpaired", "tracker", "epoch", "echo_seq", "reconnects", "last_rtt",
+        "last_latency", "last_error", "ever_opened", "dialect", "stream", "env", "generations",
+        "session", "resume_from", "closed_by_server",
     )
 
     def __init__(
@@ -407,6 +408,9 @@ class ProbeMachine:
         self.last_data_at: float | None = None
         self.recovery_attempts = 0
         self.fault_at: float | None = None
+        # Losses noticed with no fault instant pending, as (connection opened, loss noticed):
+        # a fault instant given after the fact (a signal, an HTTP call) still finds its loss.
+        self.unpaired: list[tuple[float, float]] | None = None
         self.tracker = SequenceTracker()
         self.epoch: str | None = None
         self.echo_seq = 0
@@ -424,8 +428,21 @@ class ProbeMachine:
         return [self._connect(now)]
 
     def fault_injected(self, at: float) -> None:
-        """A fault was injected at ``at``: the next loss noticed yields a ``detect_time``."""
-        if self.state is State.OPEN:
+        """A fault was injected at ``at``, which may be in the past: the first loss noticed
+        at or after ``at``, on a connection open at ``at``, yields ``detect_time`` - whether
+        it was noticed before this call (an instantaneous fault: the probe noticed before
+        it was told) or is noticed later."""
+        losses = self.unpaired
+        if losses:
+            if len(losses) == MAX_UNPAIRED and losses[0][1] > at:
+                return  # the loss that fault caused may have been forgotten: no guess
+            for i, (opened, lost) in enumerate(losses):
+                if lost >= at:
+                    del losses[:i + 1]
+                    if opened <= at:
+                        self.metrics.histograms["detect_time"].record(lost - at)
+                    return
+        if self.state is State.OPEN and self.opened_at <= at:
             self.fault_at = at
 
     def stop(self, now: float) -> list[Action]:
@@ -844,6 +861,12 @@ class ProbeMachine:
             if now >= self.fault_at:
                 metrics.histograms["detect_time"].record(now - self.fault_at)
             self.fault_at = None
+        else:
+            if self.unpaired is None:
+                self.unpaired = []
+            elif len(self.unpaired) == MAX_UNPAIRED:
+                del self.unpaired[0]
+            self.unpaired.append((self.opened_at, now))
         self.last_error = reason
         self._record(now, State.LOST, reason, code)
         if self.loss_at is None:

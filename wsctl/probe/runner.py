@@ -20,11 +20,24 @@ from rich.console import Console
 from wsctl.errors import InvalidInput, PortInUse, Unreachable
 from wsctl.metrics import Result
 from wsctl.probe.console import print_progress, show_live
-from wsctl.probe.exporter import MetricsServer
+from wsctl.probe.exporter import MetricsServer, fault_instant
 from wsctl.probe.machine import Record
 from wsctl.probe.workers import AnyFleet
 
 View = Literal["auto", "live", "plain", "quiet"]
+
+
+def read_fault_file(path: Path) -> float | None:
+    """``--fault-file``: the fault instant a script wrote there before sending SIGUSR1
+    (see ``fault_instant``); None, with a warning on stderr, if it cannot be read (the
+    signal's arrival is then the instant)."""
+    try:
+        return fault_instant(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        print(f"wsctl probe: warning: --fault-file {path}: {why}; the fault is taken to "
+              "have happened when SIGUSR1 arrived", file=sys.stderr, flush=True)
+        return None
 
 
 def tls_context(cacert: Path | None, insecure: bool) -> ssl.SSLContext | None:
@@ -69,8 +82,10 @@ async def run_fleet(
     metrics_host: str = "127.0.0.1",
     console: Console | None = None,
     out: IO[str] | None = None,
+    fault_file: Path | None = None,
 ) -> Result:
-    """Run ``fleet`` to its end with the chosen view; SIGINT/SIGTERM stop it politely."""
+    """Run ``fleet`` to its end with the chosen view; SIGINT/SIGTERM stop it politely.
+    SIGUSR1 marks a fault: now, or at the instant written in ``fault_file``."""
     loop = asyncio.get_running_loop()
     out = out or sys.stdout
     console = console or Console(file=out)
@@ -87,9 +102,13 @@ async def run_fleet(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, on_signal)
             installed.append(sig)
-    # SIGUSR1 = "a fault was injected now": open probes then measure detect_time from it.
+    def on_fault() -> None:
+        fleet.inject_fault(read_fault_file(fault_file) if fault_file is not None else None)
+
+    # SIGUSR1 = "a fault was injected (now, or at the instant in the fault file)": probes
+    # open then measure detect_time from it, also those that noticed before the signal.
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
-        loop.add_signal_handler(signal.SIGUSR1, fleet.inject_fault)
+        loop.add_signal_handler(signal.SIGUSR1, on_fault)
         installed.append(signal.SIGUSR1)
     exporter = None
     ui: asyncio.Task[None] | None = None

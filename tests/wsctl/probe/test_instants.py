@@ -1,0 +1,98 @@
+"""The driver's instants are taken in the I/O callback that sees them (real sockets)."""
+
+import asyncio
+import random
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
+from wsctl.probe import Probe, ProbeConfig, ProbeMachine
+from wsctl.probe.driver import StampedConnection
+from wsctl.probe.machine import Closed, Connected, PongReceived, Received, new_metrics
+
+pytestmark = pytest.mark.timeout(30)
+
+BUSY = 0.2  # how long the loop stays busy after each callback
+
+
+class BusyAfterCallbacks(StampedConnection):
+    """Keeps the loop busy right after each I/O callback, as a hundred other probes would:
+    the task awaiting the event runs ``BUSY`` seconds after the bytes were read."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        time.sleep(BUSY)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        time.sleep(BUSY)
+
+
+async def busy_connector(url: str, timeout: float):
+    return await connect(url, create_connection=BusyAfterCallbacks, ping_interval=None,
+                         open_timeout=timeout)
+
+
+class Watched(ProbeMachine):
+    """A machine that notes each event it gets with the instant the driver handed it over."""
+
+    def __init__(self, config: ProbeConfig) -> None:
+        super().__init__(0, config, new_metrics(), random.Random(1), time.monotonic())
+        self.seen: list[tuple[object, float]] = []
+
+    def handle(self, event):
+        self.seen.append((event, time.monotonic()))
+        return super().handle(event)
+
+
+async def run_until(config: ProbeConfig, wanted: type) -> list[tuple[object, float]]:
+    """Run one probe over the busy connection until the machine gets a ``wanted`` event."""
+    machine = Watched(config)
+    probe = Probe(machine, busy_connector)
+    task = asyncio.create_task(probe.run())
+    for _ in range(300):
+        await asyncio.sleep(0.01)
+        if any(isinstance(event, wanted) for event, _ in machine.seen):
+            break
+    probe.request_stop()
+    await task
+    return machine.seen
+
+
+async def test_open_frames_and_loss_carry_the_instant_their_bytes_arrived():
+    """Connected, Received and Closed are stamped when the socket saw them, not BUSY later
+    when the probe's task ran."""
+
+    async def send_then_drop(ws):
+        await ws.send("hello")
+        await asyncio.sleep(0.3)
+        ws.transport.abort()
+
+    async with serve(send_then_drop, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen", duration=2.0,
+                             heartbeat="off")
+        seen = await run_until(config, Closed)
+    lateness = {type(event).__name__: handled - event.at for event, handled in seen
+                if isinstance(event, Connected | Received | Closed)}
+    assert set(lateness) == {"Connected", "Received", "Closed"}
+    for name, late in lateness.items():
+        assert late >= BUSY * 0.9, f"{name} stamped when handled, not when it arrived"
+
+
+async def test_protocol_pong_is_timed_at_its_arrival():
+    """A protocol pong's rtt ends when the pong was read, not when the waiter's callback
+    ran after a busy stretch."""
+    async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ProbeConfig(f"ws://127.0.0.1:{port}/", mode="listen", duration=2.0,
+                             heartbeat="protocol", heartbeat_interval=0.05,
+                             heartbeat_timeout=1.0)
+        seen = await run_until(config, PongReceived)
+    pongs = [(event, handled) for event, handled in seen if isinstance(event, PongReceived)]
+    assert pongs
+    event, handled = pongs[0]
+    assert handled - event.at >= BUSY * 0.9
+    assert event.at - event.sent_at < BUSY / 2  # the rtt the machine records
