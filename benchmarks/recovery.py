@@ -1,7 +1,7 @@
 """Recovery after a server SIGKILL: wsctl's default reconnect policy vs websockets' own loop.
 
     python benchmarks/recovery.py [--probes 1000] [--workers 5] [--rounds 3] [--down 1.0]
-                                  [--fast 0.1] [--server-arg=--loop --server-arg=asyncio]
+                                  [--also-fast 0.25 0.5] [--server-arg=--loop ...]
 
 One run: start the reference server (`python -m server_stub --port P`), spread the
 clients over worker processes (this file with `--worker`), wait until every client is
@@ -13,7 +13,8 @@ wait until every client is open again. The clients are either
 - `websockets`: `async for ws in websockets.asyncio.client.connect(url)`, websockets'
   own reconnect loop with its default backoff (the peer baseline),
 
-and the two kinds alternate within each round (their order alternates by round), each on
+(`--also-fast S` adds `wsctl:S`, wsctl with a fast-retry ceiling of S seconds), and the
+kinds alternate within each round (their order alternates by round), each on
 a fresh server.
 
 Per run, from instants every process takes with `time.monotonic()` (one clock for all
@@ -156,12 +157,13 @@ async def websockets_clients(url: str, count: int, watch: Watch) -> list[asyncio
     return [asyncio.create_task(client(i)) for i in range(count)]
 
 
-async def worker(kind: str, url: str, count: int, seed: int, fast: float | None) -> None:
+async def worker(kind: str, url: str, count: int, seed: int) -> None:
     """Run ``count`` clients; stdin: ``kill T`` (the kill instant), ``report`` (stop and
     print the JSON report); stdout: ``ready`` once all are open, ``recovered``."""
     watch = Watch(count)
     lag = asyncio.create_task(watch.lag())
-    if kind == "wsctl":
+    if kind.startswith("wsctl"):
+        fast = float(kind.partition(":")[2]) if ":" in kind else None
         fleet, run = await wsctl_clients(url, count, seed, watch, fast)
 
         def all_open() -> bool:
@@ -204,7 +206,7 @@ async def worker(kind: str, url: str, count: int, seed: int, fast: float | None)
             print("recovered", flush=True)
     lag.cancel()
     reading.cancel()
-    if kind == "wsctl":
+    if kind.startswith("wsctl"):
         fleet.stop()
         await run
     else:
@@ -367,8 +369,6 @@ async def one_run(kind: str, port: int, args: argparse.Namespace) -> tuple[Run, 
     workers = []
     for index, count in enumerate(counts):
         cmd = [sys.executable, __file__, "--worker", kind, url, str(count), str(index)]
-        if args.fast is not None:
-            cmd += ["--fast", str(args.fast)]
         workers.append(await asyncio.create_subprocess_exec(
             *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
     try:
@@ -453,11 +453,12 @@ async def parent(args: argparse.Namespace) -> None:
           f"{'gaveup':>6} {'early':>5} {'attempts':>8} {'peak/s':>8} {'reach/s':>8} "
           f"{'start ms':>8} {'lag p99':>8} {'lag max':>8} {'cpu':>6} {'server':>6} "
           f"{'kill->open':>7}", flush=True)
-    runs: dict[str, list[Run]] = {kind: [] for kind in KINDS}
+    kinds = KINDS + tuple(f"wsctl:{fast:g}" for fast in args.also_fast)
+    runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
     port = 0
     saturated: list[str] = []
     for round_no in range(1, args.rounds + 1):
-        order = KINDS if round_no % 2 else KINDS[::-1]
+        order = kinds if round_no % 2 else kinds[::-1]
         for kind in order:
             run, port = await one_run(kind, port, args)
             runs[kind].append(run)
@@ -486,13 +487,13 @@ def summarize(runs: dict[str, list[Run]], saturated: list[str]) -> None:
         ("worker loop lag max ms (worst)", "lag_max", 1000, 1),
         ("worker CPU share (worst)", "cpu", 1, 2),
         ("server CPU share after restart", "server_cpu", 1, 2)]
-    print(f"\n{'median over rounds':<36}{'wsctl':>12} {'websockets':>12} "
+    print(f"\n{'median over rounds':<36}" + "".join(f"{kind:>12} " for kind in runs) +
           f"{'websockets/wsctl':>17}")
     for label, name, scale, digits in figures:
         ours, peer = med("wsctl", name), med("websockets", name)
         ratio = f"{peer / ours:.1f}x" if ours else "-"
-        print(f"{label:<36}{ours * scale:>12.{digits}f} {peer * scale:>12.{digits}f} "
-              f"{ratio:>17}")
+        cells = "".join(f"{med(kind, name) * scale:>12.{digits}f} " for kind in runs)
+        print(f"{label:<36}{cells}{ratio:>17}")
     mean, p99, gave = med("wsctl", "mean"), med("wsctl", "p99"), med("wsctl", "gave_up")
     ratios = [p.mean / o.mean for o, p in zip(runs["wsctl"], runs["websockets"], strict=True)]
     ratio = statistics.median(ratios)
@@ -522,8 +523,8 @@ def main() -> None:
                         help="seconds all open before the kill")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds after the restart before a client counts as gave up")
-    parser.add_argument("--fast", type=float, default=None,
-                        help="wsctl's fast-retry ceiling (default: BackoffPolicy's)")
+    parser.add_argument("--also-fast", type=float, nargs="*", default=[], metavar="S",
+                        help="also run wsctl with these fast-retry ceilings (kind wsctl:S)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for the server (repeat)")
     parser.add_argument("--worker", nargs=4, metavar=("KIND", "URL", "COUNT", "INDEX"),
@@ -533,7 +534,7 @@ def main() -> None:
         kind, url, count, index = args.worker
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, int(count) + 1000), hard))
-        asyncio.run(worker(kind, url, int(count), int(index) + 1, args.fast))
+        asyncio.run(worker(kind, url, int(count), int(index) + 1))
         return
     asyncio.run(parent(args))
 
