@@ -32,6 +32,9 @@ processes on Linux):
   and CPU share of a core, over the kill -> last reconnect window, judged with the
   bounds of `wsctl.metrics.instrument` (the ones `wsctl run` uses).
 - server start-up: spawn -> listening of the restarted server.
+- stalls (wsctl only, from its records): attempts that took >= 0.9 s, the signature of a
+  SYN the kernel dropped and the client resent after 1 s; and the kernel's machine-wide
+  ListenOverflows / TCPSynRetrans over the run (other processes on the machine count too).
 
 Printed: one line per run, then per kind the median over rounds of each figure and the
 ratio websockets / wsctl. The targets (issue 13): wsctl mean <= 0.5 s, p99 <= 2 s, 0 gave
@@ -60,6 +63,7 @@ from wsctl.metrics.instrument import ProcessHealth
 
 KINDS = ("wsctl", "websockets")
 LAG_PERIOD = 0.05
+STALL = 0.9  # s: an attempt this long waited for a resent SYN (1 s) or a full queue
 
 
 # -- worker side ---------------------------------------------------------------------
@@ -74,6 +78,7 @@ class Watch:
         self.opens: list[float | None] = [None] * count
         self.ever_open = [False] * count
         self.gave_up = 0
+        self.stalls = 0  # attempts (wsctl only) that took >= STALL: a resent SYN's signature
         self.attempts: list[tuple[float, bool]] = []  # (instant, reached the server)
         self.failures: Counter[str] = Counter()  # after the kill: how attempts failed
         self.samples: list[tuple[float, float, float]] = []  # (instant, lag, cpu seconds)
@@ -107,6 +112,7 @@ class Watch:
             "opens": self.opens,
             "gave_up": self.gave_up,
             "failures": self.failures,
+            "stalls": self.stalls,
             "attempts": [a for a in self.attempts if a[0] >= since],
             "samples": [s for s in self.samples if s[0] >= since],
         }
@@ -119,9 +125,20 @@ async def wsctl_clients(url: str, count: int, seed: int, watch: Watch, fast: flo
     from wsctl.errors import FREE_KINDS
     from wsctl.probe import Fleet, ProbeConfig, Record, State
 
+    began: dict[int, float] = {}  # probe -> when its attempt in progress began
+
     def sink(records: list[Record]) -> None:
         for r in records:
-            if r.state is State.OPEN and r.previous is not State.OPEN:  # not a note
+            if r.state is State.CONNECTING:
+                began[r.probe] = r.at
+                continue
+            outcome = r.state is State.OPEN and r.previous is not State.OPEN  # not a note
+            if outcome or r.kind is not None:
+                start = began.pop(r.probe, None)
+                if start is not None and r.at - start >= STALL and watch.kill_at is not None \
+                        and start >= watch.kill_at:
+                    watch.stalls += 1
+            if outcome:
                 watch.opened(r.probe, r.at)
             elif r.kind is not None:  # the outcome of a failed attempt
                 watch.attempt(r.at, r.kind not in FREE_KINDS, r.kind)
@@ -232,6 +249,7 @@ class Run:
     attempts: int
     startup: float
     failures: Counter[str]
+    stalls: int
     netstat: dict[str, int]
     server_cpu: float  # share of a core from listening to the last reconnect (about)
     down: float  # kill -> listening again
@@ -420,6 +438,7 @@ async def one_run(kind: str, port: int, args: argparse.Namespace) -> tuple[Run, 
         netstat=netstat,
         server_cpu=server_busy / max(1e-9, server_window),
         down=listening - killed,
+        stalls=sum(r["stalls"] for r in reports),
         failures=sum((Counter(r["failures"]) for r in reports), Counter()),
         health=[health_of(f"{kind} worker {i}", r["samples"], killed, end)
                 for i, r in enumerate(reports)],
@@ -465,7 +484,10 @@ async def parent(args: argparse.Namespace) -> None:
             print(row(run, round_no), flush=True)
             print(f"{'':17}failed attempts: " + (", ".join(
                 f"{k} {n}" for k, n in run.failures.most_common()) or "none") +
-                  "; kernel: " + ", ".join(f"{k} {n}" for k, n in run.netstat.items()),
+                  f"; attempts >= {STALL:g} s: " +
+                  (str(run.stalls) if run.kind.startswith("wsctl") else "n/a") +
+                  "; kernel (machine-wide): " +
+                  ", ".join(f"{k} {n}" for k, n in run.netstat.items()),
                   flush=True)
             saturated += [f"round {round_no} {p}" for p in run.saturation()]
     summarize(runs, saturated)
