@@ -32,9 +32,11 @@ processes on Linux):
   and CPU share of a core, over the kill -> last reconnect window, judged with the
   bounds of `wsctl.metrics.instrument` (the ones `wsctl run` uses).
 - server start-up: spawn -> listening of the restarted server.
-- stalls (wsctl only, from its records): attempts that took >= 0.9 s, the signature of a
-  SYN the kernel dropped and the client resent after 1 s; and the kernel's machine-wide
-  ListenOverflows / TCPSynRetrans over the run (other processes on the machine count too).
+- slow attempts (wsctl only, from its records): attempts that took >= 0.9 s: a SYN the
+  kernel dropped and the client resent after 1 s, or a long queue at a CPU-starved
+  server; and the kernel's machine-wide ListenOverflows (SYNs dropped at a full listen
+  queue) and TCPSynRetrans (SYN and SYN-ACK resends) over the run (other processes on the
+  machine count too).
 
 Printed: one line per run, then per kind the median over rounds of each figure and the
 ratio websockets / wsctl. The targets (issue 13): wsctl mean <= 0.5 s, p99 <= 2 s, 0 gave
@@ -63,7 +65,7 @@ from wsctl.metrics.instrument import ProcessHealth
 
 KINDS = ("wsctl", "websockets")
 LAG_PERIOD = 0.05
-STALL = 0.9  # s: an attempt this long waited for a resent SYN (1 s) or a full queue
+STALL = 0.9  # s: an attempt this long waited for a resent SYN (1 s) or a long queue
 
 
 # -- worker side ---------------------------------------------------------------------
@@ -78,7 +80,7 @@ class Watch:
         self.opens: list[float | None] = [None] * count
         self.ever_open = [False] * count
         self.gave_up = 0
-        self.stalls = 0  # attempts (wsctl only) that took >= STALL: a resent SYN's signature
+        self.stalls = 0  # attempts (wsctl only) that took >= STALL
         self.attempts: list[tuple[float, bool]] = []  # (instant, reached the server)
         self.failures: Counter[str] = Counter()  # after the kill: how attempts failed
         self.samples: list[tuple[float, float, float]] = []  # (instant, lag, cpu seconds)
