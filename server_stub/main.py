@@ -51,6 +51,13 @@ log = logging.getLogger("server_stub")
 
 HEARTBEAT_PAYLOAD = b"wsctl-hb"
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
+# Listen backlog of the reference profile. asyncio's and uvloop's default, 100, overflows
+# when a restarted server meets every client retrying at once: the kernel drops the
+# excess SYNs and each of those clients waits for its 1 s SYN retransmit
+# (benchmarks/recovery.py counts ListenOverflows). Linux caps it at net.core.somaxconn
+# (4096 by default). The baseline profile keeps the stock 100.
+LISTEN_BACKLOG = 4096
+STOCK_BACKLOG = 100
 _OFFSET = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() admits "²"
 
 
@@ -175,6 +182,7 @@ class ReferenceServer:
                 ssl=ssl_context,
                 create_connection=self._conn_class,
                 server_header=f"wsctl-reference/{__version__}",
+                backlog=LISTEN_BACKLOG if cfg.profile == "reference" else STOCK_BACKLOG,
             )
         except OSError as exc:
             if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:

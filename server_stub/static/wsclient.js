@@ -19,6 +19,11 @@
  *   hint (1001/1013). After `maxAttempts` failed reconnects in a row the client is
  *   `offline` until `retryNow()`, the browser's `online` event, or the page becoming
  *   visible again.
+ * - With `healthUrl`, an attempt that fails before opening is followed by one fetch of
+ *   the server's health URL: a network error means nothing listens (a restart in
+ *   progress, which costs the server nothing), so the client retries within `fastDelay`
+ *   for the first `fastFor` ms of the outage; an HTTP answer means the server is up and
+ *   refusing, so the backoff goes on, honouring a readable `Retry-After`.
  * - A heartbeat (`{"type":"ping","t":...}`, since browsers cannot send protocol pings)
  *   declares a connection dead when nothing arrives within `heartbeatTimeout` of a ping,
  *   so a silent, half-open connection is replaced within interval + timeout.
@@ -38,6 +43,9 @@
     heartbeatInterval: null, // ms between pings; null: the welcome's heartbeat.interval
     heartbeatTimeout: null, // ms to wait for any frame after a ping; null: the welcome's
     connectTimeout: 10000, // ms from opening a socket to its welcome
+    healthUrl: null, // fetched after a failed attempt; true: /ws/health of the stream's host
+    fastDelay: 250, // ms: retry ceiling when the health fetch finds nothing listening
+    fastFor: 30000, // ms from an outage's start that the fast retry lasts
     ack: false, // send {"type":"ack"} with each ping so the server may trim history
     epoch: null, // resume from a stored position: the epoch and the last offset seen
     offset: 0, // (ignored without an epoch)
@@ -45,6 +53,7 @@
     random: Math.random, // injectable for tests: returns [0, 1)
     now: () => (global.performance ? global.performance.now() : Date.now()),
     WebSocket: null, // defaults to the global WebSocket
+    fetch: null, // defaults to the global fetch (used only with healthUrl)
     onstate: null, // (state, info): connecting, open, reconnecting, offline, closed
     onwelcome: null, // (welcome): every welcome frame, including its snapshot
     onevent: null, // ({offset, ts, data}): each event once, in order
@@ -63,6 +72,65 @@
     if (code !== 1001 && code !== 1013) return null;
     const match = /retry_ms=(\d+)/.exec(reason || "");
     return match ? Number(match[1]) : null;
+  }
+
+  /** The health URL the `healthUrl` option names: `true` means `/ws/health` on the stream
+   * URL's host and port (ws -> http, wss -> https); a string is used as it is; null: none. */
+  function healthUrlFor(url, option) {
+    if (option == null || option === false) return null;
+    if (option !== true) return String(option);
+    const target = new URL(url);
+    target.protocol = target.protocol === "wss:" ? "https:" : "http:";
+    target.pathname = "/ws/health";
+    target.search = "";
+    target.hash = "";
+    return target.toString();
+  }
+
+  /** Milliseconds a `Retry-After` header value asks for (seconds or an HTTP date), or null. */
+  function retryAfterMs(value, nowMs) {
+    if (value == null || value === "") return null;
+    const text = String(value).trim();
+    if (/^\d+$/.test(text)) return Number(text) * 1000;
+    const at = Date.parse(text);
+    if (Number.isNaN(at)) return null;
+    return Math.max(0, at - (nowMs == null ? Date.now() : nowMs));
+  }
+
+  /**
+   * One health check after a failed attempt. Resolves to {listening, status, hint}:
+   * `listening: false` when the fetch failed with a network error (nothing answered on
+   * that port), `true` when any HTTP answer came back (`status` 0 when it was cross-origin
+   * and opaque; `hint` the Retry-After in ms when readable) or the check timed out.
+   */
+  function checkHealth(url, timeoutMs, fetchImpl) {
+    const doFetch = fetchImpl || global.fetch;
+    const controller = typeof AbortController === "function" ? new AbortController() : null;
+    const timer = controller ? setTimeout(() => controller.abort(), timeoutMs) : null;
+    const page = global.location && global.location.origin;
+    const init = { cache: "no-store", credentials: "omit" };
+    // Cross-origin without CORS headers, a "cors" fetch fails like a refused one would:
+    // ask for an opaque answer instead, which still proves the server answered.
+    if (!page || new URL(url).origin !== page) init.mode = "no-cors";
+    if (controller) init.signal = controller.signal;
+    return Promise.resolve()
+      .then(() => doFetch(url, init))
+      .then(
+        (response) => ({
+          listening: true,
+          status: response.status,
+          hint: retryAfterMs(response.headers && response.headers.get("Retry-After")),
+        }),
+        (err) => ({
+          // Our own timeout: something accepted the connection but is slow; that costs it.
+          listening: Boolean(err && err.name === "AbortError"),
+          status: null,
+          hint: null,
+        }),
+      )
+      .finally(() => {
+        if (timer != null) clearTimeout(timer);
+      });
   }
 
   /** The URL of one connection: `url` plus `?epoch=E&offset=N` when resuming, and token. */
@@ -98,12 +166,17 @@
       this.offset = this.options.epoch == null ? 0 : start;
       /** Failed reconnects in a row; 0 once a welcome arrives. */
       this.attempt = 0;
-      this.stats = { connects: 0, duplicates: 0, gaps: 0, resyncs: 0, deadDetected: 0 };
+      this.stats = {
+        connects: 0, duplicates: 0, gaps: 0, resyncs: 0, deadDetected: 0,
+        healthChecks: 0, fastRetries: 0,
+      };
       this.lastRtt = null;
       this.retryAt = null;
       this._ws = null;
       this._timers = {};
       this._acked = 0;
+      this._check = null; // the health check in flight, if any
+      this._outageStart = null; // now() when the current outage began (fast-retry window)
       this._onOnline = () => this._wake("online");
       this._onVisible = () => {
         if (global.document && global.document.visibilityState === "visible") {
@@ -130,6 +203,7 @@
       if (this.state === "closed" || this.state === "idle") return;
       if (this.state === "open") return;
       this.attempt = 0;
+      this._outageStart = null; // a fresh set of attempts gets a fresh fast-retry window
       this._connect();
     }
 
@@ -185,6 +259,7 @@
       for (const name of Object.keys(this._timers)) this._clearTimer(name);
       const ws = this._ws;
       this._ws = null;
+      this._check = null; // a health check still in flight is ignored when it ends
       this.retryAt = null;
       if (ws) {
         ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
@@ -221,6 +296,11 @@
       this._ws = ws;
       this._resuming = resuming;
       this._welcomed = false;
+      this._opened = false;
+      if (this._outageStart == null) this._outageStart = this.options.now();
+      ws.onopen = () => {
+        this._opened = true;
+      };
       ws.onmessage = (message) => this._onMessage(ws, message.data);
       ws.onclose = (close) => this._onClose(ws, close.code, close.reason);
       ws.onerror = () => {}; // a close event always follows, with the code
@@ -249,36 +329,71 @@
         this._setState("closed", { code, reason, by: "server" });
         return;
       }
+      const health = healthUrlFor(this.url, this.options.healthUrl);
+      if (!this._opened && health != null) {
+        this._checkThenReconnect(health, code, reason);
+        return;
+      }
       this._reconnect(code, reason);
     }
 
-    _reconnect(code, reason) {
+    /** The attempt failed before opening: a browser shows 1006 alike for a refused port
+     * and for an HTTP 503, so ask the health URL which one it was. */
+    _checkThenReconnect(url, code, reason) {
+      const check = {};
+      this._check = check;
+      this.stats.healthChecks += 1;
+      const timeout = Math.min(2000, this.options.connectTimeout);
+      checkHealth(url, timeout, this.options.fetch).then((found) => {
+        if (this._check !== check) return; // closed, or retried meanwhile
+        this._check = null;
+        this._reconnect(code, reason, found);
+      });
+    }
+
+    _reconnect(code, reason, found) {
       const nav = global.navigator;
       if (nav && nav.onLine === false) {
         // No network at all: burning attempts is pointless; the online event wakes us.
         this._setState("offline", { attempts: this.attempt, code, reason, network: false });
         return;
       }
-      this.attempt += 1;
       const o = this.options;
+      if (found && !found.listening && o.now() - this._outageStart < o.fastFor) {
+        // Nothing listens: retrying costs the server nothing, and finds a restarted one
+        // within fastDelay. Neither the backoff nor maxAttempts advances.
+        const fast = o.fastDelay / 2 + Math.floor((o.random() * o.fastDelay) / 2);
+        this.stats.fastRetries += 1;
+        this.retryAt = o.now() + fast;
+        this._setState("reconnecting", {
+          attempt: this.attempt, delay: fast, code, reason, hint: null, fast: true,
+        });
+        this._timers.retry = setTimeout(() => this._connect(), fast);
+        return;
+      }
+      this.attempt += 1;
       if (this.attempt > o.maxAttempts) {
         this.attempt -= 1;
         this._setState("offline", { attempts: this.attempt, code, reason, network: true });
         return;
       }
-      const hint = retryHintMs(code, reason);
+      const hint = found && found.hint != null ? found.hint : retryHintMs(code, reason);
       const delay =
         hint != null
           ? hint + Math.floor(o.random() * o.baseDelay) // spread a restart's returning clients
           : backoffDelay(this.attempt, o.baseDelay, o.maxDelay, o.random);
       this.retryAt = o.now() + delay;
-      this._setState("reconnecting", { attempt: this.attempt, delay, code, reason, hint });
+      this._setState("reconnecting", {
+        attempt: this.attempt, delay, code, reason, hint, fast: false,
+        status: found ? found.status : undefined,
+      });
       this._timers.retry = setTimeout(() => this._connect(), delay);
     }
 
     _wake(why) {
       if (this.state === "reconnecting" || this.state === "offline") {
         this.attempt = 0;
+        this._outageStart = null;
         this._connect();
       } else if (this.state === "open" && why === "visible") {
         this._ping(this._ws); // timers were throttled while hidden: check liveness now
@@ -323,6 +438,7 @@
       this.epoch = welcome.epoch;
       this._acked = 0;
       this.attempt = 0;
+      this._outageStart = null;
       this.stats.connects += 1;
       const heartbeat = welcome.heartbeat || {};
       const interval = this.options.heartbeatInterval || (heartbeat.interval || 5) * 1000;
@@ -393,6 +509,8 @@
   WsctlClient.backoffDelay = backoffDelay;
   WsctlClient.retryHintMs = retryHintMs;
   WsctlClient.connectUrl = connectUrl;
+  WsctlClient.healthUrlFor = healthUrlFor;
+  WsctlClient.retryAfterMs = retryAfterMs;
 
   global.WsctlClient = WsctlClient;
   if (typeof module === "object" && module && module.exports) module.exports = WsctlClient;

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 from server_stub.static_files import STATIC_DIR
@@ -29,6 +29,7 @@ def client_page(page: Any) -> Any:
 
 
 Script = Callable[[ServerConnection], None]
+Respond = Callable[[ServerConnection, Request], Response | None]
 
 
 class ScriptedServer:
@@ -36,29 +37,38 @@ class ScriptedServer:
 
     With ``hold_first_handshake`` the first opening handshake gets no answer until
     ``close()`` (``held`` is set once its request has arrived): that socket stays
-    CONNECTING in the browser, and it never reaches a script.
+    CONNECTING in the browser, and it never reaches a script. ``respond`` may answer any
+    request (plain HTTP or an upgrade) before the handshake; ``requests`` lists every
+    request's path and whether it asked for an upgrade.
     """
 
-    def __init__(self, scripts: list[Script], hold_first_handshake: bool = False) -> None:
+    def __init__(self, scripts: list[Script], hold_first_handshake: bool = False, *,
+                 respond: Respond | None = None, port: int = 0) -> None:
         self.scripts = scripts
+        self.respond = respond
+        self.requests: list[tuple[str, bool]] = []
         self.paths: list[str] = []
         self.failures: list[BaseException] = []
         self.held = threading.Event()
         self._hold = hold_first_handshake
         self._release = threading.Event()
         self._lock = threading.Lock()  # handlers run in one thread per connection
-        self.server: Server = serve(self._handle, "127.0.0.1", 0,
+        self.server: Server = serve(self._handle, "127.0.0.1", port,
                                     process_request=self._process_request)
-        self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}/ws/scripted"
+        self.port = self.server.socket.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}/ws/scripted"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def _process_request(self, ws: ServerConnection, request: Request) -> None:
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         with self._lock:
             hold, self._hold = self._hold, False
+            self.requests.append((request.path, upgrade))
         if hold:
             self.held.set()
             self._release.wait(10)
+        return self.respond(ws, request) if self.respond is not None else None
 
     def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -82,8 +92,9 @@ class ScriptedServer:
 def scripted() -> Iterator[Callable[..., ScriptedServer]]:
     servers: list[ScriptedServer] = []
 
-    def start(scripts: list[Script], hold_first_handshake: bool = False) -> ScriptedServer:
-        servers.append(ScriptedServer(scripts, hold_first_handshake))
+    def start(scripts: list[Script], hold_first_handshake: bool = False, **kwargs: Any
+              ) -> ScriptedServer:
+        servers.append(ScriptedServer(scripts, hold_first_handshake, **kwargs))
         return servers[-1]
 
     yield start
@@ -268,4 +279,140 @@ def test_retry_now_during_an_unanswered_handshake_aborts_that_socket(client_page
     assert client_page.evaluate("sockets.length") == 2
     assert len(server.paths) == 1  # only the answered socket reached a script
     assert not server.failures
+    client_page.evaluate("client.close()")
+
+
+# -- healthUrl: fast retry where nothing listens, backoff where the server answers -----
+
+# `reconnects` collects [delay, fast, hint, status] of every reconnecting state; `jitter`
+# (when not null) is what the client's random() returns.
+START_HEALTH_CLIENT = """([url, options, jitter]) => {
+  if (jitter != null) options.random = () => jitter;
+  window.reconnects = [];
+  window.sockets = [];
+  window.client = new WsctlClient(url, Object.assign({
+    WebSocket: class extends WebSocket {
+      constructor(url) { super(url); sockets.push(this); }
+    },
+    onstate: (state, info) => {
+      if (state === 'reconnecting') {
+        reconnects.push([info.delay, info.fast, info.hint, info.status ?? null]);
+      }
+    },
+  }, options)).start();
+}"""
+
+
+def free_port() -> int:
+    """A port nothing listens on (the kernel refuses connects to it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answer_welcome(ws: ServerConnection) -> None:
+    ws.send(welcome(0))
+    drain(ws)
+
+
+def test_health_url_and_retry_after_helpers(client_page):
+    """healthUrlFor derives /ws/health on the stream's host (ws->http, wss->https) or takes
+    a given URL; retryAfterMs reads seconds and HTTP dates and ignores garbage."""
+    out = client_page.evaluate("""() => [
+        WsctlClient.healthUrlFor('ws://h:1/ws/a?epoch=E&offset=3', true),
+        WsctlClient.healthUrlFor('wss://h/ws/a', true),
+        WsctlClient.healthUrlFor('ws://h:1/ws/a', 'https://x/health'),
+        WsctlClient.healthUrlFor('ws://h:1/ws/a', null),
+        WsctlClient.retryAfterMs('2'),
+        WsctlClient.retryAfterMs(new Date(10000).toUTCString(), 4000),
+        WsctlClient.retryAfterMs('soon'),
+        WsctlClient.retryAfterMs(null)]""")
+    assert out == ["http://h:1/ws/health", "https://h/ws/health", "https://x/health", None,
+                   2000, 6000, None, None]
+
+
+def test_refused_connects_retry_fast_and_find_a_restarted_server(client_page, scripted):
+    """With healthUrl, a refused connect (health fetch: network error) is retried within
+    fastDelay without advancing the backoff, so a server that starts listening is found
+    within a fraction of a second although the backoff would wait ~5 s."""
+    port = free_port()
+    options = {"healthUrl": True, "baseDelay": 5000, "maxDelay": 5000, "fastDelay": 100}
+    client_page.evaluate(START_HEALTH_CLIENT,
+                         [f"ws://127.0.0.1:{port}/ws/scripted", options, 0.999])
+    client_page.wait_for_function("() => sockets.length >= 4", timeout=3000)
+    reconnects = client_page.evaluate("reconnects")
+    assert reconnects and all(fast and 50 <= delay <= 100 for delay, fast, _, _ in reconnects)
+    stats = client_page.evaluate("[client.attempt, client.stats.healthChecks, "
+                                 "client.stats.fastRetries]")
+    assert stats[0] == 0 and stats[1] >= 3 and stats[2] >= 3
+    server = scripted([answer_welcome], port=port)
+    listening = time.monotonic()
+    client_page.wait_for_function("() => client.state === 'open'", timeout=3000)
+    assert time.monotonic() - listening < 2.0  # the backoff alone would take 4.995 s
+    assert [path for path, upgrade in server.requests if not upgrade] == []
+    client_page.evaluate("client.close()")
+
+
+def test_without_health_url_a_refused_connect_backs_off(client_page):
+    """healthUrl is opt-in: without it a refused connect waits the full backoff delay and
+    no health request is made."""
+    port = free_port()
+    client_page.evaluate(START_HEALTH_CLIENT,
+                         [f"ws://127.0.0.1:{port}/ws/scripted",
+                          {"baseDelay": 5000, "maxDelay": 5000}, 0.999])
+    client_page.wait_for_function("() => reconnects.length === 1", timeout=3000)
+    assert client_page.evaluate("reconnects") == [[4995, False, None, None]]
+    assert client_page.evaluate("client.stats.healthChecks") == 0
+    client_page.evaluate("client.close()")
+
+
+def refuse_all(status: int, retry_after: str | None) -> Respond:
+    """Refuse every upgrade and every GET /ws/health with ``status`` (and Retry-After);
+    serve a blank page at / so a page can be same-origin with the health URL."""
+
+    def respond(ws: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/":
+            response = ws.respond(200, "<!doctype html><title>same origin</title>")
+            del response.headers["Content-Type"]
+            response.headers["Content-Type"] = "text/html"
+            return response
+        response = ws.respond(status, "refused\n")
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        return response
+
+    return respond
+
+
+def test_a_503_keeps_backing_off_and_honours_retry_after(client_page, scripted):
+    """With healthUrl, a 503-refused handshake whose health URL answers 503 with
+    Retry-After: 1 waits at least 1 s (no fast retry), read same-origin."""
+    server = scripted([answer_welcome], respond=refuse_all(503, "1"))
+    client_page.goto(f"http://127.0.0.1:{server.port}/")
+    client_page.add_script_tag(path=str(STATIC_DIR / "wsclient.js"))
+    client_page.evaluate(START_HEALTH_CLIENT, [server.url, {
+        "healthUrl": True, "baseDelay": 50, "maxDelay": 50, "fastDelay": 50}, 0.5])
+    client_page.wait_for_function("() => reconnects.length === 1", timeout=3000)
+    delay, fast, hint, status = client_page.evaluate("reconnects[0]")
+    assert (fast, hint, status) == (False, 1000, 503)
+    assert 1000 <= delay < 1050
+    client_page.wait_for_timeout(800)  # a fast retry would have made ~15 more attempts
+    upgrades = [path for path, upgrade in server.requests if upgrade]
+    checks = [path for path, upgrade in server.requests if path == "/ws/health"]
+    assert (len(upgrades), len(checks)) == (1, 1)
+    client_page.evaluate("client.close()")
+
+
+def test_any_http_answer_keeps_exponential_backoff(client_page, scripted):
+    """A health URL that answers at all (here 200, cross-origin so opaque) means the server
+    is up: the delays follow the exponential backoff, never the fast path."""
+    server = scripted([answer_welcome], respond=refuse_all(200, None))
+    client_page.evaluate(START_HEALTH_CLIENT,
+                         [server.url, {"healthUrl": True, "baseDelay": 100, "maxDelay": 1000,
+                                       "fastDelay": 20}, 0.999])
+    client_page.wait_for_function("() => reconnects.length >= 3", timeout=5000)
+    assert client_page.evaluate("reconnects.slice(0, 3)") == [
+        [99, False, None, 0], [199, False, None, 0], [399, False, None, 0]]
     client_page.evaluate("client.close()")
