@@ -29,6 +29,7 @@ from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import ActionFailed, InvalidInput, WsctlError
 from wsctl.metrics import Result
 from wsctl.metrics.instrument import Instrument
+from wsctl.probe.sanity import measurement_problem
 from wsctl.results.criteria import Verdict, judge_all, judge_instrumented
 from wsctl.results.outcome import RunReport, ScenarioOutcome
 from wsctl.results.rounds import combine, judge_pairs
@@ -325,6 +326,14 @@ class ScenarioRun:
             outcome.error = "interrupted before the end (Ctrl-C)"
         if outcome.error is None and outcome.result is not None:
             outcome.error = unreachable(outcome.result)
+        if outcome.error is None and outcome.result is not None:
+            # Figures that describe failures, not the service, are no measurement: most
+            # frames unreadable, most connections failed or dropped without a fault.
+            probe = outcome.result.config.get("probe") if outcome.result.config else None
+            problem = measurement_problem(dataclasses.replace(
+                outcome.result, config=probe if isinstance(probe, dict) else {}))
+            if problem is not None:
+                outcome.error = f"the measurement is invalid: {problem}"
         if outcome.error is None and outcome.result is not None:
             # A timing verdict the measuring processes' own lag may have made is
             # INCONCLUSIVE, with what was saturated (wsctl.metrics.instrument).
