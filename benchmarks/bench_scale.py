@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import stop  # noqa: E402
+from _servers import stop
 
 WSCTL = str(Path(sys.executable).with_name("wsctl"))
 

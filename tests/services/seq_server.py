@@ -46,7 +46,7 @@ def main() -> None:
 async def serve_forever(port: int, interval: float, log_path: str | None) -> None:
     clients: set = set()
     counter = itertools.count(1)
-    log = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
+    log = open(log_path, "a", buffering=1) if log_path else None
 
     def health(connection, request):  # type: ignore[no-untyped-def]
         if request.path == "/ws/health":

@@ -140,7 +140,7 @@ class _WebsocketsChannel:
         if self._closing is not None:
             try:
                 await self._closing
-            except Exception:  # noqa: BLE001 - closing errors only mean it is closed
+            except Exception:
                 pass
         await self._conn.wait_closed()
 
@@ -189,7 +189,7 @@ class WebsocketsTransport:
                 user_agent_header=None,
                 **extra,
             )
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes a ConnectError
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
                 raise
             raise classify_connect_error(exc, timeout) from exc

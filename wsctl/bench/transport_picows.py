@@ -146,7 +146,7 @@ class _PicowsChannel:
     async def wait_closed(self) -> None:
         try:
             await self._transport.wait_disconnected()
-        except Exception:  # noqa: BLE001 - a listener error only means it is closed
+        except Exception:
             pass
 
     @property

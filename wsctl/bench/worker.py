@@ -44,7 +44,7 @@ def main() -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which says where
+    except Exception as exc:
         _emit({"error": f"{type(exc).__name__}: {exc}", "exit_code": 3})
         return 3
     _emit({"result": result.to_dict()})

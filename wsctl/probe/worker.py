@@ -173,7 +173,7 @@ def main() -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which names the worker
+    except Exception as exc:
         emit({"error": f"{type(exc).__name__}: {exc}", "exit_code": 3})
         return 3
 

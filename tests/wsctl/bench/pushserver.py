@@ -82,7 +82,7 @@ class PushServer:
             async for message in ws:
                 if record["first"] is None:
                     record["first"] = message
-        except Exception:  # noqa: BLE001 - a closed connection ends the handler
+        except Exception:
             pass
         finally:
             self._clients.pop(ws, None)

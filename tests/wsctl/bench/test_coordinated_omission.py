@@ -20,7 +20,7 @@ async def test_stalled_server_counts_every_delayed_send() -> None:
     while the uncorrected rtt sees the stall in one sample only."""
     count = 0
 
-    async def echo(ws) -> None:  # noqa: ANN001
+    async def echo(ws) -> None:
         nonlocal count
         async for message in ws:
             count += 1

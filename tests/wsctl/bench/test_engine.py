@@ -47,7 +47,7 @@ class SlowTransport:
         self.started: list[float] = []
         self.fail_every = fail_every
 
-    async def connect(self, url, receiver, *, timeout, ssl=None):  # noqa: ANN001, ANN201
+    async def connect(self, url, receiver, *, timeout, ssl=None):
         self.started.append(self.clock.now())
         n = len(self.started)
         await self.clock.sleep(self.delay)

@@ -69,7 +69,7 @@ def hang_up(sock: socket.socket) -> None:
 
 
 def failure(client: Callable[..., Any], url: str) -> ConnectError:
-    with pytest.raises(Exception) as caught:  # noqa: B017 - any exception, classified below
+    with pytest.raises(Exception) as caught:
         client(url, timeout=WAIT, user_agent="test")
     return classify_connect_error(caught.value, WAIT)
 

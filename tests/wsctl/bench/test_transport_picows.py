@@ -15,14 +15,14 @@ import pytest
 
 pytest.importorskip("picows", reason="picows is not installed (pip install picows)")
 
-from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
-from websockets.datastructures import Headers  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
-from websockets.http11 import Request, Response  # noqa: E402
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
-from wsctl.bench.transport import get_transport  # noqa: E402
-from wsctl.bench.transport_picows import PicowsTransport, transport  # noqa: E402
-from wsctl.errors import ConnectError  # noqa: E402
+from wsctl.bench.transport import get_transport
+from wsctl.bench.transport_picows import PicowsTransport, transport
+from wsctl.errors import ConnectError
 
 # Generous bound for one event to happen on a loaded 2-core machine; never a figure.
 WAIT = 5.0
