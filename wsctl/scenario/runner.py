@@ -329,9 +329,13 @@ class ScenarioRun:
         if outcome.error is None and outcome.result is not None:
             # Figures that describe failures, not the service, are no measurement: most
             # frames unreadable, most connections failed or dropped without a fault.
-            probe = outcome.result.config.get("probe") if outcome.result.config else None
+            result = outcome.result
+            probe = result.config.get("probe") if result.config else None
+            faults = sum(1 for step in scenario.timeline if step.is_fault)
+            details = {**result.details,
+                       "faults": max(int(result.details.get("faults") or 0), faults)}
             problem = measurement_problem(dataclasses.replace(
-                outcome.result, config=probe if isinstance(probe, dict) else {}))
+                result, config=probe if isinstance(probe, dict) else {}, details=details))
             if problem is not None:
                 outcome.error = f"the measurement is invalid: {problem}"
         if outcome.error is None and outcome.result is not None:
