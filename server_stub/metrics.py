@@ -3,14 +3,15 @@
 Imported on the first scrape, not at start-up: ``prometheus_client`` is the largest
 import of the server, and a server that is never scraped should not pay for it (start-up
 time matters for restart scenarios). Everything is computed at scrape time from the
-server's own counters, with no lock per message.
+server's own counters, with no lock per message. ``main`` imports this module, so the
+collector names what it reads of the server as a protocol (``Server``), not the class.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -23,12 +24,40 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 
 if TYPE_CHECKING:
-    from server_stub.main import ReferenceServer
+    from server_stub.config import ServerConfig
+    from server_stub.connection_pool import ConnectionPool
+    from server_stub.health_monitor import HealthMonitor
+    from server_stub.jobs import JobSchedule
+    from server_stub.streams import StreamStore
+    from server_stub.websocket_manager import WebSocketManager
 
 AGE_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 
 
-def registry_for(server: ReferenceServer) -> CollectorRegistry:
+class Server(Protocol):
+    """What the collector reads of the server (``server_stub.main.ReferenceServer``)."""
+
+    @property
+    def config(self) -> ServerConfig: ...
+    @property
+    def pool(self) -> ConnectionPool: ...
+    @property
+    def manager(self) -> WebSocketManager: ...
+    @property
+    def monitor(self) -> HealthMonitor | None: ...
+    @property
+    def jobs(self) -> JobSchedule: ...
+    @property
+    def store(self) -> StreamStore: ...
+    @property
+    def dead_detected(self) -> int: ...
+    @property
+    def draining(self) -> bool: ...
+    @property
+    def started(self) -> float: ...
+
+
+def registry_for(server: Server) -> CollectorRegistry:
     """A registry with the server's figures and prometheus_client's process collector."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ServerCollector(server))
@@ -44,7 +73,7 @@ def exposition(registry: CollectorRegistry) -> tuple[str, str]:
 class _ServerCollector:
     """Prometheus view of the server, computed at scrape time (no lock per message)."""
 
-    def __init__(self, server: ReferenceServer) -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
 
     def collect(self) -> Iterable[Metric]:

@@ -1,8 +1,9 @@
 """The layers of docs/architecture.md hold: no import against their direction, no cycle.
 
 cli -> scenario/bench -> probe/chaos/server_stub -> report -> results -> metrics ->
-kernel. Imports inside ``if TYPE_CHECKING:`` are annotations only and do not count as
-cycles (they never run), but they must still respect the layers.
+kernel. Imports inside ``if TYPE_CHECKING:`` count for both: a cycle through annotations
+is still a cycle (the two modules cannot be understood, type-checked or moved apart
+alone). A lower module names what it needs from a higher one as a ``typing.Protocol``.
 """
 
 from __future__ import annotations
@@ -41,14 +42,9 @@ def _modules() -> dict[str, Path]:
     return out
 
 
-def _imports(path: Path, module: str, modules: dict[str, Path]
-             ) -> list[tuple[str, bool]]:
-    """(imported module, inside TYPE_CHECKING) for every import of ``path``."""
+def _imports(path: Path, module: str, modules: dict[str, Path]) -> list[str]:
+    """Every module ``path`` imports, at run time or inside ``if TYPE_CHECKING:``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            typing_only.update(id(child) for stmt in node.body for child in ast.walk(stmt))
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     out = []
     for node in ast.walk(tree):
@@ -67,7 +63,7 @@ def _imports(path: Path, module: str, modules: dict[str, Path]
             while name and name not in modules:
                 name = name.rsplit(".", 1)[0] if "." in name else ""
             if name and name != module:
-                out.append((name, id(node) in typing_only))
+                out.append(name)
     return out
 
 
@@ -77,7 +73,7 @@ def test_no_import_goes_up_a_layer() -> None:
     wrong = []
     for module, path in modules.items():
         mine = _layer(module)
-        for other, _ in _imports(path, module, modules):
+        for other in _imports(path, module, modules):
             theirs = _layer(other)
             if mine and theirs and theirs[0] > mine[0]:
                 wrong.append(f"{module} ({mine[1]}) imports {other} ({theirs[1]})")
@@ -85,10 +81,9 @@ def test_no_import_goes_up_a_layer() -> None:
 
 
 def test_no_import_cycle() -> None:
-    """No two modules import each other, directly or through others (at run time)."""
+    """No two modules import each other, directly or through others, annotations included."""
     modules = _modules()
-    graph = {m: {o for o, typing in _imports(p, m, modules) if not typing}
-             for m, p in modules.items()}
+    graph = {m: set(_imports(p, m, modules)) for m, p in modules.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

@@ -6,16 +6,19 @@ JSON (the one cost per message that grows with its size): its number feeds the
 connection's ``GenerationTracker`` (lost, duplicated, reordered), its sender's time gives
 ``delivery_latency`` (sender's wall clock -> this process's wall clock at receipt: the
 two clocks must agree, same machine or synced). Pure apart from the receipt time given.
+The engine imports this module, so what it needs of the engine's connection and recorder
+is named here as two protocols (``Conn``, ``Recorder``), not imported.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from array import array
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wsctl.probe.sequence import GenerationTracker
 
 if TYPE_CHECKING:
-    from wsctl.bench.engine import Conn, Recorder
     from wsctl.probe.dialect import Dialect
 
 __all__ = ["Listener", "merge_per_connection", "per_connection", "unmeasured"]
@@ -23,6 +26,38 @@ __all__ = ["Listener", "merge_per_connection", "per_connection", "unmeasured"]
 SEND_METRICS = ("rtt", "rtt.uncorrected", "messages.sent", "messages.per_s",
                 "generator.sends_per_cpu_s")
 LOSS_METRICS = ("messages.lost", "messages.duplicated", "messages.reordered")
+
+
+class Conn(Protocol):
+    """What listen mode reads and counts on one connection (``wsctl.bench.engine.Conn``)."""
+
+    received: int  # messages in the measured window
+    tracker: GenerationTracker | None  # made when the first number arrives
+
+    @property
+    def opened_at(self) -> float: ...
+    @property
+    def closed_at(self) -> float | None: ...
+
+
+class Recorder(Protocol):
+    """The measured window and the counts listen mode adds to
+    (``wsctl.bench.engine.Recorder``)."""
+
+    received: int
+    invalid: int
+    numbered: int
+    timed: int
+    seq_lost: int
+    seq_duplicated: int
+    seq_reordered: int
+
+    @property
+    def rec_start(self) -> float: ...
+    @property
+    def rec_end(self) -> float: ...
+    @property
+    def delivery(self) -> array[int]: ...
 
 
 class Listener:
@@ -62,7 +97,7 @@ class Listener:
             rec.delivery.append(int((at + self.wall_offset - reading.sent_at) * 1e6))
 
 
-def settle(conns: list[Conn], rec: Recorder) -> None:
+def settle(conns: Iterable[Conn], rec: Recorder) -> None:
     """The end of a run: every connection's still-missing numbers become lost, and the
     connections' counts are added into ``rec``."""
     for conn in conns:
@@ -75,7 +110,7 @@ def settle(conns: list[Conn], rec: Recorder) -> None:
         rec.seq_reordered += tracker.reordered
 
 
-def per_connection(conns: list[Conn], rec: Recorder) -> dict[str, Any]:
+def per_connection(conns: Iterable[Conn], rec: Recorder) -> dict[str, Any]:
     """Messages received per connection (min, max, mean) and each connection's rate over
     the part of the measured window it was open; loss per connection when sequenced."""
     received: list[int] = []

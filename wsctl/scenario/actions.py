@@ -5,6 +5,8 @@ fleet, or nothing), whether it injects a fault (probes then measure ``detect_tim
 its instant), what undoes it when a step has ``for``, and the coroutine that carries it
 out: ``run(target, step) -> detail``, where ``target`` is what it acts on and ``step``
 the typed step of the file (``wsctl.scenario.model``) — for an undo, the step it undoes.
+The model and the stage import this table, so it names what it needs of them as small
+protocols (``Targets``, ``WithToxic``, ``WithCount`` below) rather than importing them.
 
 Only actions with an undo take ``for``. ``cut`` has none: it resets every connection at
 one instant and leaves nothing behind to remove (a ``toxic`` of type ``cut`` can be
@@ -20,7 +22,7 @@ import dataclasses
 import signal
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from wsctl.errors import ActionFailed, InvalidInput, WsctlError
 
@@ -28,12 +30,36 @@ if TYPE_CHECKING:
     from wsctl.chaos.model import Toxic
     from wsctl.chaos.proxy import Proxy
     from wsctl.probe.fleet import Fleet
-    from wsctl.scenario.model import ProbesAdd, ToxicStep
+    from wsctl.probe.workers import AnyFleet
     from wsctl.scenario.service import ServiceProcess
-    from wsctl.scenario.stage import Stage
 
 Needs = Literal["server", "proxy", "probes", "nothing"]
 Run = Callable[[Any, Any], Awaitable[str]]  # (what it acts on, the step) -> detail line
+
+
+class Targets(Protocol):
+    """What the actions act on (``wsctl.scenario.stage.Stage``); None: not there."""
+
+    @property
+    def server(self) -> ServiceProcess | None: ...
+    @property
+    def proxy(self) -> Proxy | None: ...
+    @property
+    def fleet(self) -> AnyFleet | None: ...
+
+
+class WithToxic(Protocol):
+    """A step naming a toxic (``wsctl.scenario.model.ToxicStep``)."""
+
+    @property
+    def toxic(self) -> dict[str, Any]: ...
+
+
+class WithCount(Protocol):
+    """A step adding probes (``wsctl.scenario.model.ProbesAdd``)."""
+
+    @property
+    def count(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +129,7 @@ def _starting(start: Callable[[ServiceProcess], Awaitable[float]]) -> Run:
 # -- the chaos proxy ------------------------------------------------------------------
 
 
-async def _add_toxic(proxy: Proxy, step: ToxicStep) -> str:
+async def _add_toxic(proxy: Proxy, step: WithToxic) -> str:
     toxic = parse_toxic(step.toxic)
     if toxic.name in proxy.toxics:
         raise ActionFailed(f"a toxic named {toxic.name!r} is still active; give this one "
@@ -115,7 +141,7 @@ async def _add_toxic(proxy: Proxy, step: ToxicStep) -> str:
         (f" ({attributes})" if attributes else "")
 
 
-async def _remove_toxic(proxy: Proxy, step: ToxicStep) -> str:
+async def _remove_toxic(proxy: Proxy, step: WithToxic) -> str:
     name = parse_toxic(step.toxic).name
     with _refusals():
         await proxy.remove_toxic(name)
@@ -149,7 +175,7 @@ async def _cut(proxy: Proxy, _step: object) -> str:
 # -- the probes -------------------------------------------------------------------------
 
 
-async def _add_probes(fleet: Fleet, step: ProbesAdd) -> str:
+async def _add_probes(fleet: Fleet, step: WithCount) -> str:
     if not fleet.running:
         raise ActionFailed("every probe has finished: there is no running fleet to add to")
     fleet.add(step.count)
@@ -188,7 +214,7 @@ IN_FILES = tuple(name for name, spec in ACTIONS.items() if spec.in_files)
 UNDOABLE = tuple(name for name, spec in ACTIONS.items() if spec.undo is not None)
 
 
-async def perform(stage: Stage, do: str, step: Any) -> str:
+async def perform(stage: Targets, do: str, step: Any) -> str:
     """Carry out action ``do`` for ``step`` on ``stage``; its detail line. Every refusal
     (a missing target, a server that is not running, the proxy saying no) is
     ``ActionFailed``."""
