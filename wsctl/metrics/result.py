@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsctl import __version__
-from wsctl.errors import InvalidInput
+from wsctl.errors import CONNECT_KINDS, STATUS_KIND_PREFIX, InvalidInput
 from wsctl.metrics.histogram import Histogram
 from wsctl.metrics.registry import GAUGE_UNITS, MetricSet
 
@@ -154,6 +154,12 @@ class Result:
             return self.metrics.counters[metric]
         if metric in self.metrics.gauges:
             return self.metrics.gauges[metric].value
+        if metric.startswith(_STATUS_FAMILY) and metric[len(_STATUS_FAMILY):].isdigit() \
+                and _CONNECTS_CLASSIFIED in self.metrics.counters:
+            # A run that classifies its failed connects (every fixed errors.<kind> is
+            # emitted, 0 included) would have counted this status had the server sent
+            # it: an unseen code is a measured 0, not a missing metric.
+            return 0
         name, _, stat = metric.rpartition(".")
         if stat == "9" and name.endswith(".p99"):  # "p99.9" contains a dot
             name, stat = name[: -len(".p99")], "p99.9"
@@ -165,6 +171,10 @@ class Result:
             raise KeyError(f"{name} has no statistic {stat!r}")
         value: float | int | None = summary[stat]
         return value
+
+
+_STATUS_FAMILY = f"errors.{STATUS_KIND_PREFIX}"
+_CONNECTS_CLASSIFIED = f"errors.{next(iter(CONNECT_KINDS))}"
 
 
 def merge(results: list[Result]) -> Result:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wsctl.errors import InvalidInput
+from wsctl.errors import CONNECT_KINDS, InvalidInput
 from wsctl.metrics import SCHEMA, MetricSet, Result, merge, validate
 
 DOC_SCHEMA = Path(__file__).parents[3] / "docs" / "result-schema.json"
@@ -66,6 +66,20 @@ def test_value_reads_criterion_names():
     assert result.value("rtt.p99.9") == pytest.approx(0.999, rel=2e-3)
     with pytest.raises(KeyError):
         result.value("nonexistent.p50")
+
+
+def test_an_unseen_http_status_is_a_measured_zero_only_where_connects_are_classified():
+    """errors.status_503 reads 0 in a run that counts connect failures by kind (it would
+    have been counted), and stays unmeasured (KeyError) in one that does not."""
+    classified = MetricSet([], [f"errors.{kind}" for kind in CONNECT_KINDS])
+    classified.add("errors.status_401", 3)
+    result = Result(kind="probe", metrics=classified, started_at=0.0, duration=1.0)
+    assert result.value("errors.status_503") == 0
+    assert result.value("errors.status_401") == 3
+    with pytest.raises(KeyError):
+        result.value("errors.status_abc")
+    with pytest.raises(KeyError):
+        sample().value("errors.status_503")
 
 
 def test_merge_combines_processes_without_averaging_percentiles():
