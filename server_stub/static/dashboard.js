@@ -34,6 +34,10 @@
     connectTimeout: numberParam("connect_timeout", 5000),
     token: params.get("token"),
     ack: true,
+    // The page comes from the server it watches, so /ws/health is same-origin: after a
+    // failed attempt one fetch tells a restart (nothing listens: retry fast) from a
+    // refusal (an HTTP answer: keep backing off). ?fast=0 turns it off.
+    healthUrl: params.get("fast") === "0" ? null : true,
   };
 
   const wsBase = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
@@ -93,6 +97,8 @@
 
   function reconnectingText(info, client) {
     const left = Math.max(0, (client.retryAt || 0) - client.options.now());
+    if (info.fast) return "Reconnecting: nothing listens (server restarting?), retrying every " +
+        (client.options.fastDelay / 1000).toFixed(2) + " s";
     const seconds = Math.ceil(left / 1000);
     const when = seconds > 0 ? "in " + seconds + "s" : "now";
     return "Reconnecting " + when + ", attempt " + info.attempt;
@@ -137,7 +143,8 @@
       tick();
       $("status-live").textContent = "Reconnecting, attempt " + info.attempt;
       countdown = setInterval(tick, 200);
-      const hint = info.hint != null ? " (server hint retry_ms=" + info.hint + ")" : "";
+      const hint = info.hint != null ? " (server hint retry_ms=" + info.hint + ")"
+        : info.fast ? " (nothing listens: fast retry)" : "";
       log("reconnecting", describeClose(info) + " at offset " + client.offset +
           "; reconnecting in " + (info.delay / 1000).toFixed(1) + " s" + hint +
           ", attempt " + info.attempt);
@@ -155,6 +162,7 @@
       attempt: info.attempt != null ? info.attempt : null,
       delay: info.delay != null ? info.delay : null,
       code: info.code != null ? info.code : null,
+      fast: Boolean(info.fast),
       at: Date.now(),
     });
   }

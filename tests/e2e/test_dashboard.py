@@ -109,7 +109,7 @@ def test_kill_then_restart_on_same_port_reconnects_and_resyncs(page, start_serve
     """SIGKILL: Reconnecting within the heartbeat timeout; a new server on the same port:
     Connected again, a Resynced notice (new epoch), and no gap or duplicate in either epoch."""
     server = start_server()
-    open_dashboard(page, server, "e2e-restart", base=400, cap=1500)
+    open_dashboard(page, server, "e2e-restart", base=400, cap=1500, fast=0)
     wait_status(page, "connected")
     wait_offsets(page, 5)
     server.kill()
@@ -147,6 +147,35 @@ def test_kill_then_restart_on_same_port_reconnects_and_resyncs(page, start_serve
     assert page.get_attribute("#status", "data-how") == "Resynced"
 
 
+def test_restart_is_met_by_fast_retries_while_nothing_listens(page, start_server):
+    """By default the page asks /ws/health after a failed attempt: while nothing listens
+    it retries every fastDelay (attempts do not advance, the status says why) and is
+    Connected again within a fast retry of the server listening, far inside its backoff."""
+    server = start_server()
+    open_dashboard(page, server, "e2e-fast", base=2000, cap=8000)
+    wait_status(page, "connected")
+    server.kill()
+    page.wait_for_function(
+        "() => wsctlDashboard.states.some(s => s.state === 'reconnecting' && s.fast)",
+        timeout=DETECT_S * 1000)
+    # Between fast retries (the status alternates with "Reconnecting now" while a
+    # socket is opening) the status says why it retries so soon.
+    page.wait_for_function(
+        "() => document.querySelector('#status-text').textContent.includes('nothing listens')",
+        timeout=2000)
+    time.sleep(1.5)  # the server stays away for several fast retries
+    fast = page.evaluate("wsctlDashboard.states.filter(s => s.fast).length")
+    assert fast >= 3
+    assert "fast retry" in page.inner_text("#log")
+    restarted = start_server(port=server.port)
+    t0 = time.monotonic()
+    wait_status(page, "connected", timeout_s=5)
+    # a fast retry is at most fastDelay (250 ms) away; the backoff would be up to 2-8 s
+    assert time.monotonic() - t0 < 1.5
+    assert page.evaluate("wsctlDashboard.client.stats.fastRetries") >= 3
+    restarted.kill()
+
+
 def test_pause_and_continue_resumes_recovered_without_gap(page, start_server):
     """SIGSTOP for 3 s: the heartbeat declares the connection dead (Reconnecting); after
     SIGCONT the same server resumes the stream: recovered, no resync, no gap, no duplicate."""
@@ -180,7 +209,7 @@ def test_retries_exhausted_show_offline_and_retry_now_reconnects(page, start_ser
     """With the server gone and max attempts used up: Offline with a Retry now button;
     once the server is back, pressing it connects."""
     server = start_server()
-    open_dashboard(page, server, "e2e-offline", base=100, cap=200, attempts=2)
+    open_dashboard(page, server, "e2e-offline", base=100, cap=200, attempts=2, fast=0)
     wait_status(page, "connected")
     server.kill()
     wait_status(page, "offline", timeout_s=DETECT_S)
@@ -204,7 +233,7 @@ def test_retries_exhausted_show_offline_and_retry_now_reconnects(page, start_ser
 def test_online_or_visible_page_reconnects_at_once(page, start_server, wake):
     """When offline, the browser's online event or the page becoming visible reconnects."""
     server = start_server()
-    open_dashboard(page, server, f"e2e-{wake}", base=100, cap=200, attempts=1)
+    open_dashboard(page, server, f"e2e-{wake}", base=100, cap=200, attempts=1, fast=0)
     wait_status(page, "connected")
     server.kill()
     wait_status(page, "offline", timeout_s=DETECT_S)
