@@ -16,6 +16,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
+from tests.verdicts import settled
 from tests.wsctl.scenario.groups import group_alive, pids_in, running
 from wsctl.cli import run as run_cli
 from wsctl.cli.main import app
@@ -68,9 +69,11 @@ def test_short_scenario_end_to_end_writes_every_report(tmp_path):
                  tmp_path / "j.xml", "--html", tmp_path / "r.html", "--report-dir", out,
                  env={"GITHUB_STEP_SUMMARY": str(summary)})
     stdout, stderr = proc.communicate(timeout=50)
-    assert proc.returncode == 0, stdout + stderr
+    # 4: a busy machine made the probes' loops late, and timing was not judged
+    assert proc.returncode in (0, 4), stdout + stderr
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["kind"] == "run-report" and report["verdict"] == "passed"
+    assert report["kind"] == "run-report"
+    assert report["verdict"] == ("passed" if proc.returncode == 0 else "inconclusive")
     scenario = report["scenarios"][0]
     timeline = scenario["timeline"]
     assert [e["do"] for e in timeline] == ["server.kill", "server.start", "toxic",
@@ -87,7 +90,7 @@ def test_short_scenario_end_to_end_writes_every_report(tmp_path):
     assert metrics["detect_time"]["count"] > 0
     assert metrics["server.rss_per_connection"]["unit"] == "bytes"
     assert metrics["reconnect.peak_attempts_per_s"]["value"] >= 5
-    assert [c["status"] for c in scenario["criteria"]] == ["pass"] * 4
+    assert [settled(c) for c in scenario["criteria"]] == ["pass"] * 4
     series = scenario["series"]
     assert len(series["t"]) >= 8 and 0 in series["connections"] and 5 in series["connections"]
     suites = ET.parse(tmp_path / "j.xml").getroot()
@@ -301,8 +304,9 @@ criteria:
 """)
     result = cli.invoke(app, ["run", str(path), "--baseline", str(tmp_path / "base.json"),
                               "--json", str(tmp_path / "r.json"), "--quiet"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in (0, 4), result.output  # 4: a busy machine, timing unjudged
     criteria = json.loads((tmp_path / "r.json").read_text())["scenarios"][0]["criteria"]
+    assert [settled(c) for c in criteria] == ["pass", "pass"]
     assert [c["baseline"] for c in criteria] == [pytest.approx(0.25, rel=0.01)] * 2
     assert criteria[0]["threshold"] == pytest.approx(0.25, rel=0.01)
 
@@ -364,7 +368,7 @@ criteria:
     assert result.exit_code == 1, result.output
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     scenario = report["scenarios"][0]
-    assert [c["status"] for c in scenario["criteria"]] == ["pass", "fail"]
+    assert [settled(c) for c in scenario["criteria"]] == ["pass", "fail"]
     server = scenario["result"]["details"]["server"]
     assert server["incarnations"] == 2 and server["log"].endswith("flags.service.log")
     pids = pids_in(Path(server["log"]))

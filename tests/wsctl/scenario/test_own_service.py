@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
+from tests.verdicts import settled
 from tests.wsctl.scenario.groups import group_alive, pids_in, running
 from wsctl.clock import MonotonicClock
 from wsctl.errors import InvalidInput
@@ -83,7 +84,7 @@ criteria:
         "server.resume", "server.restart"]
     assert outcome.timeline[2].detail.startswith("SIGTERM to pid")
     # /metrics is not read from a command service: a criterion on it is never a pass.
-    assert [v.status for v in outcome.verdicts] == ["pass"] * 3 + ["error"], \
+    assert [settled(v) for v in outcome.verdicts] == ["pass"] * 3 + ["error"], \
         outcome.verdicts
     result = outcome.result
     assert result is not None
@@ -168,7 +169,7 @@ server:
     report = await Runner(log_dir=tmp_path).run([suite])
     outcome = report.scenarios[0]
     assert outcome.error is None, outcome.error
-    assert [v.status for v in outcome.verdicts] == ["pass", "pass"], outcome.verdicts
+    assert [settled(v) for v in outcome.verdicts] == ["pass", "pass"], outcome.verdicts
     assert outcome.result is not None
     assert outcome.result.metrics.counters["messages.received"] > 50
     assert "Uvicorn running on" in (tmp_path / "fastapi.service.log").read_text()
@@ -199,7 +200,7 @@ server:
     report = await run_suite(suite)
     outcome = report.scenarios[0]
     assert outcome.error is None, outcome.error
-    assert [v.status for v in outcome.verdicts] == ["pass", "pass"], outcome.verdicts
+    assert [settled(v) for v in outcome.verdicts] == ["pass", "pass"], outcome.verdicts
     assert [e.error for e in outcome.timeline] == [None] * 5
     assert not service_module.LIVE
 
