@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md hold: no import against their direction, no cycle.
 
-cli -> scenario/bench -> probe/chaos/server_stub -> report -> results -> metrics ->
+cli, testing -> scenario/bench -> probe/chaos/server_stub -> report -> results -> metrics ->
 kernel. Imports inside ``if TYPE_CHECKING:`` are annotations only and do not count as
 cycles (they never run), but they must still respect the layers.
 """
@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("report", ("wsctl.report",)),
     ("components", ("wsctl.probe", "wsctl.chaos", "server_stub", "wsctl.serverwatch")),
     ("drivers", ("wsctl.scenario", "wsctl.bench")),
+    ("testing", ("wsctl.testing",)),
     ("cli", ("wsctl.cli", "wsctl.__main__")),
 )
 
