@@ -55,6 +55,7 @@ class HistogramView:
         self._summary = histogram.summary()
 
     def __getattr__(self, stat: str) -> float:
+        __tracebackhide__ = True  # pytest shows the test's line, not this one
         key = "p99.9" if stat == "p99_9" else stat
         if stat.startswith("_") or key not in self._summary:
             raise AttributeError(f"{self.name} has no statistic {stat!r} (one of: "
@@ -86,6 +87,7 @@ class MetricGroup:
         self._prefix = prefix
 
     def __getattr__(self, leaf: str) -> float:
+        __tracebackhide__ = True
         if leaf.startswith("_"):
             raise AttributeError(leaf)
         return ProbeResult(self._result)[f"{self._prefix}.{leaf}"]
@@ -115,6 +117,7 @@ class ProbeResult:
 
     def __getitem__(self, key: str) -> float:
         """A figure by criterion name: ``messages.lost``, ``reconnect_time.p99``."""
+        __tracebackhide__ = True
         try:
             value = self.result.value(key)
         except KeyError:
@@ -131,6 +134,7 @@ class ProbeResult:
         return value
 
     def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
         if name.startswith("_"):
             raise AttributeError(name)
         metrics = self.result.metrics
