@@ -11,8 +11,9 @@ import json
 import time
 from pathlib import Path
 
-import psutil
 import pytest
+
+from tests.wsctl.scenario.groups import running
 
 pytest_plugins = ["pytester"]
 
@@ -174,13 +175,7 @@ def _gone(pids: list[int], within: float = 5.0) -> list[int]:
     """The pids still alive (not zombies) after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
-        alive = []
-        for pid in pids:
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
-            except psutil.NoSuchProcess:
-                pass
+        alive = running(pids)
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.05)
