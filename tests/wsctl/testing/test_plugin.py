@@ -123,9 +123,11 @@ def test_each_fixture_passes_against_the_reference_server_and_a_starlette_app(
             result = probes.result()
             assert result.delivery_latency.max >= 0.2
             assert result.detect_time.max < 2
-            assert result.reconnect_time.count >= 6
+            # restart and terminate break every connection (a pause may not, on a slow
+            # machine, if the pings happen to pass around it)
+            assert result.reconnect_time.count >= 4
             assert result.messages.received > 0
-            assert result.resyncs >= 6   # each new connection starts again at 1
+            assert result.resyncs >= 4   # each new connection starts again at 1
 
 
         async def test_from_an_async_test(wsctl_server, wsctl_probes):
