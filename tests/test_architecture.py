@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md hold: no import against their direction, no cycle.
 
-cli, testing -> scenario/bench -> probe/chaos/server_stub -> report -> results -> metrics ->
+cli -> scenario/bench -> probe/chaos/server_stub -> report -> results -> metrics ->
 kernel. Imports inside ``if TYPE_CHECKING:`` are annotations only and do not count as
 cycles (they never run), but they must still respect the layers.
 """
