@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("report", ("wsctl.report",)),
     ("components", ("wsctl.probe", "wsctl.chaos", "server_stub", "wsctl.serverwatch")),
     ("drivers", ("wsctl.scenario", "wsctl.bench")),
+    ("testing", ("wsctl.testing",)),
     ("cli", ("wsctl.cli", "wsctl.__main__")),
 )
 
