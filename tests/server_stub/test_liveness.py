@@ -7,6 +7,7 @@ import os
 import time
 from types import SimpleNamespace
 
+import psutil
 from websockets.asyncio.client import connect
 from websockets.protocol import State
 
@@ -125,17 +126,30 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _sockets_on(port: int) -> int:
+    """This process's TCP sockets to or from ``port`` other than the listener."""
+    return sum(1 for c in psutil.Process().net_connections("tcp")
+               if c.status != psutil.CONN_LISTEN
+               and port in (c.laddr.port if c.laddr else None, c.raddr.port if c.raddr else None))
+
+
 async def test_thousand_connect_disconnect_cycles_leak_nothing(make_server):
     """After 1,000 connect/close cycles: pool empty, fds and tasks back where they began."""
     server = await make_server(job_rate=5.0)
-    async with connect(f"{server.url}/ws/warmup"):
-        pass
+    # Warm up with the same cycles, so that whatever this process opens once, lazily
+    # (after other tests: a background thread's descriptor) is in the baseline: a leak
+    # is per connection, so 1,000 cycles then show it as hundreds.
+    for i in range(50):
+        async with connect(f"{server.url}/ws/warmup{i % 5}", compression=None) as ws:
+            if i % 10 == 0:
+                await recv_message(ws)
     for _ in range(200):  # the server's side of the warm-up may still be closing
         if len(server.pool) == 0:
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.1)
     fds, tasks = _fds(), len(asyncio.all_tasks())
+    port = int(server.url.rsplit(":", 1)[1])
     for i in range(1000):
         async with connect(f"{server.url}/ws/s{i % 50}", compression=None) as ws:
             if i % 100 == 0:
@@ -145,8 +159,13 @@ async def test_thousand_connect_disconnect_cycles_leak_nothing(make_server):
             break
         await asyncio.sleep(0.05)
     assert len(server.pool) == 0
-    assert server.pool.counters.opened == 1001
-    assert sum(server.pool.counters.closed_by_code.values()) == 1001
+    assert server.pool.counters.opened == 1050
+    assert sum(server.pool.counters.closed_by_code.values()) == 1050
     assert len(asyncio.all_tasks()) == tasks
-    assert _fds() == fds
+    # Every socket of the 1,000 connections is closed, on both sides (sockets in
+    # TIME_WAIT belong to the kernel, not to this process). The process's descriptor
+    # count is back too, give or take one that a background thread of an earlier test
+    # (a browser driver's) may open or close meanwhile: a leak is per connection.
+    assert _sockets_on(port) == 0
+    assert abs(_fds() - fds) <= 1, (fds, _fds())
     assert len(server.monitor.tracker) == 0
