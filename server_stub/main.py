@@ -109,6 +109,16 @@ def _refuse(conn: ServerConnection, refusal: Refusal) -> Response:
                     headers)
 
 
+def _own_origins(config: ServerConfig, host: str, port: int) -> frozenset[str]:
+    """The ``Origin`` of pages this server serves itself (its dashboard), as a browser
+    sends it: the listening address, and ``localhost`` when that is loopback."""
+    scheme = "https" if config.certfile else "http"
+    hosts = {host}
+    if host in ("127.0.0.1", "[::1]"):
+        hosts.add("localhost")
+    return frozenset(f"{scheme}://{name}:{port}" for name in hosts)
+
+
 class ReferenceServer:
     """EP-0001's server side: pool, health monitor, manager, store and jobs on one port."""
 
@@ -142,6 +152,7 @@ class ReferenceServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = type("PooledConnection", (PooledConnection,), {"owner": self})
         self._registry: CollectorRegistry | None = None
+        self._allowed_origins: frozenset[str] = frozenset(config.origins)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -200,6 +211,7 @@ class ReferenceServer:
         self.port = sock.getsockname()[1]
         host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
         self.url = f"{cfg.scheme}://{host}:{self.port}"
+        self._allowed_origins = frozenset(cfg.origins) | _own_origins(cfg, host, self.port)
         loop = asyncio.get_running_loop()
         runner = JobRunner(self.jobs, self.manager.publish)
         self._tasks.append(loop.create_task(runner.run()))
@@ -270,6 +282,15 @@ class ReferenceServer:
         if path == "/metrics":
             from server_stub.metrics import exposition
 
+            if self.config.secret:
+                from server_stub.auth import metrics_refusal
+
+                refusal = metrics_refusal(self.config.secret,
+                                          request.headers.get("Authorization"),
+                                          parse_qs(url.query).get("token", [None])[-1])
+                if refusal is not None:
+                    return _refuse(conn, self.pool.refuse(refusal))
+
             return _respond(conn, 200, *exposition(self.registry))
         if path == "/ws/health" and not upgrade:
             health = self.health()
@@ -288,20 +309,20 @@ class ReferenceServer:
                             "text/plain; charset=utf-8", [("Upgrade", "websocket")])
         address = str(conn.remote_address[0]) if conn.remote_address else "?"
         admitted = self._admit(conn, address, path[len("/ws/"):], parse_qs(url.query),
-                               request.headers.get("Origin"), request.headers.get("Host"))
+                               request.headers.get("Origin"))
         if isinstance(admitted, Refusal):
             log.info("refused %s %s: %d %s", address, path, admitted.status, admitted.reason)
             return _refuse(conn, admitted)
         return None
 
     def _admit(self, conn: ServerConnection, address: str, stream: str,
-               query: dict[str, list[str]], origin: str | None,
-               host: str | None = None) -> Session | Refusal:
+               query: dict[str, list[str]], origin: str | None) -> Session | Refusal:
         """Validate a stream handshake and take a pool slot, or return the refusal.
 
         ``--origin`` guards against cross-site WebSocket hijacking: a browser ``Origin``
-        not in the list is refused, except the server's own (``Origin`` naming the
-        ``Host`` it connected to: the dashboard this server serves)."""
+        not in the list is refused, except the server's own address as it listens (the
+        dashboard this server serves). An ``Origin`` is never admitted for naming the
+        ``Host`` header: both are the attacker's under DNS rebinding."""
         pool = self.pool
         if not p.STREAM_NAME.fullmatch(stream):
             return pool.refuse(Refusal(
@@ -310,8 +331,7 @@ class ReferenceServer:
         if self.draining:
             return pool.refuse(Refusal(503, "server is shutting down; retry later", "draining",
                                        pool.retry_after))
-        if (self.config.origins and origin is not None and origin not in self.config.origins
-                and urlsplit(origin).netloc != host):
+        if self.config.origins and origin is not None and origin not in self._allowed_origins:
             return pool.refuse(Refusal(403, f"origin {origin} is not allowed", "origin"))
         epoch = query.get("epoch", [None])[-1]
         offset_text = query.get("offset", [None])[-1]

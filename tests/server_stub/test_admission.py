@@ -178,3 +178,38 @@ async def test_origin_allowlist_admits_the_servers_own_pages(make_server):
     with pytest.raises(InvalidStatus):
         async with connect(f"{server.url}/ws/a", origin="http://127.0.0.1:1"):
             pass
+
+
+async def test_origin_equal_to_host_is_not_enough(make_server):
+    """DNS rebinding: an Origin naming the Host header it sent is refused unless listed."""
+    server = await make_server(origins=("https://app.example",))
+    rebound = f"http://evil.example:{server.port}"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{server.url}/ws/a", origin=rebound,
+                           additional_headers={"Host": f"evil.example:{server.port}"}):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_metrics_needs_a_metrics_token_when_a_secret_is_set(make_server):
+    """With --secret, /metrics is 401 without a token, 403 with a stream's token, 200 with
+    a /metrics token (Bearer or ?token=); /ws/health stays open to load balancers."""
+    from server_stub.auth import METRICS_SCOPE
+
+    server = await make_server(secret="s3cret")
+    base = http_url(server)
+    good = issue_token("s3cret", METRICS_SCOPE, 60)
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(base + "/metrics")).status_code == 401
+        stream_token = issue_token("s3cret", "a", 60)
+        wrong = await client.get(base + "/metrics",
+                                 headers={"Authorization": f"Bearer {stream_token}"})
+        assert wrong.status_code == 403
+        bearer = await client.get(base + "/metrics", headers={"Authorization": f"Bearer {good}"})
+        assert bearer.status_code == 200 and "wsctl_server_" in bearer.text
+        assert (await client.get(base + f"/metrics?token={good}")).status_code == 200
+        assert (await client.get(base + "/ws/health")).status_code == 200
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{server.url}/ws/a?token={good}"):
+            pass
+    assert refused.value.response.status_code == 403
