@@ -29,6 +29,7 @@ class ServerConfig:
     max_connections: int = 10_000
     max_per_client: int = 0
     max_streams: int = 20_000
+    max_streams_per_client: int = 1000
     max_message_size: int = 64 * 1024
     send_buffer: int = 256 * 1024
     ping_interval: float = 5.0
@@ -128,6 +129,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            DEFAULT.max_per_client, "int", 0),
     Option("max_streams", "Streams (jobs) held at once (0 = none).", DEFAULT.max_streams,
            "int", 0),
+    Option("max_streams_per_client", "Streams one client address may have made and still "
+           "held (0 = none); a stream is held until unread for the replay age.",
+           DEFAULT.max_streams_per_client, "int", 0),
     Option("max_message_size", "Largest client frame in bytes; larger -> close 1009.",
            DEFAULT.max_message_size, "int", 1),
     Option("send_buffer", "Unsent bytes a client may have buffered before it is closed as "

@@ -137,6 +137,7 @@ class ReferenceServer:
             send_buffer=config.send_buffer,
             resume_enabled=config.resume,
             max_streams=config.max_streams,
+            max_streams_per_client=config.max_streams_per_client,
             stream_idle=config.replay_age,
         )
         self.monitor: HealthMonitor | None = None
@@ -350,10 +351,11 @@ class ReferenceServer:
             refusal = check_token(self.config.secret, stream, query.get("token", [None])[-1])
             if refusal is not None:
                 return pool.refuse(refusal)
-        if stream != p.HEALTH_STREAM and not self.manager.can_open(stream):
-            return pool.refuse(Refusal(
-                503, f"server holds its maximum of {self.config.max_streams} streams",
-                "streams", pool.retry_after))
+        refusal = pool.check(address)
+        if refusal is None and stream != p.HEALTH_STREAM:
+            refusal = self.manager.claim(stream, address)
+        if refusal is not None:
+            return pool.refuse(refusal)
         admitted = pool.admit(conn, address)
         if isinstance(admitted, Session):
             conn.resume_request = ResumeRequest(stream, epoch, offset)  # type: ignore[attr-defined]

@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from server_stub.connection_pool import ConnectionPool, Session
+from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.jobs import JobSchedule
 from server_stub.streams import StoredEvent, StreamStore
 from wsctl import protocol as p
@@ -101,6 +103,7 @@ class WebSocketManager:
         send_buffer: int = 256 * 1024,
         resume_enabled: bool = True,
         max_streams: int = 0,
+        max_streams_per_client: int = 0,
         stream_idle: float = 120.0,
         clock: Clock | None = None,
     ) -> None:
@@ -114,10 +117,13 @@ class WebSocketManager:
         self.send_buffer = send_buffer
         self.resume_enabled = resume_enabled
         self.max_streams = max_streams
+        self.max_streams_per_client = max_streams_per_client
         self.stream_idle = stream_idle
         self.clock = clock or MonotonicClock()
         self.subscribers: dict[str, set[Session]] = {}
-        self._idle_since: dict[str, float] = {}
+        self._idle_since: dict[str, float] = {}  # oldest first: insertion order is time order
+        self._creator: dict[str, str] = {}  # stream -> the client address that made it
+        self._made_by: dict[str, set[str]] = {}  # client address -> streams it made
         self.resumes: dict[str, int] = {"fresh": 0, "recovered": 0, "resync": 0}
         self.slow_consumers = 0
 
@@ -182,6 +188,38 @@ class WebSocketManager:
         """False when ``stream`` is new and the server already holds ``max_streams``."""
         return stream in self.jobs or not (0 < self.max_streams <= len(self.jobs))
 
+    def claim(self, stream: str, address: str) -> Refusal | None:
+        """Admit a handshake for ``stream`` from ``address`` against the stream limits, or
+        say why not. A new stream counts against ``address`` from now until it is reaped
+        (it is idle until a connection attaches, so a handshake that never gets there
+        cannot hold it for good). A refusal's ``retry_after`` is when the oldest idle
+        stream that would free a place expires, or None if no stream is idle."""
+        if stream in self.jobs or stream in self._creator:
+            return None
+        if not self.can_open(stream):
+            return Refusal(503, f"server holds its maximum of {self.max_streams} streams",
+                           "streams", self._retry_after(self._idle_since))
+        made = self._made_by.get(address)
+        if made is not None and 0 < self.max_streams_per_client <= len(made):
+            return Refusal(
+                503, f"{address} has made its maximum of {self.max_streams_per_client} "
+                "streams; reuse one, or retry when one has been idle for the replay age",
+                "streams_per_client", self._retry_after(made))
+        self._creator[stream] = address
+        self._made_by.setdefault(address, set()).add(stream)
+        self._idle_since.setdefault(stream, self.clock.now())
+        return None
+
+    def _retry_after(self, streams: Iterable[str]) -> int | None:
+        """Whole seconds until the oldest idle stream of ``streams`` is reaped (None if
+        none is idle); reaping runs once a second, hence the extra second."""
+        idle = self._idle_since
+        since = next(iter(idle.values()), None) if streams is idle else min(
+            (idle[s] for s in streams if s in idle), default=None)
+        if since is None:
+            return None
+        return max(1, math.ceil(since + self.stream_idle - self.clock.now()) + 1)
+
     def attach(self, session: Session, request: ResumeRequest) -> ResumePlan:
         """Welcome, replay and subscribe in one step (no await: nothing can interleave)."""
         stream = request.stream
@@ -227,6 +265,12 @@ class WebSocketManager:
             del self._idle_since[stream]
             self.jobs.stop(stream)
             self.store.drop(stream)
+            address = self._creator.pop(stream, None)
+            made = self._made_by.get(address) if address is not None else None
+            if made is not None:
+                made.discard(stream)
+                if not made:
+                    del self._made_by[address]  # type: ignore[arg-type]
         return gone
 
     # -- one connection --------------------------------------------------------------

@@ -213,3 +213,41 @@ async def test_metrics_needs_a_metrics_token_when_a_secret_is_set(make_server):
         async with connect(f"{server.url}/ws/a?token={good}"):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_one_client_cannot_take_every_stream(make_server):
+    """Past --max-streams-per-client a client's new stream is 503 with no false
+    Retry-After (none of its streams is idle); its own streams and others' still open."""
+    server = await make_server(max_streams_per_client=2)
+    async with connect(f"{server.url}/ws/a"), connect(f"{server.url}/ws/b"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{server.url}/ws/c"):
+                pass
+        response = refused.value.response
+        assert response.status_code == 503 and b"maximum of 2 streams" in response.body
+        assert "Retry-After" not in response.headers
+        async with connect(f"{server.url}/ws/a") as again:  # an existing stream is fine
+            assert isinstance(await recv_message(again), p.Welcome)
+        m = await metrics(server)
+    assert m["wsctl_server_refused_total{reason=streams_per_client}"] == 1
+
+
+async def test_a_full_server_says_when_the_oldest_idle_stream_expires(make_server):
+    """At --max-streams, Retry-After is the time until the oldest idle stream is reaped,
+    and a stream whose handshake never attached is reaped like an idle one."""
+    server = await make_server(max_streams=1, replay_age=30.0)
+    async with connect(f"{server.url}/ws/a") as ws:
+        await recv_message(ws)
+    while "a" in server.manager.subscribers:  # the server's side of the close
+        await asyncio.sleep(0.01)
+    server.manager.clock = clock = type("C", (), {})()  # a fake clock from here on
+    clock.now = lambda: time.monotonic() + 10.0  # type: ignore[attr-defined]
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{server.url}/ws/b"):
+            pass
+    retry = int(refused.value.response.headers["Retry-After"])
+    assert 20 <= retry <= 22  # 30 s idle age - 10 s gone + the reaper's second
+    clock.now = lambda: time.monotonic() + 31.0  # type: ignore[attr-defined]
+    assert server.manager.reap_idle() == ["a"]
+    async with connect(f"{server.url}/ws/b") as ws:
+        assert isinstance(await recv_message(ws), p.Welcome)
