@@ -35,7 +35,7 @@ from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.health_monitor import HealthMonitor
 from server_stub.jobs import JobRunner, JobSchedule
 from server_stub.streams import MemoryStreamStore, StreamStore
-from server_stub.websocket_manager import ResumeRequest, WebSocketManager
+from server_stub.websocket_manager import ResumeRequest, WebSocketManager, abort_after
 from wsctl import __version__
 from wsctl import protocol as p
 from wsctl.errors import InvalidInput, PortInUse, RunFailed
@@ -135,6 +135,7 @@ class ReferenceServer:
             self.store, self.pool, self.jobs,
             heartbeat=p.Heartbeat(config.ping_interval, config.ping_timeout),
             send_buffer=config.send_buffer,
+            close_timeout=config.close_timeout,
             resume_enabled=config.resume,
             max_streams=config.max_streams,
             max_streams_per_client=config.max_streams_per_client,
@@ -425,7 +426,8 @@ class ReferenceServer:
         with contextlib.suppress(Exception):
             conn.protocol.fail(1011, KEEPALIVE_TIMEOUT_REASON)
             conn.send_data()
-        conn.transport.close()
+        conn.transport.close()  # flushes what is buffered first: hence the deadline
+        abort_after(key, self.config.close_timeout)
 
     # -- reporting -------------------------------------------------------------------
 

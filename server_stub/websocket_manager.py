@@ -5,7 +5,10 @@ The resume handshake and fan-out write to the connection without awaiting (the w
 one step of the event loop: no live event can slip in between, and offsets on one
 connection are strictly increasing with no holes and no duplicates. A client whose
 unsent data passes ``send_buffer`` bytes is a slow consumer: it is closed with 1008 and
-can resume; it never grows the server's memory without bound.
+can resume; it never grows the server's memory without bound. A
+close the server decides on is carried out within ``close_timeout``: the close frame is
+sent, and a peer that has not finished closing by then (its receive window shut, say)
+is aborted.
 """
 
 from __future__ import annotations
@@ -90,6 +93,21 @@ def encode_welcome(stream: str, epoch: str, offset: int, recovered: bool, replay
             f'"replayed":{replayed},"heartbeat":{heartbeat_json}{snapshot}}}')
 
 
+def abort_after(session: Session, delay: float) -> None:
+    """Abort ``session``'s connection in ``delay`` seconds unless it has gone by then: the
+    hard deadline of a close the server decided on (websockets' own close first waits for
+    the write buffer to drain, which a peer with a shut receive window never lets happen)."""
+    def abort() -> None:
+        conn = session.conn
+        if not conn.connection_lost_waiter.done():
+            log.warning("close deadline id=%d addr=%s stream=%s: not closed within %.1fs, "
+                        "aborting (%d bytes unsent)", session.id, session.address,
+                        session.stream, delay, conn.transport.get_write_buffer_size())
+            conn.transport.abort()
+
+    asyncio.get_running_loop().call_later(delay, abort)
+
+
 class WebSocketManager:
     """Streams, sessions, resume and fan-out for the reference server."""
 
@@ -105,6 +123,7 @@ class WebSocketManager:
         max_streams: int = 0,
         max_streams_per_client: int = 0,
         stream_idle: float = 120.0,
+        close_timeout: float = 3.0,
         clock: Clock | None = None,
     ) -> None:
         self.store = store
@@ -119,6 +138,7 @@ class WebSocketManager:
         self.max_streams = max_streams
         self.max_streams_per_client = max_streams_per_client
         self.stream_idle = stream_idle
+        self.close_timeout = close_timeout
         self.clock = clock or MonotonicClock()
         self.subscribers: dict[str, set[Session]] = {}
         self._idle_since: dict[str, float] = {}  # oldest first: insertion order is time order
@@ -164,7 +184,8 @@ class WebSocketManager:
         return True
 
     def close_with_error(self, session: Session, code: str, message: str, close_code: int) -> None:
-        """Send an ``error`` frame, then close with ``close_code`` (in the background)."""
+        """Send an ``error`` frame, then close with ``close_code`` (in the background),
+        aborting the connection if that has not finished within ``close_timeout``."""
         if session.closing:
             return
         self.write(session, p.encode(p.Error(code, message)), check_slow=False)
@@ -172,6 +193,7 @@ class WebSocketManager:
         asyncio.get_running_loop().create_task(
             session.conn.close(close_code, message[:120])
         )
+        abort_after(session, self.close_timeout)
 
     # -- streams ---------------------------------------------------------------------
 

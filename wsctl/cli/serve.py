@@ -79,6 +79,7 @@ def serve(
     certfile: Annotated[str | None, _opt("certfile")] = _DEFAULT["certfile"],
     keyfile: Annotated[str | None, _opt("keyfile")] = _DEFAULT["keyfile"],
     shutdown_timeout: Annotated[str, _opt("shutdown_timeout")] = _DEFAULT["shutdown_timeout"],
+    close_timeout: Annotated[str, _opt("close_timeout")] = _DEFAULT["close_timeout"],
     retry_hint: Annotated[str, _opt("retry_hint")] = _DEFAULT["retry_hint"],
     log_format: Annotated[LogFormat, _opt("log_format")] = _DEFAULT["log_format"],
     log_level: Annotated[str, _opt("log_level")] = _DEFAULT["log_level"],
