@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("server_stub")
 
-HEARTBEAT_PAYLOAD = b"wsctl-hb"
+HEARTBEAT_PAYLOAD_SIZE = 4  # random bytes per heartbeat ping: a blind pong cannot match
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 # Listen backlog of the reference profile. asyncio's and uvloop's default, 100, overflows
 # when a restarted server meets every client retrying at once: the kernel drops the
@@ -68,12 +69,23 @@ class PooledConnection(ServerConnection):
     owner: ReferenceServer
     resume_request: ResumeRequest | None = None
 
+    heartbeat_payload: bytes | None = None  # of the ping outstanding, unpredictable
+
     def acknowledge_pings(self, data: bytes) -> None:
-        if data == HEARTBEAT_PAYLOAD and self.owner.monitor is not None:
+        if data == self.heartbeat_payload and self.owner.monitor is not None:
+            self.heartbeat_payload = None
             session = self.owner.pool.get(self)
             if session is not None:
                 self.owner.monitor.pong(session)
         super().acknowledge_pings(data)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Whatever the peer's frames made us write (pongs to a ping flood) counts against
+        # --send-buffer like events do: a peer that sends without reading is closed.
+        session = self.owner.pool.get(self)
+        if session is not None:
+            self.owner.manager.over_buffer(session)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -412,8 +424,10 @@ class ReferenceServer:
         conn = key.conn
         if key.closing or conn.protocol.state is not State.OPEN:
             return
+        payload = os.urandom(HEARTBEAT_PAYLOAD_SIZE)
+        conn.heartbeat_payload = payload
         with contextlib.suppress(Exception):
-            conn.protocol.send_ping(HEARTBEAT_PAYLOAD)
+            conn.protocol.send_ping(payload)
             conn.send_data()
 
     def _close_dead(self, key: Hashable) -> None:

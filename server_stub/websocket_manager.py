@@ -5,7 +5,8 @@ The resume handshake and fan-out write to the connection without awaiting (the w
 one step of the event loop: no live event can slip in between, and offsets on one
 connection are strictly increasing with no holes and no duplicates. A client whose
 unsent data passes ``send_buffer`` bytes is a slow consumer: it is closed with 1008 and
-can resume; it never grows the server's memory without bound. A
+can resume; it never grows the server's memory without bound. That holds for what the
+server writes on its own too (pongs to a peer that floods pings and never reads). A
 close the server decides on is carried out within ``close_timeout``: the close frame is
 sent, and a peer that has not finished closing by then (its receive window shut, say)
 is aborted.
@@ -169,18 +170,27 @@ class WebSocketManager:
         counters = self.pool.counters
         counters.messages_out += 1
         counters.bytes_out += len(data)
-        if check_slow and conn.transport.get_write_buffer_size() > self.send_buffer:
+        return not (check_slow and self.over_buffer(session))
+
+    def over_buffer(self, session: Session) -> bool:
+        """True, and the connection closed 1008 as a slow consumer (resumable), when its
+        unsent data passes ``send_buffer``; reading from it stops, so a peer flooding
+        pings gets no more pongs queued."""
+        conn = session.conn
+        buffered = conn.transport.get_write_buffer_size()
+        if buffered <= self.send_buffer:
+            return False
+        if not session.closing:
             self.slow_consumers += 1
             log.warning(
                 "slow consumer id=%d stream=%s buffered=%d > %d: closing 1008 (resumable)",
-                session.id, session.stream, conn.transport.get_write_buffer_size(),
-                self.send_buffer,
+                session.id, session.stream, buffered, self.send_buffer,
             )
             self.close_with_error(
                 session, p.ERR_SLOW_CONSUMER,
                 "too slow to keep up; resume with epoch and offset", p.CLOSE_POLICY,
             )
-            return False
+        conn.transport.pause_reading()
         return True
 
     def close_with_error(self, session: Session, code: str, message: str, close_code: int) -> None:

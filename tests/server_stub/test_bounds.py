@@ -11,6 +11,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 HANDSHAKE = (
     "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
     "Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -68,6 +70,67 @@ async def gone(server: object, timeout: float) -> bool:
             return False
         await asyncio.sleep(0.02)
     return True
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+def test_a_ping_flood_that_never_reads_is_closed_with_bounded_memory(server_process):
+    """A peer flooding protocol pings without reading is closed once the pongs queued for
+    it pass --send-buffer; the server's RSS grows by a few MB, not hundreds."""
+    server = server_process("--send-buffer", "65536", "--close-timeout", "1s",
+                            "--job-rate", "0.001", "--ping-interval", "60s")  # no events
+    sock = socket.socket()
+    _small_window(sock)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(_request(server.port, "/ws/flood"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    rss_before = _rss_kib(server.proc.pid)
+    batch = client_frame(PING, b"p" * 125) * 400
+    sock.settimeout(0.2)
+    deadline, closed, sent = time.monotonic() + 8, False, 0
+    try:
+        while time.monotonic() < deadline:
+            try:
+                sock.sendall(batch)
+                sent += len(batch)
+            except TimeoutError:
+                continue  # the server stopped reading: wait for its abort
+            except OSError:
+                closed = True
+                break
+    finally:
+        rss_after = _rss_kib(server.proc.pid)
+        sock.close()
+    assert closed, f"still open after {sent} bytes of pings"
+    assert rss_after - rss_before < 20_000, (rss_before, rss_after)
+    assert "slow consumer" in server.logs()
+
+
+async def test_blind_pongs_with_a_fixed_payload_do_not_keep_a_peer_alive(make_server):
+    """A peer that never reads the heartbeat pings but sends pongs with the old fixed
+    payload is found dead: the ping payload is random and must be echoed."""
+    server = await make_server(ping_interval=0.2, ping_timeout=0.3, job_rate=0.01)
+    sock = await open_unread(server.port, "/ws/blind")
+    loop = asyncio.get_running_loop()
+    try:
+        deadline = time.monotonic() + 3
+        while server.dead_detected == 0 and time.monotonic() < deadline:
+            await loop.sock_sendall(sock, client_frame(PONG, b"wsctl-hb"))
+            await asyncio.sleep(0.05)
+        assert server.dead_detected == 1
+        assert await gone(server, 3)
+    finally:
+        sock.close()
 
 
 async def test_a_slow_consumer_with_a_shut_window_is_aborted_at_the_close_timeout(

@@ -129,6 +129,7 @@ async def test_slow_consumer_is_closed_and_memory_stays_bounded():
         p.ERR_SLOW_CONSUMER, "too slow to keep up; resume with epoch and offset")
     assert conn.transport.buffered < 2000 + 1000  # nothing more was queued after the close
     assert manager.slow_consumers == 1
+    assert not conn.transport.reading  # nothing the peer sends can queue more (pongs)
     assert not conn.transport.aborted
     await asyncio.sleep(0.1)  # the close never completes (the peer does not read) ...
     assert conn.transport.aborted  # ... so it is aborted at close_timeout
