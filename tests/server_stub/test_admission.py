@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
 
 from server_stub.auth import check_token, issue_token
 from tests.server_stub.helpers import recv_message
@@ -35,14 +36,19 @@ async def metrics(server: object) -> dict[str, float]:
     return samples
 
 
+async def refusal(url: str, **kwargs: object) -> Response:
+    """The HTTP response refusing a WebSocket handshake to ``url``."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url, **kwargs):  # type: ignore[arg-type]
+            pass
+    return refused.value.response
+
+
 async def test_over_the_limit_is_503_with_retry_after_and_counted(make_server):
     """Past max_connections a handshake gets 503 + Retry-After, counted in /metrics."""
     server = await make_server(max_connections=2)
     async with connect(f"{server.url}/ws/a"), connect(f"{server.url}/ws/b"):
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"{server.url}/ws/c"):
-                pass
-        response = refused.value.response
+        response = await refusal(f"{server.url}/ws/c")
         assert response.status_code == 503
         assert int(response.headers["Retry-After"]) >= 1
         assert b"capacity" in response.body
@@ -184,11 +190,9 @@ async def test_origin_equal_to_host_is_not_enough(make_server):
     """DNS rebinding: an Origin naming the Host header it sent is refused unless listed."""
     server = await make_server(origins=("https://app.example",))
     rebound = f"http://evil.example:{server.port}"
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"{server.url}/ws/a", origin=rebound,
-                           additional_headers={"Host": f"evil.example:{server.port}"}):
-            pass
-    assert refused.value.response.status_code == 403
+    response = await refusal(f"{server.url}/ws/a", origin=rebound,
+                             additional_headers={"Host": f"evil.example:{server.port}"})
+    assert response.status_code == 403
 
 
 async def test_metrics_needs_a_metrics_token_when_a_secret_is_set(make_server):
@@ -209,10 +213,7 @@ async def test_metrics_needs_a_metrics_token_when_a_secret_is_set(make_server):
         assert bearer.status_code == 200 and "wsctl_server_" in bearer.text
         assert (await client.get(base + f"/metrics?token={good}")).status_code == 200
         assert (await client.get(base + "/ws/health")).status_code == 200
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"{server.url}/ws/a?token={good}"):
-            pass
-    assert refused.value.response.status_code == 403
+    assert (await refusal(f"{server.url}/ws/a?token={good}")).status_code == 403
 
 
 async def test_one_client_cannot_take_every_stream(make_server):
@@ -220,10 +221,7 @@ async def test_one_client_cannot_take_every_stream(make_server):
     Retry-After (none of its streams is idle); its own streams and others' still open."""
     server = await make_server(max_streams_per_client=2)
     async with connect(f"{server.url}/ws/a"), connect(f"{server.url}/ws/b"):
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"{server.url}/ws/c"):
-                pass
-        response = refused.value.response
+        response = await refusal(f"{server.url}/ws/c")
         assert response.status_code == 503 and b"maximum of 2 streams" in response.body
         assert "Retry-After" not in response.headers
         async with connect(f"{server.url}/ws/a") as again:  # an existing stream is fine
@@ -242,10 +240,7 @@ async def test_a_full_server_says_when_the_oldest_idle_stream_expires(make_serve
         await asyncio.sleep(0.01)
     server.manager.clock = clock = type("C", (), {})()  # a fake clock from here on
     clock.now = lambda: time.monotonic() + 10.0  # type: ignore[attr-defined]
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"{server.url}/ws/b"):
-            pass
-    retry = int(refused.value.response.headers["Retry-After"])
+    retry = int((await refusal(f"{server.url}/ws/b")).headers["Retry-After"])
     assert 20 <= retry <= 22  # 30 s idle age - 10 s gone + the reaper's second
     clock.now = lambda: time.monotonic() + 31.0  # type: ignore[attr-defined]
     assert server.manager.reap_idle() == ["a"]
