@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from types import SimpleNamespace
@@ -149,6 +150,7 @@ async def test_thousand_connect_disconnect_cycles_leak_nothing(make_server):
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.1)
+    gc.collect()  # an event loop an earlier test left unclosed must not close mid-count
     fds, tasks = _fds(), len(asyncio.all_tasks())
     for i in range(1000):
         async with connect(f"{server.url}/ws/s{i % 50}", compression=None) as ws:
