@@ -1,7 +1,9 @@
 """Optional HMAC tokens bound to a stream name and an expiry.
 
 Token format: ``v1.<expiry unix seconds>.<signature>``, where the signature is the
-URL-safe base64 of HMAC-SHA256(secret, "<stream>|<expiry>") cut to 128 bits.
+URL-safe base64 of HMAC-SHA256(secret, "<stream>|<expiry>") cut to 128 bits. A token
+for ``/metrics`` signs ``METRICS_SCOPE`` in place of a stream name, so no stream token
+opens ``/metrics`` and a ``/metrics`` token opens no stream.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 
 from server_stub.connection_pool import Refusal
 
+METRICS_SCOPE = "/metrics"  # what a /metrics token signs: never a stream name (has a /)
 _EXPIRY = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() admits '²'
 
 
@@ -45,3 +48,20 @@ def check_token(
     if expiry < (time.time() if now is None else now):
         return Refusal(401, f"token expired at {expiry} (unix time); get a new one", "auth")
     return None
+
+
+def metrics_refusal(secret: str, authorization: str | None, query_token: str | None,
+                    now: float | None = None) -> Refusal | None:
+    """None when a ``/metrics`` request carries a valid ``/metrics`` token, as
+    ``Authorization: Bearer TOKEN`` (Prometheus' ``authorization`` scrape setting) or
+    ``?token=TOKEN``; otherwise the refusal to send."""
+    token = query_token
+    if authorization is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            token = credentials.strip()
+    refusal = check_token(secret, METRICS_SCOPE, token, now)
+    if refusal is not None and refusal.status == 401 and not token:
+        return Refusal(401, "missing token: /metrics needs Authorization: Bearer TOKEN "
+                            "(wsctl serve --issue-token /metrics)", "auth")
+    return refusal

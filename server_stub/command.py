@@ -22,7 +22,8 @@ DESCRIPTION = (
     "connection with 1001 and a retry hint and exits 0. Exit 2 on bad input, 3 if the port "
     "is taken."
 )
-ISSUE_TOKEN_HELP = "Print a token for this stream (needs --secret) and exit."
+ISSUE_TOKEN_HELP = ("Print a token for this stream (needs --secret) and exit; "
+                    "/metrics: a token for scraping /metrics.")
 TTL_HELP = "Lifetime of --issue-token."
 TTL_DEFAULT = "1h"
 
@@ -31,13 +32,14 @@ def serve(*, issue_token: str | None = None, ttl: str = TTL_DEFAULT,
           **options: Any) -> int:
     """Print a token for stream ``issue_token`` (with ``secret``), or run the server with
     ``options`` (``config.OPTIONS`` as typed) until SIGTERM; returns the exit status."""
+    from server_stub.auth import METRICS_SCOPE
     from wsctl.protocol import STREAM_NAME
 
     if issue_token is not None:
         secret = options.get("secret")
         if not secret:
             raise InvalidInput("--issue-token needs --secret (or WSCTL_SECRET)")
-        if not STREAM_NAME.fullmatch(issue_token):
+        if not STREAM_NAME.fullmatch(issue_token) and issue_token != METRICS_SCOPE:
             raise InvalidInput(f"invalid stream name {issue_token!r}: use A-Z a-z 0-9 . _ -")
         from server_stub.auth import issue_token as make_token
 

@@ -29,6 +29,7 @@ class ServerConfig:
     max_connections: int = 10_000
     max_per_client: int = 0
     max_streams: int = 20_000
+    max_streams_per_client: int = 1000
     max_message_size: int = 64 * 1024
     send_buffer: int = 256 * 1024
     ping_interval: float = 5.0
@@ -45,6 +46,7 @@ class ServerConfig:
     certfile: str | None = None
     keyfile: str | None = None
     shutdown_timeout: float = 5.0
+    close_timeout: float = 3.0
     retry_hint_ms: int = 1000
     log_format: LogFormat = "text"
     log_level: str = "info"
@@ -114,7 +116,8 @@ class Option:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _LEVELS_TEXT = "debug, info, warning or error"
 # Durations that cannot be zero (``retry_hint`` can: it is kept in ms).
-POSITIVE_DURATIONS = ("ping_interval", "ping_timeout", "replay_age", "shutdown_timeout")
+POSITIVE_DURATIONS = ("ping_interval", "ping_timeout", "replay_age", "shutdown_timeout",
+                      "close_timeout")
 
 OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("host", "Address to bind.", DEFAULT.host),
@@ -128,6 +131,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            DEFAULT.max_per_client, "int", 0),
     Option("max_streams", "Streams (jobs) held at once (0 = none).", DEFAULT.max_streams,
            "int", 0),
+    Option("max_streams_per_client", "Streams one client address may have made and still "
+           "held (0 = none); a stream is held until unread for the replay age.",
+           DEFAULT.max_streams_per_client, "int", 0),
     Option("max_message_size", "Largest client frame in bytes; larger -> close 1009.",
            DEFAULT.max_message_size, "int", 1),
     Option("send_buffer", "Unsent bytes a client may have buffered before it is closed as "
@@ -153,6 +159,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("keyfile", "TLS private key (PEM).", DEFAULT.keyfile),
     Option("shutdown_timeout", "Longest graceful shutdown before aborting.",
            seconds_text(DEFAULT.shutdown_timeout), "duration"),
+    Option("close_timeout", "Longest a close the server decides on may take (slow consumer "
+           "1008, dead peer 1011, bad message 1008): the close frame is sent, and a peer "
+           "not closed by then (its receive window shut) is aborted.",
+           seconds_text(DEFAULT.close_timeout), "duration"),
     Option("retry_hint", "Retry hint sent on 1001 shutdown and 503 refusals.",
            seconds_text(DEFAULT.retry_hint_ms / 1000), "duration"),
     Option("log_format", "Connection log format (stderr).", DEFAULT.log_format,

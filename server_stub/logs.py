@@ -4,8 +4,39 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+
+FIELD_LIMIT = 256  # characters of one logged value (a path, a reason) before it is cut
+MESSAGE_LIMIT = 4096  # characters of a whole message
+# What a log line may not carry raw: C0/C1 controls (ESC, NUL, CR, LF, ...), DEL, and the
+# Unicode line and format separators a terminal or a log shipper could act on.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def cut(value: str, limit: int = FIELD_LIMIT) -> str:
+    """``value`` cut to ``limit`` characters, saying how many were left out."""
+    return value if len(value) <= limit else f"{value[:limit]}...(+{len(value) - limit} chars)"
+
+
+class CleanRecords(logging.Filter):
+    """Make every record safe to print before a formatter sees it: each string argument
+    cut to ``FIELD_LIMIT`` characters (the message to ``MESSAGE_LIMIT``), and the
+    message's non-printables escaped (ESC -> ``\\x1b``), so bytes from a request (a
+    path, a header, a close reason) can neither forge nor break lines, in text or JSON."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(cut(a) if isinstance(a, str) else a for a in record.args)
+        message = cut(record.getMessage(), MESSAGE_LIMIT)
+        record.msg, record.args = _UNPRINTABLE.sub(_escape, message), None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,6 +83,7 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(CleanRecords())
     root = logging.getLogger("server_stub")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

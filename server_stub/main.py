@@ -16,6 +16,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -35,7 +36,7 @@ from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.health_monitor import HealthMonitor
 from server_stub.jobs import JobRunner, JobSchedule
 from server_stub.streams import MemoryStreamStore, StreamStore
-from server_stub.websocket_manager import ResumeRequest, WebSocketManager
+from server_stub.websocket_manager import ResumeRequest, WebSocketManager, abort_after
 from wsctl import __version__
 from wsctl import protocol as p
 from wsctl.errors import InvalidInput, PortInUse, RunFailed
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("server_stub")
 
-HEARTBEAT_PAYLOAD = b"wsctl-hb"
+HEARTBEAT_PAYLOAD_SIZE = 4  # random bytes per heartbeat ping: a blind pong cannot match
 KEEPALIVE_TIMEOUT_REASON = "keepalive ping timeout"
 # Listen backlog of the reference profile. asyncio's and uvloop's default, 100, overflows
 # when a restarted server meets every client retrying at once: the kernel drops the
@@ -68,12 +69,23 @@ class PooledConnection(ServerConnection):
     owner: ReferenceServer
     resume_request: ResumeRequest | None = None
 
+    heartbeat_payload: bytes | None = None  # of the ping outstanding, unpredictable
+
     def acknowledge_pings(self, data: bytes) -> None:
-        if data == HEARTBEAT_PAYLOAD and self.owner.monitor is not None:
+        if data == self.heartbeat_payload and self.owner.monitor is not None:
+            self.heartbeat_payload = None
             session = self.owner.pool.get(self)
             if session is not None:
                 self.owner.monitor.pong(session)
         super().acknowledge_pings(data)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Whatever the peer's frames made us write (pongs to a ping flood) counts against
+        # --send-buffer like events do: a peer that sends without reading is closed.
+        session = self.owner.pool.get(self)
+        if session is not None:
+            self.owner.manager.over_buffer(session)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -109,6 +121,16 @@ def _refuse(conn: ServerConnection, refusal: Refusal) -> Response:
                     headers)
 
 
+def _own_origins(config: ServerConfig, host: str, port: int) -> frozenset[str]:
+    """The ``Origin`` of pages this server serves itself (its dashboard), as a browser
+    sends it: the listening address, and ``localhost`` when that is loopback."""
+    scheme = "https" if config.certfile else "http"
+    hosts = {host}
+    if host in ("127.0.0.1", "[::1]"):
+        hosts.add("localhost")
+    return frozenset(f"{scheme}://{name}:{port}" for name in hosts)
+
+
 class ReferenceServer:
     """EP-0001's server side: pool, health monitor, manager, store and jobs on one port."""
 
@@ -125,8 +147,10 @@ class ReferenceServer:
             self.store, self.pool, self.jobs,
             heartbeat=p.Heartbeat(config.ping_interval, config.ping_timeout),
             send_buffer=config.send_buffer,
+            close_timeout=config.close_timeout,
             resume_enabled=config.resume,
             max_streams=config.max_streams,
+            max_streams_per_client=config.max_streams_per_client,
             stream_idle=config.replay_age,
         )
         self.monitor: HealthMonitor | None = None
@@ -142,6 +166,7 @@ class ReferenceServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._conn_class = type("PooledConnection", (PooledConnection,), {"owner": self})
         self._registry: CollectorRegistry | None = None
+        self._allowed_origins: frozenset[str] = frozenset(config.origins)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -200,6 +225,7 @@ class ReferenceServer:
         self.port = sock.getsockname()[1]
         host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
         self.url = f"{cfg.scheme}://{host}:{self.port}"
+        self._allowed_origins = frozenset(cfg.origins) | _own_origins(cfg, host, self.port)
         loop = asyncio.get_running_loop()
         runner = JobRunner(self.jobs, self.manager.publish)
         self._tasks.append(loop.create_task(runner.run()))
@@ -270,6 +296,15 @@ class ReferenceServer:
         if path == "/metrics":
             from server_stub.metrics import exposition
 
+            if self.config.secret:
+                from server_stub.auth import metrics_refusal
+
+                refusal = metrics_refusal(self.config.secret,
+                                          request.headers.get("Authorization"),
+                                          parse_qs(url.query).get("token", [None])[-1])
+                if refusal is not None:
+                    return _refuse(conn, self.pool.refuse(refusal))
+
             return _respond(conn, 200, *exposition(self.registry))
         if path == "/ws/health" and not upgrade:
             health = self.health()
@@ -288,20 +323,20 @@ class ReferenceServer:
                             "text/plain; charset=utf-8", [("Upgrade", "websocket")])
         address = str(conn.remote_address[0]) if conn.remote_address else "?"
         admitted = self._admit(conn, address, path[len("/ws/"):], parse_qs(url.query),
-                               request.headers.get("Origin"), request.headers.get("Host"))
+                               request.headers.get("Origin"))
         if isinstance(admitted, Refusal):
             log.info("refused %s %s: %d %s", address, path, admitted.status, admitted.reason)
             return _refuse(conn, admitted)
         return None
 
     def _admit(self, conn: ServerConnection, address: str, stream: str,
-               query: dict[str, list[str]], origin: str | None,
-               host: str | None = None) -> Session | Refusal:
+               query: dict[str, list[str]], origin: str | None) -> Session | Refusal:
         """Validate a stream handshake and take a pool slot, or return the refusal.
 
         ``--origin`` guards against cross-site WebSocket hijacking: a browser ``Origin``
-        not in the list is refused, except the server's own (``Origin`` naming the
-        ``Host`` it connected to: the dashboard this server serves)."""
+        not in the list is refused, except the server's own address as it listens (the
+        dashboard this server serves). An ``Origin`` is never admitted for naming the
+        ``Host`` header: both are the attacker's under DNS rebinding."""
         pool = self.pool
         if not p.STREAM_NAME.fullmatch(stream):
             return pool.refuse(Refusal(
@@ -310,8 +345,7 @@ class ReferenceServer:
         if self.draining:
             return pool.refuse(Refusal(503, "server is shutting down; retry later", "draining",
                                        pool.retry_after))
-        if (self.config.origins and origin is not None and origin not in self.config.origins
-                and urlsplit(origin).netloc != host):
+        if self.config.origins and origin is not None and origin not in self._allowed_origins:
             return pool.refuse(Refusal(403, f"origin {origin} is not allowed", "origin"))
         epoch = query.get("epoch", [None])[-1]
         offset_text = query.get("offset", [None])[-1]
@@ -330,10 +364,11 @@ class ReferenceServer:
             refusal = check_token(self.config.secret, stream, query.get("token", [None])[-1])
             if refusal is not None:
                 return pool.refuse(refusal)
-        if stream != p.HEALTH_STREAM and not self.manager.can_open(stream):
-            return pool.refuse(Refusal(
-                503, f"server holds its maximum of {self.config.max_streams} streams",
-                "streams", pool.retry_after))
+        refusal = pool.check(address)
+        if refusal is None and stream != p.HEALTH_STREAM:
+            refusal = self.manager.claim(stream, address)
+        if refusal is not None:
+            return pool.refuse(refusal)
         admitted = pool.admit(conn, address)
         if isinstance(admitted, Session):
             conn.resume_request = ResumeRequest(stream, epoch, offset)  # type: ignore[attr-defined]
@@ -389,8 +424,10 @@ class ReferenceServer:
         conn = key.conn
         if key.closing or conn.protocol.state is not State.OPEN:
             return
+        payload = os.urandom(HEARTBEAT_PAYLOAD_SIZE)
+        conn.heartbeat_payload = payload
         with contextlib.suppress(Exception):
-            conn.protocol.send_ping(HEARTBEAT_PAYLOAD)
+            conn.protocol.send_ping(payload)
             conn.send_data()
 
     def _close_dead(self, key: Hashable) -> None:
@@ -403,7 +440,8 @@ class ReferenceServer:
         with contextlib.suppress(Exception):
             conn.protocol.fail(1011, KEEPALIVE_TIMEOUT_REASON)
             conn.send_data()
-        conn.transport.close()
+        conn.transport.close()  # flushes what is buffered first: hence the deadline
+        abort_after(key, self.config.close_timeout)
 
     # -- reporting -------------------------------------------------------------------
 

@@ -92,8 +92,8 @@ class _ServerCollector:
         yield closed
         refused = CounterMetricFamily("wsctl_server_refused",
                                       "Handshakes refused, by reason.", labels=["reason"])
-        for kind in ("capacity", "per_client", "draining", "streams", "auth", "origin",
-                     "bad_request"):
+        for kind in ("capacity", "per_client", "draining", "streams", "streams_per_client",
+                     "auth", "origin", "bad_request"):
             refused.add_metric([kind], c.refused_by_kind.get(kind, 0))
         yield refused
         yield CounterMetricFamily("wsctl_server_dead_detected",

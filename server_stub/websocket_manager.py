@@ -5,7 +5,11 @@ The resume handshake and fan-out write to the connection without awaiting (the w
 one step of the event loop: no live event can slip in between, and offsets on one
 connection are strictly increasing with no holes and no duplicates. A client whose
 unsent data passes ``send_buffer`` bytes is a slow consumer: it is closed with 1008 and
-can resume; it never grows the server's memory without bound.
+can resume; it never grows the server's memory without bound. That holds for what the
+server writes on its own too (pongs to a peer that floods pings and never reads). A
+close the server decides on is carried out within ``close_timeout``: the close frame is
+sent, and a peer that has not finished closing by then (its receive window shut, say)
+is aborted.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from server_stub.connection_pool import ConnectionPool, Session
+from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.jobs import JobSchedule
 from server_stub.streams import StoredEvent, StreamStore
 from wsctl import protocol as p
@@ -88,6 +94,21 @@ def encode_welcome(stream: str, epoch: str, offset: int, recovered: bool, replay
             f'"replayed":{replayed},"heartbeat":{heartbeat_json}{snapshot}}}')
 
 
+def abort_after(session: Session, delay: float) -> None:
+    """Abort ``session``'s connection in ``delay`` seconds unless it has gone by then: the
+    hard deadline of a close the server decided on (websockets' own close first waits for
+    the write buffer to drain, which a peer with a shut receive window never lets happen)."""
+    def abort() -> None:
+        conn = session.conn
+        if not conn.connection_lost_waiter.done():
+            log.warning("close deadline id=%d addr=%s stream=%s: not closed within %.1fs, "
+                        "aborting (%d bytes unsent)", session.id, session.address,
+                        session.stream, delay, conn.transport.get_write_buffer_size())
+            conn.transport.abort()
+
+    asyncio.get_running_loop().call_later(delay, abort)
+
+
 class WebSocketManager:
     """Streams, sessions, resume and fan-out for the reference server."""
 
@@ -101,7 +122,9 @@ class WebSocketManager:
         send_buffer: int = 256 * 1024,
         resume_enabled: bool = True,
         max_streams: int = 0,
+        max_streams_per_client: int = 0,
         stream_idle: float = 120.0,
+        close_timeout: float = 3.0,
         clock: Clock | None = None,
     ) -> None:
         self.store = store
@@ -114,10 +137,14 @@ class WebSocketManager:
         self.send_buffer = send_buffer
         self.resume_enabled = resume_enabled
         self.max_streams = max_streams
+        self.max_streams_per_client = max_streams_per_client
         self.stream_idle = stream_idle
+        self.close_timeout = close_timeout
         self.clock = clock or MonotonicClock()
         self.subscribers: dict[str, set[Session]] = {}
-        self._idle_since: dict[str, float] = {}
+        self._idle_since: dict[str, float] = {}  # oldest first: insertion order is time order
+        self._creator: dict[str, str] = {}  # stream -> the client address that made it
+        self._made_by: dict[str, set[str]] = {}  # client address -> streams it made
         self.resumes: dict[str, int] = {"fresh": 0, "recovered": 0, "resync": 0}
         self.slow_consumers = 0
 
@@ -143,22 +170,32 @@ class WebSocketManager:
         counters = self.pool.counters
         counters.messages_out += 1
         counters.bytes_out += len(data)
-        if check_slow and conn.transport.get_write_buffer_size() > self.send_buffer:
+        return not (check_slow and self.over_buffer(session))
+
+    def over_buffer(self, session: Session) -> bool:
+        """True, and the connection closed 1008 as a slow consumer (resumable), when its
+        unsent data passes ``send_buffer``; reading from it stops, so a peer flooding
+        pings gets no more pongs queued."""
+        conn = session.conn
+        buffered = conn.transport.get_write_buffer_size()
+        if buffered <= self.send_buffer:
+            return False
+        if not session.closing:
             self.slow_consumers += 1
             log.warning(
                 "slow consumer id=%d stream=%s buffered=%d > %d: closing 1008 (resumable)",
-                session.id, session.stream, conn.transport.get_write_buffer_size(),
-                self.send_buffer,
+                session.id, session.stream, buffered, self.send_buffer,
             )
             self.close_with_error(
                 session, p.ERR_SLOW_CONSUMER,
                 "too slow to keep up; resume with epoch and offset", p.CLOSE_POLICY,
             )
-            return False
+        conn.transport.pause_reading()
         return True
 
     def close_with_error(self, session: Session, code: str, message: str, close_code: int) -> None:
-        """Send an ``error`` frame, then close with ``close_code`` (in the background)."""
+        """Send an ``error`` frame, then close with ``close_code`` (in the background),
+        aborting the connection if that has not finished within ``close_timeout``."""
         if session.closing:
             return
         self.write(session, p.encode(p.Error(code, message)), check_slow=False)
@@ -166,6 +203,7 @@ class WebSocketManager:
         asyncio.get_running_loop().create_task(
             session.conn.close(close_code, message[:120])
         )
+        abort_after(session, self.close_timeout)
 
     # -- streams ---------------------------------------------------------------------
 
@@ -181,6 +219,38 @@ class WebSocketManager:
     def can_open(self, stream: str) -> bool:
         """False when ``stream`` is new and the server already holds ``max_streams``."""
         return stream in self.jobs or not (0 < self.max_streams <= len(self.jobs))
+
+    def claim(self, stream: str, address: str) -> Refusal | None:
+        """Admit a handshake for ``stream`` from ``address`` against the stream limits, or
+        say why not. A new stream counts against ``address`` from now until it is reaped
+        (it is idle until a connection attaches, so a handshake that never gets there
+        cannot hold it for good). A refusal's ``retry_after`` is when the oldest idle
+        stream that would free a place expires, or None if no stream is idle."""
+        if stream in self.jobs or stream in self._creator:
+            return None
+        if not self.can_open(stream):
+            return Refusal(503, f"server holds its maximum of {self.max_streams} streams",
+                           "streams", self._retry_after(self._idle_since))
+        made = self._made_by.get(address)
+        if made is not None and 0 < self.max_streams_per_client <= len(made):
+            return Refusal(
+                503, f"{address} has made its maximum of {self.max_streams_per_client} "
+                "streams; reuse one, or retry when one has been idle for the replay age",
+                "streams_per_client", self._retry_after(made))
+        self._creator[stream] = address
+        self._made_by.setdefault(address, set()).add(stream)
+        self._idle_since.setdefault(stream, self.clock.now())
+        return None
+
+    def _retry_after(self, streams: Iterable[str]) -> int | None:
+        """Whole seconds until the oldest idle stream of ``streams`` is reaped (None if
+        none is idle); reaping runs once a second, hence the extra second."""
+        idle = self._idle_since
+        since = next(iter(idle.values()), None) if streams is idle else min(
+            (idle[s] for s in streams if s in idle), default=None)
+        if since is None:
+            return None
+        return max(1, math.ceil(since + self.stream_idle - self.clock.now()) + 1)
 
     def attach(self, session: Session, request: ResumeRequest) -> ResumePlan:
         """Welcome, replay and subscribe in one step (no await: nothing can interleave)."""
@@ -227,6 +297,12 @@ class WebSocketManager:
             del self._idle_since[stream]
             self.jobs.stop(stream)
             self.store.drop(stream)
+            address = self._creator.pop(stream, None)
+            made = self._made_by.get(address) if address is not None else None
+            if made is not None:
+                made.discard(stream)
+                if not made:
+                    del self._made_by[address]  # type: ignore[arg-type]
         return gone
 
     # -- one connection --------------------------------------------------------------

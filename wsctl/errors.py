@@ -3,7 +3,8 @@
     WsctlError                 base; ``exit_code`` maps to the CLI's exit status
     ├── InvalidInput (2)       bad flags, URLs, files: nothing was started or changed
     │   ├── NotFound           a named proxy, toxic, schedule or connection does not exist
-    │   └── Conflict           a name is already taken (proxy, toxic)
+    │   ├── Conflict           a name is already taken (proxy, toxic)
+    │   └── ProxyLoop          a proxy's upstream leads back to its own listen address
     ├── CriteriaFailed (1)     a run happened and at least one criterion failed
     └── RunFailed (3)          the run could not happen or stopped
         ├── Unreachable        target refused, DNS, TLS or handshake status
@@ -69,6 +70,12 @@ class NotFound(InvalidInput):
 
 class Conflict(InvalidInput):
     """A name is already taken (a proxy, a toxic); nothing was changed. Exit code 2."""
+
+
+class ProxyLoop(InvalidInput):
+    """A proxy's upstream is its own listen address, directly or through other proxies of
+    the same chaos server: every connection would open another until no fd is left.
+    Nothing was changed. Exit code 2 (HTTP 400, ``kind: proxy_loop``)."""
 
 
 # --- connect failures: one classifier for probes and bench ---------------------------------

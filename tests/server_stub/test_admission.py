@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from websockets.http11 import Response
 
 from server_stub.auth import check_token, issue_token
 from tests.server_stub.helpers import recv_message
@@ -35,14 +36,19 @@ async def metrics(server: object) -> dict[str, float]:
     return samples
 
 
+async def refusal(url: str, **kwargs: object) -> Response:
+    """The HTTP response refusing a WebSocket handshake to ``url``."""
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url, **kwargs):  # type: ignore[arg-type]
+            pass
+    return refused.value.response
+
+
 async def test_over_the_limit_is_503_with_retry_after_and_counted(make_server):
     """Past max_connections a handshake gets 503 + Retry-After, counted in /metrics."""
     server = await make_server(max_connections=2)
     async with connect(f"{server.url}/ws/a"), connect(f"{server.url}/ws/b"):
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"{server.url}/ws/c"):
-                pass
-        response = refused.value.response
+        response = await refusal(f"{server.url}/ws/c")
         assert response.status_code == 503
         assert int(response.headers["Retry-After"]) >= 1
         assert b"capacity" in response.body
@@ -178,3 +184,65 @@ async def test_origin_allowlist_admits_the_servers_own_pages(make_server):
     with pytest.raises(InvalidStatus):
         async with connect(f"{server.url}/ws/a", origin="http://127.0.0.1:1"):
             pass
+
+
+async def test_origin_equal_to_host_is_not_enough(make_server):
+    """DNS rebinding: an Origin naming the Host header it sent is refused unless listed."""
+    server = await make_server(origins=("https://app.example",))
+    rebound = f"http://evil.example:{server.port}"
+    response = await refusal(f"{server.url}/ws/a", origin=rebound,
+                             additional_headers={"Host": f"evil.example:{server.port}"})
+    assert response.status_code == 403
+
+
+async def test_metrics_needs_a_metrics_token_when_a_secret_is_set(make_server):
+    """With --secret, /metrics is 401 without a token, 403 with a stream's token, 200 with
+    a /metrics token (Bearer or ?token=); /ws/health stays open to load balancers."""
+    from server_stub.auth import METRICS_SCOPE
+
+    server = await make_server(secret="s3cret")
+    base = http_url(server)
+    good = issue_token("s3cret", METRICS_SCOPE, 60)
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(base + "/metrics")).status_code == 401
+        stream_token = issue_token("s3cret", "a", 60)
+        wrong = await client.get(base + "/metrics",
+                                 headers={"Authorization": f"Bearer {stream_token}"})
+        assert wrong.status_code == 403
+        bearer = await client.get(base + "/metrics", headers={"Authorization": f"Bearer {good}"})
+        assert bearer.status_code == 200 and "wsctl_server_" in bearer.text
+        assert (await client.get(base + f"/metrics?token={good}")).status_code == 200
+        assert (await client.get(base + "/ws/health")).status_code == 200
+    assert (await refusal(f"{server.url}/ws/a?token={good}")).status_code == 403
+
+
+async def test_one_client_cannot_take_every_stream(make_server):
+    """Past --max-streams-per-client a client's new stream is 503 with no false
+    Retry-After (none of its streams is idle); its own streams and others' still open."""
+    server = await make_server(max_streams_per_client=2)
+    async with connect(f"{server.url}/ws/a"), connect(f"{server.url}/ws/b"):
+        response = await refusal(f"{server.url}/ws/c")
+        assert response.status_code == 503 and b"maximum of 2 streams" in response.body
+        assert "Retry-After" not in response.headers
+        async with connect(f"{server.url}/ws/a") as again:  # an existing stream is fine
+            assert isinstance(await recv_message(again), p.Welcome)
+        m = await metrics(server)
+    assert m["wsctl_server_refused_total{reason=streams_per_client}"] == 1
+
+
+async def test_a_full_server_says_when_the_oldest_idle_stream_expires(make_server):
+    """At --max-streams, Retry-After is the time until the oldest idle stream is reaped,
+    and a stream whose handshake never attached is reaped like an idle one."""
+    server = await make_server(max_streams=1, replay_age=30.0)
+    async with connect(f"{server.url}/ws/a") as ws:
+        await recv_message(ws)
+    while "a" in server.manager.subscribers:  # the server's side of the close
+        await asyncio.sleep(0.01)
+    server.manager.clock = clock = type("C", (), {})()  # a fake clock from here on
+    clock.now = lambda: time.monotonic() + 10.0  # type: ignore[attr-defined]
+    retry = int((await refusal(f"{server.url}/ws/b")).headers["Retry-After"])
+    assert 20 <= retry <= 22  # 30 s idle age - 10 s gone + the reaper's second
+    clock.now = lambda: time.monotonic() + 31.0  # type: ignore[attr-defined]
+    assert server.manager.reap_idle() == ["a"]
+    async with connect(f"{server.url}/ws/b") as ws:
+        assert isinstance(await recv_message(ws), p.Welcome)

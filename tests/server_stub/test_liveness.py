@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from types import SimpleNamespace
@@ -78,9 +79,17 @@ async def test_per_connection_keepalive_mode_also_counts_dead(make_server):
 class _FakeTransport:
     def __init__(self) -> None:
         self.buffered = 0
+        self.reading = True
+        self.aborted = False
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def abort(self) -> None:
+        self.aborted = True
 
 
 class _FakeConn:
@@ -91,6 +100,7 @@ class _FakeConn:
         self.written: list[bytes] = []
         self.closed_with: tuple[int, str] | None = None
         self.protocol = SimpleNamespace(state=State.OPEN, send_text=self._send)
+        self.connection_lost_waiter = asyncio.get_running_loop().create_future()
 
     def _send(self, data: bytes) -> None:
         self.written.append(data)
@@ -107,7 +117,8 @@ async def test_slow_consumer_is_closed_and_memory_stays_bounded():
     """A client that does not read is closed 1008 once its buffer passes send_buffer."""
     pool = ConnectionPool()
     manager = WebSocketManager(MemoryStreamStore(), pool, JobSchedule(1.0, 100),
-                               heartbeat=p.Heartbeat(1, 1), send_buffer=2000)
+                               heartbeat=p.Heartbeat(1, 1), send_buffer=2000,
+                               close_timeout=0.05)
     conn = _FakeConn()
     session = pool.admit(conn, "127.0.0.1")
     manager.attach(session, ResumeRequest("a"))
@@ -120,6 +131,10 @@ async def test_slow_consumer_is_closed_and_memory_stays_bounded():
         p.ERR_SLOW_CONSUMER, "too slow to keep up; resume with epoch and offset")
     assert conn.transport.buffered < 2000 + 1000  # nothing more was queued after the close
     assert manager.slow_consumers == 1
+    assert not conn.transport.reading  # nothing the peer sends can queue more (pongs)
+    assert not conn.transport.aborted
+    await asyncio.sleep(0.1)  # the close never completes (the peer does not read) ...
+    assert conn.transport.aborted  # ... so it is aborted at close_timeout
 
 
 def _fds() -> int:
@@ -148,6 +163,7 @@ async def test_thousand_connect_disconnect_cycles_leak_nothing(make_server):
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.1)
+    gc.collect()  # an event loop an earlier test left unclosed must not close mid-count
     fds, tasks = _fds(), len(asyncio.all_tasks())
     port = int(server.url.rsplit(":", 1)[1])
     for i in range(1000):

@@ -10,7 +10,8 @@ Toxiproxy's dialect (clients written for it work unchanged)::
 Extras (new routes only): ``/proxies/{proxy}/connections`` (list, cut one or all, faults
 for one connection), ``/proxies/{proxy}/schedules``, ``/toxics`` (the types known) and
 ``/metrics`` (Prometheus). Errors are ``{"error": message, "status": code}``, plus
-``"kind": "port_in_use"`` when a listen address is taken.
+``"kind": "port_in_use"`` when a listen address is taken, ``"kind": "proxy_loop"`` when an
+upstream leads back to the proxy's own listen address (400).
 
 This module is the only place where JSON becomes the core's typed arguments (a field
 that can't be read is Toxiproxy's ``bad request body: ...``) and where the core's
@@ -41,7 +42,7 @@ from wsctl.chaos.faults import FAULTS
 from wsctl.chaos.model import DEFAULT_LISTEN, ProxySpec, Toxic, check_toxicity, toxic_from_mapping
 from wsctl.chaos.proxy import Chaos, Proxy
 from wsctl.chaos.schedule import Timing
-from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, WsctlError
+from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, ProxyLoop, WsctlError
 from wsctl.units import parse_duration
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -182,7 +183,13 @@ class _Metrics:
         enabled = GaugeMetricFamily(
             "wsctl_chaos_proxy_enabled", "1 if the proxy is listening.", labels=["proxy"]
         )
+        refused = CounterMetricFamily(
+            "wsctl_chaos_connections_refused",
+            "Client connections reset because the proxy was at its connection cap.",
+            labels=["proxy"],
+        )
         for proxy in self.chaos.proxies.values():
+            refused.add_metric([proxy.name], proxy.stats.refused_total)
             for direction in ("upstream", "downstream"):
                 sent.add_metric([proxy.name, direction], proxy.bytes_total(direction))
             opened.add_metric([proxy.name], proxy.stats.connections_total)
@@ -190,7 +197,7 @@ class _Metrics:
             enabled.add_metric([proxy.name], 1 if proxy.enabled else 0)
             for kind, count in sorted(proxy.stats.applied.items()):
                 applied.add_metric([proxy.name, kind], count)
-        yield from (sent, opened, active, applied, enabled)
+        yield from (sent, opened, active, applied, enabled, refused)
 
 
 def _openapi(routes: list[Route]) -> dict[str, Any]:
@@ -390,7 +397,8 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WsctlError)
-        kind = "port_in_use" if isinstance(exc, PortInUse) else None
+        kind = ("port_in_use" if isinstance(exc, PortInUse)
+                else "proxy_loop" if isinstance(exc, ProxyLoop) else None)
         return _error(exc.message, _status(exc), kind)
 
     class Guard(BaseHTTPMiddleware):

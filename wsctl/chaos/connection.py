@@ -42,6 +42,9 @@ class ConnectionOwner(Protocol):
     @property
     def rng(self) -> random.Random: ...
 
+    def admits(self) -> bool:
+        """Whether a new client connection may open now (False: it is reset at once)."""
+
     def connection_opened(self, conn: Connection) -> None: ...
 
     def connection_closed(self, conn: Connection) -> None: ...
@@ -127,6 +130,9 @@ class Connection:
     # -- lifecycle -------------------------------------------------------------------
 
     def client_made(self, side: SideProtocol, transport: asyncio.Transport) -> None:
+        if not self.proxy.admits():
+            _abort_with_rst(transport)  # connection_lost follows: nothing else to undo
+            return
         self.client = transport
         peer = transport.get_extra_info("peername")
         self._client_addr = f"{peer[0]}:{peer[1]}" if peer else "?"

@@ -18,6 +18,9 @@ from wsctl.errors import InvalidInput
 STREAMS = ("upstream", "downstream")
 DEFAULT_API = "127.0.0.1:8474"  # Toxiproxy's port, on loopback
 DEFAULT_LISTEN = "127.0.0.1:0"  # any free port on loopback
+DEFAULT_MAX_CONNECTIONS = 4096
+"""``wsctl chaos serve``'s cap on each proxy's live connections: each holds two file
+descriptors, so a loop through two proxies stays under the usual 20,000 per process."""
 
 
 def parse_address(text: str, what: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

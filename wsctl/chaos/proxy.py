@@ -16,8 +16,10 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import ipaddress
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +28,7 @@ from wsctl.chaos.connection import Connection, SideProtocol
 from wsctl.chaos.model import DEFAULT_LISTEN, STREAMS, ProxySpec, Toxic, parse_address
 from wsctl.chaos.schedule import Schedule, Timing
 from wsctl.clock import Clock, MonotonicClock
-from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, WsctlError
+from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, ProxyLoop, WsctlError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class ProxyStats:
     """Counters read by ``/metrics`` at scrape time (no locks on the data path)."""
 
     connections_total: int = 0
+    refused_total: int = 0  # client connections reset because the proxy was at its cap
     bytes_closed: dict[str, int] = dataclasses.field(
         default_factory=lambda: {"upstream": 0, "downstream": 0}
     )
@@ -59,6 +62,7 @@ class Proxy:
         self.schedules: dict[str, Schedule] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # connections' and faults' (not schedules')
+        self._refusal_logged = float("-inf")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,7 +89,18 @@ class Proxy:
         if self.enabled:
             return
         parse_address(self.upstream, "upstream")
-        await self._serve(await self._bind(self.listen))
+        await self._serve(await self._bind_checked(self.listen, self.upstream))
+
+    async def _bind_checked(self, listen: str, upstream: str) -> asyncio.Server:
+        """``_bind``, then ProxyLoop (the listener closed again) if ``upstream`` leads back
+        to the address bound."""
+        server = await self._bind(listen)
+        try:
+            await self.chaos.refuse_loop(self.name, _bound_address(server), upstream)
+        except BaseException:
+            server.close()
+            raise
+        return server
 
     async def _bind(self, listen: str) -> asyncio.Server:
         """A listener on ``listen``, not accepting yet; PortInUse if the address is taken."""
@@ -106,8 +121,7 @@ class Proxy:
 
     async def _serve(self, server: asyncio.Server) -> None:
         self._server = server
-        sockname = server.sockets[0].getsockname()
-        self.listen = f"{sockname[0]}:{sockname[1]}"  # port 0 becomes the real port
+        self.listen = _bound_address(server)  # port 0 becomes the real port
         self.enabled = True
         await server.start_serving()
         log.info("proxy %s listening on %s -> %s", self.name, self.listen, self.upstream)
@@ -133,7 +147,7 @@ class Proxy:
 
         If ``listen`` can't be had the proxy is left as it was, connections included."""
         async with self.handing_over():
-            server = await self._bind(listen)
+            server = await self._bind_checked(listen, upstream)
         await self.stop()
         self.upstream = upstream
         await self._serve(server)
@@ -177,6 +191,20 @@ class Proxy:
     def _report(self, task: asyncio.Task[Any]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("proxy %s task failed", self.name, exc_info=task.exception())
+
+    def admits(self) -> bool:
+        """Below the chaos server's per-proxy connection cap? A refusal is counted and
+        logged (at most once a second: a loop would refuse thousands a second)."""
+        cap = self.chaos.max_connections
+        if not cap or len(self.connections) < cap:
+            return True
+        self.stats.refused_total += 1
+        now = self.clock.now()
+        if now - self._refusal_logged >= 1.0:
+            self._refusal_logged = now
+            log.warning("proxy %s at its cap of %d connections: new ones are reset "
+                        "(%d so far)", self.name, cap, self.stats.refused_total)
+        return False
 
     def connection_opened(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
@@ -295,11 +323,17 @@ class Proxy:
 
 
 class Chaos:
-    """Every proxy of one wsctl chaos instance; the library behind the HTTP API."""
+    """Every proxy of one wsctl chaos instance; the library behind the HTTP API.
 
-    def __init__(self, clock: Clock | None = None, rng: random.Random | None = None) -> None:
+    ``max_connections`` caps each proxy's live connections (0 = no cap): past it, a new
+    client connection is reset at once, so no loop (through another proxy or outside
+    program) can take every file descriptor of the process."""
+
+    def __init__(self, clock: Clock | None = None, rng: random.Random | None = None,
+                 max_connections: int = 0) -> None:
         self.clock: Clock = clock or MonotonicClock()
         self.random = rng or random.Random()
+        self.max_connections = max_connections
         self.proxies: dict[str, Proxy] = {}
         self._lock = asyncio.Lock()
 
@@ -349,6 +383,27 @@ class Chaos:
             elif moved or not proxy.enabled:
                 await proxy.move(spec.listen, spec.upstream)
             return proxy
+
+    async def refuse_loop(self, name: str, listen: str, upstream: str) -> None:
+        """ProxyLoop if a proxy ``name`` listening on ``listen`` and relaying to
+        ``upstream`` would relay to itself, directly or through this instance's other
+        proxies (their settings, enabled or not, with ``name``'s replaced)."""
+        routes = {p.name: (p.listen, p.upstream) for p in self.proxies.values()}
+        routes[name] = (listen, upstream)
+        listens = {n: await _endpoints(route[0]) for n, route in routes.items()}
+        path, current = [name], upstream
+        while True:
+            reached = await _endpoints(current)
+            hop = next((n for n in routes if _reaches(listens[n], reached)), None)
+            if hop is None or (hop != name and hop in path):
+                return
+            path.append(hop)
+            if hop == name:
+                raise ProxyLoop(
+                    f"proxy {name!r}: upstream {upstream} leads back to its own listen "
+                    f"address {listen} ({' -> '.join(path)}); every connection would "
+                    "open another until no file descriptor is left")
+            current = routes[hop][1]
 
     async def delete(self, name: str) -> None:
         async with self._lock:
@@ -411,6 +466,65 @@ class Chaos:
             for proxy in self.proxies.values():
                 await proxy.cancel_schedules()
                 await proxy.stop()
+
+
+def _bound_address(server: asyncio.Server) -> str:
+    sockname = server.sockets[0].getsockname()
+    return f"{sockname[0]}:{sockname[1]}"
+
+
+async def _endpoints(address: str) -> set[tuple[str, int]]:
+    """The IP addresses and port ``host:port`` names (none if it does not resolve in 2 s:
+    a relay there could not connect anyway)."""
+    try:
+        host, port = parse_address(address, "address")
+    except InvalidInput:
+        return set()
+    if port == 0:
+        return set()
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), 2.0)
+    except (OSError, TimeoutError):
+        return set()
+    return {(str(info[4][0]), port) for info in infos}
+
+
+def _reaches(listening: set[tuple[str, int]], target: set[tuple[str, int]]) -> bool:
+    """Would a connection to one of ``target`` arrive at a listener on ``listening``? A
+    wildcard listener (0.0.0.0, ::) takes connections to every address of this machine."""
+    for host, port in listening:
+        for to_host, to_port in target:
+            if port != to_port:
+                continue
+            if host == to_host or _wildcard(host) and _local(to_host):
+                return True
+    return False
+
+
+def _wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _local(host: str) -> bool:
+    """Is ``host`` an address of this machine? (Loopback, unspecified, or one it can bind.)"""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_loopback or ip.is_unspecified:
+        return True
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
 
 
 def _same(current: str, wanted: str) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from wsctl.chaos.api import build_app, proxy_specs
-from wsctl.chaos.model import DEFAULT_API, parse_address
+from wsctl.chaos.model import DEFAULT_API, DEFAULT_MAX_CONNECTIONS, parse_address
 from wsctl.chaos.proxy import Chaos
 from wsctl.errors import InvalidInput, PortInUse, RunFailed, WsctlError
 
@@ -64,12 +64,14 @@ def load_config(path: Path) -> list[Any]:
 
 
 class ChaosServer:
-    """The API and its proxies, started and stopped together."""
+    """The API and its proxies, started and stopped together. Without ``chaos``, a new
+    one whose proxies each hold at most ``max_connections`` connections (0 = no cap)."""
 
     def __init__(
-        self, chaos: Chaos | None = None, api: str = DEFAULT_API, token: str | None = None
+        self, chaos: Chaos | None = None, api: str = DEFAULT_API, token: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self.chaos = chaos or Chaos()
+        self.chaos = chaos or Chaos(max_connections=max_connections)
         self.api = api
         self.token = token
         self._server: _Uvicorn | None = None

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from wsctl.chaos.client import ChaosClient
 from wsctl.chaos.faults import FAULTS
-from wsctl.chaos.model import DEFAULT_API
+from wsctl.chaos.model import DEFAULT_API, DEFAULT_MAX_CONNECTIONS
 from wsctl.cli._common import fail_usage, reports_errors
 
 app = typer.Typer(
@@ -69,18 +69,27 @@ def serve(
         ),
     ] = None,
     api_token: Token = None,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            help="Live connections each proxy may hold (0 = no cap); past it a new client "
+            "connection is reset at once, so a relay loop cannot take every file descriptor.",
+            envvar="WSCTL_CHAOS_MAX_CONNECTIONS", min=0,
+        ),
+    ] = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Run the proxy and its API until Ctrl-C (or SIGTERM), then close every connection."""
     from wsctl.chaos.server import load_config  # uvicorn only when serving
 
     proxies = load_config(config) if config is not None else []
-    asyncio.run(_serve(api, proxies, api_token))
+    asyncio.run(_serve(api, proxies, api_token, max_connections))
 
 
-async def _serve(api: str, proxies: list[Any], token: str | None) -> None:
+async def _serve(api: str, proxies: list[Any], token: str | None,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
     from wsctl.chaos.server import ChaosServer
 
-    server = ChaosServer(api=api, token=token)
+    server = ChaosServer(api=api, token=token, max_connections=max_connections)
     await server.start()
     try:
         await server.populate(proxies)

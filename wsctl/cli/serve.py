@@ -63,6 +63,8 @@ def serve(
     max_connections: Annotated[int, _opt("max_connections")] = _DEFAULT["max_connections"],
     max_per_client: Annotated[int, _opt("max_per_client")] = _DEFAULT["max_per_client"],
     max_streams: Annotated[int, _opt("max_streams")] = _DEFAULT["max_streams"],
+    max_streams_per_client: Annotated[int, _opt("max_streams_per_client")] = (
+        _DEFAULT["max_streams_per_client"]),
     max_message_size: Annotated[int, _opt("max_message_size")] = _DEFAULT["max_message_size"],
     send_buffer: Annotated[int, _opt("send_buffer")] = _DEFAULT["send_buffer"],
     ping_interval: Annotated[str, _opt("ping_interval")] = _DEFAULT["ping_interval"],
@@ -77,6 +79,7 @@ def serve(
     certfile: Annotated[str | None, _opt("certfile")] = _DEFAULT["certfile"],
     keyfile: Annotated[str | None, _opt("keyfile")] = _DEFAULT["keyfile"],
     shutdown_timeout: Annotated[str, _opt("shutdown_timeout")] = _DEFAULT["shutdown_timeout"],
+    close_timeout: Annotated[str, _opt("close_timeout")] = _DEFAULT["close_timeout"],
     retry_hint: Annotated[str, _opt("retry_hint")] = _DEFAULT["retry_hint"],
     log_format: Annotated[LogFormat, _opt("log_format")] = _DEFAULT["log_format"],
     log_level: Annotated[str, _opt("log_level")] = _DEFAULT["log_level"],
