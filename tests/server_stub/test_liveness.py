@@ -151,9 +151,8 @@ def _sockets_on(port: int) -> int:
 async def test_thousand_connect_disconnect_cycles_leak_nothing(make_server):
     """After 1,000 connect/close cycles: pool empty, fds and tasks back where they began."""
     server = await make_server(job_rate=5.0)
-    # Warm up with the same cycles, so that whatever this process opens once, lazily
-    # (after other tests: a background thread's descriptor) is in the baseline: a leak
-    # is per connection, so 1,000 cycles then show it as hundreds.
+    # Warm up with the same cycles, so that whatever this process opens once, lazily,
+    # is in the baseline.
     for i in range(50):
         async with connect(f"{server.url}/ws/warmup{i % 5}", compression=None) as ws:
             if i % 10 == 0:
@@ -179,9 +178,8 @@ async def test_thousand_connect_disconnect_cycles_leak_nothing(make_server):
     assert sum(server.pool.counters.closed_by_code.values()) == 1050
     assert len(asyncio.all_tasks()) == tasks
     # Every socket of the 1,000 connections is closed, on both sides (sockets in
-    # TIME_WAIT belong to the kernel, not to this process). The process's descriptor
-    # count is back too, give or take one that a background thread of an earlier test
-    # (a browser driver's) may open or close meanwhile: a leak is per connection.
+    # TIME_WAIT belong to the kernel, not to this process), and the descriptor count is
+    # where it began.
     assert _sockets_on(port) == 0
-    assert abs(_fds() - fds) <= 1, (fds, _fds())
+    assert _fds() == fds
     assert len(server.monitor.tracker) == 0
