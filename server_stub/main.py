@@ -91,6 +91,11 @@ def _close_code(conn: ServerConnection) -> tuple[int, str]:
     return 1006, "connection lost without a close frame"
 
 
+# Headers this server reads as one value; websockets raises MultipleValuesError (a 500
+# with a traceback) when one of them is repeated, so a repeat is answered 400 first.
+_SINGLE_HEADERS = ("Upgrade", "Origin", "Host")
+
+
 def _respond(conn: ServerConnection, status: int, body: str, content_type: str,
              headers: Iterable[tuple[str, str]] = ()) -> Response:
     response = conn.respond(status, body)
@@ -264,6 +269,12 @@ class ReferenceServer:
     # -- HTTP and handshake ----------------------------------------------------------
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        for name in _SINGLE_HEADERS:  # read one by one below: a repeat is a client error
+            if len(request.headers.get_all(name)) > 1:
+                log.info("refused %s: duplicate %s header",
+                         conn.remote_address[0] if conn.remote_address else "?", name)
+                return _respond(conn, 400, f"duplicate {name} header\n",
+                                "text/plain; charset=utf-8")
         url = urlsplit(request.path)
         path = url.path
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
