@@ -34,6 +34,7 @@ from server_stub.config import ServerConfig
 from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.health_monitor import HealthMonitor
 from server_stub.jobs import JobRunner, JobSchedule
+from server_stub.pipelining import OneRequestConnection
 from server_stub.streams import MemoryStreamStore, StreamStore
 from server_stub.websocket_manager import ResumeRequest, WebSocketManager
 from wsctl import __version__
@@ -61,7 +62,7 @@ STOCK_BACKLOG = 100
 _OFFSET = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() admits "²"
 
 
-class PooledConnection(ServerConnection):
+class PooledConnection(OneRequestConnection):
     """A websockets connection that reports pongs to the HealthMonitor and its own end
     to the ConnectionPool (``connection_lost`` runs on every exit path)."""
 
