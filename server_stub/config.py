@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
 from wsctl.errors import InvalidInput
-from wsctl.units import parse_duration, parse_positive_duration
+from wsctl.units import parse_duration, parse_interval, parse_positive_duration
 
 Profile = Literal["reference", "baseline"]
 HealthMode = Literal["scheduler", "per-connection"]
@@ -182,8 +182,9 @@ def config_from_options(**values: Any) -> ServerConfig:
     level = str(values["log_level"])
     if level.lower() not in LOG_LEVELS:
         raise InvalidInput(f"--log-level {level!r}: use {_LEVELS_TEXT}")
-    for name in POSITIVE_DURATIONS:
-        values[name] = parse_positive_duration(values[name], OPTIONS[name].flag)
+    for name in POSITIVE_DURATIONS:  # a ping every microsecond is a busy loop: 10ms at least
+        parse = parse_interval if name == "ping_interval" else parse_positive_duration
+        values[name] = parse(values[name], OPTIONS[name].flag)
     hint = parse_duration(values.pop("retry_hint"), "--retry-hint")
     origins = tuple(values.pop("origin") or ())
     return ServerConfig(**values, origins=origins, retry_hint_ms=round(hint * 1000))

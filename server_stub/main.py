@@ -35,6 +35,7 @@ from server_stub.config import ServerConfig
 from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.health_monitor import HealthMonitor
 from server_stub.jobs import JobRunner, JobSchedule
+from server_stub.pipelining import OneRequestConnection
 from server_stub.streams import MemoryStreamStore, StreamStore
 from server_stub.websocket_manager import ResumeRequest, WebSocketManager, abort_after
 from wsctl import __version__
@@ -62,7 +63,7 @@ STOCK_BACKLOG = 100
 _OFFSET = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() admits "²"
 
 
-class PooledConnection(ServerConnection):
+class PooledConnection(OneRequestConnection):
     """A websockets connection that reports pongs to the HealthMonitor and its own end
     to the ConnectionPool (``connection_lost`` runs on every exit path)."""
 
@@ -101,6 +102,11 @@ def _close_code(conn: ServerConnection) -> tuple[int, str]:
     if sent is not None:
         return sent.code, sent.reason
     return 1006, "connection lost without a close frame"
+
+
+# Headers this server reads as one value; websockets raises MultipleValuesError (a 500
+# with a traceback) when one of them is repeated, so a repeat is answered 400 first.
+_SINGLE_HEADERS = ("Upgrade", "Origin", "Host")
 
 
 def _respond(conn: ServerConnection, status: int, body: str, content_type: str,
@@ -290,6 +296,12 @@ class ReferenceServer:
     # -- HTTP and handshake ----------------------------------------------------------
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        for name in _SINGLE_HEADERS:  # read one by one below: a repeat is a client error
+            if len(request.headers.get_all(name)) > 1:
+                log.info("refused %s: duplicate %s header",
+                         conn.remote_address[0] if conn.remote_address else "?", name)
+                return _respond(conn, 400, f"duplicate {name} header\n",
+                                "text/plain; charset=utf-8")
         url = urlsplit(request.path)
         path = url.path
         upgrade = "websocket" in request.headers.get("Upgrade", "").lower()

@@ -8,6 +8,7 @@ Client -> server: ``ping`` and ``ack``. The full contract is in ``docs/protocol.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -116,11 +117,33 @@ def encode_event(offset: int, ts: float, data_json: str) -> str:
     return f'{{"type":"event","offset":{offset},"ts":{ts!r},"data":{data_json}}}'
 
 
+MAX_INT = 2**63 - 1  # offsets are 0..MAX_INT; any integer in a message is 64-bit
+
+
+def _int(text: str) -> int:
+    # Length first: int() of thousands of digits is slow and past 4,300 a ValueError.
+    if len(text.lstrip("-")) > 19 or not -MAX_INT - 1 <= (value := int(text)) <= MAX_INT:
+        shown = text if len(text) <= 24 else text[:24] + "…"
+        raise ProtocolError(f"integer {shown} is out of range (64-bit)")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ProtocolError(f"number {text[:24]} is out of range")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise ProtocolError(f"{name} is not JSON; numbers must be finite")
+
+
 def _load(frame: str | bytes) -> dict[str, Any]:
     if isinstance(frame, bytes):
         raise ProtocolError("binary frames are not part of protocol v1; send JSON text")
     try:
-        obj = json.loads(frame)
+        obj = json.loads(frame, parse_int=_int, parse_float=_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not JSON: {exc.msg}") from exc
     except RecursionError as exc:
@@ -139,8 +162,8 @@ def _number(obj: dict[str, Any], name: str) -> float:
 
 def _offset(obj: dict[str, Any], name: str = "offset") -> int:
     value = obj.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ProtocolError(f"{obj.get('type')}.{name} must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise ProtocolError(f"{obj.get('type')}.{name} must be an integer 0..2**63-1")
     return value
 
 

@@ -6,6 +6,11 @@
 file writes it. A validator that knows the problem's place below its model raises
 ``FieldError(loc, message)``; ``read`` reads a file with one-line errors. Scenario files
 (wsctl/scenario/model.py) and protocol blocks (wsctl/probe/dialect.py) both load here.
+
+Input bounds (docs/security.md): a file or text over ``MAX_BYTES`` (1 MiB), nesting deeper
+than ``MAX_DEPTH`` (64) and a document of more than ``MAX_NODES`` (100,000) nodes, counting
+every use of an alias (so a "billion laughs" file stops at the bound), are each refused
+as ``FILE:LINE: (YAML): problem``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from pydantic import ValidationError
 from wsctl.errors import InvalidInput
 
 Loc = tuple[str | int, ...]
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 100_000
 
 
 class FieldError(ValueError):
@@ -36,7 +45,12 @@ def read(path: Path | str, what: str) -> str:
     ``what`` it should have been (e.g. "protocol file")."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)  # never more: /dev/zero and FIFOs have no size
+        if len(raw) > MAX_BYTES:
+            raise InvalidInput(f"{path}: too large: a {what} may hold at most "
+                               f"{MAX_BYTES // 1024} KiB")
+        return raw.decode("utf-8")
     except FileNotFoundError:
         raise InvalidInput(f"{path}: no such {what}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -46,14 +60,17 @@ def read(path: Path | str, what: str) -> str:
 
 def parse(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     """The document in ``text`` and the line of every key and item, by path; a YAML error
-    or a duplicate key is ``InvalidInput`` naming ``source`` and the line."""
-    loader = yaml.SafeLoader(text)
+    or a duplicate key is ``InvalidInput`` naming ``source`` and the line, as is a document
+    past ``MAX_BYTES``, ``MAX_DEPTH`` or ``MAX_NODES``."""
+    if len(text) > MAX_BYTES:
+        raise InvalidInput(f"{source}:1: (YAML): too large: at most {MAX_BYTES // 1024} KiB")
+    loader = _BoundedLoader(text, source)
     try:
         node = loader.get_single_node()
         if node is None:
             raise InvalidInput(f"{source}:1: (top level): the file is empty")
         lines: dict[Loc, int] = {}
-        _walk(node, (), lines, source)
+        _walk(node, (), lines, source, [0])
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -67,7 +84,37 @@ def parse(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     return data, lines
 
 
-def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], source: str) -> None:
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses nesting past ``MAX_DEPTH`` while composing (PyYAML's
+    composer recurses once per level, so an unbounded depth is a RecursionError)."""
+
+    def __init__(self, text: str, source: str) -> None:
+        super().__init__(text)
+        self._source = source
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise InvalidInput(f"{self._source}:{line}: (YAML): nested deeper than "
+                                   f"{MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], source: str,
+          count: list[int]) -> None:
+    # Aliases are walked where they are used, so count every visit: that bounds the
+    # expanded document (and the recursion of a self-referencing anchor) for the
+    # validation that follows, not only this walk.
+    count[0] += 1
+    if count[0] > MAX_NODES or len(path) > MAX_DEPTH:
+        problem = (f"more than {MAX_NODES} values once aliases are expanded"
+                   if count[0] > MAX_NODES else f"nested deeper than {MAX_DEPTH} levels")
+        raise InvalidInput(f"{source}:{node.start_mark.line + 1}: (YAML): {problem}")
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -78,10 +125,10 @@ def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], source: str) -> Non
                                    f"{dotted((*path, name))}: duplicate key")
             seen.add(name)
             lines[(*path, name)] = key.start_mark.line + 1
-            _walk(value, (*path, name), lines, source)
+            _walk(value, (*path, name), lines, source, count)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, source)
+            _walk(item, (*path, index), lines, source, count)
 
 
 def line_of(lines: dict[Loc, int], path: Loc) -> int:

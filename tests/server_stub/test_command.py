@@ -69,16 +69,21 @@ def test_repeated_flag_replaces_the_variable(started, monkeypatch):
     [(["--port", "abc"], "--port"), (["--port", "70000"], "0<=x<=65535"),
      (["--profile", "fast"], "--profile"), (["--ping-timeout", "0"], "greater than zero"),
      (["--issue-token", "a"], "needs --secret"), (["--certfile", "c.pem"], "go together"),
-     (["--log-level", "loud"], "--log-level")],
+     (["--log-level", "loud"], "--log-level"),
+     (["--ping-interval", "1us"], "--ping-interval must be at least 10ms"),
+     (["--retry-hint", "9" * 400], "--retry-hint: at most 87600h"),
+     (["--replay-age", "1" * 400 + "s"], "--replay-age: at most 87600h"),
+     (["--secret", "k", "--issue-token", "a", "--ttl", "99999999999h"], "--ttl: at most 87600h"),
+     (["--secret", "k", "--issue-token", "a", "--ttl", "9" * 400], "--ttl: at most 87600h")],
 )
 def test_bad_input_is_one_line_exit_2(args, message, started, capsys):
     """Bad flags exit 2 with one line naming the option; nothing starts."""
     with pytest.raises(SystemExit) as stopped:
         sys.exit(main(args))
     assert stopped.value.code == 2
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert err.startswith("wsctl: error: ") and err.count("\n") == 1 and message in err
-    assert started == []
+    assert started == [] and out == ""  # no token printed either
 
 
 def test_runs_without_wsctls_cli():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from websockets.asyncio.client import connect
@@ -115,6 +116,28 @@ async def test_junk_frame_gets_error_then_1008(make_server, frame):
                 msg = await recv_message(ws)
                 if isinstance(msg, p.Error):
                     assert msg.code == p.ERR_BAD_MESSAGE and msg.message
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+@pytest.mark.parametrize("frame", [
+    '{"type":"ping","t":NaN}', '{"type":"ping","t":Infinity}', '{"type":"ping","t":1e400}',
+    '{"type":"ping","t":' + "9" * 309 + "}", '{"type":"ack","offset":' + "7" * 4400 + "}",
+    '{"type":"ack","offset":' + str(2**63) + "}"])
+async def test_numbers_out_of_range_get_error_then_1008(make_server, frame):
+    """NaN, infinities and integers past 64 bits in a client message get an error frame
+    and 1008 (not an echoed non-JSON NaN, not a 1011 with a traceback)."""
+    server = await make_server(**FAST)
+    async with connect(f"{server.url}/ws/a", max_size=None) as ws:
+        await recv_message(ws)
+        await ws.send(frame)
+        errors = []
+        with pytest.raises(ConnectionClosedError) as closed:
+            while True:
+                raw = await asyncio.wait_for(ws.recv(), 5)
+                json.loads(raw, parse_constant=pytest.fail)  # no bare NaN or Infinity
+                if isinstance(msg := p.parse_server(raw), p.Error):
+                    errors.append(msg)
+        assert [e.code for e in errors] == [p.ERR_BAD_MESSAGE], errors
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 

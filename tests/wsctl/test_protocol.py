@@ -53,3 +53,18 @@ def test_check_url_refuses_what_is_not_a_websocket_url(url, reason):
     with pytest.raises(InvalidInput, match=reason):
         p.check_url(url)
     p.check_url("wss://example.test:8443/ws/alert-{n}")
+
+
+@pytest.mark.parametrize(("frame", "reason"), [
+    ('{"type":"ping","t":NaN}', "NaN is not JSON"),
+    ('{"type":"ping","t":-Infinity}', "-Infinity is not JSON"),
+    ('{"type":"ping","t":1e400}', "out of range"),
+    ('{"type":"ping","t":' + "9" * 309 + "}", r"out of range \(64-bit\)"),
+    ('{"type":"ack","offset":' + "7" * 5000 + "}", r"out of range \(64-bit\)"),
+    ('{"type":"ack","offset":9223372036854775808}', r"out of range \(64-bit\)"),
+])
+def test_numbers_outside_json_and_64_bits_are_protocol_errors(frame, reason):
+    """Non-finite numbers and integers past 64 bits are ProtocolError, never a crash."""
+    with pytest.raises(p.ProtocolError, match=reason):
+        p.parse_client(frame)
+    assert p.parse_client('{"type":"ack","offset":9223372036854775807}').offset == 2**63 - 1

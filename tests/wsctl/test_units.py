@@ -3,7 +3,7 @@
 import pytest
 
 from wsctl.errors import InvalidInput
-from wsctl.units import parse_duration, parse_positive_duration
+from wsctl.units import parse_duration, parse_interval, parse_positive_duration
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,19 @@ def test_positive_duration_refuses_zero_naming_the_option(text):
     with pytest.raises(InvalidInput, match="--ping-timeout must be greater than zero"):
         parse_positive_duration(text, "--ping-timeout")
     assert parse_positive_duration("250ms", "--ping-timeout") == 0.25
+
+
+@pytest.mark.parametrize("value", [float("inf"), 1e400, 10**400, "1" * 400 + "s",
+                                   "99999999999h", 87601 * 3600])
+def test_durations_are_finite_and_bounded(value):
+    """Infinite, overflowing and over-10-years durations are InvalidInput naming the bound."""
+    with pytest.raises(InvalidInput, match=r"^--ttl: at most 87600h \(10 years\), got "):
+        parse_duration(value, "--ttl")
+    assert parse_duration("87600h") == 87600 * 3600
+
+
+def test_interval_has_a_minimum():
+    """A repeating period under 10ms is refused (it would only burn a core); 10ms is fine."""
+    with pytest.raises(InvalidInput, match="--ping-interval must be at least 10ms, got '1us'"):
+        parse_interval("1us", "--ping-interval")
+    assert parse_interval("10ms", "--ping-interval") == 0.01

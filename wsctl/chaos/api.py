@@ -56,6 +56,8 @@ def _error(message: str, status: int, kind: str | None = None) -> JSONResponse:
 
 
 def _status(exc: WsctlError) -> int:
+    if isinstance(exc, BodyTooLarge):
+        return 413
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, Conflict | PortInUse):
@@ -75,10 +77,25 @@ def _bad_body() -> Iterator[None]:
         raise InvalidInput(f"bad request body: {exc}") from None
 
 
+MAX_BODY = 1024 * 1024  # bytes of a request body
+
+
+class BodyTooLarge(InvalidInput):
+    """A request body over ``MAX_BODY`` (413)."""
+
+
 async def _body(request: Request) -> Any:
-    raw = await request.body()
+    """The JSON body, read no further than ``MAX_BODY`` bytes."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise BodyTooLarge(f"request body larger than {MAX_BODY // (1024 * 1024)} MiB")
     with _bad_body():
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 def _object(body: Any) -> dict[str, Any]:

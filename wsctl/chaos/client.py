@@ -16,9 +16,19 @@ from wsctl.errors import InvalidInput, PortInUse, RunFailed, Unreachable
 
 
 def api_url(api: str) -> str:
-    """``host:port`` or a URL, as a base URL."""
+    """``host:port`` or a URL, as a base URL; InvalidInput if it is neither."""
     api = api.strip().rstrip("/")
-    return api if "://" in api else f"http://{api}"
+    url = api if "://" in api else f"http://{api}"
+    try:
+        parsed = httpx.URL(url)
+        valid = (parsed.scheme in ("http", "https") and bool(parsed.host)
+                 and (parsed.port is None or 0 < parsed.port <= 65535))
+    except (httpx.InvalidURL, ValueError):
+        valid = False
+    if not valid:
+        raise InvalidInput(f"--api {api!r} is not host:port or an http:// URL; "
+                           "e.g. --api 127.0.0.1:8474")
+    return url
 
 
 class ChaosClient:

@@ -8,6 +8,7 @@ turning HTTP requests into these values is ``wsctl.chaos.api``'s job alone.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,24 @@ DEFAULT_LISTEN = "127.0.0.1:0"  # any free port on loopback
 DEFAULT_MAX_CONNECTIONS = 4096
 """``wsctl chaos serve``'s cap on each proxy's live connections: each holds two file
 descriptors, so a loop through two proxies stays under the usual 20,000 per process."""
+# Proxy and toxic names: URL-unreserved characters, so a name is always one path segment
+# that can be read and deleted again (a "/" or a 10 MB name could not).
+NAME = re.compile(r"[A-Za-z0-9._~-]{1,200}")
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits only: str.isdigit() admits "²"
+
+
+def check_name(name: object, what: str = "name") -> str:
+    """``name`` if it is 1-200 of ``A-Z a-z 0-9 . _ ~ -``; InvalidInput otherwise."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + "…"
+        raise InvalidInput(f"{what}: use 1-200 of A-Z a-z 0-9 . _ ~ -, got {shown!r}")
+    return name
 
 
 def parse_address(text: str, what: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """``host:port`` (or ``[v6]:port``, or ``:port``) into a pair; InvalidInput if malformed."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not _PORT.fullmatch(port) or int(port) > 65535:
         raise InvalidInput(f"{what} {text!r} is not host:port")
     host = host.strip("[]") or default_host
     if host == "localhost":
@@ -46,6 +59,7 @@ class ProxySpec:
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
             raise InvalidInput("a proxy needs a name")
+        check_name(self.name)
         if not isinstance(self.enabled, bool):
             raise InvalidInput("enabled must be true or false")
         for field, value in (("listen", self.listen), ("upstream", self.upstream)):
@@ -89,6 +103,8 @@ class Toxic:
                 raise InvalidInput(str(exc)) from None
         if not isinstance(self.name, str):
             raise InvalidInput("name must be a string")
+        if self.name:
+            check_name(self.name)
         object.__setattr__(self, "config", config)
         object.__setattr__(self, "toxicity", toxicity)
         object.__setattr__(self, "name", self.name or f"{self.type}_{self.stream}")
@@ -122,6 +138,7 @@ def toxic_from_mapping(data: Mapping[str, Any]) -> Toxic:
     name = data.get("name") or f"{kind}_{stream}"
     if not isinstance(name, str):
         raise ValueError("name must be a string")
+    check_name(name)
     config = spec.parse(data.get("attributes"))
     return Toxic(type=kind, config=config, name=name, stream=stream, toxicity=toxicity)
 

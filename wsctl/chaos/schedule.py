@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from wsctl.chaos.model import Toxic
 from wsctl.clock import Clock
 from wsctl.errors import Conflict, InvalidInput, NotFound
+from wsctl.units import MIN_INTERVAL
 
 _ids = itertools.count(1)
 
@@ -50,8 +51,9 @@ class Timing:
             if value is not None and value < 0:
                 raise InvalidInput(f"{field}: must not be negative, got {value}")
         if self.every is not None:
-            if self.every <= 0:
-                raise InvalidInput("every: must be > 0")
+            if not self.every >= MIN_INTERVAL:  # a 1 µs period only burns a core
+                raise InvalidInput(f"every: must be at least {MIN_INTERVAL * 1000:.0f}ms, "
+                                   f"got {self.every}")
             if self.duration is None:
                 raise InvalidInput("every: needs a 'for' duration")
             if self.duration >= self.every:

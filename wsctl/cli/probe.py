@@ -17,7 +17,7 @@ from wsctl.cli._common import env_options, reports_errors
 from wsctl.errors import InvalidInput
 from wsctl.fdlimit import raise_fd_limit
 from wsctl.protocol import check_url
-from wsctl.units import parse_duration, parse_positive_duration
+from wsctl.units import parse_duration, parse_interval, parse_positive_duration
 
 HELP = (
     "Run N reconnecting probe clients against URL and report what they saw.\n\n"
@@ -213,7 +213,7 @@ def probe(
             backoff=policy,
             heartbeat=heartbeat.value,
             heartbeat_interval=(
-                parse_positive_duration(heartbeat_interval, "--heartbeat-interval")
+                parse_interval(heartbeat_interval, "--heartbeat-interval")
                 if heartbeat_interval else None),
             heartbeat_timeout=(
                 parse_positive_duration(heartbeat_timeout, "--heartbeat-timeout")
@@ -226,7 +226,7 @@ def probe(
         )
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    interval = parse_positive_duration(report_interval, "--report-interval")
+    interval = parse_interval(report_interval, "--report-interval")
     workers = resolve_processes(count, processes)
     if workers == 1:
         raise_fd_limit(count + 64, f"--count {count}", "use --processes to spread them")
@@ -235,8 +235,10 @@ def probe(
     from wsctl.probe.driver import websockets_connector
 
     json_stdout = json_out is not None and str(json_out) == "-"
-    if json_out is not None and not json_stdout and not json_out.parent.is_dir():
-        raise InvalidInput(f"--json {json_out}: directory {json_out.parent} does not exist")
+    if json_out is not None and not json_stdout:  # a directory or read-only path: now, not after
+        from wsctl.report.outputs import check_writable
+
+        check_writable(json_out, "--json")
     fleet_ref: list[AnyFleet] = []
     writer = RecordsWriter(records, fleet_ref) if records else None
     fleet: AnyFleet

@@ -99,6 +99,15 @@ def test_unreachable_api_is_exit_3_saying_where() -> None:
     assert err.count("\n") == 1 and f"http://{address}" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("address", ["http://[::1", "ftp://127.0.0.1:8474", "http://:99",
+                                     "127.0.0.1:99999"])
+def test_malformed_api_address_is_exit_2(address: str) -> None:
+    """An --api that is not host:port or an http URL: one line, exit 2, no traceback."""
+    code, _, err = wsctl("chaos", "proxy", "list", "--api", address)
+    assert code == 2, err
+    assert err.count("\n") == 1 and "is not host:port or an http:// URL" in err, err
+
+
 def test_api_address_from_environment(api: str) -> None:
     """WSCTL_CHAOS_API sets the API address."""
     result = runner.invoke(

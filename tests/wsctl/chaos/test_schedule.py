@@ -30,7 +30,8 @@ def test_window_without_for_stays_on() -> None:
     [
         ({"every": 5}, "needs a 'for'"),
         ({"duration": 5, "every": 5}, "shorter than 'every'"),
-        ({"duration": 1, "every": 0}, "every: must be > 0"),
+        ({"duration": 1, "every": 0}, "every: must be at least 10ms"),
+        ({"duration": 0.000001, "every": 0.000002}, "every: must be at least 10ms"),
         ({"at": -1}, "at: must not be negative"),
         ({"duration": -1}, "for: must not be negative"),
     ],

@@ -68,6 +68,20 @@ def test_invalid_options_exit_2(args, message):
     assert message in result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--duration", "1" * 400 + "s"], "--duration: at most 87600h"),
+    (["--heartbeat-interval", "1us"], "--heartbeat-interval must be at least 10ms"),
+    (["--report-interval", "1us"], "--report-interval must be at least 10ms"),
+    (["--json", "."], "--json .: is a directory"),
+])
+def test_out_of_bounds_options_exit_2_before_the_run(args, message):
+    """An endless duration, a busy-loop interval or a --json that cannot be written: one
+    line, exit 2, before any connection (the target here would be exit 3)."""
+    result = runner.invoke(app, ["probe", "ws://127.0.0.1:1/", "--max-attempts", "1", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
 def test_unreachable_target_retries_then_exit_3_saying_refused():
     """A closed port: retries within --max-attempts, then 'connection refused', exit 3."""
     url = f"ws://127.0.0.1:{free_port()}/ws/a"

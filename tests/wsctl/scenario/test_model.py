@@ -117,6 +117,14 @@ INVALID = [
      "    probe: {count: 1}\n", 5, "scenarios[0].probe: unknown field"),
     ("unknown baseline", "name: s\nscenarios:\n  - name: a\n    duration: 5s\n"
      "    baseline: zzz\n", 5, "not an earlier scenario"),
+    ("infinite duration", "name: t\nduration: .inf\n", 2, "duration: at most 87600h"),
+    ("NaN duration", "name: t\nduration: .nan\n", 2, "duration: cannot read nan"),
+    ("infinite at", "name: t\nduration: 5s\ntimeline:\n  - {at: .inf, do: server.kill}\n",
+     4, "timeline[0].at: at most 87600h"),
+    ("huge for", "name: t\nduration: 5s\ntimeline:\n  - {do: wait, for: 1.0e+400}\n",
+     4, "timeline[0].for: at most 87600h"),
+    ("deep nesting", "name: t\nduration: 5s\nx: " + "[" * 3000 + "]" * 3000 + "\n",
+     3, "(YAML): nested deeper than 64 levels"),
 ]
 
 

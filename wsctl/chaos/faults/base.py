@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from websockets.frames import Frame
 
 
+MAX_INT_ATTRIBUTE = 2**31 - 1  # every integer attribute (24.8 days in ms, 2 GiB in bytes)
+
+
 @dataclass(slots=True)
 class Chunk:
     """Bytes in flight and the clock reading when they arrived at the proxy."""
@@ -118,6 +121,8 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
             raise InvalidAttribute(key, f"expected an integer, got {value!r}")
         if value < 0:
             raise InvalidAttribute(key, f"must be >= 0, got {value!r}")
+        if value > MAX_INT_ATTRIBUTE:  # ms, bytes, KB/s: past this a typo or an overflow
+            raise InvalidAttribute(key, f"must be at most {MAX_INT_ATTRIBUTE}")
         return int(value)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
