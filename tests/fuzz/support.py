@@ -13,6 +13,7 @@ import os
 import socket
 import time
 
+import psutil
 from hypothesis import HealthCheck, settings
 
 _COMMON = {"database": None, "deadline": None,
@@ -41,11 +42,7 @@ def budget(examples: int) -> settings:
 
 def rss_kib(pid: int) -> int:
     """Resident memory of process ``pid`` in KiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS line")
+    return int(psutil.Process(pid).memory_info().rss // 1024)
 
 
 def read_until_closed(sock: socket.socket, limit: int = 1 << 20, timeout: float = 5.0) -> bytes:
