@@ -5,6 +5,7 @@ the command-line options that set them (the one source of their defaults and hel
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from wsctl.errors import InvalidInput
@@ -85,8 +86,14 @@ def seconds_text(seconds: float) -> str:
     ``0.25`` -> ``250ms``."""
     for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s" if seconds >= 1 else f"{seconds * 1000:g}ms"
+            return f"{_plain(seconds / size)}{unit}"
+    return f"{_plain(seconds)}s" if seconds >= 1 else f"{_plain(seconds * 1000)}ms"
+
+
+def _plain(number: float) -> str:
+    """``number`` without an exponent (``1e+06s`` is not a duration the parser reads)."""
+    text = format(Decimal(repr(number)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,15 +5,18 @@ response is sent. A second pipelined request (``GET /ws/health`` twice in one wr
 then fails as a bad frame and the connection closes with no answer at all. Here the
 bytes after the request wait until the handshake is decided: a 101 parses them as
 frames, any other response is sent and the connection closed (websockets discards the
-rest), so the first request is always answered.
+rest), so the first request is always answered. A head that is not HTTP at all (a NUL
+in a header name, a bare LF) gets a 400 where websockets would close without a word.
 """
 
 from __future__ import annotations
 
+import http
 from collections.abc import Generator
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import InvalidMessage
 from websockets.protocol import OPEN, Protocol, State
 from websockets.server import ServerProtocol
 
@@ -26,7 +29,18 @@ class _AfterHandshake(Protocol):
 
 
 class _OneRequestProtocol(ServerProtocol, _AfterHandshake):
-    """ServerProtocol whose frame parsing starts only once the handshake is done."""
+    """ServerProtocol whose frame parsing starts only once the handshake is done, and
+    that answers a request it could not parse with a 400 before closing."""
+
+    def send_eof(self) -> None:
+        exc = self.handshake_exc  # after an EOFError the peer has left: nobody to answer
+        if (self.state is State.CONNECTING and isinstance(exc, InvalidMessage)
+                and not isinstance(exc.__cause__, EOFError) and not self.eof_sent):
+            response = self.reject(http.HTTPStatus.BAD_REQUEST,
+                                   "Failed to open a WebSocket connection: "
+                                   "did not receive a valid HTTP request.\n")
+            self.writes.append(response.serialize())
+        super().send_eof()
 
 
 class OneRequestConnection(ServerConnection):

@@ -94,6 +94,15 @@ def encode_welcome(stream: str, epoch: str, offset: int, recovered: bool, replay
             f'"replayed":{replayed},"heartbeat":{heartbeat_json}{snapshot}}}')
 
 
+MAX_REASON = 123  # bytes: a close frame's payload is at most 125, two of them the code
+
+
+def close_reason(message: str) -> str:
+    """``message`` cut to fit a close frame: at most 123 bytes of UTF-8, whole characters
+    (cut by characters, non-ASCII text made the frame too long and the close never left)."""
+    return message.encode(errors="replace")[:MAX_REASON].decode(errors="ignore")
+
+
 def abort_after(session: Session, delay: float) -> None:
     """Abort ``session``'s connection in ``delay`` seconds unless it has gone by then: the
     hard deadline of a close the server decided on (websockets' own close first waits for
@@ -201,7 +210,7 @@ class WebSocketManager:
         self.write(session, p.encode(p.Error(code, message)), check_slow=False)
         session.closing = True
         asyncio.get_running_loop().create_task(
-            session.conn.close(close_code, message[:120])
+            session.conn.close(close_code, close_reason(message))
         )
         abort_after(session, self.close_timeout)
 

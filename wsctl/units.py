@@ -31,7 +31,7 @@ def parse_duration(text: object, what: str = "duration") -> float:
     """Seconds in ``text`` (see the grammar above); InvalidInput naming ``what`` if unreadable."""
     if isinstance(text, int | float) and not isinstance(text, bool) and text == text:  # not NaN
         if text < 0:
-            raise InvalidInput(f"{what}: must not be negative, got {text}")
+            raise InvalidInput(f"{what}: must not be negative, got {_shown(text)}")
         seconds = float(text) if text <= MAX_DURATION else math.inf  # a huge int: no overflow
     else:
         match = _DURATION.fullmatch(text) if isinstance(text, str) else None
@@ -54,7 +54,7 @@ def parse_positive_duration(text: str | float | int, what: str = "duration") -> 
     """``parse_duration`` for things that cannot be zero (timeouts, intervals, run time)."""
     seconds = parse_duration(text, what)
     if seconds <= 0:
-        raise InvalidInput(f"{what} must be greater than zero, got {text!r}")
+        raise InvalidInput(f"{what} must be greater than zero, got {_shown(text)!r}")
     return seconds
 
 
@@ -62,5 +62,6 @@ def parse_interval(text: str | float | int, what: str = "interval") -> float:
     """``parse_positive_duration`` for periods something repeats on: at least ``MIN_INTERVAL``."""
     seconds = parse_positive_duration(text, what)
     if seconds < MIN_INTERVAL:
-        raise InvalidInput(f"{what} must be at least {MIN_INTERVAL * 1000:.0f}ms, got {text!r}")
+        raise InvalidInput(f"{what} must be at least {MIN_INTERVAL * 1000:.0f}ms, "
+                           f"got {_shown(text)!r}")
     return seconds

@@ -64,7 +64,11 @@ def parse(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
     past ``MAX_BYTES``, ``MAX_DEPTH`` or ``MAX_NODES``."""
     if len(text) > MAX_BYTES:
         raise InvalidInput(f"{source}:1: (YAML): too large: at most {MAX_BYTES // 1024} KiB")
-    loader = _BoundedLoader(text, source)
+    try:
+        loader = _BoundedLoader(text, source)
+    except yaml.reader.ReaderError as exc:  # a control character, refused before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        raise InvalidInput(f"{source}:{line}: (YAML): {str(exc).splitlines()[0]}") from None
     try:
         node = loader.get_single_node()
         if node is None:
