@@ -36,7 +36,10 @@ def bind(address: str, what: str = "API address") -> socket.socket:
     """A listening TCP socket on ``host:port``; ``PortInUse`` if the address is taken."""
     host, port = parse_address(address, what)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: the accepted sockets inherit it, and asyncio sets
+    # TCP_NODELAY only on sockets whose proto says TCP. Without it uvicorn's separate
+    # head and body writes met the client's delayed ACK: 44 ms per keep-alive request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -473,3 +473,29 @@ def test_float_attributes_must_be_finite() -> None:
     for value in (float("inf"), float("nan")):
         with pytest.raises(InvalidAttribute, match="rate"):
             _coerce("rate", value, "float")
+
+
+async def test_api_connections_are_accepted_with_tcp_nodelay():
+    """The API's listening socket says TCP, so asyncio sets TCP_NODELAY on what it
+    accepts: uvicorn writes a response's head and body separately, and with Nagle on the
+    body waited for the client's delayed ACK (44 ms per keep-alive request)."""
+    from wsctl.chaos.server import bind
+
+    listener = bind("127.0.0.1:0")
+    accepted: list[int] = []
+
+    def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        accepted.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, sock=listener)
+    async with server:
+        port = listener.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(100):
+            if accepted:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+    assert accepted == [1]
