@@ -510,7 +510,7 @@ def main() -> None:
         print(f"server {url} (pid {server.pid}), chaos proxy :{proxy_port} api {api} "
               f"(pid {chaos.pid}); tasks: not shown (the server publishes no task count)")
         print(f"quiet baseline: {len(base)} handshakes, p50 {_pct(base, 0.5) * 1e3:.1f} ms, "
-              f"p99 {base_p99 * 1e3:.1f} ms")
+              f"p99 {base_p99 * 1e3:.1f} ms", flush=True)
 
         seconds = args.minutes * 60
         workers = [
@@ -523,7 +523,7 @@ def main() -> None:
             worker.start()
         print(f"{'min':>3} {'srv MiB':>8} {'srv fds':>7} {'conns':>6} {'streams':>7} "
               f"{'pxy MiB':>8} {'pxy fds':>7} {'hs n':>5} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'errors':>6}  error kinds")
+              f"{'errors':>6}  error kinds", flush=True)
         rows: list[dict[str, Any]] = []
         soak_handshakes: list[float] = []
         hostile: dict[str, int] = {}
