@@ -28,7 +28,8 @@ normal trickle's handshake p50/p99 in that minute, and errors seen by normal cli
 The server publishes no asyncio task count (neither /metrics nor its log), so tasks are
 not shown. At the end the verdict lines against issue 15's targets: RSS and fds growth
 from minute 2 to the last minute (< 5%), and the soak's handshake p99 over the quiet one
-(<= 2x). Figures are printed, never asserted.
+(<= 2x), over the whole soak and from minute 2 on (minute 1 holds the start-up of the
+hostile load: a thousand streams' jobs at once). Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -525,7 +526,7 @@ def main() -> None:
               f"{'pxy MiB':>8} {'pxy fds':>7} {'hs n':>5} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'errors':>6}  error kinds", flush=True)
         rows: list[dict[str, Any]] = []
-        soak_handshakes: list[float] = []
+        per_minute: list[list[float]] = []
         hostile: dict[str, int] = {}
         start = time.monotonic()
         for minute in range(1, args.minutes + 1):
@@ -536,7 +537,7 @@ def main() -> None:
             for _, kind, value in records:
                 if kind == "hostile":
                     hostile = value
-            soak_handshakes += handshakes
+            per_minute.append(handshakes)
             srv_rss, srv_fds = usage(server.pid)
             pxy_rss, pxy_fds = usage(chaos.pid)
             gauges = server_gauges(server_port)
@@ -565,11 +566,13 @@ def main() -> None:
                            ("pxy_rss", "proxy RSS"), ("pxy_fds", "proxy fds")):
             print(f"verdict {label} growth {span}: {growth(first[key], last[key])} "
                   f"({first[key]:.1f} -> {last[key]:.1f}; target < 5%)")
-        if soak_handshakes:
-            soak_p99 = _pct(soak_handshakes, 0.99)
-            print(f"verdict handshake p99 under soak / quiet: {soak_p99 / base_p99:.2f}x "
-                  f"({soak_p99 * 1e3:.1f} / {base_p99 * 1e3:.1f} ms over "
-                  f"{len(soak_handshakes)} / {len(base)} handshakes; target <= 2x)")
+        warm = [value for minute in per_minute[1:] for value in minute] or per_minute[0]
+        for label, values in (("whole soak", per_minute[0] + warm), ("minute 2 on", warm)):
+            if values:
+                p99 = _pct(values, 0.99)
+                print(f"verdict handshake p99 under soak ({label}) / quiet: "
+                      f"{p99 / base_p99:.2f}x ({p99 * 1e3:.1f} / {base_p99 * 1e3:.1f} ms over "
+                      f"{len(values)} / {len(base)} handshakes; target <= 2x)")
     finally:
         stop.set()
         for worker in workers:
