@@ -566,8 +566,9 @@ def main() -> None:
                            ("pxy_rss", "proxy RSS"), ("pxy_fds", "proxy fds")):
             print(f"verdict {label} growth {span}: {growth(first[key], last[key])} "
                   f"({first[key]:.1f} -> {last[key]:.1f}; target < 5%)")
-        warm = [value for minute in per_minute[1:] for value in minute] or per_minute[0]
-        for label, values in (("whole soak", per_minute[0] + warm), ("minute 2 on", warm)):
+        whole = [value for minute in per_minute for value in minute]
+        warm = [value for minute in per_minute[1:] for value in minute]
+        for label, values in (("whole soak", whole), ("minute 2 on", warm)):
             if values:
                 p99 = _pct(values, 0.99)
                 print(f"verdict handshake p99 under soak ({label}) / quiet: "
