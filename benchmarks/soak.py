@@ -23,13 +23,16 @@ never in the measured ones:
 
 First the quiet baseline: the same trickle alone for `--baseline` seconds against the
 fresh server. Then, each minute, one row: server RSS and fds (/proc/PID/fd), the
-server's open connections and streams (from its /metrics), proxy RSS and fds, the
-normal trickle's handshake p50/p99 in that minute, and errors seen by normal clients.
+server's open WebSocket connections and streams (from its /metrics), proxy RSS, fds and
+live connections (its API's /metrics; two fds each), the normal trickle's handshake
+p50/p99 in that minute, and errors seen by normal clients.
 The server publishes no asyncio task count (neither /metrics nor its log), so tasks are
 not shown. At the end the verdict lines against issue 15's targets: RSS and fds growth
 from minute 2 to the last minute (< 5%), and the soak's handshake p99 over the quiet one
 (<= 2x), over the whole soak and from minute 2 on (minute 1 holds the start-up of the
-hostile load: a thousand streams' jobs at once). Figures are printed, never asserted.
+hostile load: a thousand streams' jobs at once). The hostile population is bounded, not
+constant: how many of its connections are open at a sample moves the fd counts, so read
+fd growth beside the connection columns. Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -456,18 +459,19 @@ def usage(pid: int) -> tuple[float, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def server_gauges(port: int) -> dict[str, float]:
-    wanted = {"wsctl_server_connections", "wsctl_server_streams"}
+def gauges(url: str, wanted: set[str]) -> dict[str, float]:
+    """The ``wanted`` series of a Prometheus page, summed over labels."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return {}
-    values = {}
+    values: dict[str, float] = {}
     for line in text.splitlines():
-        name, _, value = line.partition(" ")
+        name, _, value = line.rpartition(" ")
+        name = name.split("{", 1)[0]
         if name in wanted:
-            values[name] = float(value)
+            values[name] = values.get(name, 0.0) + float(value)
     return values
 
 
@@ -523,8 +527,8 @@ def main() -> None:
         for worker in workers:
             worker.start()
         print(f"{'min':>3} {'srv MiB':>8} {'srv fds':>7} {'conns':>6} {'streams':>7} "
-              f"{'pxy MiB':>8} {'pxy fds':>7} {'hs n':>5} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'errors':>6}  error kinds", flush=True)
+              f"{'pxy MiB':>8} {'pxy fds':>7} {'pconns':>6} {'hs n':>5} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'errors':>6}  error kinds", flush=True)
         rows: list[dict[str, Any]] = []
         per_minute: list[list[float]] = []
         hostile: dict[str, int] = {}
@@ -540,16 +544,19 @@ def main() -> None:
             per_minute.append(handshakes)
             srv_rss, srv_fds = usage(server.pid)
             pxy_rss, pxy_fds = usage(chaos.pid)
-            gauges = server_gauges(server_port)
+            srv = gauges(f"http://127.0.0.1:{server_port}/metrics",
+                         {"wsctl_server_connections", "wsctl_server_streams"})
+            pxy = gauges(f"http://{api}/metrics", {"wsctl_chaos_connections_active"})
             row = {"srv_rss": srv_rss, "srv_fds": srv_fds, "pxy_rss": pxy_rss,
                    "pxy_fds": pxy_fds}
             rows.append(row)
             p50 = f"{_pct(handshakes, 0.5) * 1e3:7.1f}" if handshakes else f"{'-':>7}"
             p99 = f"{_pct(handshakes, 0.99) * 1e3:7.1f}" if handshakes else f"{'-':>7}"
             print(f"{minute:>3} {srv_rss:8.1f} {srv_fds:7d} "
-                  f"{gauges.get('wsctl_server_connections', -1):6.0f} "
-                  f"{gauges.get('wsctl_server_streams', -1):7.0f} {pxy_rss:8.1f} "
-                  f"{pxy_fds:7d} {len(handshakes):5d} {p50} {p99} "
+                  f"{srv.get('wsctl_server_connections', -1):6.0f} "
+                  f"{srv.get('wsctl_server_streams', -1):7.0f} {pxy_rss:8.1f} "
+                  f"{pxy_fds:7d} {pxy.get('wsctl_chaos_connections_active', -1):6.0f} "
+                  f"{len(handshakes):5d} {p50} {p99} "
                   f"{sum(errors.values()):6d}  "
                   f"{', '.join(f'{k} {v}' for k, v in errors.most_common(4))}", flush=True)
         stop.set()
