@@ -177,6 +177,7 @@
       this._acked = 0;
       this._check = null; // the health check in flight, if any
       this._outageStart = null; // now() when the current outage began (fast-retry window)
+      this._lastFound = null; // the previous health check's answer in this outage
       this._onOnline = () => this._wake("online");
       this._onVisible = () => {
         if (global.document && global.document.visibilityState === "visible") {
@@ -204,6 +205,7 @@
       if (this.state === "open") return;
       this.attempt = 0;
       this._outageStart = null; // a fresh set of attempts gets a fresh fast-retry window
+      this._lastFound = null;
       this._connect();
     }
 
@@ -359,7 +361,14 @@
         return;
       }
       const o = this.options;
-      if (found && !found.listening && o.now() - this._outageStart < o.fastFor) {
+      // A server that started listening between the refused attempt and its health
+      // check answers the check: it just came back, so the attempt failed only because
+      // it was early. Retry that one fast too (once: if it refuses again, the next check
+      // also finds it listening, and the backoff applies), unless it asked for a delay.
+      const cameBack = Boolean(found && found.listening && found.hint == null &&
+        this._lastFound && !this._lastFound.listening);
+      if (found) this._lastFound = found;
+      if (found && (!found.listening || cameBack) && o.now() - this._outageStart < o.fastFor) {
         // Nothing listens: retrying costs the server nothing, and finds a restarted one
         // within fastDelay. Neither the backoff nor maxAttempts advances.
         const fast = o.fastDelay / 2 + Math.floor((o.random() * o.fastDelay) / 2);
@@ -394,6 +403,7 @@
       if (this.state === "reconnecting" || this.state === "offline") {
         this.attempt = 0;
         this._outageStart = null;
+        this._lastFound = null;
         this._connect();
       } else if (this.state === "open" && why === "visible") {
         this._ping(this._ws); // timers were throttled while hidden: check liveness now
@@ -439,6 +449,7 @@
       this._acked = 0;
       this.attempt = 0;
       this._outageStart = null;
+      this._lastFound = null;
       this.stats.connects += 1;
       const heartbeat = welcome.heartbeat || {};
       const interval = this.options.heartbeatInterval || (heartbeat.interval || 5) * 1000;
