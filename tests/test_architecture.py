@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kernel", ("wsctl", "wsctl.errors", "wsctl.clock", "wsctl.units", "wsctl.protocol",
+                "wsctl.workerproc",
                 "wsctl.backoff", "wsctl.yamlfile", "wsctl.runtime", "wsctl.fdlimit")),
     ("metrics", ("wsctl.metrics",)),
     ("results", ("wsctl.results",)),

@@ -14,40 +14,31 @@ A worker raises its RLIMIT_NOFILE soft limit to the hard limit before connecting
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
 
-
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+from wsctl.workerproc import emit, report_failures
 
 
 def main() -> int:
+    return report_failures(_work)
+
+
+def _work() -> int:
     from wsctl.bench.plan import BenchPlan
     from wsctl.bench.runner import run_plan
-    from wsctl.errors import WsctlError
     from wsctl.fdlimit import raise_fd_limit
 
-    try:
-        plan = BenchPlan.from_dict(json.loads(sys.stdin.readline())["plan"])
-        raise_fd_limit()
-        _emit({"ready": __import__("os").getpid()})
-        line = sys.stdin.readline()
-        if not line:
-            return 0  # the parent gave up before the start
-        start_wall = float(json.loads(line)["start_wall"])
-        result = run_plan(plan, start_wall=start_wall,
-                          on_progress=lambda snap: _emit({"progress": snap}))
-    except WsctlError as exc:
-        _emit({"error": str(exc), "exit_code": exc.exit_code})
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        _emit({"error": f"{type(exc).__name__}: {exc}", "exit_code": 3})
-        return 3
-    _emit({"result": result.to_dict()})
+    plan = BenchPlan.from_dict(json.loads(sys.stdin.readline())["plan"])
+    raise_fd_limit()
+    emit({"ready": os.getpid()})
+    line = sys.stdin.readline()
+    if not line:
+        return 0  # the parent gave up before the start
+    start_wall = float(json.loads(line)["start_wall"])
+    result = run_plan(plan, start_wall=start_wall,
+                      on_progress=lambda snap: emit({"progress": snap}))
+    emit({"result": result.to_dict()})
     return 0
 
 

@@ -49,11 +49,7 @@ from wsctl.probe.workers import (
     config_to_dict,
     record_to_wire,
 )
-
-
-def emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+from wsctl.workerproc import emit, report_failures
 
 
 class Outbox:
@@ -163,19 +159,8 @@ async def _pump(fleet: Fleet, outbox: Outbox, live_view: bool) -> None:
 
 
 def main() -> int:
-    from wsctl.errors import WsctlError
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it says stop
-    try:
-        return asyncio.run(serve())
-    except WsctlError as exc:
-        emit({"error": str(exc), "exit_code": exc.exit_code})
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        emit({"error": f"{type(exc).__name__}: {exc}", "exit_code": 3})
-        return 3
+    return report_failures(lambda: asyncio.run(serve()))
 
 
 if __name__ == "__main__":
