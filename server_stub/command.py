@@ -50,7 +50,30 @@ def serve(*, issue_token: str | None = None, ttl: str = TTL_DEFAULT,
     from server_stub.main import run
 
     setup_logging(config.log_format, config.log_level)
+    check_fd_room(config.max_connections)
     return run(config)
+
+
+# File descriptors the server uses besides its connections: the listening socket, stdio,
+# the event loop's own, log files, a scrape or two in flight.
+FD_MARGIN = 64
+
+
+def check_fd_room(max_connections: int) -> int:
+    """Raise the soft file-descriptor limit to the hard one (every connection is one fd;
+    the usual soft default, 1024, would cap the server far below ``--max-connections``),
+    and warn when even that is too few for ``max_connections``. Returns the limit."""
+    import logging
+
+    from wsctl.fdlimit import raise_fd_limit
+
+    limit = raise_fd_limit()
+    if max_connections and limit < max_connections + FD_MARGIN:
+        logging.getLogger("server_stub").warning(
+            "file descriptor limit %d is below --max-connections %d: connections past about "
+            "%d will fail to be accepted; raise it (ulimit -n, systemd LimitNOFILE=) or lower "
+            "--max-connections", limit, max_connections, max(0, limit - FD_MARGIN))
+    return limit
 
 
 class _Parser(argparse.ArgumentParser):

@@ -111,3 +111,29 @@ def test_every_scenario_server_option_is_a_server_flag():
                                     if k not in {"issue_token", "ttl"}})
     assert (config.ping_interval, config.replay_age, config.job_steps) == (0.5, 90.0, 7)
     assert (config.retry_hint_ms, config.health_mode) == (0, "per-connection")
+
+
+FD_SCRIPT = """
+import resource, sys
+from server_stub.command import check_fd_room
+soft, hard = int(sys.argv[1]), int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+print(check_fd_room(int(sys.argv[3])), *resource.getrlimit(resource.RLIMIT_NOFILE))
+"""
+
+
+@pytest.mark.parametrize(("soft", "hard", "max_connections", "warned"), [
+    (256, 4096, 1000, False),   # the hard limit has room: the soft one is raised to it
+    (256, 512, 10_000, True),   # even the hard limit is too few: say so, keep serving
+    (256, 512, 0, False),       # no connection limit set: nothing to compare with
+])
+def test_server_raises_its_fd_limit(soft, hard, max_connections, warned):
+    """The server raises its soft file-descriptor limit to the hard one (a 1024 default
+    would cap it far below --max-connections) and warns, naming the fix, when even the hard
+    limit cannot hold --max-connections."""
+    result = subprocess.run([sys.executable, "-c", FD_SCRIPT, str(soft), str(hard),
+                             str(max_connections)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(hard), str(hard), str(hard)]
+    assert ("file descriptor limit 512 is below --max-connections 10000" in result.stderr
+            and "ulimit -n" in result.stderr) is warned
