@@ -77,11 +77,19 @@ class _Stream(_Log):
 
     def __init__(self, id: int, epoch: str, head: int = 0) -> None:
         super().__init__(epoch, head)
+        # A few events: a list costs a tenth of a deque's 64-slot block.
+        self.frames = []  # type: ignore[assignment]
         self.id = id
         self.appended = head  # offset of the latest appended event
         self.trimmed = 0  # events <= this were deleted from the file for size
-        self.state: dict[str, Any] | None = None
+        self.state: str | None = None  # committed producer state, as compact JSON
         self.dropped = False
+
+    def drop_oldest(self, n: int) -> int:
+        n = min(n, len(self.frames))
+        del self.frames[:n]  # type: ignore[arg-type]
+        del self.times[:n]
+        return n
 
 
 def parse_sqlite(spec: str) -> Callable[[int, float], SqliteStreamStore]:
@@ -168,7 +176,7 @@ class SqliteStreamStore(StreamStore):
             stream = _Stream(id, f"{self._store_id}-{id}", head or 0)
             if frame is not None:
                 stream.last_data = compact_json(json.loads(frame)["data"])
-            stream.state = json.loads(state) if state else None
+            stream.state = state
             self._streams[name] = stream
         self._size = count
 
@@ -176,7 +184,7 @@ class SqliteStreamStore(StreamStore):
         con = sqlite3.connect(self.path, isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-        con.execute("PRAGMA cache_size=-1024")  # KiB: the page cache is shared, not per stream
+        con.execute("PRAGMA cache_size=-512")  # KiB, per connection: not per stream
         return con
 
     def _open_writer(self) -> tuple[list[tuple[int, str, int | None, bytes | None, str | None]],
@@ -231,7 +239,6 @@ class SqliteStreamStore(StreamStore):
         s = self._stream(stream)
         s.appended += 1
         event, data_json = make_event(s.appended, self._wall(), data)
-        s.state = state
         self._pending.append((s, event, data_json,
                               compact_json(state) if state is not None else None))
         return event
@@ -278,10 +285,10 @@ class SqliteStreamStore(StreamStore):
         self._size += len(events) - deleted
         # Durable: make the batch visible (this and the manager's fan-out are one step).
         hot, cutoff_hot = self.hot_events, now - self.max_age
-        for s, event, data, _ in pending:
+        for s, event, data, state in pending:
             if not s.dropped and event.offset == s.head + 1:
                 s.push(event, hot)
-                s.last_data = data
+                s.last_data, s.state = data, state
                 s.expire(cutoff_hot)
 
     def _write(self, new: list[tuple[int, str]], events: list[Row], dropped: list[int],
@@ -369,7 +376,7 @@ class SqliteStreamStore(StreamStore):
 
     def state(self, stream: str) -> dict[str, Any] | None:
         s = self._streams.get(stream)
-        return s.state if s is not None else None
+        return json.loads(s.state) if s is not None and s.state else None
 
     def trim(self, stream: str, upto: int) -> int:
         s = self._streams.get(stream)
