@@ -257,6 +257,12 @@ class WebSocketManager:
         if self.store_errors:
             log.warning("store commit works again after %d failures", self.store_errors)
             self.store_errors = 0
+        self.deliver(batch)
+
+    def deliver(self, batch: list[tuple[str, StoredEvent]]) -> None:
+        """Send committed events to their streams' subscribers, each offset at most once
+        per connection. The committing instance calls it from ``flush``; a store shared
+        by several instances would hand the others' committed events to it the same way."""
         subscribers = self.subscribers
         for stream, event in batch:
             subs = subscribers.get(stream)
