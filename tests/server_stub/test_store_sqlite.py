@@ -194,3 +194,19 @@ def test_bad_store_exits_2_with_one_line(command, store, tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "--store" in done.stderr
     assert "listening" not in done.stdout
+
+
+def test_scenario_store_maps_onto_the_server_flag(tmp_path):
+    """In a scenario, store: sqlite is a file in the runner's scratch dir, sqlite:PATH is
+    passed on as is, and a bad value is a field error naming the problem."""
+    from pydantic import ValidationError
+
+    from wsctl.scenario.model import ServerSpec
+    from wsctl.scenario.server_process import ServerProcess as Child
+
+    child = Child("reference", ServerSpec(store="sqlite").args(), tmp_path)
+    assert f"sqlite:{tmp_path}/streams.db" in child.spec.command
+    assert ServerSpec(store=f"sqlite:{tmp_path}/a.db").args() == [
+        "--store", f"sqlite:{tmp_path}/a.db"]
+    with pytest.raises(ValidationError, match="use memory or sqlite:PATH"):
+        ServerSpec(store="disk")
