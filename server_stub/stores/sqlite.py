@@ -30,14 +30,14 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from server_stub.stores.base import StoredEvent, StreamStore, compact_json
-from server_stub.stores.memory import _Log, make_event
+from server_stub.stores.base import StoredEvent, compact_json
+from server_stub.stores.memory import LogStore, _Log, make_event
 from wsctl.errors import InvalidInput
 
 SYNCHRONOUS = ("normal", "full")
@@ -122,7 +122,7 @@ def parse_sqlite(spec: str) -> Callable[[int, float], SqliteStreamStore]:
     return make
 
 
-class SqliteStreamStore(StreamStore):
+class SqliteStreamStore(LogStore[_Stream]):
     """Durable store in one SQLite file; see the module docstring for its promise."""
 
     commit_window = 0.005  # events due within 5 ms share one commit
@@ -132,19 +132,17 @@ class SqliteStreamStore(StreamStore):
                  wall: Callable[[], float] = time.time) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}")
+        super().__init__(max_age, wall)
         self.path = str(path)
         self.max_events = max_events
-        self.max_age = max_age
         self.hot_events = min(hot_events, max_events)
         self.synchronous = synchronous
-        self._wall = wall
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._wcon: sqlite3.Connection | None = None
         self._rcon: sqlite3.Connection | None = None
         self._store_id = ""
         self._next_id = 1
-        self._streams: dict[str, _Stream] = {}
         self._pending: list[Pending] = []
         self._created: list[tuple[_Stream, str]] = []  # rows for the next commit
         self._dropped: list[int] = []
@@ -177,7 +175,7 @@ class SqliteStreamStore(StreamStore):
             if frame is not None:
                 stream.last_data = compact_json(json.loads(frame)["data"])
             stream.state = state
-            self._streams[name] = stream
+            self._logs[name] = stream
         self._size = count
 
     def _connect(self) -> sqlite3.Connection:
@@ -226,11 +224,11 @@ class SqliteStreamStore(StreamStore):
     # -- appending and committing ------------------------------------------------------
 
     def _stream(self, name: str) -> _Stream:
-        stream = self._streams.get(name)
+        stream = self._logs.get(name)
         if stream is None:
             id = self._next_id
             self._next_id += 1
-            stream = self._streams[name] = _Stream(id, f"{self._store_id}-{id}")
+            stream = self._logs[name] = _Stream(id, f"{self._store_id}-{id}")
             self._created.append((stream, name))  # its row goes in with the next commit
         return stream
 
@@ -318,18 +316,11 @@ class SqliteStreamStore(StreamStore):
             raise
         return deleted
 
-    # -- reading ---------------------------------------------------------------------
-
-    def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
-        s = self._streams.get(stream)
-        if s is None:
-            return []
-        s.expire(self._wall() - self.max_age)
-        return s.slice(after, limit)
+    # -- reading (read, head, first, snapshot: LogStore, from the hot window) ----------
 
     async def read_history(self, stream: str, after: int,
                            limit: int | None = None) -> list[StoredEvent]:
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         if s is None or after >= s.head:
             return []
         if after + 1 >= self.first(stream):
@@ -353,33 +344,16 @@ class SqliteStreamStore(StreamStore):
     def epoch(self, stream: str) -> str:
         return self._stream(stream).epoch
 
-    def head(self, stream: str) -> int:
-        s = self._streams.get(stream)
-        return s.head if s else 0
 
-    def first(self, stream: str) -> int:
-        s = self._streams.get(stream)
-        if s is None:
-            return 1
-        s.expire(self._wall() - self.max_age)
-        return s.first
 
-    def snapshot(self, stream: str) -> dict[str, Any]:
-        s = self._streams.get(stream)
-        if s is None:
-            return {"offset": 0, "data": None}
-        return {"offset": s.head, "data": json.loads(s.last_data) if s.last_data else None}
 
-    def snapshot_json(self, stream: str) -> str:
-        s = self._streams.get(stream)
-        return s.snapshot_json() if s is not None else '{"offset":0,"data":null}'
 
     def state(self, stream: str) -> dict[str, Any] | None:
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         return json.loads(s.state) if s is not None and s.state else None
 
     def trim(self, stream: str, upto: int) -> int:
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         if s is None:
             return 0
         in_file = min(upto, s.head - 1)  # the newest event stays: it carries head and state
@@ -388,13 +362,11 @@ class SqliteStreamStore(StreamStore):
         return s.drop_oldest(max(0, upto - s.first + 1))
 
     def drop(self, stream: str) -> None:
-        s = self._streams.pop(stream, None)
+        s = self._logs.pop(stream, None)
         if s is not None:
             s.dropped = True
             self._dropped.append(s.id)
 
-    def streams(self) -> Iterable[str]:
-        return self._streams.keys()
 
     def size(self) -> int:
         return self._size
