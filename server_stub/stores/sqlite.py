@@ -31,7 +31,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -44,6 +44,7 @@ SYNCHRONOUS = ("normal", "full")
 HOT_EVENTS = 8
 AGE_TRIM_PERIOD = 1.0  # s between deletions of events past max_age
 TRIM_SLACK = 32  # a stream's oldest events are deleted 32 at a time, not one per commit
+CHECKPOINT_EVERY = 100  # inline commits between two checkpoints (WAL ~ a few MB)
 
 # One row per event, clustered by stream; the newest event of every stream is never
 # deleted, so a stream's head, latest data and producer state come back from it.
@@ -129,7 +130,7 @@ class SqliteStreamStore(LogStore[_Stream]):
 
     def __init__(self, path: str | Path, max_events: int = 1000, max_age: float = 120.0, *,
                  hot_events: int = HOT_EVENTS, synchronous: str = "normal",
-                 wall: Callable[[], float] = time.time) -> None:
+                 inline: bool | None = None, wall: Callable[[], float] = time.time) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}")
         super().__init__(max_age, wall)
@@ -139,7 +140,12 @@ class SqliteStreamStore(LogStore[_Stream]):
         self.synchronous = synchronous
         self._writer: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
+        # normal: the commit (no fsync) runs on the loop, checkpoints on the writer thread;
+        # full: the commit fsyncs, so it runs on the writer thread.
+        self.inline = synchronous == "normal" if inline is None else inline
         self._wcon: sqlite3.Connection | None = None
+        self._ccon: sqlite3.Connection | None = None
+        self._checkpointing: Future[None] | None = None
         self._rcon: sqlite3.Connection | None = None
         self._store_id = ""
         self._next_id = 1
@@ -167,6 +173,8 @@ class SqliteStreamStore(LogStore[_Stream]):
         try:
             rows, count = await loop.run_in_executor(self._writer, self._open_writer)
             await loop.run_in_executor(self._reader, self._open_reader)
+            if self.inline:
+                await loop.run_in_executor(self._writer, self._open_checkpointer)
         except (sqlite3.Error, OSError) as exc:
             await self._shutdown()
             raise InvalidInput(f"--store sqlite:{self.path}: cannot open: {exc}") from exc
@@ -179,7 +187,8 @@ class SqliteStreamStore(LogStore[_Stream]):
         self._size = count
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, isolation_level=None)
+        # check_same_thread off: an inline writer is opened on its thread, used on the loop's
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         con.execute("PRAGMA cache_size=-512")  # KiB, per connection: not per stream
@@ -197,6 +206,17 @@ class SqliteStreamStore(LogStore[_Stream]):
         count = con.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         return rows, int(count)
 
+    def _open_checkpointer(self) -> None:
+        """Inline commits write the WAL only; this connection, on the writer thread, copies
+        it into the database (the part that fsyncs) so the loop never waits for that."""
+        assert self._wcon is not None
+        self._wcon.execute("PRAGMA wal_autocheckpoint=0")
+        self._ccon = self._connect()
+
+    def _checkpoint(self) -> None:
+        assert self._ccon is not None
+        self._ccon.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def _open_reader(self) -> None:
         self._rcon = self._connect()
         self._rcon.execute("PRAGMA query_only=ON")
@@ -211,14 +231,17 @@ class SqliteStreamStore(LogStore[_Stream]):
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
-        for pool, attr in ((self._writer, "_wcon"), (self._reader, "_rcon")):
-            if pool is None:
-                continue
+        if self._checkpointing is not None:
+            await asyncio.wrap_future(self._checkpointing)
+        for pool, attr in ((self._writer, "_ccon"), (self._writer, "_wcon"),
+                           (self._reader, "_rcon")):
             con = getattr(self, attr)
-            if con is not None:
+            if pool is not None and con is not None:
                 await loop.run_in_executor(pool, con.close)
                 setattr(self, attr, None)
-            pool.shutdown(wait=True)
+        for pool in (self._writer, self._reader):
+            if pool is not None:
+                pool.shutdown(wait=True)
         self._writer = self._reader = None
 
     # -- appending and committing ------------------------------------------------------
@@ -264,10 +287,13 @@ class SqliteStreamStore(LogStore[_Stream]):
         if now - self._age_trimmed_at >= AGE_TRIM_PERIOD:
             cutoff = now - self.max_age
         began = time.perf_counter()
+        work = (new, events, dropped, list(trims.items()), cutoff, self._next_id)
         try:
-            deleted = await asyncio.get_running_loop().run_in_executor(
-                self._writer, self._write, new, events, dropped, list(trims.items()), cutoff,
-                self._next_id)
+            if self.inline:
+                deleted = self._write(*work)
+            else:
+                deleted = await asyncio.get_running_loop().run_in_executor(
+                    self._writer, self._write, *work)
         except Exception:
             # Nothing was written: keep it all for the next commit (nothing was sent).
             self._pending[:0] = pending
@@ -278,6 +304,9 @@ class SqliteStreamStore(LogStore[_Stream]):
             raise
         self.commits += 1
         self.commit_seconds += time.perf_counter() - began
+        if self.inline and self.commits % CHECKPOINT_EVERY == 0 and (
+                self._checkpointing is None or self._checkpointing.done()):
+            self._checkpointing = self._writer.submit(self._checkpoint)
         if cutoff is not None:
             self._age_trimmed_at = now
         self._size += len(events) - deleted
