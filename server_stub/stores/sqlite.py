@@ -7,16 +7,17 @@ state are read back from it after a restart. Streams are numbered rows of their 
 Memory holds only a small hot window per stream (``hot_events``, 8 by default): a resume
 within it is answered from memory; an older one reads the file first (``read_history``).
 
-Commits are group commits on one writer thread (the event loop never waits on the disk):
-every event appended since the last commit goes in one transaction; then, back on the
-loop, the events become visible and the manager sends them. The promise depends on
-``synchronous`` (WAL journal either way):
+Commits are group commits: every event appended since the last commit goes in one
+transaction; then, back on the loop, the events become visible and the manager sends
+them. The promise depends on ``synchronous`` (WAL journal either way):
 
 - ``normal`` (default): a committed event survives the server process dying (SIGKILL, OOM
   kill, a crash); a power loss or kernel crash may lose the last commits before a WAL
-  checkpoint. Commits cost no fsync.
+  checkpoint. A commit is a WAL append with no fsync (about a millisecond), so it runs
+  on the event loop; checkpoints, which fsync, run on the writer thread.
 - ``full``: each commit is fsynced before any client sees its events: they survive a
-  power loss too, at the cost of one fsync per commit (milliseconds on most disks).
+  power loss too. The commit runs on the writer thread (the loop serves meanwhile), at
+  the cost of one fsync per commit (milliseconds on most disks).
 
 Epochs are ``STOREID-N``: STOREID is drawn when the file is created; N numbers streams in
 creation order and is never reused once committed, so a stream dropped and made again
