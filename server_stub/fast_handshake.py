@@ -219,6 +219,9 @@ class FastHandshake(OneRequestConnection):
 
     async def handshake(self, process_request: Any = None, process_response: Any = None,
                         server_header: Any = http11.SERVER) -> None:
+        if self.fast_admit is None:  # no fast path (baseline): websockets' handshake as is
+            await super().handshake(process_request, process_response, server_header)
+            return
         if not self.request_rcvd.done():
             await asyncio.wait([self.request_rcvd, self.connection_lost_waiter],
                                return_when=asyncio.FIRST_COMPLETED)

@@ -36,6 +36,7 @@ from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.fast_handshake import FastHandshake
 from server_stub.health_monitor import HealthMonitor
 from server_stub.jobs import JobRunner, JobSchedule
+from server_stub.pipelining import OneRequestConnection
 from server_stub.streams import MemoryStreamStore, StreamStore
 from server_stub.websocket_manager import ResumeRequest, WebSocketManager, abort_after
 from wsctl import __version__
@@ -63,7 +64,7 @@ STOCK_BACKLOG = 100
 _OFFSET = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() admits "²"
 
 
-class PooledConnection(FastHandshake):
+class PooledConnection(OneRequestConnection):
     """A websockets connection that reports pongs to the HealthMonitor and its own end
     to the ConnectionPool (``connection_lost`` runs on every exit path)."""
 
@@ -172,11 +173,13 @@ class ReferenceServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._server_header = f"wsctl-reference/{__version__}"
         attributes: dict[str, Any] = {"owner": self}
+        bases: tuple[type, ...] = (PooledConnection,)
         if config.profile == "reference":  # baseline: websockets' own handshake, as stock
+            bases += (FastHandshake,)
             attributes.update(fast_admit=self.admit_upgrade,
                               fast_server_header=self._server_header.encode(),
                               fast_extensions=config.compression)
-        self._conn_class = type("PooledConnection", (PooledConnection,), attributes)
+        self._conn_class = type("PooledConnection", bases, attributes)
         self._registry: CollectorRegistry | None = None
         self._allowed_origins: frozenset[str] = frozenset(config.origins)
 

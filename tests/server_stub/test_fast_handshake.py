@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from server_stub.auth import issue_token
-from server_stub.fast_handshake import accept_key, parse_upgrade
+from server_stub.fast_handshake import FastHandshake, accept_key, parse_upgrade
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 PLAIN = ("GET /ws/a?epoch=e&offset=0 HTTP/1.1\r\nHost: 127.0.0.1:8765\r\n"
@@ -148,4 +148,4 @@ async def test_the_baseline_keeps_websockets_handshake(make_server):
     data = await exchange(server.port, head_for("/ws/a"))
     assert data.startswith(b"HTTP/1.1 101 ")
     (session,) = list(server.pool)
-    assert not session.conn._answered
+    assert not isinstance(session.conn, FastHandshake)
