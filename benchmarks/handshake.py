@@ -14,6 +14,9 @@ log level, logs written), the profiles interleaved and their order alternated by
   queueing.
 - burst: N clients arrive evenly within one second and hold their connections until all
   have opened, as `wsctl run`'s `after` scenario does (300 probes, spawn rate 300/s).
+- raw (`--loads raw`, or add it to the list): serial, but over blocking sockets with a
+  hand-written request and no client library, so that the client's own cost (the floor)
+  shrinks from ~0.45 ms to ~0.1 ms and what is measured is the server's part.
 
 Clients run in their own worker processes (never in the server's), on asyncio and
 websockets' client, offering permessage-deflate as browsers do; the same client for
@@ -46,6 +49,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import socket
 import statistics
 import sys
 import time
@@ -57,7 +61,8 @@ import psutil
 from websockets.asyncio.client import connect
 
 PROFILES = ("baseline", "reference")
-LOADS = ("serial", "burst")
+LOADS = ("serial", "burst", "raw")
+DEFAULT_LOADS = ("serial", "burst")
 FLOOR = "floor"
 LAG_BOUND = 0.005  # client loop lag p99 past which the figures are flagged as distorted
 
@@ -120,9 +125,43 @@ async def _burst(url: str, indexes: list[int], count: int, window: float, start_
     return {"connect": connects, "welcome": welcomes, "errors": errors}
 
 
+def _raw(url: str, count: int, deflate: bool) -> dict[str, list[float]]:
+    """Like ``_serial``, over blocking sockets with a hand-written request: next to no
+    client code between the bytes, so the figures are the server's and the kernel's."""
+    port = int(url.rsplit(":", 1)[1])
+    offer = ("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+             if deflate else "")
+    close = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # masked (zero mask) close 1000
+    connects, welcomes = [], []
+    for i in range(count):
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (f"GET /ws/hs-{i} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n{offer}\r\n").encode()
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(4096)
+            opened = time.perf_counter()
+            while len(data.partition(b"\r\n\r\n")[2]) < 2:  # the welcome's frame header
+                data += sock.recv(4096)
+            welcomed = time.perf_counter()
+            assert data.startswith(b"HTTP/1.1 101 "), data[:100]
+            sock.sendall(close)
+        connects.append(opened - started)
+        welcomes.append(welcomed - started)
+    return {"connect": connects, "welcome": welcomes}
+
+
 def client_worker(load: str, url: str, indexes: list[int], count: int, start_at: float,
                   deflate: bool) -> dict[str, list[float]]:
     """One client process's share of a load; returns its samples and its loop lag."""
+    if load == "raw":
+        time.sleep(max(0.0, start_at - time.time()))
+        return {**_raw(url, count, deflate), "lag": [0.0]}
 
     async def run() -> dict[str, list[float]]:
         lags: list[float] = []
@@ -206,7 +245,7 @@ def measure(pool: ProcessPoolExecutor, workers: int, load: str, command: list[st
         time.sleep(0.2)  # let start-up settle (its CPU is not the handshakes')
         cpu0 = sum(proc.cpu_times()[:2])
         start_at = time.time() + 0.3  # every worker is up and waiting by then
-        shares = 1 if load == "serial" else workers
+        shares = workers if load == "burst" else 1
         futures = [pool.submit(client_worker, load, url, list(range(k, count, shares)), count,
                                start_at, deflate) for k in range(shares)]
         results = [f.result() for f in futures]
@@ -236,8 +275,9 @@ def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra flag for both servers (repeat), e.g. --server-arg=--loop "
                              "--server-arg=asyncio")
-    parser.add_argument("--loads", default=",".join(LOADS),
-                        help="which loads to run, comma-separated (default: both)")
+    parser.add_argument("--loads", default=",".join(DEFAULT_LOADS),
+                        help="which loads to run, comma-separated: serial, burst, raw "
+                             "(default: serial,burst)")
     parser.add_argument("--no-floor", action="store_true",
                         help="do not measure the trivial responder (the instrument's floor)")
     parser.add_argument("--floor-server", action="store_true", help=argparse.SUPPRESS)
@@ -248,7 +288,7 @@ def main() -> None:
         floor_server()
         return
     deflate = not args.no_deflate
-    counts = {"serial": args.serial, "burst": args.burst}
+    counts = {"serial": args.serial, "burst": args.burst, "raw": args.serial}
     loads = [load for load in LOADS if load in args.loads.split(",")]
     trees: dict[str, str | None] = {"": None}
     for item in args.tree:

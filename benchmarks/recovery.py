@@ -2,6 +2,7 @@
 
     python benchmarks/recovery.py [--probes 1000] [--workers 5] [--rounds 3] [--down 1.0]
                                   [--also-fast 0.25 0.5] [--server-arg=--loop ...]
+                                  [--tree before=/path/to/other/checkout]
 
 One run: start the reference server (`python -m server_stub --port P`), spread the
 clients over worker processes (this file with `--worker`), wait until every client is
@@ -13,7 +14,9 @@ wait until every client is open again. The clients are either
 - `websockets`: `async for ws in websockets.asyncio.client.connect(url)`, websockets'
   own reconnect loop with its default backoff (the peer baseline),
 
-(`--also-fast S` adds `wsctl:S`, wsctl with a fast-retry ceiling of S seconds), and the
+(`--also-fast S` adds `wsctl:S`, wsctl with a fast-retry ceiling of S seconds; `--tree
+NAME=PATH` adds `wsctl@NAME`, wsctl's clients against the server of another checkout,
+started with PYTHONPATH=PATH: a server change before/after in the same rounds), and the
 kinds alternate within each round (their order alternates by round), each on
 a fresh server.
 
@@ -385,11 +388,16 @@ async def expect(proc: asyncio.subprocess.Process, word: str, timeout: float) ->
 
 async def one_run(kind: str, port: int, args: argparse.Namespace) -> tuple[Run, int]:
     """Start a server, the workers, kill, restart, measure. Returns the run and the port."""
-    server_cmd = [sys.executable, "-m", "server_stub", "--port", str(port),
-                  "--log-level", "warning", *args.server_arg]
-    server, url, _, _ = await start_server(server_cmd)
+    tree = args.trees.get(kind.partition("@")[2]) if "@" in kind else None
+    env = ["env", "-C", tree, f"PYTHONPATH={tree}"] if tree else []  # execs: same pid
+
+    def server_cmd_for(port: int) -> list[str]:
+        return [*env, sys.executable, "-m", "server_stub", "--port", str(port),
+                "--log-level", "warning", *args.server_arg]
+
+    server, url, _, _ = await start_server(server_cmd_for(port))
     port = int(url.rsplit(":", 1)[1])
-    server_cmd[4] = str(port)
+    server_cmd = server_cmd_for(port)
     counts = [args.probes // args.workers + (i < args.probes % args.workers)
               for i in range(args.workers)]
     workers = []
@@ -480,7 +488,8 @@ async def parent(args: argparse.Namespace) -> None:
           f"{'gaveup':>6} {'early':>5} {'attempts':>8} {'peak/s':>8} {'reach/s':>8} "
           f"{'start ms':>8} {'lag p99':>8} {'lag max':>8} {'cpu':>6} {'server':>6} "
           f"{'kill->open':>7}", flush=True)
-    kinds = KINDS + tuple(f"wsctl:{fast:g}" for fast in args.also_fast)
+    kinds = KINDS + tuple(f"wsctl:{fast:g}" for fast in args.also_fast) + tuple(
+        f"wsctl@{name}" for name in args.trees)
     runs: dict[str, list[Run]] = {kind: [] for kind in kinds}
     port = 0
     saturated: list[str] = []
@@ -560,9 +569,14 @@ def main() -> None:
                         help="also run wsctl with these fast-retry ceilings (kind wsctl:S)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for the server (repeat)")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                        help="also run wsctl's clients against the server of another "
+                             "checkout (kind wsctl@NAME; repeat): before/after a server "
+                             "change in the same rounds")
     parser.add_argument("--worker", nargs=4, metavar=("KIND", "URL", "COUNT", "INDEX"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.trees = dict(item.partition("=")[::2] for item in args.tree)
     if args.worker:
         kind, url, count, index = args.worker
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

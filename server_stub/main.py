@@ -24,7 +24,7 @@ import ssl  # asyncio imports it anyway
 import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -33,6 +33,7 @@ from websockets.protocol import State
 
 from server_stub.config import ServerConfig
 from server_stub.connection_pool import ConnectionPool, Refusal, Session
+from server_stub.fast_handshake import FastHandshake
 from server_stub.health_monitor import HealthMonitor
 from server_stub.jobs import JobRunner, JobSchedule
 from server_stub.pipelining import OneRequestConnection
@@ -170,7 +171,15 @@ class ReferenceServer:
         self.port = 0
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._conn_class = type("PooledConnection", (PooledConnection,), {"owner": self})
+        self._server_header = f"wsctl-reference/{__version__}"
+        attributes: dict[str, Any] = {"owner": self}
+        bases: tuple[type, ...] = (PooledConnection,)
+        if config.profile == "reference":  # baseline: websockets' own handshake, as stock
+            bases += (FastHandshake,)
+            attributes.update(fast_admit=self.admit_upgrade,
+                              fast_server_header=self._server_header.encode(),
+                              fast_extensions=config.compression)
+        self._conn_class = type("PooledConnection", bases, attributes)
         self._registry: CollectorRegistry | None = None
         self._allowed_origins: frozenset[str] = frozenset(config.origins)
 
@@ -214,7 +223,7 @@ class ReferenceServer:
                 max_size=cfg.max_message_size if cfg.profile == "reference" else 2**20,
                 ssl=ssl_context,
                 create_connection=self._conn_class,
-                server_header=f"wsctl-reference/{__version__}",
+                server_header=self._server_header,
                 backlog=LISTEN_BACKLOG if cfg.profile == "reference" else STOCK_BACKLOG,
             )
         except OSError as exc:
@@ -338,11 +347,23 @@ class ReferenceServer:
         if not upgrade:
             return _respond(conn, 426, "this is a WebSocket endpoint: connect with ws://\n",
                             "text/plain; charset=utf-8", [("Upgrade", "websocket")])
+        return self._upgrade(conn, url, request.headers.get("Origin"))
+
+    def admit_upgrade(self, conn: ServerConnection, target: str,
+                      origin: str | None) -> Response | None:
+        """Admit a WebSocket upgrade of ``target`` (``/ws/{stream}?query``): None when
+        admitted (a pool slot is taken), else the refusal to send. For the fast handshake
+        (fast_handshake.py), which has already checked the request's form."""
+        return self._upgrade(conn, urlsplit(target), origin)
+
+    def _upgrade(self, conn: ServerConnection, url: SplitResult,
+                 origin: str | None) -> Response | None:
         address = str(conn.remote_address[0]) if conn.remote_address else "?"
-        admitted = self._admit(conn, address, path[len("/ws/"):], parse_qs(url.query),
-                               request.headers.get("Origin"))
+        admitted = self._admit(conn, address, url.path[len("/ws/"):], parse_qs(url.query),
+                               origin)
         if isinstance(admitted, Refusal):
-            log.info("refused %s %s: %d %s", address, path, admitted.status, admitted.reason)
+            log.info("refused %s %s: %d %s", address, url.path, admitted.status,
+                     admitted.reason)
             return _refuse(conn, admitted)
         return None
 
