@@ -46,7 +46,7 @@ criteria:
     assert result.metrics.gauges["reconnect.peak_attempts_per_s"].value >= 4
     names = [p["name"].split(" (pid")[0] for p in result.details["instrument"]]
     assert names == ["probes worker 0", "probes worker 1", "chaos proxy and scenario runner"]
-    assert outcome.timeline[1].detail == "4 probes added at once (10 in all)"
+    assert outcome.timeline[1].detail == "4 probes added at 1000/s (10 in all)"
 
 
 async def test_a_stalled_measuring_loop_makes_timing_verdicts_inconclusive():

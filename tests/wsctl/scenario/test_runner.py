@@ -116,8 +116,8 @@ criteria:
 
 
 async def test_probes_add_is_a_storm_in_the_same_fleet_and_metrics():
-    """probes.add starts N more probes at once: they count in probes, in the attempts of
-    one second, and every one of them is open at the end."""
+    """probes.add starts N more probes (at spawn_rate 1000/s: all within one second):
+    they count in probes, in the attempts of one second, and every one is open at the end."""
     suite = loads(f"""
 name: storm
 duration: 3500ms
@@ -138,7 +138,7 @@ criteria:
     assert [settled(v) for v in outcome.verdicts] == ["pass", "pass"], outcome.verdicts
     assert max(outcome.series.columns["connections"]) == 125
     assert result.metrics.gauges["server.rss_per_connection"].unit == "bytes"
-    assert outcome.timeline[0].detail == "120 probes added at once (125 in all)"
+    assert outcome.timeline[0].detail == "120 probes added at 1000/s (125 in all)"
     assert no_server_left()
 
 
