@@ -208,3 +208,28 @@ scenarios:
     check_baselines(only_after, {"before": Result(kind="run", metrics=MetricSet())})
     with pytest.raises(InvalidInput, match="has no result for it"):
         check_baselines(only_after, {"after": Result(kind="run", metrics=MetricSet())})
+
+
+async def test_the_heap_is_frozen_while_a_scenario_measures_and_restored_after():
+    """During a scenario the runner's own heap is collected and frozen (no full
+    collection stalls the loop its in-process probes stamp in); after it, the
+    interpreter's collection thresholds and freeze count are as they were."""
+    import asyncio
+    import gc
+
+    suite = loads(f"""
+name: gc
+duration: 1500ms
+{FAST_SERVER}
+probes: {{count: 1, processes: 1, stream: "gc-{{n}}"}}
+criteria:
+  connections.opened: ">= 1"
+""", "gc.yaml")
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    seen: list[tuple[int, tuple[int, int, int]]] = []
+    asyncio.get_running_loop().call_later(
+        1.0, lambda: seen.append((gc.get_freeze_count(), gc.get_threshold())))
+    report = await run_suite(suite)
+    assert report.scenarios[0].error is None, report.scenarios[0].error
+    assert seen and seen[0][0] > frozen and seen[0][1] != thresholds
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (frozen, thresholds)
