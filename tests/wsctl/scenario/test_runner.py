@@ -1,6 +1,9 @@
 """The runner against real processes: the server child, restarts on one port, storms,
 url servers behind the proxy, runtime errors, and the checks made before anything runs."""
 
+import asyncio
+import gc
+
 import psutil
 import pytest
 
@@ -214,9 +217,6 @@ async def test_the_heap_is_frozen_while_a_scenario_measures_and_restored_after()
     """During a scenario the runner's own heap is collected and frozen (no full
     collection stalls the loop its in-process probes stamp in); after it, the
     interpreter's collection thresholds and freeze count are as they were."""
-    import asyncio
-    import gc
-
     suite = loads(f"""
 name: gc
 duration: 1500ms
