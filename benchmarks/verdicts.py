@@ -45,14 +45,20 @@ def run_once(files: list[str], extra: list[str], out: Path) -> tuple[int, str, f
 
 def criteria_of(path: Path) -> dict[str, tuple[str, float | None]]:
     """``scenario/metric -> (status, measured)`` from a run report."""
+    return {name: (status, measured)
+            for name, (status, measured, _) in criteria_with_reasons(path).items()}
+
+
+def criteria_with_reasons(path: Path) -> dict[str, tuple[str, float | None, str]]:
+    """``scenario/metric -> (status, measured, message)`` from a run report."""
     if not path.exists():
         return {}
     report = json.loads(path.read_text())
     out = {}
     for scenario in report["scenarios"]:
         for criterion in scenario["criteria"]:
-            out[f"{scenario['name']}/{criterion['metric']}"] = (criterion["status"],
-                                                                criterion["measured"])
+            out[f"{scenario['name']}/{criterion['metric']}"] = (
+                criterion["status"], criterion["measured"], criterion.get("message") or "")
     return out
 
 
@@ -85,6 +91,9 @@ def main() -> int:
             print(f"run {n:2d} {label} exit {code} ({took:.0f} s, load {os.getloadavg()[0]:.2f}): "
                   f"{line}", flush=True)
             results.append((busy, code, line, criteria_of(out)))
+            for name, (status, _, message) in criteria_with_reasons(out).items():
+                if status == "inconclusive":
+                    print(f"    {name}: {message}", flush=True)
     names = sorted({name for *_, crit in results for name in crit})
     print()
     print("criterion".ljust(48), " ".join(("B" if busy else "Q") + str(i + 1)

@@ -43,6 +43,7 @@ from wsctl.probe.machine import (
     Stop,
     Tick,
 )
+from wsctl.probe.tcp import open_socket
 
 
 class Link(Protocol):
@@ -138,6 +139,8 @@ def websockets_connector(
         if subprotocols:
             options["subprotocols"] = [Subprotocol(name) for name in subprotocols]
         try:
+            # A refused connect stays cheap; None for a host name (wsctl.probe.tcp).
+            options["sock"] = await open_socket(url)
             return await ws_connect(
                 url,
                 open_timeout=timeout,

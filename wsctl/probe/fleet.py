@@ -18,6 +18,18 @@ from wsctl.probe.driver import Connector, Probe, RecordSink, websockets_connecto
 from wsctl.probe.machine import ProbeConfig, ProbeMachine, State
 from wsctl.runtime import quiet_gc
 
+SPAWN_TICK = 0.01  # s between two batches of probes started by a ramp
+
+
+def spawn_batches(rate: float | None, count: int) -> tuple[int, float]:
+    """How a ramp of ``count`` probes at ``rate`` per second (None: all at once) starts
+    them: ``batch`` probes at a time, ``pause`` seconds apart (``batch / rate``, so the
+    rate is kept exactly; about ``SPAWN_TICK`` unless the rate is under one per tick)."""
+    if not rate:
+        return max(1, count), 0.0
+    batch = max(1, round(rate * SPAWN_TICK))
+    return batch, batch / rate
+
 
 class LoopWatch:
     """One measuring process's own health over a span (``start`` .. ``stop``): how late
@@ -68,12 +80,13 @@ class Fleet:
     """``count`` probes of one config. ``run()`` returns when every probe has finished
     (its duration is over, it got a 1000 close, it gave up, or ``stop()`` was called).
 
-    Probes start ``spawn_rate`` per second (None: all at once) so that thousands of
-    handshakes do not overflow the server's listen backlog. Each probe has its own RNG
-    seeded from ``seed`` and its index, so a seeded run's delays are reproducible.
-    ``add(n)`` starts n more at once while the fleet runs (a reconnect storm); every
-    probe, first or added, stops at the same instant: the config's ``duration`` after
-    ``run()`` began.
+    Probes start ``spawn_rate`` per second (None: all at once), a few every
+    ``SPAWN_TICK``, so that thousands of handshakes neither overflow the server's listen
+    backlog nor land in one step of the fleet's own loop (which would stamp them late).
+    Each probe has its own RNG seeded from ``seed`` and its index, so a seeded run's
+    delays are reproducible. ``add(n)`` starts n more while the fleet runs, at the same
+    ``spawn_rate``; every probe, first or added, stops at the same instant: the config's
+    ``duration`` after ``run()`` began.
 
     ``tune_gc`` is for processes that own their interpreter (the CLI, benchmarks): once
     every probe is started, the run continues under ``wsctl.runtime.quiet_gc()``.
@@ -136,36 +149,41 @@ class Fleet:
         self.started_mono = start = clock.now()
         duration = self.config.duration
         self.stop_at = start + duration if duration is not None else None
-        batch = max(1, int(self.spawn_rate / 20)) if self.spawn_rate else self.count
         watching = isinstance(clock, MonotonicClock)  # a fake clock measures nothing
         if watching:
             self.watch.start()
         try:
             with contextlib.ExitStack() as tuning:
-                await self._spawn_and_wait(batch, tuning)
+                await self._spawn_and_wait(tuning)
         finally:
             if watching:
                 await self.watch.stop()
         self.ended_mono = clock.now()
         return self.result()
 
-    async def _spawn_and_wait(self, batch: int, tuning: contextlib.ExitStack) -> None:
-        """Start the first ``count`` probes ``batch`` at a time, then wait for every probe
+    async def _spawn_and_wait(self, tuning: contextlib.ExitStack) -> None:
+        """Start the first ``count`` probes at ``spawn_rate``, then wait for every probe
         (added ones too)."""
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                for started, index in enumerate(self.indices, 1):
-                    if self._stopping:
-                        break
-                    self._start(index)
-                    if (self.spawn_rate and started % batch == 0
-                            and started < self.count):
-                        await self.clock.sleep(batch / self.spawn_rate)
+                await self._ramp(self.indices)
                 if self.tune_gc:
                     tuning.enter_context(quiet_gc())
         finally:
             self._group = None
+
+    async def _ramp(self, indices: Sequence[int]) -> None:
+        """Start the probes numbered ``indices`` at ``spawn_rate`` (``spawn_batches``);
+        those not started by ``stop()`` or the fleet's end never are."""
+        batch, pause = spawn_batches(self.spawn_rate, len(indices))
+        for started, index in enumerate(indices, 1):
+            if self._stopping or (self.stop_at is not None
+                                  and self.clock.now() >= self.stop_at):
+                break
+            self._start(index)
+            if started % batch == 0 and started < len(indices):
+                await self.clock.sleep(pause)
 
     def _start(self, index: int) -> Probe:
         """Probe number ``index``, running in the fleet's task group from now."""
@@ -193,10 +211,10 @@ class Fleet:
         """Probes the fleet is made of: ``count`` plus those added."""
         return self.count + self.added
 
-    def add(self, count: int) -> list[Probe]:
-        """Start ``count`` more probes at once (a storm) in the same metrics and record
-        sink, numbered after every other; ``run()`` waits for them too. RuntimeError
-        unless the fleet is running."""
+    def add(self, count: int) -> list[int]:
+        """Start ``count`` more probes in the same metrics and record sink, numbered after
+        every other, at ``spawn_rate`` from now; ``run()``
+        waits for them too. Their numbers. RuntimeError unless the fleet is running."""
         if count < 1:
             raise ValueError("count must be >= 1")
         if not self.running:
@@ -204,15 +222,19 @@ class Fleet:
         first = self.size
         return self.add_numbered(range(first, first + count))
 
-    def add_numbered(self, indices: Iterable[int]) -> list[Probe]:
-        """Start the probes numbered ``indices`` at once (``add`` for one worker of a fleet
-        split over processes, which numbers them); as ``add``, RuntimeError unless the
-        fleet is running."""
+    def add_numbered(self, indices: Iterable[int]) -> list[int]:
+        """Start the probes numbered ``indices`` (``add`` for one worker of a fleet split
+        over processes, which numbers them); as ``add``, RuntimeError unless the fleet is
+        running."""
         numbers = list(indices)
         if not self.running:
             raise RuntimeError("the fleet is not running: start run() first")
+        assert self._group is not None
         self.added += len(numbers)
-        return [self._start(index) for index in numbers]
+        ramp = self._group.create_task(self._ramp(numbers))
+        self._running += 1  # the fleet runs while a ramp still has probes to start
+        ramp.add_done_callback(self._ended)
+        return numbers
 
     def inject_fault(self, at: float | None = None) -> None:
         """Mark that a fault was injected at ``at`` (monotonic; default now), so each open

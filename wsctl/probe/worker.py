@@ -8,7 +8,8 @@ clock for every process of the machine):
                                           live_view, name}}
                                {"start": T}        run; the probes start at instant T
                                {"fault": T}        a fault was injected at instant T
-                               {"add": [n, ...]}   start the probes numbered n now
+                               {"add": [n, ...]}   start the probes numbered n, from
+                                                   now at the worker's spawn_rate
                                {"stop": true}      close every probe politely
                                end of input        the parent is gone: stop
     worker -> parent (stdout): {"ready": PID}      set up, before connecting
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -106,6 +108,11 @@ async def serve() -> int:
                   indices=setup["indices"])
     fleet.watch.name = f"{setup['name']} (pid {os.getpid()})"
     raise_fd_limit()
+    # The imports' heap, collected and frozen now rather than by the fleet's quiet_gc
+    # once its first probes are started: that full collection (~50 ms, more on a busy
+    # machine) would stall the loop while it measures.
+    gc.collect()
+    gc.freeze()
     emit({"ready": os.getpid()})
     line = await stdin.readline()
     if not line:

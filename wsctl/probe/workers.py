@@ -449,8 +449,9 @@ class WorkerFleet:
         return sorted((row for w in self._workers for row in w.rows), key=lambda r: r.index)
 
     def add(self, count: int) -> None:
-        """Start ``count`` more probes at once, numbered after every other, each on the
-        worker its number falls to. RuntimeError unless the fleet is running."""
+        """Start ``count`` more probes, numbered after every other, each on the worker its
+        number falls to, which starts its share at its part of ``spawn_rate`` (so the
+        fleet's rate is ``spawn_rate``). RuntimeError unless the fleet is running."""
         if count < 1:
             raise ValueError("count must be >= 1")
         if not self.running:

@@ -179,7 +179,9 @@ async def _add_probes(fleet: Fleet, step: WithCount) -> str:
     if not fleet.running:
         raise ActionFailed("every probe has finished: there is no running fleet to add to")
     fleet.add(step.count)
-    return f"{step.count} probes added at once ({fleet.size} in all)"
+    rate = fleet.spawn_rate
+    pace = f"at {rate:g}/s" if rate else "at once"
+    return f"{step.count} probes added {pace} ({fleet.size} in all)"
 
 
 ACTIONS: dict[str, ActionSpec] = {
@@ -206,7 +208,8 @@ ACTIONS: dict[str, ActionSpec] = {
                              undo="proxy.up"),
     "proxy.up": ActionSpec("proxy", _proxy_up, "enable the proxy"),
     "cut": ActionSpec("proxy", _cut, "reset every connection now (1006)", fault=True),
-    "probes.add": ActionSpec("probes", _add_probes, "start count more probes at once"),
+    "probes.add": ActionSpec("probes", _add_probes,
+                             "start count more probes at probes.spawn_rate"),
     "wait": ActionSpec("nothing", None, "hold the next step back for its for"),
 }
 # What a file may write in ``do``, in the order the table gives them.

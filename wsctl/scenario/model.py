@@ -360,11 +360,11 @@ class ToxicStep(_Step):
 
 
 class ProbesAdd(_Step):
-    """A storm: ``count`` more probes at once."""
+    """``count`` more probes, started at the fleet's ``spawn_rate``."""
 
     do: Literal["probes.add"]
     count: int = Field(ge=1, le=20_000,
-                       description="a count: how many probes to add at once")
+                       description="a count: how many probes to add")
 
 
 class Wait(_Step):

@@ -33,6 +33,7 @@ from wsctl.probe.sanity import measurement_problem
 from wsctl.results.criteria import Verdict, judge_all, judge_instrumented
 from wsctl.results.outcome import RunReport, ScenarioOutcome
 from wsctl.results.rounds import combine, judge_pairs
+from wsctl.runtime import quiet_gc
 from wsctl.scenario.actions import perform
 from wsctl.scenario.assemble import run_result, unreachable
 from wsctl.scenario.model import Scenario, Suite
@@ -301,7 +302,11 @@ class ScenarioRun:
         self.stage = stage = Stage(scenario, scratch, self.clock, service_log=log)
         try:
             try:
-                await self._run(stage)
+                # This process measures too (in-process probes, the chaos proxy): a full
+                # collection of its heap mid-scenario (~50-100 ms) would stall the loop
+                # that stamps their instants. Collected and frozen before, not during.
+                with quiet_gc():
+                    await self._run(stage)
             finally:
                 await self._teardown(stage)
         except WsctlError as exc:

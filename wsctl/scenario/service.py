@@ -365,14 +365,18 @@ class ServiceProcess:
         return clean
 
     def _group(self) -> list[psutil.Process]:
-        """Every live process of the group (the leader's tree and anything that left it)."""
+        """Every live process of the group (the leader's tree and anything that left it).
+
+        Scans pids with ``os.getpgid`` and builds a ``psutil.Process`` only for members:
+        ``psutil.process_iter`` over the whole machine took ~20 ms a call here, in the
+        loop that also runs in-process probes, every 10 ms while a killed server exits."""
         if self.pgid is None:
             return []
         out = []
-        for proc in psutil.process_iter(["pid"]):
+        for pid in psutil.pids():
             with contextlib.suppress(psutil.Error, OSError):
-                if os.getpgid(proc.pid) == self.pgid:
-                    out.append(proc)
+                if os.getpgid(pid) == self.pgid:
+                    out.append(psutil.Process(pid))
         return out
 
     async def _wait_gone(self, timeout: float = 10.0) -> None:

@@ -10,6 +10,7 @@ import pytest
 from wsctl.backoff import BackoffPolicy
 from wsctl.clock import FakeClock
 from wsctl.probe import ConnectError, Fleet, ProbeConfig, ProbeMachine
+from wsctl.probe.fleet import spawn_batches
 from wsctl.probe.machine import new_metrics
 
 pytestmark = pytest.mark.timeout(30)
@@ -40,8 +41,8 @@ async def test_added_probes_join_the_run_and_stop_at_the_fleets_end() -> None:
         fleet.add(1)
     task = asyncio.create_task(fleet.run())
     await clock.advance(4.0)
-    added = fleet.add(3)
-    assert [p.machine.index for p in added] == [2, 3, 4]
+    assert fleet.add(3) == [2, 3, 4]
+    await clock.advance(0)
     assert fleet.size == 5 and fleet.added == 3 and len(fleet.probes) == 5
     await clock.advance(20.0)
     result = await task
@@ -54,3 +55,41 @@ async def test_added_probes_join_the_run_and_stop_at_the_fleets_end() -> None:
     assert not fleet.running
     with pytest.raises(RuntimeError, match="not running"):
         fleet.add(1)
+
+
+def test_spawn_batches_keep_the_rate_in_small_batches() -> None:
+    """A ramp starts a few probes every ~10 ms at exactly the rate; None is all at once."""
+    assert spawn_batches(1000.0, 500) == (10, 0.01)
+    assert spawn_batches(250.0, 500) == (2, 0.008)
+    assert spawn_batches(5.0, 3) == (1, 0.2)
+    assert spawn_batches(None, 500) == (500, 0.0)
+
+
+async def test_added_probes_start_at_the_spawn_rate_not_in_one_step() -> None:
+    """add(30) at 1000/s starts 10 probes at once and 10 more each 10 ms (first attempts
+    at t=2.00, 2.01, 2.02), so the fleet's loop never handshakes all 30 in one step; a
+    ramp cut short by the fleet's end starts no probe after it."""
+    clock = FakeClock()
+    first: dict[str, float] = {}
+
+    async def refuse(url: str, timeout: float) -> None:
+        first.setdefault(url, clock.now())
+        raise ConnectError("refused", "connection refused")
+
+    config = ProbeConfig("ws://127.0.0.1:9/ws/p{n}", duration=3.0,
+                         backoff=BackoffPolicy(kind="exponential", base=5, cap=5))
+    fleet = Fleet(config, 1, seed=1, connector=refuse, clock=clock, spawn_rate=1000.0)
+    task = asyncio.create_task(fleet.run())
+    await clock.advance(2.0)
+    fleet.add(30)
+    await clock.advance(0.005)
+    assert len(fleet.probes) == 11
+    await clock.advance(0.1)
+    starts = sorted(first[f"ws://127.0.0.1:9/ws/p{n}"] for n in range(1, 31))
+    assert [round(t, 3) for t in starts[::10]] == [2.0, 2.01, 2.02]
+    assert starts.count(starts[0]) == 10
+    fleet.add(2000)  # 2 s of ramp, but the fleet ends at t=3
+    await clock.advance(5.0)
+    await task
+    assert 31 + 800 <= len(fleet.probes) <= 31 + 900
+    assert fleet.added == 2030  # numbered, though the fleet's end cut the ramp

@@ -1,6 +1,9 @@
 """The runner against real processes: the server child, restarts on one port, storms,
 url servers behind the proxy, runtime errors, and the checks made before anything runs."""
 
+import asyncio
+import gc
+
 import psutil
 import pytest
 
@@ -116,8 +119,8 @@ criteria:
 
 
 async def test_probes_add_is_a_storm_in_the_same_fleet_and_metrics():
-    """probes.add starts N more probes at once: they count in probes, in the attempts of
-    one second, and every one of them is open at the end."""
+    """probes.add starts N more probes (at spawn_rate 1000/s: all within one second):
+    they count in probes, in the attempts of one second, and every one is open at the end."""
     suite = loads(f"""
 name: storm
 duration: 3500ms
@@ -138,7 +141,7 @@ criteria:
     assert [settled(v) for v in outcome.verdicts] == ["pass", "pass"], outcome.verdicts
     assert max(outcome.series.columns["connections"]) == 125
     assert result.metrics.gauges["server.rss_per_connection"].unit == "bytes"
-    assert outcome.timeline[0].detail == "120 probes added at once (125 in all)"
+    assert outcome.timeline[0].detail == "120 probes added at 1000/s (125 in all)"
     assert no_server_left()
 
 
@@ -208,3 +211,25 @@ scenarios:
     check_baselines(only_after, {"before": Result(kind="run", metrics=MetricSet())})
     with pytest.raises(InvalidInput, match="has no result for it"):
         check_baselines(only_after, {"after": Result(kind="run", metrics=MetricSet())})
+
+
+async def test_the_heap_is_frozen_while_a_scenario_measures_and_restored_after():
+    """During a scenario the runner's own heap is collected and frozen (no full
+    collection stalls the loop its in-process probes stamp in); after it, the
+    interpreter's collection thresholds and freeze count are as they were."""
+    suite = loads(f"""
+name: gc
+duration: 1500ms
+{FAST_SERVER}
+probes: {{count: 1, processes: 1, stream: "gc-{{n}}"}}
+criteria:
+  connections.opened: ">= 1"
+""", "gc.yaml")
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    seen: list[tuple[int, tuple[int, int, int]]] = []
+    asyncio.get_running_loop().call_later(
+        1.0, lambda: seen.append((gc.get_freeze_count(), gc.get_threshold())))
+    report = await run_suite(suite)
+    assert report.scenarios[0].error is None, report.scenarios[0].error
+    assert seen and seen[0][0] > frozen and seen[0][1] != thresholds
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (frozen, thresholds)

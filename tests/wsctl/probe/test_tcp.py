@@ -1,0 +1,74 @@
+"""wsctl.probe.tcp: the probe's own TCP connect for hosts written as IP addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from wsctl.errors import ConnectError
+from wsctl.probe.driver import websockets_connector
+from wsctl.probe.tcp import ip_address_of, open_socket
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_only_ip_literal_hosts_get_an_address() -> None:
+    """IPv4 and IPv6 literals give family and (host, port), default ports by scheme; a
+    host name, another scheme or a bad port give None (websockets judges those)."""
+    assert ip_address_of("ws://127.0.0.1:8765/ws/a") == (socket.AF_INET, ("127.0.0.1", 8765))
+    assert ip_address_of("wss://10.0.0.1/ws/a") == (socket.AF_INET, ("10.0.0.1", 443))
+    assert ip_address_of("ws://[::1]/ws/a") == (socket.AF_INET6, ("::1", 80))
+    assert ip_address_of("ws://localhost:8765/ws/a") is None
+    assert ip_address_of("http://127.0.0.1:8765/") is None
+    assert ip_address_of("ws://127.0.0.1:99999/ws/a") is None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_refused_connect_raises_and_leaks_no_socket() -> None:
+    """Nothing listening: ConnectionRefusedError every time, no descriptor left behind,
+    and through the connector it is the usual ConnectError of kind ``refused``."""
+    url = f"ws://127.0.0.1:{_free_port()}/ws/a"
+    before = _open_fds()
+    for _ in range(50):
+        with pytest.raises(ConnectionRefusedError):
+            await open_socket(url)
+    assert _open_fds() == before
+    with pytest.raises(ConnectError) as caught:
+        await websockets_connector()(url, 5.0)
+    assert caught.value.kind == "refused"
+    assert _open_fds() == before
+
+
+async def test_a_listening_port_gives_a_connected_socket_and_a_name_gives_none() -> None:
+    """A listener: a connected non-blocking socket to it; a host name: None."""
+    accepted: list[int] = []
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        sock = await open_socket(f"ws://127.0.0.1:{port}/ws/a")
+        assert sock is not None
+        assert sock.getpeername() == ("127.0.0.1", port) and not sock.getblocking()
+        sock.close()
+        await asyncio.sleep(0.05)
+        assert accepted == [1]
+        assert await open_socket(f"ws://localhost:{port}/ws/a") is None
+    finally:
+        server.close()
+        await server.wait_closed()
