@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from wsctl.chaos.link import Link
 from wsctl.chaos.model import Toxic, parse_address
@@ -65,9 +65,11 @@ class SideProtocol(asyncio.Protocol):
         self.inbound: Link | None = None  # link this socket feeds
         self.outbound: Link | None = None  # link that writes to this socket
         self.transport: asyncio.Transport | None = None
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # cast, not isinstance: uvloop's TCPTransport is not an asyncio.Transport subclass
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         if self.name == "client":
             transport.pause_reading()  # until the upstream is connected
@@ -75,10 +77,21 @@ class SideProtocol(asyncio.Protocol):
 
     def bind(self, inbound: Link, outbound: Link) -> None:
         self.inbound, self.outbound = inbound, outbound
-        self.data_received = inbound.feed  # type: ignore[method-assign]  # hot path
+        inbound.attach(self)
 
-    def data_received(self, data: bytes) -> None:  # replaced by bind()
-        pass
+    def flush(self) -> None:
+        """Pass on what arrived before ``bind`` (once the connection's toxics are on)."""
+        early, self.early = self.early, []
+        if self.inbound is not None:
+            for data in early:
+                self.inbound.feed(data)
+
+    def data_received(self, data: bytes) -> None:  # replaced by Link.attach()
+        # Before the links exist. uvloop starts reading after connection_made even when
+        # it paused reading, and an upstream may speak first: keep the bytes, stop reading.
+        self.early.append(data)
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         if self.inbound is not None:
@@ -153,7 +166,6 @@ class Connection:
             if self.client is not None:
                 self.client.close()
             return
-        assert isinstance(transport, asyncio.Transport)
         self.upstream = transport
         if self.client is None or self.client.is_closing():
             transport.close()
@@ -167,6 +179,11 @@ class Connection:
         upstream_side.bind(down, up)
         for toxic in [*self.proxy.toxics.values(), *self.toxics.values()]:
             self.apply(toxic)
+        for side in (client_side, upstream_side):
+            if side.early:
+                side.flush()
+                if side.transport is not None and not side.transport.is_closing():
+                    side.transport.resume_reading()
         self.client.resume_reading()
 
     def apply(self, toxic: Toxic) -> None:
