@@ -8,6 +8,7 @@ import ipaddress
 import math
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from wsctl.chaos.client import ChaosClient
 from wsctl.chaos.faults import FAULTS
 from wsctl.chaos.model import DEFAULT_API, DEFAULT_MAX_CONNECTIONS
 from wsctl.cli._common import fail_usage, reports_errors
+from wsctl.runtime import loop_factory
 
 app = typer.Typer(
     help="Fault-injection TCP proxy with Toxiproxy's HTTP API and WebSocket-aware faults.",
@@ -42,6 +44,12 @@ Token = Annotated[
     str | None,
     typer.Option("--api-token", help="Bearer token for the API.", envvar="WSCTL_CHAOS_TOKEN"),
 ]
+
+
+class LoopName(StrEnum):
+    auto = "auto"
+    asyncio = "asyncio"
+    uvloop = "uvloop"
 
 
 def register(parent: typer.Typer) -> None:
@@ -77,12 +85,21 @@ def serve(
             envvar="WSCTL_CHAOS_MAX_CONNECTIONS", min=0,
         ),
     ] = DEFAULT_MAX_CONNECTIONS,
+    loop: Annotated[
+        LoopName,
+        typer.Option(
+            help="Event loop: auto = uvloop where installed (the lower relay latency), "
+            "else asyncio's own.", envvar="WSCTL_CHAOS_LOOP",
+        ),
+    ] = LoopName.auto,
 ) -> None:
     """Run the proxy and its API until Ctrl-C (or SIGTERM), then close every connection."""
     from wsctl.chaos.server import load_config  # uvicorn only when serving
 
+    factory = loop_factory(loop.value)
     proxies = load_config(config) if config is not None else []
-    asyncio.run(_serve(api, proxies, api_token, max_connections))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(api, proxies, api_token, max_connections))
 
 
 async def _serve(api: str, proxies: list[Any], token: str | None,
@@ -97,8 +114,10 @@ async def _serve(api: str, proxies: list[Any], token: str | None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
         print(
-            f"wsctl chaos: API on {server.url}, proxies: {len(server.chaos.proxies)}; Ctrl-C stops",
+            f"wsctl chaos: API on {server.url}, proxies: {len(server.chaos.proxies)}, "
+            f"loop: {loop_name}; Ctrl-C stops",
             file=sys.stderr,
         )
         for proxy in server.chaos.proxies.values():
