@@ -1,7 +1,9 @@
 """One proxied connection: the client's socket, the upstream socket and a link each way.
 
 A connection knows its proxy only as a ``ConnectionOwner``: what it reads (name,
-upstream, toxics, clock, random source) and the hooks it calls.
+upstream, toxics, clock, random source), the upstreams to try in order, and the hooks
+it calls. A refused connect to one upstream tries the next before the client sees a
+failure (nginx's ``proxy_next_upstream``); the client is closed only when all refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class ConnectionOwner(Protocol):
 
     @property
     def upstream(self) -> str: ...
+
+    def candidates(self) -> list[str]:
+        """The upstreams a new connection tries, in order."""
+
+    def upstream_failed(self, address: str, exc: OSError) -> None: ...
+
+    def upstream_reached(self, address: str) -> None: ...
 
     @property
     def toxics(self) -> Mapping[str, Toxic]: ...
@@ -132,6 +141,7 @@ class Connection:
         self.opened_at = time.time()
         self.client: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
+        self.upstream_address: str | None = None  # the upstream connected to
         self.links: dict[str, Link] = {}
         self.toxics: dict[str, Toxic] = {}  # toxics for this connection only
         self.closed = asyncio.get_running_loop().create_future()
@@ -154,15 +164,21 @@ class Connection:
         self.proxy.track(self._connecting)
 
     async def _connect(self, client_side: SideProtocol) -> None:
-        host, port = parse_address(self.proxy.upstream, "upstream")
         loop = asyncio.get_running_loop()
-        try:
-            transport, upstream_side = await loop.create_connection(
-                lambda: SideProtocol(self, "upstream"), host, port
-            )
-        except OSError as exc:
-            proxy = self.proxy
-            log.info("proxy %s: upstream %s unreachable: %s", proxy.name, proxy.upstream, exc)
+        proxy = self.proxy
+        for address in proxy.candidates():
+            host, port = parse_address(address, "upstream")
+            try:
+                transport, upstream_side = await loop.create_connection(
+                    lambda: SideProtocol(self, "upstream"), host, port
+                )
+            except OSError as exc:
+                proxy.upstream_failed(address, exc)
+                continue
+            proxy.upstream_reached(address)
+            self.upstream_address = address
+            break
+        else:
             if self.client is not None:
                 self.client.close()
             return
@@ -258,7 +274,7 @@ class Connection:
         return {
             "id": self.id,
             "client": self._client_addr,
-            "upstream": self.proxy.upstream,
+            "upstream": self.upstream_address or self.proxy.upstream,
             "opened_at": self.opened_at,
             "bytes": {d: link.bytes for d, link in self.links.items()},
             "toxics": [t.to_json() for t in self.toxics.values()],
