@@ -109,12 +109,15 @@ class Proxy:
         if len(upstreams) == 1:
             return [upstreams[0]]
         start = self._turn % len(upstreams)
-        self._turn = start + 1
         order = [*upstreams[start:], *upstreams[:start]]
         now = self.clock.now()
         failed = self._failed_until
         fresh = [u for u in order if failed.get(u, -math.inf) <= now]
-        return fresh + [u for u in order if u not in fresh]
+        order = fresh + [u for u in order if u not in fresh]
+        # the turn passes the one chosen: skipping a failed upstream does not give its
+        # turn to the next one as well (the others keep an even share)
+        self._turn = upstreams.index(order[0]) + 1
+        return order
 
     def upstream_failed(self, address: str, exc: OSError) -> None:
         """A connect to ``address`` failed: try it after the others for ``FAIL_TIMEOUT``."""
