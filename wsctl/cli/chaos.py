@@ -121,7 +121,8 @@ async def _serve(api: str, proxies: list[Any], token: str | None,
             file=sys.stderr,
         )
         for proxy in server.chaos.proxies.values():
-            print(f"  {proxy.name}: {proxy.listen} -> {proxy.upstream}", file=sys.stderr)
+            upstreams = ", ".join(proxy.upstreams)
+            print(f"  {proxy.name}: {proxy.listen} -> {upstreams}", file=sys.stderr)
         if token is None and not _loopback(server.address):
             print(
                 f"wsctl chaos: warning: the API on {server.address} is reachable from other"
@@ -155,9 +156,8 @@ def _proxy_table(proxies: list[dict[str, Any]]) -> Table:
     table = Table("name", "listen", "upstream", "enabled", "toxics")
     for p in proxies:
         toxics = ", ".join(t["name"] for t in p.get("toxics", [])) or "-"
-        table.add_row(
-            p["name"], p["listen"], p["upstream"], "yes" if p["enabled"] else "no", toxics
-        )
+        upstreams = ", ".join(p.get("upstreams") or [p["upstream"]])
+        table.add_row(p["name"], p["listen"], upstreams, "yes" if p["enabled"] else "no", toxics)
     return table
 
 
@@ -165,7 +165,11 @@ def _proxy_table(proxies: list[dict[str, Any]]) -> Table:
 @reports_errors
 def proxy_add(
     name: Annotated[str, typer.Argument(help="Proxy name.")],
-    upstream: Annotated[str, typer.Option(help="Where to relay to, host:port.")],
+    upstream: Annotated[
+        list[str],
+        typer.Option(help="Where to relay to, host:port; repeat it to balance new "
+                     "connections round robin over several."),
+    ],
     listen: Annotated[
         str, typer.Option(help="Where to listen, host:port (port 0: any).")
     ] = "127.0.0.1:0",
@@ -174,9 +178,28 @@ def proxy_add(
     api_token: Token = None,
 ) -> None:
     """Create a proxy (Toxiproxy: POST /proxies)."""
-    body = {"name": name, "listen": listen, "upstream": upstream, "enabled": not disabled}
+    body: dict[str, Any] = {"name": name, "listen": listen, "enabled": not disabled}
+    if len(upstream) == 1:
+        body["upstream"] = upstream[0]  # exactly Toxiproxy's body
+    else:
+        body["upstreams"] = upstream
     with ChaosClient(api, api_token) as client:
         proxy = client.request("POST", "/proxies", body)
+    _console().print(_proxy_table([proxy]))
+
+
+@proxy_app.command("upstreams", short_help="Set the upstreams a proxy balances over.")
+@reports_errors
+def proxy_upstreams(
+    name: Annotated[str, typer.Argument(help="Proxy name.")],
+    upstreams: Annotated[list[str], typer.Argument(help="host:port of each upstream, in order.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Replace a proxy's upstreams: new connections go round robin over these; the
+    listener stays, and so do live connections to upstreams still listed."""
+    with ChaosClient(api, api_token) as client:
+        proxy = client.request("PATCH", f"/proxies/{name}", {"upstreams": upstreams})
     _console().print(_proxy_table([proxy]))
 
 
