@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from wsctl.chaos.proxy import FAIL_TIMEOUT, Chaos
-from wsctl.chaos.server import ChaosServer
 from wsctl.clock import FakeClock
 from wsctl.errors import InvalidInput, ProxyLoop
 
@@ -167,54 +166,50 @@ async def test_loop_through_a_second_upstream_is_refused(chaos: Chaos) -> None:
                            upstreams=[free_address(), f"127.0.0.1:{port}"])
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with ChaosServer(api="127.0.0.1:0") as server:
-        async with httpx.AsyncClient(base_url=server.url) as http:
-            yield http
-
-
-async def test_one_upstream_json_is_toxiproxys(client: httpx.AsyncClient) -> None:
+async def test_one_upstream_json_is_toxiproxys(api_client: httpx.AsyncClient) -> None:
     """A proxy made with one upstream shows exactly Toxiproxy's fields, and so does a PATCH
     of its upstream; no upstreams field appears."""
     body = {"name": "one", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"}
-    made = (await client.post("/proxies", json=body)).json()
+    made = (await api_client.post("/proxies", json=body)).json()
     assert set(made) == {"name", "listen", "upstream", "enabled", "toxics"}
-    patched = (await client.patch("/proxies/one", json={"upstream": "127.0.0.1:10"})).json()
+    patched = (await api_client.patch("/proxies/one", json={"upstream": "127.0.0.1:10"})).json()
     assert set(patched) == set(made) and patched["upstream"] == "127.0.0.1:10"
 
 
-async def test_upstreams_over_the_api(client: httpx.AsyncClient, pair: tuple[Named, Named]) -> None:
+async def test_upstreams_over_the_api(
+    api_client: httpx.AsyncClient, pair: tuple[Named, Named]
+) -> None:
     """POST with upstreams shows upstream (the first) and upstreams; PATCH upstreams
     changes the list; a PATCH that sends back the first upstream alone keeps the list;
     another upstream alone replaces it."""
     a, b = pair
     body = {"name": "lb", "listen": "127.0.0.1:0", "upstreams": [a.address, b.address]}
-    made = (await client.post("/proxies", json=body)).json()
+    made = (await api_client.post("/proxies", json=body)).json()
     assert made["upstream"] == a.address and made["upstreams"] == [a.address, b.address]
     assert [await who(made["listen"]) for _ in range(2)] == ["a", "b"]
-    swapped = await client.patch("/proxies/lb", json={"upstreams": [b.address, a.address]})
+    swapped = await api_client.patch("/proxies/lb", json={"upstreams": [b.address, a.address]})
     assert swapped.json()["upstreams"] == [b.address, a.address]
-    kept = (await client.patch("/proxies/lb", json={**swapped.json(), "upstreams": None}))
+    kept = (await api_client.patch("/proxies/lb", json={**swapped.json(), "upstreams": None}))
     assert kept.json()["upstreams"] == [b.address, a.address]
-    one = (await client.patch("/proxies/lb", json={"upstream": a.address})).json()
+    one = (await api_client.patch("/proxies/lb", json={"upstream": a.address})).json()
     assert one["upstream"] == a.address and "upstreams" not in one
-    bad = await client.patch("/proxies/lb", json={"upstreams": "127.0.0.1:1"})
+    bad = await api_client.patch("/proxies/lb", json={"upstreams": "127.0.0.1:1"})
     assert bad.status_code == 400 and "upstreams" in bad.json()["error"]
 
 async def test_connection_listing_names_its_upstream(
-    client: httpx.AsyncClient, pair: tuple[Named, Named]
+    api_client: httpx.AsyncClient, pair: tuple[Named, Named]
 ) -> None:
     """Each listed connection names the upstream it was balanced to."""
     a, b = pair
     body = {"name": "lb", "listen": "127.0.0.1:0", "upstreams": [a.address, b.address]}
-    host, port = (await client.post("/proxies", json=body)).json()["listen"].split(":")
+    host, port = (await api_client.post("/proxies", json=body)).json()["listen"].split(":")
     held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
     for reader, _ in held:
         await reader.readline()
 
     async def listed() -> list[str]:
-        return sorted(c["upstream"] for c in (await client.get("/proxies/lb/connections")).json())
+        listing = (await api_client.get("/proxies/lb/connections")).json()
+        return sorted(c["upstream"] for c in listing)
 
     assert await listed() == sorted([a.address, b.address])
     for _, writer in held:
