@@ -9,9 +9,12 @@ Leaving the block unfreezes the heap and restores the thresholds it found.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+from wsctl.errors import InvalidInput
 
 QUIET_THRESHOLDS = (50_000, 50, 1000)
 
@@ -30,4 +33,26 @@ def quiet_gc() -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
-__all__ = ["QUIET_THRESHOLDS", "quiet_gc"]
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def loop_factory(name: str) -> LoopFactory | None:
+    """The event loop ``--loop NAME`` asks for, for ``asyncio.Runner(loop_factory=...)``:
+    ``asyncio`` is asyncio's own (None), ``uvloop`` is uvloop (InvalidInput if it is not
+    installed), ``auto`` is uvloop where installed, else asyncio's own."""
+    if name == "asyncio":
+        return None
+    if name not in ("auto", "uvloop"):
+        raise InvalidInput(f"unknown --loop {name!r}; choose auto, asyncio or uvloop")
+    try:
+        import uvloop
+    except ImportError as exc:
+        if name == "auto":
+            return None
+        raise InvalidInput("--loop uvloop needs the uvloop package: pip install uvloop "
+                           "(or use --loop asyncio)") from exc
+    factory: LoopFactory = uvloop.new_event_loop
+    return factory
+
+
+__all__ = ["QUIET_THRESHOLDS", "LoopFactory", "loop_factory", "quiet_gc"]

@@ -9,7 +9,10 @@ Toxiproxy's dialect (clients written for it work unchanged)::
 
 Extras (new routes only): ``/proxies/{proxy}/connections`` (list, cut one or all, faults
 for one connection), ``/proxies/{proxy}/schedules``, ``/toxics`` (the types known) and
-``/metrics`` (Prometheus). Errors are ``{"error": message, "status": code}``, plus
+``/metrics`` (Prometheus). Extra field (clients that don't send it see Toxiproxy's JSON):
+a proxy object may carry ``"upstreams": ["host:port", ...]`` to balance new connections
+round robin over several upstreams; ``upstream`` is then the first, and ``upstreams`` is
+shown only while there are several. Errors are ``{"error": message, "status": code}``, plus
 ``"kind": "port_in_use"`` when a listen address is taken, ``"kind": "proxy_loop"`` when an
 upstream leads back to the proxy's own listen address (400).
 
@@ -39,7 +42,14 @@ from starlette.routing import Route
 
 from wsctl import __version__
 from wsctl.chaos.faults import FAULTS
-from wsctl.chaos.model import DEFAULT_LISTEN, ProxySpec, Toxic, check_toxicity, toxic_from_mapping
+from wsctl.chaos.model import (
+    DEFAULT_LISTEN,
+    ProxySpec,
+    Toxic,
+    check_toxicity,
+    toxic_from_mapping,
+    upstreams_after,
+)
 from wsctl.chaos.proxy import Chaos, Proxy
 from wsctl.chaos.schedule import Timing
 from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, ProxyLoop, WsctlError
@@ -105,20 +115,33 @@ def _object(body: Any) -> dict[str, Any]:
 
 
 def proxy_spec(body: Any) -> ProxySpec:
-    """A proxy to create, from Toxiproxy's JSON ``{name, listen, upstream, enabled}``."""
+    """A proxy to create, from Toxiproxy's JSON ``{name, listen, upstream, enabled}`` (or
+    wsctl's ``upstreams`` list in place of, or beside, ``upstream``)."""
     body = _object(body)
-    name, upstream = body.get("name"), body.get("upstream")
+    name, upstream, upstreams = body.get("name"), body.get("upstream"), body.get("upstreams")
     for field, value in (("name", name), ("upstream", upstream)):
+        if field == "upstream" and upstreams is not None and not value:
+            continue
         if not value or not isinstance(value, str):
             raise InvalidInput(f"missing required field: {field}")
     enabled = body.get("enabled")
     with _bad_body():
         return ProxySpec(
             name=name,
-            upstream=upstream,
+            upstream=upstream or "",
             listen=body.get("listen") or DEFAULT_LISTEN,
             enabled=True if enabled is None else enabled,
+            upstreams=_upstream_list(upstreams),
         )
+
+
+def _upstream_list(value: Any) -> Any:
+    """A JSON ``upstreams`` array as a tuple for ``ProxySpec`` (which checks it)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise InvalidInput("upstreams must be a list of host:port strings")
+    return tuple(value)
 
 
 def proxy_specs(body: Any) -> list[ProxySpec]:
@@ -141,11 +164,17 @@ def _proxy_change(proxy: Proxy, body: Any) -> ProxySpec:
     """A proxy's new settings from an update body; missing or empty fields keep theirs."""
     body = _object(body)
     with _bad_body():
+        upstream = body.get("upstream") or None
+        if upstream is not None and not isinstance(upstream, str):
+            raise InvalidInput("upstream must be a string")
+        upstreams = body.get("upstreams")
         return ProxySpec(
             name=proxy.name,
-            upstream=body.get("upstream", proxy.upstream) or proxy.upstream,
+            upstream=upstream if upstreams is not None and upstream else "",
             listen=body.get("listen", proxy.listen) or proxy.listen,
             enabled=body.get("enabled", proxy.enabled),
+            upstreams=_upstream_list(upstreams_after(
+                proxy.upstreams, upstream, None if upstreams is None else upstreams)),
         )
 
 
@@ -205,7 +234,21 @@ class _Metrics:
             "Client connections reset because the proxy was at its connection cap.",
             labels=["proxy"],
         )
+        reached = CounterMetricFamily(
+            "wsctl_chaos_upstream_connections",
+            "Connections opened to each upstream of a proxy.",
+            labels=["proxy", "upstream"],
+        )
+        failed = CounterMetricFamily(
+            "wsctl_chaos_upstream_failures",
+            "Connects to an upstream that failed (refused, unreachable); the next was tried.",
+            labels=["proxy", "upstream"],
+        )
         for proxy in self.chaos.proxies.values():
+            for family, counts in ((reached, proxy.stats.upstream_connections),
+                                   (failed, proxy.stats.upstream_failures)):
+                for address, count in sorted(counts.items()):
+                    family.add_metric([proxy.name, address], count)
             refused.add_metric([proxy.name], proxy.stats.refused_total)
             for direction in ("upstream", "downstream"):
                 sent.add_metric([proxy.name, direction], proxy.bytes_total(direction))
@@ -214,7 +257,7 @@ class _Metrics:
             enabled.add_metric([proxy.name], 1 if proxy.enabled else 0)
             for kind, count in sorted(proxy.stats.applied.items()):
                 applied.add_metric([proxy.name, kind], count)
-        yield from (sent, opened, active, applied, enabled, refused)
+        yield from (sent, opened, active, applied, enabled, refused, reached, failed)
 
 
 def _openapi(routes: list[Route]) -> dict[str, Any]:
@@ -252,7 +295,7 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         """Create a proxy (201; 409 if the name exists)."""
         spec = proxy_spec(await _body(request))
         proxy = await chaos.create(
-            name=spec.name, upstream=spec.upstream, listen=spec.listen, enabled=spec.enabled
+            name=spec.name, upstreams=spec.upstreams, listen=spec.listen, enabled=spec.enabled
         )
         return JSONResponse(proxy.to_json(), status_code=201)
 
@@ -275,12 +318,12 @@ def build_app(chaos: Chaos, token: str | None = None) -> Starlette:
         return JSONResponse(chaos.get(request.path_params["proxy"]).to_json())
 
     async def proxy_update(request: Request) -> Response:
-        """Change listen, upstream or enabled; disabling closes connections."""
+        """Change listen, upstream(s) or enabled; disabling closes connections."""
         body = await _body(request)
         proxy = chaos.get(request.path_params["proxy"])
         change = _proxy_change(proxy, body)
         await chaos.update(
-            proxy.name, listen=change.listen, upstream=change.upstream, enabled=change.enabled
+            proxy.name, listen=change.listen, upstreams=change.upstreams, enabled=change.enabled
         )
         return JSONResponse(proxy.to_json())
 

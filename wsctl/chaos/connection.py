@@ -1,7 +1,9 @@
 """One proxied connection: the client's socket, the upstream socket and a link each way.
 
 A connection knows its proxy only as a ``ConnectionOwner``: what it reads (name,
-upstream, toxics, clock, random source) and the hooks it calls.
+upstream, toxics, clock, random source), the upstreams to try in order, and the hooks
+it calls. A refused connect to one upstream tries the next before the client sees a
+failure (nginx's ``proxy_next_upstream``); the client is closed only when all refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import socket
 import struct
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from wsctl.chaos.link import Link
 from wsctl.chaos.model import Toxic, parse_address
@@ -32,6 +34,13 @@ class ConnectionOwner(Protocol):
 
     @property
     def upstream(self) -> str: ...
+
+    def candidates(self) -> list[str]:
+        """The upstreams a new connection tries, in order."""
+
+    def upstream_failed(self, address: str, exc: OSError) -> None: ...
+
+    def upstream_reached(self, address: str) -> None: ...
 
     @property
     def toxics(self) -> Mapping[str, Toxic]: ...
@@ -65,9 +74,11 @@ class SideProtocol(asyncio.Protocol):
         self.inbound: Link | None = None  # link this socket feeds
         self.outbound: Link | None = None  # link that writes to this socket
         self.transport: asyncio.Transport | None = None
+        self.early: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # cast, not isinstance: uvloop's TCPTransport is not an asyncio.Transport subclass
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         if self.name == "client":
             transport.pause_reading()  # until the upstream is connected
@@ -75,10 +86,21 @@ class SideProtocol(asyncio.Protocol):
 
     def bind(self, inbound: Link, outbound: Link) -> None:
         self.inbound, self.outbound = inbound, outbound
-        self.data_received = inbound.feed  # type: ignore[method-assign]  # hot path
+        inbound.attach(self)
 
-    def data_received(self, data: bytes) -> None:  # replaced by bind()
-        pass
+    def flush(self) -> None:
+        """Pass on what arrived before ``bind`` (once the connection's toxics are on)."""
+        early, self.early = self.early, []
+        if self.inbound is not None:
+            for data in early:
+                self.inbound.feed(data)
+
+    def data_received(self, data: bytes) -> None:  # replaced by Link.attach()
+        # Before the links exist. uvloop starts reading after connection_made even when
+        # it paused reading, and an upstream may speak first: keep the bytes, stop reading.
+        self.early.append(data)
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
         if self.inbound is not None:
@@ -119,6 +141,7 @@ class Connection:
         self.opened_at = time.time()
         self.client: asyncio.Transport | None = None
         self.upstream: asyncio.Transport | None = None
+        self.upstream_address: str | None = None  # the upstream connected to
         self.links: dict[str, Link] = {}
         self.toxics: dict[str, Toxic] = {}  # toxics for this connection only
         self.closed = asyncio.get_running_loop().create_future()
@@ -141,19 +164,24 @@ class Connection:
         self.proxy.track(self._connecting)
 
     async def _connect(self, client_side: SideProtocol) -> None:
-        host, port = parse_address(self.proxy.upstream, "upstream")
         loop = asyncio.get_running_loop()
-        try:
-            transport, upstream_side = await loop.create_connection(
-                lambda: SideProtocol(self, "upstream"), host, port
-            )
-        except OSError as exc:
-            proxy = self.proxy
-            log.info("proxy %s: upstream %s unreachable: %s", proxy.name, proxy.upstream, exc)
+        proxy = self.proxy
+        for address in proxy.candidates():
+            host, port = parse_address(address, "upstream")
+            try:
+                transport, upstream_side = await loop.create_connection(
+                    lambda: SideProtocol(self, "upstream"), host, port
+                )
+            except OSError as exc:
+                proxy.upstream_failed(address, exc)
+                continue
+            proxy.upstream_reached(address)
+            self.upstream_address = address
+            break
+        else:
             if self.client is not None:
                 self.client.close()
             return
-        assert isinstance(transport, asyncio.Transport)
         self.upstream = transport
         if self.client is None or self.client.is_closing():
             transport.close()
@@ -167,6 +195,11 @@ class Connection:
         upstream_side.bind(down, up)
         for toxic in [*self.proxy.toxics.values(), *self.toxics.values()]:
             self.apply(toxic)
+        for side in (client_side, upstream_side):
+            if side.early:
+                side.flush()
+                if side.transport is not None and not side.transport.is_closing():
+                    side.transport.resume_reading()
         self.client.resume_reading()
 
     def apply(self, toxic: Toxic) -> None:
@@ -241,7 +274,7 @@ class Connection:
         return {
             "id": self.id,
             "client": self._client_addr,
-            "upstream": self.proxy.upstream,
+            "upstream": self.upstream_address or self.proxy.upstream,
             "opened_at": self.opened_at,
             "bytes": {d: link.bytes for d, link in self.links.items()},
             "toxics": [t.to_json() for t in self.toxics.values()],

@@ -1,9 +1,11 @@
 """One direction of one proxied connection, and the chain of faults it runs through.
 
-With no fault active a link writes what it reads straight to the other side (plus a
-few integer operations to keep track of WebSocket frame boundaries). Each active fault
-is a stage: a queue and a task running the fault's coroutine. Stages are added and
-removed on live connections; a removed stage forwards what it holds, then its queue,
+With no fault active a link is a plain relay: the reading socket's ``data_received`` is
+``Link.relay``, which writes each chunk to the other side first and only then counts it
+and follows the WebSocket frame boundaries (a few integer operations, off the latency
+path). Each active fault is a stage: a queue and a task running the fault's coroutine;
+while there is one, ``data_received`` is ``Link.feed``, which queues. Stages are added
+and removed on live connections; a removed stage forwards what it holds, then its queue,
 so no byte is lost or reordered.
 """
 
@@ -16,7 +18,7 @@ import random
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wsctl.chaos.faults.base import Chunk, FaultSpec
-from wsctl.chaos.frames import HANDSHAKE, FrameSplitter, FrameTracker
+from wsctl.chaos.frames import HANDSHAKE, OPAQUE, FrameSplitter, FrameTracker
 from wsctl.clock import Clock
 
 if TYPE_CHECKING:
@@ -66,8 +68,34 @@ class Link:
         self.bytes = 0
         self.finished = False  # EOF has been written to dest
         self._paused: set[str] = set()
+        self._receiver: asyncio.Protocol | None = None  # the protocol reading source
+
+    def attach(self, receiver: asyncio.Protocol) -> None:
+        """Route what ``receiver`` (the protocol of ``source``) reads into this link."""
+        self._receiver = receiver
+        self._route()
+
+    def _route(self) -> None:
+        """Point the receiver's ``data_received`` at the plain relay, or at the stages."""
+        receiver = self._receiver
+        if receiver is None or self.source.is_closing():
+            return
+        receiver.data_received = self.feed if self.stages else self.relay  # type: ignore[method-assign]
+        # uvloop keeps the bound method it found when the protocol was set: set it again.
+        self.source.set_protocol(receiver)
 
     # -- data path -------------------------------------------------------------------
+
+    def relay(self, data: bytes) -> None:
+        """Bytes read from the source, no fault active: write first, then account."""
+        dest = self.dest
+        if dest.is_closing():
+            return
+        dest.write(data)
+        self.bytes += len(data)
+        tracker = self.tracker
+        if tracker.mode != OPAQUE:
+            tracker.feed(data)
 
     def feed(self, data: bytes) -> None:
         """Bytes read from the source."""
@@ -87,12 +115,9 @@ class Link:
             self._write_eof()
 
     def _write(self, data: bytes) -> None:
-        if self.finished or self.dest.is_closing():
+        if self.finished:
             return
-        if self.tracker.mode != "opaque":
-            self.tracker.feed(data)
-        self.bytes += len(data)
-        self.dest.write(data)
+        self.relay(data)
 
     def _write_eof(self) -> None:
         if self.finished:
@@ -139,6 +164,8 @@ class Link:
         """Start a fault at the end of the chain."""
         stage = Stage(self, name, fault_type, spec, config)
         self.stages.append(stage)
+        if len(self.stages) == 1:
+            self._route()
         self.owner.applied(fault_type)
         stage.task = asyncio.get_running_loop().create_task(self._run(stage))
         self.owner.track(stage.task)
@@ -192,6 +219,8 @@ class Link:
         del self.stages[index]
         for item in items:
             self._deliver(index, item)
+        if not self.stages:
+            self._route()
         if index == 0:
             self.resume("queue")
 

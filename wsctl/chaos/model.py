@@ -47,14 +47,22 @@ def parse_address(text: str, what: str, default_host: str = "127.0.0.1") -> tupl
     return host, int(port)
 
 
+MAX_UPSTREAMS = 64  # upstreams of one proxy
+
+
 @dataclass(frozen=True, slots=True)
 class ProxySpec:
-    """What a proxy is asked to be: Toxiproxy's proxy fields, checked."""
+    """What a proxy is asked to be: Toxiproxy's proxy fields, checked, plus ``upstreams``.
+
+    ``upstreams`` (wsctl's extension) is the list a proxy balances new connections over;
+    ``upstream`` is its first. Give either (or both, ``upstream`` first in the list).
+    """
 
     name: str
-    upstream: str
+    upstream: str = ""
     listen: str = DEFAULT_LISTEN
     enabled: bool = True
+    upstreams: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -62,10 +70,50 @@ class ProxySpec:
         check_name(self.name)
         if not isinstance(self.enabled, bool):
             raise InvalidInput("enabled must be true or false")
-        for field, value in (("listen", self.listen), ("upstream", self.upstream)):
+        upstreams = check_upstreams(self.upstreams) if self.upstreams else ()
+        if not isinstance(self.upstream, str):
+            raise InvalidInput("upstream must be a string")
+        if not upstreams:
+            if not self.upstream:
+                raise InvalidInput("missing required field: upstream")
+            upstreams = (self.upstream,)
+        elif self.upstream and self.upstream != upstreams[0]:
+            raise InvalidInput(f"upstream {self.upstream!r} must be the first of upstreams "
+                               "(or be left out)")
+        for field, value in (("listen", self.listen), ("upstream", upstreams[0])):
             if not isinstance(value, str):
                 raise InvalidInput(f"{field} must be a string")
             parse_address(value, field)
+        object.__setattr__(self, "upstreams", upstreams)
+        object.__setattr__(self, "upstream", upstreams[0])
+
+
+def check_upstreams(value: Any) -> tuple[str, ...]:
+    """A list of 1-64 distinct ``host:port`` strings as a tuple; InvalidInput otherwise."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise InvalidInput("upstreams must be a list of host:port strings")
+    if not 1 <= len(value) <= MAX_UPSTREAMS:
+        raise InvalidInput(f"upstreams must list 1 to {MAX_UPSTREAMS} addresses, got {len(value)}")
+    for address in value:
+        if not isinstance(address, str):
+            raise InvalidInput(f"upstreams must be host:port strings, got {address!r}")
+        parse_address(address, "upstream")
+        if value.count(address) > 1:
+            raise InvalidInput(f"upstreams lists {address} twice")
+    return tuple(value)
+
+
+def upstreams_after(
+    current: tuple[str, ...], upstream: str | None, upstreams: Any = None
+) -> tuple[str, ...] | Any:
+    """The upstream list an update asks for (checked later, by ``ProxySpec``): ``upstreams``
+    if given; else ``upstream`` alone, unless it names the current first upstream (a
+    Toxiproxy client sending back the proxy it read), which keeps the list; else as is."""
+    if upstreams is not None:
+        return upstreams
+    if not upstream or upstream == current[0]:
+        return current
+    return (upstream,)
 
 
 @dataclass(frozen=True, slots=True)

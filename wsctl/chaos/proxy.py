@@ -1,10 +1,12 @@
 """The proxy core: listeners, connections and the toxics applied to them.
 
 ``Chaos`` is the collection of proxies (what the HTTP API drives); a ``Proxy`` listens
-and relays to its upstream; a ``Connection`` is one accepted client and its upstream
-socket, with an ``upstream`` and a ``downstream`` ``Link``. Toxics carry Toxiproxy's
-fields (name, type, stream, toxicity, attributes); toxicity is drawn once per
-connection when the toxic reaches it.
+and relays to its upstream, or balances over several (round robin; an upstream that
+refuses a connection is tried after the others for ``FAIL_TIMEOUT``, nginx's
+``fail_timeout``, and the next one is tried at once); a ``Connection`` is one accepted
+client and its upstream socket, with an ``upstream`` and a ``downstream`` ``Link``.
+Toxics carry Toxiproxy's fields (name, type, stream, toxicity, attributes); toxicity is
+drawn once per connection when the toxic reaches it.
 
 Arguments are typed (``wsctl.chaos.model``); refusals are ``WsctlError``s: InvalidInput
 for bad arguments, NotFound, Conflict for a name taken, PortInUse for a listen address.
@@ -18,14 +20,22 @@ import dataclasses
 import errno
 import ipaddress
 import logging
+import math
 import random
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from wsctl.chaos.connection import Connection, SideProtocol
-from wsctl.chaos.model import DEFAULT_LISTEN, STREAMS, ProxySpec, Toxic, parse_address
+from wsctl.chaos.model import (
+    DEFAULT_LISTEN,
+    STREAMS,
+    ProxySpec,
+    Toxic,
+    parse_address,
+    upstreams_after,
+)
 from wsctl.chaos.schedule import Schedule, Timing
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, ProxyLoop, WsctlError
@@ -33,6 +43,10 @@ from wsctl.errors import Conflict, InvalidInput, NotFound, PortInUse, ProxyLoop,
 log = logging.getLogger(__name__)
 
 __all__ = ["STREAMS", "Chaos", "Connection", "Proxy", "ProxySpec", "Toxic", "parse_address"]
+
+FAIL_TIMEOUT = 10.0
+"""Seconds an upstream that refused a connection is tried only after the others (nginx's
+``fail_timeout`` default; with ``max_fails=1`` one refusal is enough, as here)."""
 
 
 @dataclass
@@ -45,16 +59,20 @@ class ProxyStats:
         default_factory=lambda: {"upstream": 0, "downstream": 0}
     )
     applied: dict[str, int] = dataclasses.field(default_factory=dict)
+    upstream_connections: dict[str, int] = dataclasses.field(default_factory=dict)
+    upstream_failures: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Proxy:
-    """A listener relaying every accepted connection to ``upstream``."""
+    """A listener relaying every accepted connection to one of ``upstreams``."""
 
-    def __init__(self, chaos: Chaos, name: str, listen: str, upstream: str) -> None:
+    def __init__(self, chaos: Chaos, name: str, listen: str, upstreams: Sequence[str]) -> None:
         self.chaos = chaos
         self.name = name
         self.listen = listen
-        self.upstream = upstream
+        self.upstreams: tuple[str, ...] = tuple(upstreams)
+        self._turn = 0  # round robin: the upstream a new connection tries first
+        self._failed_until: dict[str, float] = {}  # upstream -> end of its FAIL_TIMEOUT
         self.enabled = False
         self.toxics: dict[str, Toxic] = {}
         self.connections: dict[str, Connection] = {}
@@ -64,14 +82,69 @@ class Proxy:
         self._tasks: set[asyncio.Task[Any]] = set()  # connections' and faults' (not schedules')
         self._refusal_logged = float("-inf")
 
+    @property
+    def upstream(self) -> str:
+        """The first upstream (Toxiproxy's one ``upstream``)."""
+        return self.upstreams[0]
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        """Toxiproxy's proxy object; ``upstreams`` only when there are several."""
+        body: dict[str, Any] = {
             "name": self.name,
             "listen": self.listen,
             "upstream": self.upstream,
             "enabled": self.enabled,
             "toxics": [t.to_json() for t in self.toxics.values()],
         }
+        if len(self.upstreams) > 1:
+            body["upstreams"] = list(self.upstreams)
+        return body
+
+    # -- balancing -----------------------------------------------------------------------
+
+    def candidates(self) -> list[str]:
+        """The upstreams a new connection tries, in order: round robin from the next one,
+        those that refused within ``FAIL_TIMEOUT`` last (all are tried, as a last resort)."""
+        upstreams = self.upstreams
+        if len(upstreams) == 1:
+            return [upstreams[0]]
+        start = self._turn % len(upstreams)
+        order = [*upstreams[start:], *upstreams[:start]]
+        now = self.clock.now()
+        failed = self._failed_until
+        fresh = [u for u in order if failed.get(u, -math.inf) <= now]
+        order = fresh + [u for u in order if u not in fresh]
+        # the turn passes the one chosen: skipping a failed upstream does not give its
+        # turn to the next one as well (the others keep an even share)
+        self._turn = upstreams.index(order[0]) + 1
+        return order
+
+    def upstream_failed(self, address: str, exc: OSError) -> None:
+        """A connect to ``address`` failed: try it after the others for ``FAIL_TIMEOUT``."""
+        self._failed_until[address] = self.clock.now() + FAIL_TIMEOUT
+        failures = self.stats.upstream_failures
+        failures[address] = failures.get(address, 0) + 1
+        log.info("proxy %s: upstream %s unreachable: %s", self.name, address, exc)
+
+    def upstream_reached(self, address: str) -> None:
+        self._failed_until.pop(address, None)
+        reached = self.stats.upstream_connections
+        reached[address] = reached.get(address, 0) + 1
+
+    def set_upstreams(self, upstreams: Sequence[str]) -> None:
+        self.upstreams = tuple(upstreams)
+        self._failed_until = {
+            u: t for u, t in self._failed_until.items() if u in self.upstreams}
+
+    async def rebalance(self, upstreams: Sequence[str]) -> None:
+        """Balance new connections over ``upstreams``; live connections to an upstream no
+        longer listed are closed, the others and the listener are kept. ProxyLoop (nothing
+        changed) if one of them leads back to this proxy."""
+        await self.chaos.refuse_loop(self.name, self.listen, upstreams)
+        self.set_upstreams(upstreams)
+        for conn in list(self.connections.values()):
+            if conn.upstream_address is not None and conn.upstream_address not in upstreams:
+                conn.close()
 
     @property
     def clock(self) -> Clock:
@@ -88,15 +161,16 @@ class Proxy:
     async def start(self) -> None:
         if self.enabled:
             return
-        parse_address(self.upstream, "upstream")
-        await self._serve(await self._bind_checked(self.listen, self.upstream))
+        for upstream in self.upstreams:
+            parse_address(upstream, "upstream")
+        await self._serve(await self._bind_checked(self.listen, self.upstreams))
 
-    async def _bind_checked(self, listen: str, upstream: str) -> asyncio.Server:
-        """``_bind``, then ProxyLoop (the listener closed again) if ``upstream`` leads back
-        to the address bound."""
+    async def _bind_checked(self, listen: str, upstreams: Sequence[str]) -> asyncio.Server:
+        """``_bind``, then ProxyLoop (the listener closed again) if one of ``upstreams``
+        leads back to the address bound."""
         server = await self._bind(listen)
         try:
-            await self.chaos.refuse_loop(self.name, _bound_address(server), upstream)
+            await self.chaos.refuse_loop(self.name, _bound_address(server), upstreams)
         except BaseException:
             server.close()
             raise
@@ -124,7 +198,8 @@ class Proxy:
         self.listen = _bound_address(server)  # port 0 becomes the real port
         self.enabled = True
         await server.start_serving()
-        log.info("proxy %s listening on %s -> %s", self.name, self.listen, self.upstream)
+        log.info("proxy %s listening on %s -> %s", self.name, self.listen,
+                 ", ".join(self.upstreams))
 
     async def _close_listener(self) -> None:
         if self._server is not None:
@@ -142,14 +217,14 @@ class Proxy:
             conn.close()
         await self.drain()
 
-    async def move(self, listen: str, upstream: str) -> None:
-        """Listen on ``listen`` relaying to ``upstream``, closing live connections.
+    async def move(self, listen: str, upstreams: Sequence[str]) -> None:
+        """Listen on ``listen`` relaying to ``upstreams``, closing live connections.
 
         If ``listen`` can't be had the proxy is left as it was, connections included."""
         async with self.handing_over():
-            server = await self._bind_checked(listen, upstream)
+            server = await self._bind_checked(listen, upstreams)
         await self.stop()
-        self.upstream = upstream
+        self.set_upstreams(upstreams)
         await self._serve(server)
 
     @contextlib.asynccontextmanager
@@ -344,14 +419,16 @@ class Chaos:
         return proxy
 
     async def create(
-        self, *, name: str, upstream: str, listen: str = DEFAULT_LISTEN, enabled: bool = True
+        self, *, name: str, upstream: str = "", listen: str = DEFAULT_LISTEN,
+        enabled: bool = True, upstreams: Sequence[str] = (),
     ) -> Proxy:
-        """A new proxy, listening unless ``enabled`` is false. Conflict if the name is taken."""
-        spec = ProxySpec(name, upstream, listen, enabled)
+        """A new proxy relaying to ``upstream``, or balancing over ``upstreams``; listening
+        unless ``enabled`` is false. Conflict if the name is taken."""
+        spec = ProxySpec(name, upstream, listen, enabled, tuple(upstreams))
         async with self._lock:
             if name in self.proxies:
                 raise Conflict("proxy already exists")
-            proxy = Proxy(self, spec.name, spec.listen, spec.upstream)
+            proxy = Proxy(self, spec.name, spec.listen, spec.upstreams)
             if enabled:
                 await proxy.start()
             self.proxies[name] = proxy
@@ -364,46 +441,58 @@ class Chaos:
         listen: str | None = None,
         upstream: str | None = None,
         enabled: bool | None = None,
+        upstreams: Sequence[str] | None = None,
     ) -> Proxy:
         """Change a proxy's addresses or state (None: keep); disabling closes connections.
 
+        ``upstreams`` replaces the list; ``upstream`` alone replaces it with that one,
+        unless it is the first already (``upstreams_after``). A new listen address (or
+        enabling) restarts the listener and closes every connection; a new list alone
+        keeps the listener and closes only connections to upstreams no longer listed.
         If the new listen address can't be had the proxy is left as it was."""
         proxy = self.get(name)
         spec = ProxySpec(
             name,
-            proxy.upstream if upstream is None else upstream,
-            proxy.listen if listen is None else listen,
-            proxy.enabled if enabled is None else enabled,
+            listen=proxy.listen if listen is None else listen,
+            enabled=proxy.enabled if enabled is None else enabled,
+            upstreams=tuple(upstreams_after(proxy.upstreams, upstream, upstreams)),
         )
         async with self._lock:
-            moved = spec.listen != proxy.listen or spec.upstream != proxy.upstream
             if not spec.enabled:
                 await proxy.stop()
-                proxy.listen, proxy.upstream = spec.listen, spec.upstream
-            elif moved or not proxy.enabled:
-                await proxy.move(spec.listen, spec.upstream)
+                proxy.listen = spec.listen
+                proxy.set_upstreams(spec.upstreams)
+            elif spec.listen != proxy.listen or not proxy.enabled:
+                await proxy.move(spec.listen, spec.upstreams)
+            elif spec.upstreams != proxy.upstreams:
+                await proxy.rebalance(spec.upstreams)
             return proxy
 
-    async def refuse_loop(self, name: str, listen: str, upstream: str) -> None:
+    async def refuse_loop(self, name: str, listen: str, upstreams: Sequence[str]) -> None:
         """ProxyLoop if a proxy ``name`` listening on ``listen`` and relaying to
-        ``upstream`` would relay to itself, directly or through this instance's other
-        proxies (their settings, enabled or not, with ``name``'s replaced)."""
-        routes = {p.name: (p.listen, p.upstream) for p in self.proxies.values()}
-        routes[name] = (listen, upstream)
+        ``upstreams`` could relay to itself, directly or through this instance's other
+        proxies (their settings, enabled or not, with ``name``'s replaced; every upstream
+        of every proxy on the way is followed)."""
+        routes = {p.name: (p.listen, p.upstreams) for p in self.proxies.values()}
+        routes[name] = (listen, tuple(upstreams))
         listens = {n: await _endpoints(route[0]) for n, route in routes.items()}
-        path, current = [name], upstream
-        while True:
+        # depth first over (first upstream of name, address, path of proxies so far)
+        stack = [(upstream, upstream, [name]) for upstream in reversed(upstreams)]
+        explored: set[str] = set()
+        while stack:
+            first, current, path = stack.pop()
             reached = await _endpoints(current)
-            hop = next((n for n in routes if _reaches(listens[n], reached)), None)
-            if hop is None or (hop != name and hop in path):
-                return
-            path.append(hop)
-            if hop == name:
-                raise ProxyLoop(
-                    f"proxy {name!r}: upstream {upstream} leads back to its own listen "
-                    f"address {listen} ({' -> '.join(path)}); every connection would "
-                    "open another until no file descriptor is left")
-            current = routes[hop][1]
+            for hop in routes:
+                if not _reaches(listens[hop], reached):
+                    continue
+                if hop == name:
+                    raise ProxyLoop(
+                        f"proxy {name!r}: upstream {first} leads back to its own listen "
+                        f"address {listen} ({' -> '.join([*path, hop])}); every connection "
+                        "would open another until no file descriptor is left")
+                if hop not in explored:
+                    explored.add(hop)
+                    stack.extend((first, nxt, [*path, hop]) for nxt in reversed(routes[hop][1]))
 
     async def delete(self, name: str) -> None:
         async with self._lock:
@@ -425,12 +514,13 @@ class Chaos:
             for spec in wanted:
                 existing = self.proxies.get(spec.name)
                 if existing is not None:
-                    if _same(existing.listen, spec.listen) and existing.upstream == spec.upstream:
+                    if (_same(existing.listen, spec.listen)
+                            and existing.upstreams == spec.upstreams):
                         if spec.enabled and not existing.enabled:
                             await existing.start()
                         result.append(existing)
                         continue
-                proxy = Proxy(self, spec.name, spec.listen, spec.upstream)
+                proxy = Proxy(self, spec.name, spec.listen, spec.upstreams)
                 if existing is None:
                     if spec.enabled:
                         await proxy.start()

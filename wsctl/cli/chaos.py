@@ -8,6 +8,7 @@ import ipaddress
 import math
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from wsctl.chaos.client import ChaosClient
 from wsctl.chaos.faults import FAULTS
 from wsctl.chaos.model import DEFAULT_API, DEFAULT_MAX_CONNECTIONS
 from wsctl.cli._common import fail_usage, reports_errors
+from wsctl.runtime import loop_factory
 
 app = typer.Typer(
     help="Fault-injection TCP proxy with Toxiproxy's HTTP API and WebSocket-aware faults.",
@@ -42,6 +44,12 @@ Token = Annotated[
     str | None,
     typer.Option("--api-token", help="Bearer token for the API.", envvar="WSCTL_CHAOS_TOKEN"),
 ]
+
+
+class LoopName(StrEnum):
+    auto = "auto"
+    asyncio = "asyncio"
+    uvloop = "uvloop"
 
 
 def register(parent: typer.Typer) -> None:
@@ -77,12 +85,21 @@ def serve(
             envvar="WSCTL_CHAOS_MAX_CONNECTIONS", min=0,
         ),
     ] = DEFAULT_MAX_CONNECTIONS,
+    loop: Annotated[
+        LoopName,
+        typer.Option(
+            help="Event loop: auto = uvloop where installed (the lower relay latency), "
+            "else asyncio's own.", envvar="WSCTL_CHAOS_LOOP",
+        ),
+    ] = LoopName.auto,
 ) -> None:
     """Run the proxy and its API until Ctrl-C (or SIGTERM), then close every connection."""
     from wsctl.chaos.server import load_config  # uvicorn only when serving
 
+    factory = loop_factory(loop.value)
     proxies = load_config(config) if config is not None else []
-    asyncio.run(_serve(api, proxies, api_token, max_connections))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(api, proxies, api_token, max_connections))
 
 
 async def _serve(api: str, proxies: list[Any], token: str | None,
@@ -97,12 +114,15 @@ async def _serve(api: str, proxies: list[Any], token: str | None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
         print(
-            f"wsctl chaos: API on {server.url}, proxies: {len(server.chaos.proxies)}; Ctrl-C stops",
+            f"wsctl chaos: API on {server.url}, proxies: {len(server.chaos.proxies)}, "
+            f"loop: {loop_name}; Ctrl-C stops",
             file=sys.stderr,
         )
         for proxy in server.chaos.proxies.values():
-            print(f"  {proxy.name}: {proxy.listen} -> {proxy.upstream}", file=sys.stderr)
+            upstreams = ", ".join(proxy.upstreams)
+            print(f"  {proxy.name}: {proxy.listen} -> {upstreams}", file=sys.stderr)
         if token is None and not _loopback(server.address):
             print(
                 f"wsctl chaos: warning: the API on {server.address} is reachable from other"
@@ -136,9 +156,8 @@ def _proxy_table(proxies: list[dict[str, Any]]) -> Table:
     table = Table("name", "listen", "upstream", "enabled", "toxics")
     for p in proxies:
         toxics = ", ".join(t["name"] for t in p.get("toxics", [])) or "-"
-        table.add_row(
-            p["name"], p["listen"], p["upstream"], "yes" if p["enabled"] else "no", toxics
-        )
+        upstreams = ", ".join(p.get("upstreams") or [p["upstream"]])
+        table.add_row(p["name"], p["listen"], upstreams, "yes" if p["enabled"] else "no", toxics)
     return table
 
 
@@ -146,7 +165,11 @@ def _proxy_table(proxies: list[dict[str, Any]]) -> Table:
 @reports_errors
 def proxy_add(
     name: Annotated[str, typer.Argument(help="Proxy name.")],
-    upstream: Annotated[str, typer.Option(help="Where to relay to, host:port.")],
+    upstream: Annotated[
+        list[str],
+        typer.Option(help="Where to relay to, host:port; repeat it to balance new "
+                     "connections round robin over several."),
+    ],
     listen: Annotated[
         str, typer.Option(help="Where to listen, host:port (port 0: any).")
     ] = "127.0.0.1:0",
@@ -155,9 +178,28 @@ def proxy_add(
     api_token: Token = None,
 ) -> None:
     """Create a proxy (Toxiproxy: POST /proxies)."""
-    body = {"name": name, "listen": listen, "upstream": upstream, "enabled": not disabled}
+    body: dict[str, Any] = {"name": name, "listen": listen, "enabled": not disabled}
+    if len(upstream) == 1:
+        body["upstream"] = upstream[0]  # exactly Toxiproxy's body
+    else:
+        body["upstreams"] = upstream
     with ChaosClient(api, api_token) as client:
         proxy = client.request("POST", "/proxies", body)
+    _console().print(_proxy_table([proxy]))
+
+
+@proxy_app.command("upstreams", short_help="Set the upstreams a proxy balances over.")
+@reports_errors
+def proxy_upstreams(
+    name: Annotated[str, typer.Argument(help="Proxy name.")],
+    upstreams: Annotated[list[str], typer.Argument(help="host:port of each upstream, in order.")],
+    api: Api = DEFAULT_API,
+    api_token: Token = None,
+) -> None:
+    """Replace a proxy's upstreams: new connections go round robin over these; the
+    listener stays, and so do live connections to upstreams still listed."""
+    with ChaosClient(api, api_token) as client:
+        proxy = client.request("PATCH", f"/proxies/{name}", {"upstreams": upstreams})
     _console().print(_proxy_table([proxy]))
 
 

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from wsctl.chaos.proxy import Chaos, Proxy
+from wsctl.chaos.server import ChaosServer
 
 
 async def echo(ws: ServerConnection) -> None:
@@ -66,6 +68,14 @@ async def tcp_echo() -> AsyncIterator[TcpEcho]:
     yield peer
     peer.server.close()
     await peer.server.wait_closed()
+
+
+@pytest.fixture
+async def api_client() -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of a chaos API served on port 0 in the test's loop."""
+    async with ChaosServer(api="127.0.0.1:0") as server:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            yield client
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,6 @@ import pytest
 
 from tests.wsctl.chaos.conftest import TcpEcho, settle
 from wsctl.chaos.proxy import Chaos
-from wsctl.chaos.server import ChaosServer
 from wsctl.errors import ProxyLoop
 
 
@@ -58,38 +56,31 @@ class Forwarder:
         return int(self.server.sockets[0].getsockname()[1])
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[httpx.AsyncClient]:
-    async with ChaosServer(api="127.0.0.1:0") as server:
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            yield client
-
-
-async def test_upstream_equal_to_listen_is_400_proxy_loop(api: httpx.AsyncClient) -> None:
+async def test_upstream_equal_to_listen_is_400_proxy_loop(api_client: httpx.AsyncClient) -> None:
     """POST /proxies relaying to its own listen address is 400 proxy_loop; nothing made."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    response = await api.post("/proxies", json={"name": "loop", "listen": address,
+    response = await api_client.post("/proxies", json={"name": "loop", "listen": address,
                                                 "upstream": address})
     assert response.status_code == 400
     assert response.json()["kind"] == "proxy_loop" and "leads back" in response.json()["error"]
-    assert (await api.get("/proxies/loop")).status_code == 404
+    assert (await api_client.get("/proxies/loop")).status_code == 404
     with socket.socket() as sock:  # the listener was closed again
         sock.bind(("127.0.0.1", port))
 
 
 async def test_a_loop_through_another_proxy_is_refused_and_nothing_changes(
-    api: httpx.AsyncClient, tcp_echo: TcpEcho
+    api_client: httpx.AsyncClient, tcp_echo: TcpEcho
 ) -> None:
     """PATCHing A's upstream to B, which relays to A, is 400; A keeps relaying as before."""
-    a = (await api.post("/proxies", json={"name": "a", "listen": "127.0.0.1:0",
+    a = (await api_client.post("/proxies", json={"name": "a", "listen": "127.0.0.1:0",
                                           "upstream": f"127.0.0.1:{tcp_echo.port}"})).json()
-    b = (await api.post("/proxies", json={"name": "b", "listen": "127.0.0.1:0",
+    b = (await api_client.post("/proxies", json={"name": "b", "listen": "127.0.0.1:0",
                                           "upstream": a["listen"]})).json()
-    response = await api.post("/proxies/a", json={"upstream": b["listen"]})
+    response = await api_client.post("/proxies/a", json={"upstream": b["listen"]})
     assert response.status_code == 400 and response.json()["kind"] == "proxy_loop"
     assert "a -> b -> a" in response.json()["error"]
-    after = (await api.get("/proxies/a")).json()
+    after = (await api_client.get("/proxies/a")).json()
     assert (after["listen"], after["upstream"], after["enabled"]) == (
         a["listen"], f"127.0.0.1:{tcp_echo.port}", True)
     host, port = a["listen"].rsplit(":", 1)

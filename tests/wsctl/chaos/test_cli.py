@@ -191,3 +191,19 @@ def test_taken_listen_port_is_exit_3(api: str) -> None:
     )
     assert code == 3
     assert err.count("\n") == 1 and f"listen address {api} is already in use" in err
+
+
+def test_proxy_with_several_upstreams_and_changing_them(api: str) -> None:
+    """``proxy add`` with --upstream twice makes a balancing proxy; ``proxy upstreams``
+    replaces the list; ``proxy list`` shows the list."""
+    code, out, err = wsctl("chaos", "proxy", "add", "lb", "--upstream", "127.0.0.1:9",
+                           "--upstream", "127.0.0.1:10", "--api", api)
+    assert code == 0 and "127.0.0.1:9, 127.0.0.1:10" in out, err
+    code, out, err = wsctl("chaos", "proxy", "upstreams", "lb", "127.0.0.1:11", "127.0.0.1:9",
+                           "--api", api)
+    assert code == 0 and "127.0.0.1:11, 127.0.0.1:9" in out, err
+    code, out, _ = wsctl("chaos", "proxy", "list", "--api", api)
+    assert code == 0 and "127.0.0.1:11, 127.0.0.1:9" in out
+    code, _, err = wsctl("chaos", "proxy", "upstreams", "lb", "127.0.0.1:9", "127.0.0.1:9",
+                         "--api", api)
+    assert code == 2 and "twice" in err
