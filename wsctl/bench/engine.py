@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsctl.bench.listen import Listener, per_connection, settle
-from wsctl.bench.messages import event_ts, payload
+from wsctl.bench.messages import event_ts, ping_parts
 from wsctl.bench.plan import BenchPlan
 from wsctl.bench.samples import record_many
 from wsctl.bench.transport import Channel, Transport, get_transport
@@ -189,17 +189,20 @@ def to_metrics(rec: Recorder, *, mode: str, measured: float,
 class Conn:
     """One bench connection: the transport's receiver, and its send schedule."""
 
-    __slots__ = ("engine", "index", "channel", "k", "first_send", "outstanding", "blocked",
-                 "closing", "counted", "closed", "welcome", "received", "tracker",
+    __slots__ = ("engine", "index", "channel", "k", "answered", "first_send", "outstanding",
+                 "blocked", "closing", "counted", "closed", "welcome", "received", "tracker",
                  "opened_at", "closed_at")
 
     def __init__(self, engine: Engine, index: int) -> None:
         self.engine = engine
         self.index = index
         self.channel: Channel | None = None
-        self.k = 0
+        self.k = 0  # messages sent: the next one is message k
+        self.answered = 0  # messages answered: the oldest outstanding one is this one
         self.first_send = 0.0
-        self.outstanding: deque[tuple[float, float]] = deque()
+        # When each unanswered message really went, oldest first. Its intended instant is
+        # not stored: answers come in order, so it is first_send + answered * interval.
+        self.outstanding: deque[float] = deque()
         self.blocked = False
         self.closing = False
         self.counted = False
@@ -213,21 +216,31 @@ class Conn:
     def intended(self) -> float:
         return self.first_send + self.k * self.engine.interval
 
+    def pending(self) -> list[tuple[float, float]]:
+        """The unanswered messages as (intended instant, actual send instant), oldest first."""
+        interval = self.engine.interval
+        return [(self.first_send + (self.answered + i) * interval, sent)
+                for i, sent in enumerate(self.outstanding)]
+
     def on_message(self, data: str | bytes, at: float) -> None:
         if data.__class__ is str:
             text: str = data
             if text.startswith('{"type":"p'):  # pong from the server, or our echo
                 out = self.outstanding
                 if out:
-                    intended, sent = out.popleft()
-                    rec = self.engine.rec
+                    sent = out.popleft()
+                    engine = self.engine
+                    # the same float the send computed: first_send + k * interval
+                    intended = self.first_send + self.answered * engine.interval
+                    self.answered += 1
+                    rec = engine.rec
                     if intended >= rec.rec_start:
                         rec.received += 1
                         rec.rtt.append(int((at - intended) * 1e6))
                         rec.rtt_uncorrected.append(int((at - sent) * 1e6))
                     if self.blocked:
                         self.blocked = False
-                        self.engine.pump(self, at)
+                        engine.pump(self, at)
                 return
             if self.engine.resume and text.startswith('{"type":"event"'):
                 ts = event_ts(text)
@@ -293,6 +306,7 @@ class Engine:
         self.resume = plan.mode == "resume"  # count events (echo mode ignores them)
         self.conns: list[Conn] = []
         self.heap: list[tuple[float, int, Conn]] = []
+        self.ping_head, self.ping_tails = ping_parts(plan.payload_size)
         self.wall_offset = time.time() - time.monotonic()
         if plan.mode == "listen":
             self.interval = math.inf  # listen mode sends nothing after on_open
@@ -316,20 +330,25 @@ class Engine:
         rec = self.rec
         limit = self.plan.in_flight
         interval = self.interval
-        size = self.plan.payload_size
+        head, tails = self.ping_head, self.ping_tails
+        send = channel.send
         out = conn.outstanding
+        k = conn.k
         while True:
-            intended = conn.first_send + conn.k * interval
+            intended = conn.first_send + k * interval
             if intended > now or intended >= rec.rec_end:
                 break
             if limit and len(out) >= limit:
+                conn.k = k
                 conn.blocked = True
                 return
-            channel.send(payload(conn.k, size))
-            out.append((intended, now))
-            conn.k += 1
+            stamp = str(k)
+            send(head + stamp + tails[len(stamp)])  # == payload(k, size), built cheaply
+            out.append(now)
+            k += 1
             if intended >= rec.rec_start:
                 rec.sent += 1
+        conn.k = k
         if intended < rec.rec_end:
             heapq.heappush(self.heap, (intended, conn.index, conn))
 

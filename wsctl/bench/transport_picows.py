@@ -20,7 +20,8 @@ import asyncio
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from picows import (
@@ -61,6 +62,7 @@ class _Listener(WSListener):
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
         self.receiver = receiver
+        self.on_message = receiver.on_message  # bound once: called for every message
         self.fragments: list[bytes] | None = None
         self.fragment_text = False
         self.closed = False
@@ -70,13 +72,13 @@ class _Listener(WSListener):
         msg_type = frame.msg_type
         if msg_type is _TEXT:
             if frame.fin:
-                self.receiver.on_message(frame.get_payload_as_utf8_text(), _monotonic())
+                self.on_message(frame.get_payload_as_utf8_text(), _monotonic())
             else:
                 self.fragments = [frame.get_payload_as_bytes()]
                 self.fragment_text = True
         elif msg_type is _BINARY:
             if frame.fin:
-                self.receiver.on_message(frame.get_payload_as_bytes(), _monotonic())
+                self.on_message(frame.get_payload_as_bytes(), _monotonic())
             else:
                 self.fragments = [frame.get_payload_as_bytes()]
                 self.fragment_text = False
@@ -87,8 +89,8 @@ class _Listener(WSListener):
             if frame.fin:
                 whole = b"".join(self.fragments)
                 self.fragments = None
-                self.receiver.on_message(whole.decode() if self.fragment_text else whole,
-                                         _monotonic())
+                self.on_message(whole.decode() if self.fragment_text else whole,
+                                _monotonic())
         elif msg_type is _CLOSE:
             # picows leaves the closing handshake to us: echo the code, then hang up.
             if not transport.is_close_frame_sent:
@@ -123,15 +125,15 @@ class _Listener(WSListener):
 class _PicowsChannel:
     """Channel over a picows :class:`WSTransport`; ``send`` writes the frame now."""
 
-    __slots__ = ("_transport", "_listener")
+    __slots__ = ("_transport", "_listener", "send")
 
     def __init__(self, transport: WSTransport, listener: _Listener) -> None:
         self._transport = transport
         self._listener = listener
-
-    def send(self, data: str) -> None:
-        # After a close frame or disconnect picows ignores the write; on_close reports it.
-        self._transport.send(_TEXT, data)
+        # ``send(text)`` is picows' own send with the type bound: no Python frame per
+        # message. After a close frame or disconnect picows ignores the write; on_close
+        # reports it.
+        self.send: Callable[[str], None] = partial(transport.send, _TEXT)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         transport = self._transport

@@ -196,7 +196,7 @@ def test_unlimited_in_flight_sends_everything_due_when_the_loop_was_late() -> No
     engine, conn, channel = _engine(in_flight=0)
     engine.pump(conn, 0.35)
     assert len(channel.sent) == 4
-    assert [i for i, _ in conn.outstanding] == [0.0, 0.1, 0.2, 0.30000000000000004]
+    assert [i for i, _ in conn.pending()] == [0.0, 0.1, 0.2, 0.30000000000000004]
     assert engine.heap[0][0] == 0.4
 
 
