@@ -17,6 +17,7 @@ picows is imported here and only here, so ``--transport websockets`` never loads
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl as ssl_module
 import time
@@ -46,8 +47,17 @@ __all__ = ["PicowsTransport", "transport"]
 CLOSE_TIMEOUT = 2.0
 """Seconds ``close()`` waits for the peer's close frame before dropping the TCP connection."""
 
+READ_BUFFER = 2048
+"""Initial size of picows' read buffer per connection (its default is 16 KiB, most of a held
+connection's memory); it grows by doubling when a larger frame comes."""
+
 NO_STATUS = 1005
 """RFC 6455 code reported for a close frame that carried no status code."""
+
+# One logger for every connection. Given a logging.Logger (or a name), picows makes a child
+# Logger per connection (~0.5 KiB each, kept until the connection goes); given anything else,
+# it uses that as it is.
+_LOGGER = logging.LoggerAdapter(logging.getLogger("picows.client"))
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -58,6 +68,9 @@ _monotonic = time.monotonic
 
 class _Listener(WSListener):
     """Per-connection picows listener: frames in, receiver callbacks out."""
+
+    __slots__ = ("receiver", "on_message", "fragments", "fragment_text", "closed",
+                 "close_timer")
 
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
@@ -199,6 +212,8 @@ class PicowsTransport:
                     enable_auto_ping=False,
                     enable_auto_pong=True,
                     max_frame_size=2**31 - 1,
+                    read_buffer_init_size=READ_BUFFER,
+                    logger_name=_LOGGER,
                     socket_factory=open_socket,
                     use_aiofastnet=False,
                     **extra,
