@@ -69,3 +69,18 @@ def test_progress_and_series_of_processes_add_up() -> None:
                           "messages_per_s": [1, 1, 1]},
                          {"t": [1, 2], "connections_held": [5, 5], "messages_per_s": [2, 2]}])
     assert series["connections_held"] == [6, 7] and series["messages_per_s"] == [3, 3]
+
+
+def test_bulk_recording_over_every_magnitude_equals_one_record_per_value() -> None:
+    """Folding values into HDR buckets before recording changes nothing, from 0 µs to past
+    the hour the histogram holds (clamped values counted as such)."""
+    rng = random.Random(4)
+    values = [0, 1, 2047, 2048, 2049, 4095, 4096, 3_600_000_000, 3_600_000_001, -5]
+    values += [int(rng.expovariate(1 / 10 ** rng.randrange(1, 10))) for _ in range(30_000)]
+    one = Histogram("rtt")
+    for v in values:
+        one.record(v / 1e6)
+    bulk = MetricSet().histogram("rtt")
+    record_many(bulk, array("q", values))
+    assert bulk.summary() == one.summary() and bulk.buckets() == one.buckets()
+    assert bulk.clamped == one.clamped > 0
