@@ -10,7 +10,8 @@ process, picows transport) and ``wsctl probe`` (its worker processes), against a
 server in its own process (benchmarks/transports.py's; fd soft limit raised to the hard one,
 20,000 here, in every process). Each tool runs twice, with a few connections and with
 ``--memory-connections`` (10,000), ramped at ``--rate`` and held ``--hold`` seconds at one
-message per 5 s; the peak RSS of its whole process tree is sampled with psutil. Bytes per
+message per 5 s; the RSS of its whole process tree is sampled with psutil once a second
+during the hold (the median is kept; the most connections the server held with it). Bytes per
 held connection = (RSS at N - RSS at the few) / (held at N - held at the few): start-up,
 imports and the worker processes' own base cancel out.
 
@@ -28,6 +29,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,19 +145,21 @@ def memory_run(tool: str, url: str, server: psutil.Process, connections: int, ra
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, preexec_fn=_raise_nofile)
         watch = psutil.Process(proc.pid)
-        peak_rss = peak_held = 0
+        rss: list[int] = []
+        peak_held = 0
         started = time.monotonic()
         while proc.poll() is None:
             time.sleep(1.0)
-            # the hold: every connection due has had time to open
-            if time.monotonic() - started > ramp + 2:
-                peak_rss = max(peak_rss, _tree_rss(watch))
+            # the hold: every connection due has had time to open, none is closing yet
+            if ramp + 2 < time.monotonic() - started < ramp + hold:
+                rss.append(_tree_rss(watch))
                 peak_held = max(peak_held, _held(server))
         stderr = proc.stderr.read() if proc.stderr else ""
         if proc.returncode not in (0, 1) or not out.exists():
             print(stderr[-2000:])
             raise SystemExit(f"wsctl {tool} exited {proc.returncode}")
-    return {"tool": tool, "connections": connections, "held": peak_held, "rss": peak_rss}
+    return {"tool": tool, "connections": connections, "held": peak_held,
+            "rss": int(statistics.median(rss)) if rss else 0}
 
 
 def memory_main(args: argparse.Namespace) -> None:
