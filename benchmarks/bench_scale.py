@@ -3,6 +3,17 @@
 
     python benchmarks/bench_scale.py                       # the target run
     python benchmarks/bench_scale.py --small               # 500 / 1,000: a quick check
+    python benchmarks/bench_scale.py --memory              # generator bytes per connection
+
+``--memory``: what one held connection costs the *generator*, for ``wsctl bench`` (one
+process, picows transport) and ``wsctl probe`` (its worker processes), against a picows echo
+server in its own process (benchmarks/transports.py's; fd soft limit raised to the hard one,
+20,000 here, in every process). Each tool runs twice, with a few connections and with
+``--memory-connections`` (10,000), ramped at ``--rate`` and held ``--hold`` seconds at one
+message per 5 s; the RSS of its whole process tree is sampled with psutil once a second
+during the hold (the median is kept; the most connections the server held with it). Bytes per
+held connection = (RSS at N - RSS at the few) / (held at N - held at the few): start-up,
+imports and the worker processes' own base cancel out.
 
 A fresh reference server runs for each step in its own process with --max-connections 12000 (its
 RLIMIT_NOFILE soft limit raised to the hard limit). Each step runs ``wsctl bench`` as a
@@ -14,14 +25,19 @@ too: the figures depend on what else runs on its two cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -88,6 +104,100 @@ def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
     return figures
 
 
+# --- --memory: the generator's bytes per held connection -----------------------------------
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    """RSS of ``proc`` and every descendant, in bytes (0 once it is gone)."""
+    total = 0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+    return total
+
+
+def _held(server: psutil.Process) -> int:
+    """Connections the echo server holds (its ESTABLISHED TCP sockets)."""
+    with contextlib.suppress(psutil.Error):
+        return sum(1 for c in server.net_connections("tcp")
+                   if c.status == psutil.CONN_ESTABLISHED)
+    return 0
+
+
+def memory_run(tool: str, url: str, server: psutil.Process, connections: int, rate: float,
+               hold: float) -> dict[str, Any]:
+    """One run of ``tool`` (bench or probe) holding ``connections``: peak tree RSS, held."""
+    ramp = connections / rate
+    duration = f"{ramp + hold:.0f}s"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        if tool == "bench":
+            cmd = [WSCTL, "bench", url + "/m-{n}", "--connections", str(connections),
+                   "--connect-rate", f"{rate:g}", "--message-rate", "0.2", "--duration",
+                   duration, "--connect-timeout", "30s", "--transport", "picows",
+                   "--json", str(out), "--quiet"]
+        else:
+            cmd = [WSCTL, "probe", url + "/m-{n}", "--count", str(connections), "--mode",
+                   "echo", "--rate", "0.2", "--spawn-rate", f"{rate:g}", "--duration",
+                   duration, "--view", "quiet", "--json", str(out)]
+        print("$", " ".join(cmd), flush=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, preexec_fn=_raise_nofile)
+        watch = psutil.Process(proc.pid)
+        rss: list[int] = []
+        peak_held = 0
+        started = time.monotonic()
+        while proc.poll() is None:
+            time.sleep(1.0)
+            # the hold: every connection due has had time to open, none is closing yet
+            if ramp + 2 < time.monotonic() - started < ramp + hold:
+                rss.append(_tree_rss(watch))
+                peak_held = max(peak_held, _held(server))
+        stderr = proc.stderr.read() if proc.stderr else ""
+        if proc.returncode not in (0, 1) or not out.exists():
+            print(stderr[-2000:])
+            raise SystemExit(f"wsctl {tool} exited {proc.returncode}")
+    return {"tool": tool, "connections": connections, "held": peak_held,
+            "rss": int(statistics.median(rss)) if rss else 0}
+
+
+def memory_main(args: argparse.Namespace) -> None:
+    few = 400  # probes: 2 worker processes at both sizes (one per 200 probes, one per core)
+    echo = [sys.executable, str(Path(__file__).resolve().parent / "transports.py"),
+            "--serve-echo"]
+    server_proc = subprocess.Popen(echo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   text=True, preexec_fn=_raise_nofile)
+    assert server_proc.stdout is not None
+    line = server_proc.stdout.readline()
+    url = line[line.index("ws://"):].split()[0] if "ws://" in line else ""
+    if not url:
+        stop(server_proc)
+        raise SystemExit(f"echo server did not start: {line!r}")
+    server = psutil.Process(server_proc.pid)
+    print(_load(), f"; picows echo server {url}", flush=True)
+    rows = []
+    try:
+        for tool in args.memory_tools.split(","):
+            small = memory_run(tool, url, server, few, args.rate, args.hold)
+            big = memory_run(tool, url, server, args.memory_connections, args.rate, args.hold)
+            per = ((big["rss"] - small["rss"]) / (big["held"] - small["held"])
+                   if big["held"] > small["held"] else float("nan"))
+            rows.append({"tool": tool, "small": small, "big": big, "bytes_per_conn": per})
+            print(json.dumps(rows[-1]), _load(), flush=True)
+    finally:
+        stop(server_proc)
+    print()
+    print(f"{'tool':<12} {'held':>6} {'RSS MiB':>8} {'held':>6} {'RSS MiB':>8} "
+          f"{'bytes/conn':>10} {'KiB/conn':>8}")
+    for r in rows:
+        s, b = r["small"], r["big"]
+        print(f"wsctl {r['tool']:<6} {s['held']:>6} {s['rss'] / 2**20:>8.1f} {b['held']:>6} "
+              f"{b['rss'] / 2**20:>8.1f} {r['bytes_per_conn']:>10,.0f} "
+              f"{r['bytes_per_conn'] / 1024:>8.1f}")
+    print(_load())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="500 and 1,000 connections")
@@ -99,7 +209,16 @@ def main() -> None:
                         help="the server's events per second per stream (its default: 1)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra option for the server, e.g. --server-arg=--ping-interval=20s")
+    parser.add_argument("--memory", action="store_true",
+                        help="generator bytes per held connection (bench and probe)")
+    parser.add_argument("--memory-connections", type=int, default=10_000,
+                        help="--memory: connections of the large run")
+    parser.add_argument("--memory-tools", default="bench,probe",
+                        help="--memory: which of bench,probe to measure")
     args = parser.parse_args()
+    if args.memory:
+        memory_main(args)
+        return
     steps = [(500, 1), (1000, 2)] if args.small else [(5000, 1), (10000, 2)]
     print(_load(), f"; server --job-rate {args.job_rate}", *args.server_arg, flush=True)
     rows = []

@@ -1,7 +1,7 @@
 """Side by side: wsctl bench, Artillery and Locust driving the same echo load.
 
     python benchmarks/peers.py [--connections 100] [--round-trips 4000] [--duration 20]
-                               [--unpaced] [--echo picows|websockets]
+                               [--unpaced | --both] [--echo picows|websockets]
                                [--held-cap 5000] [--held-rate 500] [--tools wsctl,artillery,locust]
 
 Installs the peers itself when missing: Artillery 2 with npm into benchmarks/.peers/
@@ -19,6 +19,7 @@ each tool in turn against it, each in its own process:
    - Artillery: ``engine: ws``; each virtual user sends, waits for the echo (``match``),
      thinks 1/M s, ``round-trips`` times (so it sends at most M/s)
    - Locust: scenarios/locustfile.py (echo mode), one standalone headless process
+   With ``--both`` the phase runs twice, paced then unpaced, and a table is printed for each.
    With ``--unpaced`` nothing paces the sends: each connection sends its next message as soon
    as the echo of the last arrives (a closed loop at full speed: every generator is then
    as busy as it can be). Artillery does ``round-trips`` per connection without think
@@ -342,6 +343,13 @@ def _ratio(mine: float | None, theirs: float | None) -> str:
     return f"{mine / theirs:.2f}x" if mine and theirs else "-"
 
 
+def _pace(msg_rate: float, args: argparse.Namespace) -> str:
+    if not msg_rate:
+        return (f"unpaced (closed loop at full speed; Artillery {args.round_trips} round trips "
+                f"each, the others {args.duration:g}s)")
+    return f"{msg_rate:g} msg/s for {args.duration:g}s ({args.round_trips} round trips each)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=100)
@@ -351,6 +359,8 @@ def main() -> None:
                         help="seconds of the efficiency phase; rate = round trips / this")
     parser.add_argument("--unpaced", action="store_true",
                         help="efficiency phase as a closed loop at full speed (no pacing)")
+    parser.add_argument("--both", action="store_true",
+                        help="efficiency phase paced and then unpaced: two tables")
     parser.add_argument("--echo", choices=("picows", "websockets"), default="picows",
                         help="the echo server: picows on uvloop, or a bare websockets one")
     parser.add_argument("--held-cap", type=int, default=5000,
@@ -374,32 +384,32 @@ def main() -> None:
 
     runners = {**RUNNERS, "artillery": functools.partial(run_artillery,
                                                          round_trips=args.round_trips)}
-    msg_rate = 0.0 if args.unpaced else args.round_trips / args.duration
+    paced_rate = args.round_trips / args.duration
+    phases = ([("paced", paced_rate), ("unpaced", 0.0)] if args.both else
+              [("unpaced", 0.0)] if args.unpaced else [("paced", paced_rate)])
     echo = ([sys.executable, str(HERE / "transports.py"), "--serve-echo"]
             if args.echo == "picows" else [sys.executable, str(HERE / "_bare_echo.py")])
     server, url = _servers.start(echo)
-    efficiency: list[Run] = []
+    efficiency: dict[str, list[Run]] = {}
     held: list[Run] = []
     try:
         with tempfile.TemporaryDirectory(prefix="wsctl-peers-") as tmp:
             work = Path(tmp)
             watch = ServerWatch(server.pid)
-            pace = (f"unpaced (closed loop at full speed; Artillery {args.round_trips} round "
-                    f"trips each, the others {args.duration:g}s)" if args.unpaced else
-                    f"{msg_rate:g} msg/s for {args.duration:g}s ({args.round_trips} round "
-                    "trips each)")
-            print(f"{args.echo} echo server {url}; efficiency: {args.connections} "
-                  f"connections x {pace}", flush=True)
-            for tool in [] if args.held_only else tools:
-                watch.drain()
-                with ServerWatch(server.pid) as peak:
-                    run = runners[tool](url, args.connections, float(args.connections),
-                                        args.duration, msg_rate, work, "efficiency",
-                                        args.duration * 4 + 120)
-                run.held = peak.peak
-                efficiency.append(run)
-                print(f"  {run.tool}: {run.status}, sent {run.sent:,} in {run.wall_s:.1f}s, "
-                      f"cpu {run.cpu_s:.1f}s (psutil {run.cpu_s_psutil:.1f}s)", flush=True)
+            for name, msg_rate in [] if args.held_only else phases:
+                print(f"{args.echo} echo server {url}; efficiency, {args.connections} "
+                      f"connections x {_pace(msg_rate, args)}", flush=True)
+                for tool in tools:
+                    watch.drain()
+                    with ServerWatch(server.pid) as peak:
+                        run = runners[tool](url, args.connections, float(args.connections),
+                                            args.duration, msg_rate, work, f"efficiency-{name}",
+                                            args.duration * 4 + 120)
+                    run.held = peak.peak
+                    efficiency.setdefault(name, []).append(run)
+                    print(f"  {run.tool}: {run.status}, sent {run.sent:,} in "
+                          f"{run.wall_s:.1f}s, cpu {run.cpu_s:.1f}s "
+                          f"(psutil {run.cpu_s_psutil:.1f}s)", flush=True)
             if args.held_cap > 0:
                 ramp = args.held_cap / args.held_rate
                 print(f"held: ramp to {args.held_cap} connections at {args.held_rate:g}/s, "
@@ -418,17 +428,19 @@ def main() -> None:
         _servers.stop(server)
 
     load = os.getloadavg()
-    print()
-    print(table(efficiency, held))
+    for name, msg_rate in phases if efficiency else [("held", 0.0)]:
+        print(f"\n{name}: {args.connections} connections x {_pace(msg_rate, args)}"
+              if efficiency else "")
+        print(table(efficiency.get(name, []), held))
     print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} "
           "cores; cpu s = user + system of the generator's whole process tree "
           "(start-up included)")
     if args.json:
         args.json.write_text(json.dumps({
-            "url": url, "echo": args.echo, "unpaced": args.unpaced,
-            "connections": args.connections, "message_rate": msg_rate,
-            "duration": args.duration, "load_average": load,
-            "efficiency": [asdict(r) for r in efficiency], "held": [asdict(r) for r in held],
+            "url": url, "echo": args.echo, "phases": dict(phases),
+            "connections": args.connections, "duration": args.duration, "load_average": load,
+            "efficiency": {name: [asdict(r) for r in runs] for name, runs in efficiency.items()},
+            "held": [asdict(r) for r in held],
         }, indent=1))
 
 

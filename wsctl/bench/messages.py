@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["event_ts", "is_other_protocol_frame", "is_pong", "payload"]
+__all__ = ["event_ts", "is_other_protocol_frame", "is_pong", "payload", "ping_parts"]
 
 
 def payload(stamp: int | str, size: int) -> str:
@@ -20,6 +20,16 @@ def payload(stamp: int | str, size: int) -> str:
     if pad <= 0:
         return head + "}"
     return head + ',"p":"' + "x" * pad + '"}'
+
+
+def ping_parts(size: int) -> tuple[str, list[str]]:
+    """``payload(k, size)`` in parts, for a hot path that sends many: it is
+    ``head + str(k) + tails[len(str(k))]`` for every k >= 0 (the padding depends only on
+    how many digits k has)."""
+    head = '{"type":"ping","t":'
+    tails = [""] + [payload(10 ** (digits - 1), size)[len(head) + digits:]
+                    for digits in range(1, 21)]
+    return head, tails
 
 
 def is_pong(reply: str | bytes, stamp: str) -> bool:

@@ -17,10 +17,12 @@ picows is imported here and only here, so ``--transport websockets`` never loads
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl as ssl_module
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from picows import (
@@ -45,8 +47,17 @@ __all__ = ["PicowsTransport", "transport"]
 CLOSE_TIMEOUT = 2.0
 """Seconds ``close()`` waits for the peer's close frame before dropping the TCP connection."""
 
+READ_BUFFER = 2048
+"""Initial size of picows' read buffer per connection (its default is 16 KiB, most of a held
+connection's memory); it grows by doubling when a larger frame comes."""
+
 NO_STATUS = 1005
 """RFC 6455 code reported for a close frame that carried no status code."""
+
+# One logger for every connection. Given a logging.Logger (or a name), picows makes a child
+# Logger per connection (~0.5 KiB each, kept until the connection goes); given anything else,
+# it uses that as it is.
+_LOGGER = logging.LoggerAdapter(logging.getLogger("picows.client"))
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -58,9 +69,13 @@ _monotonic = time.monotonic
 class _Listener(WSListener):
     """Per-connection picows listener: frames in, receiver callbacks out."""
 
+    __slots__ = ("receiver", "on_message", "fragments", "fragment_text", "closed",
+                 "close_timer")
+
     def __init__(self, receiver: Receiver) -> None:
         super().__init__()
         self.receiver = receiver
+        self.on_message = receiver.on_message  # bound once: called for every message
         self.fragments: list[bytes] | None = None
         self.fragment_text = False
         self.closed = False
@@ -70,13 +85,13 @@ class _Listener(WSListener):
         msg_type = frame.msg_type
         if msg_type is _TEXT:
             if frame.fin:
-                self.receiver.on_message(frame.get_payload_as_utf8_text(), _monotonic())
+                self.on_message(frame.get_payload_as_utf8_text(), _monotonic())
             else:
                 self.fragments = [frame.get_payload_as_bytes()]
                 self.fragment_text = True
         elif msg_type is _BINARY:
             if frame.fin:
-                self.receiver.on_message(frame.get_payload_as_bytes(), _monotonic())
+                self.on_message(frame.get_payload_as_bytes(), _monotonic())
             else:
                 self.fragments = [frame.get_payload_as_bytes()]
                 self.fragment_text = False
@@ -87,8 +102,8 @@ class _Listener(WSListener):
             if frame.fin:
                 whole = b"".join(self.fragments)
                 self.fragments = None
-                self.receiver.on_message(whole.decode() if self.fragment_text else whole,
-                                         _monotonic())
+                self.on_message(whole.decode() if self.fragment_text else whole,
+                                _monotonic())
         elif msg_type is _CLOSE:
             # picows leaves the closing handshake to us: echo the code, then hang up.
             if not transport.is_close_frame_sent:
@@ -123,15 +138,15 @@ class _Listener(WSListener):
 class _PicowsChannel:
     """Channel over a picows :class:`WSTransport`; ``send`` writes the frame now."""
 
-    __slots__ = ("_transport", "_listener")
+    __slots__ = ("_transport", "_listener", "send")
 
     def __init__(self, transport: WSTransport, listener: _Listener) -> None:
         self._transport = transport
         self._listener = listener
-
-    def send(self, data: str) -> None:
-        # After a close frame or disconnect picows ignores the write; on_close reports it.
-        self._transport.send(_TEXT, data)
+        # ``send(text)`` is picows' own send with the type bound: no Python frame per
+        # message. After a close frame or disconnect picows ignores the write; on_close
+        # reports it.
+        self.send: Callable[[str], None] = partial(transport.send, _TEXT)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         transport = self._transport
@@ -197,6 +212,8 @@ class PicowsTransport:
                     enable_auto_ping=False,
                     enable_auto_pong=True,
                     max_frame_size=2**31 - 1,
+                    read_buffer_init_size=READ_BUFFER,
+                    logger_name=_LOGGER,
                     socket_factory=open_socket,
                     use_aiofastnet=False,
                     **extra,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from wsctl.bench.engine import (
     MIN_WAIT,
     ArrivalSchedule,
@@ -11,7 +13,7 @@ from wsctl.bench.engine import (
     Engine,
     run_arrivals,
 )
-from wsctl.bench.messages import event_ts, payload
+from wsctl.bench.messages import event_ts, payload, ping_parts
 from wsctl.bench.plan import BenchPlan
 from wsctl.clock import FakeClock
 from wsctl.errors import ConnectError
@@ -196,8 +198,36 @@ def test_unlimited_in_flight_sends_everything_due_when_the_loop_was_late() -> No
     engine, conn, channel = _engine(in_flight=0)
     engine.pump(conn, 0.35)
     assert len(channel.sent) == 4
-    assert [i for i, _ in conn.outstanding] == [0.0, 0.1, 0.2, 0.30000000000000004]
+    assert [i for i, _ in conn.pending()] == [0.0, 0.1, 0.2, 0.30000000000000004]
     assert engine.heap[0][0] == 0.4
+
+
+def test_many_unanswered_sends_keep_their_instants_as_answers_come() -> None:
+    """in_flight 0, 300 sends due at once, answered one by one: every answer is timed from
+    its own intended instant and actual send instant while the list of send instants is
+    trimmed, and is empty once all are answered."""
+    engine, conn, channel = _engine(in_flight=0, rate=100.0)
+    engine.pump(conn, 2.995)  # 300 due: 0.00, 0.01, ... 2.99
+    assert len(channel.sent) == 300
+    for n in range(300):
+        conn.on_message('{"type":"pong","t":0}', 3.0 + n / 1000)
+        if n == 150:
+            assert len(conn.sent_at) < 300  # trimmed on the way
+            assert conn.pending()[0] == (pytest.approx(1.51), 2.995)
+    rec = engine.rec
+    assert list(rec.rtt) == [int((3.0 + n / 1000 - n * 0.01) * 1e6) for n in range(300)]
+    assert list(rec.rtt_uncorrected) == [int((3.0 + n / 1000 - 2.995) * 1e6)
+                                         for n in range(300)]
+    assert conn.sent_at == [] and conn.pending() == []
+
+
+def test_pings_built_from_parts_are_the_payload() -> None:
+    """ping_parts rebuilds payload(k, size) exactly for every digit count and size."""
+    for size in (0, 10, 30, 64, 1000):
+        head, tails = ping_parts(size)
+        for k in (0, 7, 10, 99, 12345, 10**12, 10**19 - 1):
+            stamp = str(k)
+            assert head + stamp + tails[len(stamp)] == payload(k, size)
 
 
 def test_sends_before_the_warmup_ends_are_not_counted() -> None:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from array import array
 
+import pytest
+
 from wsctl.bench.samples import record_many
 from wsctl.bench.workers import sum_progress, sum_series
 from wsctl.metrics import Histogram, MetricSet, Result, merge
@@ -49,17 +51,6 @@ def test_two_processes_merge_to_one_histogram_of_all_samples() -> None:
     assert merged.metrics.counters["messages.sent"] == 40_000
 
 
-def test_bulk_recording_equals_one_record_per_value() -> None:
-    """record_many gives the same histogram as Histogram.record for every value."""
-    values = _samples(3)
-    one = Histogram("rtt")
-    for v in values:
-        one.record(v / 1e6)
-    bulk = MetricSet().histogram("rtt")
-    record_many(bulk, array("q", values))
-    assert bulk.summary() == one.summary() and bulk.buckets() == one.buckets()
-
-
 def test_progress_and_series_of_processes_add_up() -> None:
     """Live figures and per-second series of several workers are added, not averaged."""
     snap = sum_progress([{"t": 1.0, "held": 3, "sent": 10, "rate": 5.0},
@@ -69,3 +60,26 @@ def test_progress_and_series_of_processes_add_up() -> None:
                           "messages_per_s": [1, 1, 1]},
                          {"t": [1, 2], "connections_held": [5, 5], "messages_per_s": [2, 2]}])
     assert series["connections_held"] == [6, 7] and series["messages_per_s"] == [3, 3]
+
+
+
+def _every_magnitude() -> list[int]:
+    """0 µs to past the hour a histogram holds, and a negative one (both clamped)."""
+    rng = random.Random(4)
+    values = [0, 1, 2047, 2048, 2049, 4095, 4096, 3_600_000_000, 3_600_000_001, -5]
+    return values + [int(rng.expovariate(1 / 10 ** rng.randrange(1, 10)))
+                     for _ in range(30_000)]
+
+
+@pytest.mark.parametrize("values", [_samples(3), _every_magnitude()],
+                         ids=["rtt-like", "every-magnitude"])
+def test_bulk_recording_equals_one_record_per_value(values: list[int]) -> None:
+    """record_many (values folded into HDR buckets, one call per bucket) gives the same
+    histogram, clamped count included, as Histogram.record for every value."""
+    one = Histogram("rtt")
+    for v in values:
+        one.record(v / 1e6)
+    bulk = MetricSet().histogram("rtt")
+    record_many(bulk, array("q", values))
+    assert bulk.summary() == one.summary() and bulk.buckets() == one.buckets()
+    assert bulk.clamped == one.clamped
