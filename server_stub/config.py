@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
+from server_stub.stores import store_maker
 from wsctl.errors import InvalidInput
 from wsctl.units import parse_duration, parse_interval, parse_positive_duration
 
@@ -52,6 +53,7 @@ class ServerConfig:
     log_format: LogFormat = "text"
     log_level: str = "info"
     loop: LoopName = "auto"  # auto: uvloop for reference (if installed), asyncio for baseline
+    store: str = "memory"  # memory | sqlite:PATH (server_stub.stores)
 
     @property
     def scheme(self) -> str:
@@ -175,6 +177,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("log_format", "Connection log format (stderr).", DEFAULT.log_format,
            choices=get_args(LogFormat)),
     Option("log_level", f"{_LEVELS_TEXT}.", DEFAULT.log_level),
+    Option("store", "Where stream history is kept: memory (lost with the process) or "
+           "sqlite:PATH (survives a crash; PATH?synchronous=full survives a power loss "
+           "too). See docs/server.md, 'Stores'.", DEFAULT.store),
     Option("loop", "Event loop: auto = uvloop for the reference profile (if installed), "
            "asyncio's own for baseline.", DEFAULT.loop, choices=get_args(LoopName)),
 )}
@@ -192,6 +197,7 @@ def config_from_options(**values: Any) -> ServerConfig:
     for name in POSITIVE_DURATIONS:  # a ping every microsecond is a busy loop: 10ms at least
         parse = parse_interval if name == "ping_interval" else parse_positive_duration
         values[name] = parse(values[name], OPTIONS[name].flag)
+    store_maker(str(values["store"]))  # InvalidInput in one line for a bad --store
     hint = parse_duration(values.pop("retry_hint"), "--retry-hint")
     origins = tuple(values.pop("origin") or ())
     return ServerConfig(**values, origins=origins, retry_hint_ms=round(hint * 1000))

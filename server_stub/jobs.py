@@ -3,13 +3,15 @@
 A job runs ``steps`` steps, one event per ``1/rate`` seconds, ending with status
 ``completed``; the next job on the stream then starts. Jobs keep running while their
 clients are disconnected, which is what makes resume worth having. One scheduler
-(a deadline heap) drives every stream, not a task per stream.
+(a deadline heap) drives every stream, not a task per stream. A durable store keeps each
+job's progress with its events, so a restarted server resumes the job where the store
+says it was (``JobSchedule.start(stream, now, progress)``).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,19 @@ class Job:
             "message": f"job {self.number}: step {self.step}/{total} {status}",
         }
 
+    def progress(self) -> dict[str, int]:
+        """Where the job is, as a store keeps it: ``{"job": number, "step": step}``."""
+        return {"job": self.number, "step": self.step}
+
+    @classmethod
+    def from_progress(cls, progress: dict[str, object] | None) -> Job:
+        """The job a stored ``progress()`` describes (a new one if it is missing or bad)."""
+        number = progress.get("job") if progress else None
+        step = progress.get("step") if progress else None
+        if isinstance(number, int) and isinstance(step, int) and number >= 1 and step >= 0:
+            return cls(number, step)
+        return cls()
+
 
 class JobSchedule:
     """Pure scheduling core: which streams are due for their next step at a given time."""
@@ -55,11 +70,17 @@ class JobSchedule:
     def __contains__(self, stream: object) -> bool:
         return stream in self._jobs
 
-    def start(self, stream: str, now: float) -> None:
-        """Start a job on ``stream``; its first step is due one period from now."""
+    def start(self, stream: str, now: float, progress: dict[str, object] | None = None) -> None:
+        """Start a job on ``stream`` (at stored ``progress``, else at its beginning); its
+        next step is due one period from now. A running job is left as it is."""
         if stream not in self._jobs:
-            self._jobs[stream] = Job()
+            self._jobs[stream] = Job.from_progress(progress)
             heapq.heappush(self._heap, (now + self.period, stream))
+
+    def progress(self, stream: str) -> dict[str, int] | None:
+        """The stream's job progress (None when it has no job)."""
+        job = self._jobs.get(stream)
+        return job.progress() if job is not None else None
 
     def stop(self, stream: str) -> None:
         """Stop the stream's job (its heap entry is dropped lazily)."""
@@ -87,7 +108,11 @@ class JobSchedule:
 
 
 class JobRunner:
-    """Drives a ``JobSchedule`` on a clock and hands each step to ``publish``."""
+    """Drives a ``JobSchedule`` on a clock: hands each due step to ``publish``, then awaits
+    ``commit`` once for all the steps of that tick (group commit: the store makes them
+    durable together and only then are they sent). ``batch_window`` is the least time
+    between two ticks, so that steps due within it share one commit (0: wake exactly when
+    the next step is due)."""
 
     def __init__(
         self,
@@ -95,11 +120,15 @@ class JobRunner:
         publish: Callable[[str, dict[str, Any]], None],
         clock: Clock | None = None,
         max_sleep: float = 0.25,
+        commit: Callable[[], Awaitable[None]] | None = None,
+        batch_window: float = 0.0,
     ) -> None:
         self.schedule = schedule
         self.publish = publish
         self.clock = clock or MonotonicClock()
         self.max_sleep = max_sleep
+        self.commit = commit
+        self.batch_window = batch_window
 
     async def run(self) -> None:
         """Emit due steps forever, waking when the next one is due (and at least every
@@ -107,8 +136,10 @@ class JobRunner:
         while True:
             for stream, data in self.schedule.due(self.clock.now()):
                 self.publish(stream, data)
+            if self.commit is not None:
+                await self.commit()
             delay = self.max_sleep
             next_due = self.schedule.next_due()
             if next_due is not None:
-                delay = min(delay, max(0.0, next_due - self.clock.now()))
+                delay = min(delay, max(self.batch_window, next_due - self.clock.now()))
             await self.clock.sleep(delay)

@@ -36,7 +36,7 @@ from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.health_monitor import HealthMonitor
 from server_stub.jobs import JobRunner, JobSchedule
 from server_stub.pipelining import OneRequestConnection
-from server_stub.streams import MemoryStreamStore, StreamStore
+from server_stub.stores import StreamStore, store_maker
 from server_stub.websocket_manager import ResumeRequest, WebSocketManager, abort_after
 from wsctl import __version__
 from wsctl import protocol as p
@@ -143,7 +143,7 @@ class ReferenceServer:
     def __init__(self, config: ServerConfig, store: StreamStore | None = None) -> None:
         self.config = config = config.for_profile()
         self.started = time.monotonic()
-        self.store = store or MemoryStreamStore(config.replay_size, config.replay_age)
+        self.store = store or store_maker(config.store)(config.replay_size, config.replay_age)
         self.pool = ConnectionPool(
             config.max_connections, config.max_per_client,
             retry_after=max(1, round(config.retry_hint_ms / 1000)),
@@ -201,6 +201,8 @@ class ReferenceServer:
                     f"cannot load TLS certificate {cfg.certfile} / key {cfg.keyfile}: {exc}"
                 ) from exc
         per_connection = cfg.health_mode == "per-connection"
+        await self.store.open()  # before listening: a resume must find the streams it left
+        self.manager.restore()
         try:
             self._server = await serve(
                 self._handler, cfg.host, cfg.port,
@@ -216,6 +218,7 @@ class ReferenceServer:
                 backlog=LISTEN_BACKLOG if cfg.profile == "reference" else STOCK_BACKLOG,
             )
         except OSError as exc:
+            await self.store.close()
             if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
                 raise InvalidInput(
                     f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}; --host must be "
@@ -233,7 +236,8 @@ class ReferenceServer:
         self.url = f"{cfg.scheme}://{host}:{self.port}"
         self._allowed_origins = frozenset(cfg.origins) | _own_origins(cfg, host, self.port)
         loop = asyncio.get_running_loop()
-        runner = JobRunner(self.jobs, self.manager.publish)
+        runner = JobRunner(self.jobs, self.manager.publish, commit=self.manager.flush,
+                           batch_window=self.store.commit_window)
         self._tasks.append(loop.create_task(runner.run()))
         self._tasks.append(loop.create_task(self._housekeeping()))
         if self.monitor is not None:
@@ -264,6 +268,7 @@ class ReferenceServer:
                 await task
         self._tasks.clear()
         self._server = None
+        await self.store.close()
 
     async def serve_forever(self, announce: bool = True) -> None:
         """Start, print the URL, run until SIGTERM or SIGINT, then shut down gracefully."""

@@ -3,7 +3,11 @@
 The resume handshake and fan-out write to the connection without awaiting (the way
 ``websockets.broadcast`` does), so a welcome, its replay and the subscription happen in
 one step of the event loop: no live event can slip in between, and offsets on one
-connection are strictly increasing with no holes and no duplicates. A client whose
+connection are strictly increasing with no holes and no duplicates. Events reach clients
+only once the store has committed them (``publish`` appends, ``flush`` commits the batch
+and then fans it out in the same step; stores/base.py): no client holds an offset the
+store could lose. A resume older than the store's hot window first awaits the history
+(``read_history``), then runs the same one-step handshake with it. A client whose
 unsent data passes ``send_buffer`` bytes is a slow consumer: it is closed with 1008 and
 can resume; it never grows the server's memory without bound. That holds for what the
 server writes on its own too (pongs to a peer that floods pings and never reads). A
@@ -27,7 +31,7 @@ from websockets.protocol import State
 
 from server_stub.connection_pool import ConnectionPool, Refusal, Session
 from server_stub.jobs import JobSchedule
-from server_stub.streams import StoredEvent, StreamStore
+from server_stub.stores import StoredEvent, StreamStore
 from wsctl import protocol as p
 from wsctl.clock import Clock, MonotonicClock
 
@@ -60,9 +64,15 @@ class ResumePlan:
 
 
 def plan_resume(
-    store: StreamStore, request: ResumeRequest, resume_enabled: bool = True
+    store: StreamStore, request: ResumeRequest, resume_enabled: bool = True,
+    history: list[StoredEvent] | None = None,
 ) -> ResumePlan:
-    """Decide a resume: replay the whole gap, or say ``recovered: false`` with a snapshot."""
+    """Decide a resume: replay the whole gap, or say ``recovered: false`` with a snapshot.
+
+    The gap comes from the store's hot window (``read``), or, when it starts before that,
+    from ``history`` (what ``read_history`` returned before this step) joined to the hot
+    window; if the two do not meet, the gap cannot be filled and the answer is a resync.
+    """
     stream = request.stream
     head = store.head(stream)
     if not request.resuming:
@@ -75,9 +85,16 @@ def plan_resume(
         return ResumePlan(False, [], store.snapshot_json(stream), "epoch changed")
     if request.offset > head:
         return ResumePlan(False, [], store.snapshot_json(stream), "offset ahead of stream")
-    if request.offset + 1 < store.first(stream):
-        return ResumePlan(False, [], store.snapshot_json(stream), "history trimmed")
-    return ResumePlan(True, store.read(stream, request.offset), None, "replayed")
+    replay = store.read(stream, request.offset)
+    if request.offset < head and (not replay or replay[0].offset != request.offset + 1):
+        replay = [event for event in history or () if event.offset <= head]
+        if replay and replay[-1].offset < head:
+            replay += store.read(stream, replay[-1].offset)
+        if (not replay or replay[0].offset != request.offset + 1
+                or replay[-1].offset - replay[0].offset + 1 != len(replay)
+                or replay[-1].offset != head):
+            return ResumePlan(False, [], store.snapshot_json(stream), "history trimmed")
+    return ResumePlan(True, replay, None, "replayed")
 
 
 def encode_welcome(stream: str, epoch: str, offset: int, recovered: bool, replayed: int,
@@ -156,6 +173,8 @@ class WebSocketManager:
         self._made_by: dict[str, set[str]] = {}  # client address -> streams it made
         self.resumes: dict[str, int] = {"fresh": 0, "recovered": 0, "resync": 0}
         self.slow_consumers = 0
+        self.store_errors = 0  # commits failed in a row
+        self._outbox: list[tuple[str, StoredEvent]] = []  # published, not yet committed
 
     def __repr__(self) -> str:
         return f"WebSocketManager(streams={len(self.jobs)}, store={self.store!r})"
@@ -217,13 +236,45 @@ class WebSocketManager:
     # -- streams ---------------------------------------------------------------------
 
     def publish(self, stream: str, data: dict[str, Any]) -> None:
-        """Append one event to the stream and send it to every subscriber."""
-        event = self.store.append(stream, data)
-        subs = self.subscribers.get(stream)
-        if subs:
-            for session in list(subs):
-                if self.write(session, event.frame):
-                    session.sent = event.offset
+        """Append one event to the stream (with its job's progress); ``flush`` sends it."""
+        event = self.store.append(stream, data, self.jobs.progress(stream))
+        self._outbox.append((stream, event))
+
+    async def flush(self) -> None:
+        """Commit what was published (one group commit), then send each event to every
+        subscriber, in the step the commit returns in. A failed commit is logged and
+        its events wait for the next flush: nothing uncommitted is ever sent."""
+        batch, self._outbox = self._outbox, []
+        try:
+            await self.store.commit()
+        except Exception as exc:
+            self._outbox[:0] = batch
+            self.store_errors += 1
+            if self.store_errors == 1 or self.store_errors % 1000 == 0:
+                log.error("store commit failed (%d in a row; %d events held back): %s",
+                          self.store_errors, len(self._outbox), exc)
+            return
+        if self.store_errors:
+            log.warning("store commit works again after %d failures", self.store_errors)
+            self.store_errors = 0
+        subscribers = self.subscribers
+        for stream, event in batch:
+            subs = subscribers.get(stream)
+            if subs:
+                offset = event.offset
+                for session in list(subs):
+                    if offset > session.sent and self.write(session, event.frame):
+                        session.sent = offset
+
+    def restore(self) -> int:
+        """Resume the jobs of the streams a durable store brought back (at their stored
+        progress); each is idle until a client attaches. Returns how many."""
+        now = self.clock.now()
+        streams = list(self.store.streams())
+        for stream in streams:
+            self.jobs.start(stream, now, self.store.state(stream))
+            self._idle_since.setdefault(stream, now)
+        return len(streams)
 
     def can_open(self, stream: str) -> bool:
         """False when ``stream`` is new and the server already holds ``max_streams``."""
@@ -261,13 +312,15 @@ class WebSocketManager:
             return None
         return max(1, math.ceil(since + self.stream_idle - self.clock.now()) + 1)
 
-    def attach(self, session: Session, request: ResumeRequest) -> ResumePlan:
-        """Welcome, replay and subscribe in one step (no await: nothing can interleave)."""
+    def attach(self, session: Session, request: ResumeRequest,
+               history: list[StoredEvent] | None = None) -> ResumePlan:
+        """Welcome, replay and subscribe in one step (no await: nothing can interleave).
+        ``history``: what ``prefetch`` read for a gap older than the hot window."""
         stream = request.stream
         session.stream = stream
-        self.jobs.start(stream, self.clock.now())
+        self.jobs.start(stream, self.clock.now(), self.store.state(stream))
         epoch = self.store.epoch(stream)
-        plan = plan_resume(self.store, request, self.resume_enabled)
+        plan = plan_resume(self.store, request, self.resume_enabled, history)
         head = self.store.head(stream)
         welcome = encode_welcome(stream, epoch, head, plan.recovered, len(plan.replay),
                                  self._heartbeat_json, plan.snapshot)
@@ -341,9 +394,31 @@ class WebSocketManager:
         subs = self.subscribers.get(session.stream, ())
         self.store.trim(session.stream, min((s.acked for s in subs), default=session.acked))
 
+    async def prefetch(self, request: ResumeRequest, tries: int = 3) -> list[StoredEvent] | None:
+        """The part of a resume's gap the store holds outside memory, read before the
+        one-step handshake (None when the hot window covers the gap, or no resume can
+        succeed). Commits may move the hot window on during the read: read again, at
+        most ``tries`` times, until what was read meets it."""
+        store, stream, offset = self.store, request.stream, request.offset
+        if (not self.resume_enabled or offset is None or offset >= store.head(stream)
+                or request.epoch != store.epoch(stream)):
+            return None
+        history: list[StoredEvent] | None = None
+        for _ in range(tries):
+            if offset + 1 >= store.first(stream):
+                return history
+            history = await store.read_history(stream, offset)
+            if not history or history[0].offset != offset + 1:
+                return history  # trimmed: the plan says so
+            last = history[-1].offset
+            if last >= store.head(stream) or last + 1 >= store.first(stream):
+                return history
+        return history
+
     async def serve(self, session: Session, request: ResumeRequest) -> ResumePlan:
         """Run one stream connection until it closes."""
-        plan = self.attach(session, request)
+        history = await self.prefetch(request) if request.resuming else None
+        plan = self.attach(session, request, history)
         try:
             async for frame in session.conn:
                 self.handle_frame(session, frame)

@@ -124,6 +124,7 @@ async def test_slow_consumer_is_closed_and_memory_stays_bounded():
     manager.attach(session, ResumeRequest("a"))
     for i in range(200):
         manager.publish("a", {"i": i})
+    await manager.flush()
     await asyncio.sleep(0)
     assert conn.closed_with is not None and conn.closed_with[0] == 1008
     assert session.closing

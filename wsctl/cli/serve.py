@@ -84,6 +84,7 @@ def serve(
     log_format: Annotated[LogFormat, _opt("log_format")] = _DEFAULT["log_format"],
     log_level: Annotated[str, _opt("log_level")] = _DEFAULT["log_level"],
     loop: Annotated[LoopName, _opt("loop")] = _DEFAULT["loop"],
+    store: Annotated[str, _opt("store")] = _DEFAULT["store"],
     issue_token: Annotated[str | None, typer.Option(help=ISSUE_TOKEN_HELP,
                                                     metavar="STREAM")] = None,
     ttl: Annotated[str, typer.Option(help=TTL_HELP)] = TTL_DEFAULT,

@@ -127,6 +127,20 @@ class ServerSpec(_Model):
     health_mode: Literal["scheduler", "per-connection"] | None = None
     shutdown_timeout: Duration | None = Field(default=None, gt=0)
     retry_hint: Duration | None = Field(default=None, ge=0)
+    # memory | sqlite (a file in the run's own scratch directory) | sqlite:PATH
+    store: str | None = None
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        from server_stub.stores import store_maker
+
+        if value is not None and value != "sqlite":
+            try:
+                store_maker(value)
+            except InvalidInput as exc:
+                raise ValueError(exc.message.removeprefix(f"--store {value!r}: ")) from None
+        return value
 
     @field_validator("url")
     @classmethod
@@ -211,8 +225,14 @@ class ServerSpec(_Model):
             if value is None:
                 continue
             option = OPTIONS[name]
+            if name == "store" and value == "sqlite":
+                value = f"sqlite:{SCRATCH}/streams.db"  # the runner's: gone after the run
             out += [option.flag, f"{value}s" if option.kind == "duration" else str(value)]
         return out
+
+
+# In ``args()``, the scratch directory the runner makes for the server (ServerProcess).
+SCRATCH = "{scratch}"
 
 
 # The fields of a command server beside command and url.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from wsctl.errors import RunFailed
+from wsctl.scenario.model import SCRATCH
 from wsctl.scenario.service import LIVE, ReadyCheck, ServiceCommand, ServiceProcess, kill_all
 from wsctl.serverwatch import ServerWatcher
 
@@ -56,6 +57,7 @@ class ServerProcess(ServiceProcess):
 
     def __init__(self, profile: str, args: list[str], scratch: Path,
                  start_timeout: float = 15.0) -> None:
+        args = [arg.replace(SCRATCH, str(scratch)) for arg in args]  # store: sqlite
         spec = ServiceCommand(
             command=(sys.executable, "-m", "server_stub", "--port", "{port}",
                      "--profile", profile, *args),
