@@ -73,3 +73,18 @@ def redis_server() -> Iterator[RedisProcess]:
         yield server
     finally:
         server.close()
+
+
+_shared: RedisProcess | None = None
+
+
+def shared_redis() -> RedisProcess:
+    """One redis-server for the whole test session (started on first use, stopped at
+    exit); tests keep apart by key prefix."""
+    global _shared
+    if _shared is None:
+        import atexit
+
+        _shared = RedisProcess()
+        atexit.register(_shared.close)
+    return _shared

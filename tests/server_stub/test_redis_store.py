@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server_stub.redis_store import (
+from server_stub.stores.redis_streams import (
     Append,
     LeaseLost,
     Leases,
     RedisFollower,
     RedisStreams,
+    Refused,
     StoreUnavailable,
     check_url,
 )
@@ -113,11 +114,24 @@ async def test_epoch_stable_until_deleted(streams: RedisStreams) -> None:
     assert new_epoch != epoch and event.offset == 1
 
 
-async def test_job_progress_kept_with_the_event(streams: RedisStreams) -> None:
-    """The job number and step given with an append are what state() reads back."""
-    await streams.append("a", data(1), job=(3, 41))
+async def test_producer_state_kept_with_the_event(streams: RedisStreams) -> None:
+    """The producer state given with an append is what state() reads back."""
+    await streams.append("a", data(1), state_json='{"job":3,"step":41}')
     state = await streams.state("a")
-    assert (state.job_number, state.job_step, state.last) == (3, 41, data(1))
+    assert (state.state, state.last, state.head) == ('{"job":3,"step":41}', data(1), 1)
+
+
+async def test_stale_offset_or_epoch_is_refused(streams: RedisStreams) -> None:
+    """An append expecting another head or epoch adds nothing; history lost under a
+    producer (no epoch in Redis, offset past 1) is refused too."""
+    _, epoch = await streams.append("a", data(1))
+    results = await streams.append_many([
+        Append("a", data(2), epoch=epoch, offset=3),
+        Append("a", data(2), epoch="other", offset=2),
+        Append("gone", data(9), epoch="old", offset=9),
+        Append("a", data(2), epoch=epoch, offset=2)])
+    assert [isinstance(r, Refused) for r in results] == [True, True, True, False]
+    assert (await streams.state("a")).head == 2 and (await streams.state("gone")).epoch is None
 
 
 async def test_trim_upto(streams: RedisStreams) -> None:
@@ -167,47 +181,34 @@ async def test_leases_taken_over_after_holder_dies(streams: RedisStreams) -> Non
     assert (await a.tick({"s"}))[0] == {"s"}
 
 
-async def test_follower_delivers_in_order_and_fills_gaps(streams: RedisStreams) -> None:
-    """Events appended by another instance reach this one's deliver callback once each, in
-    order, including ones published before it subscribed (filled from the log)."""
-    delivered: list[int] = []
-    follower = RedisFollower(streams, lambda s, evs: delivered.extend(e.offset for e in evs),
-                             lambda s, e: None)
-    epoch = await streams.epoch("a")
-    follower.follow("a", epoch, 0)
-    await streams.append("a", data(1))  # before the subscription: only the log has it
+async def test_follower_hears_every_append(streams: RedisStreams) -> None:
+    """Every append made through another client reaches the follower, in order, with its
+    epoch, exact frame and producer state."""
+    heard: list[tuple[str, str, StoredEvent, str]] = []
+
+    async def on_event(stream: str, epoch: str, event: StoredEvent, state: str) -> None:
+        heard.append((stream, epoch, event, state))
+
+    follower = RedisFollower(streams, on_event)
     task = asyncio.create_task(follower.run())
     try:
-        await asyncio.sleep(0.3)
+        for _ in range(50):
+            if follower.connected:
+                break
+            await asyncio.sleep(0.05)
         producer = RedisStreams(streams.url, max_events=5, wall=streams._wall)
-        for i in range(2, 5):
-            await producer.append("a", data(i))
+        appended = [await producer.append("a", data(i), state_json=f'{{"i":{i}}}')
+                    for i in range(1, 4)]
         await producer.close()
         for _ in range(50):
-            if len(delivered) == 4:
+            if len(heard) == 3:
                 break
             await asyncio.sleep(0.05)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert delivered == [1, 2, 3, 4]
-
-
-async def test_follower_catch_up_and_epoch_reset(streams: RedisStreams) -> None:
-    """catch_up delivers what it missed; a stream whose epoch changed is reported reset."""
-    delivered: list[StoredEvent] = []
-    resets: list[str] = []
-    follower = RedisFollower(streams, lambda s, evs: delivered.extend(evs),
-                             lambda s, e: resets.append(s))
-    follower.follow("a", await streams.epoch("a"), 0)
-    await streams.append("a", data(1))
-    await streams.append("a", data(2))
-    await follower.catch_up()
-    assert [e.offset for e in delivered] == [1, 2]
-    await streams.delete("a")
-    await streams.append("a", data(1))
-    await follower.catch_up()
-    assert resets == ["a"] and "a" not in follower.position
+        follower.stop()
+        await task
+    assert [(h[2], h[1]) for h in heard] == appended
+    assert [h[3] for h in heard] == ['{"i":1}', '{"i":2}', '{"i":3}']
 
 
 async def test_redis_gone_is_store_unavailable(redis_server: RedisProcess) -> None:  # noqa: F811

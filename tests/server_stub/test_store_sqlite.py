@@ -146,7 +146,7 @@ async def test_failed_commit_holds_events_back_and_counts():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("disk", "use memory or sqlite:PATH"),
+    ("disk", "use memory, sqlite:PATH or redis://HOST:PORT/DB"),
     ("memory:x", "takes no options"),
     ("sqlite:", "give a file"),
     ("sqlite:/no/such/dir/s.db", "does not exist"),

@@ -6,7 +6,7 @@ Keys of stream ``S`` (``{S}`` is a Redis Cluster hash tag, so one script can tou
     wsctl:{S}:log     Redis Stream of retained events; entry id ``<offset>-0``, fields
                       ``t`` (wall time) and ``f`` (the ready-to-send ``event`` frame)
     wsctl:{S}:meta    hash: ``epoch``, ``head`` (last offset), ``last`` (last data JSON),
-                      ``jn``/``js`` (job number and step of the last event)
+                      ``state`` (the producer's state with the last event: job progress)
     wsctl:{S}:lease   producer lease: the holder's token, with a TTL
 
 Offsets have no holes: the append script increments ``head`` and adds the entry under the
@@ -16,7 +16,8 @@ trimming is ``XADD ... MAXLEN n`` (exact), age trimming ``XTRIM MINID`` at the f
 young enough; both happen in the append. The same script checks the lease: an append
 carrying a token that no longer holds the lease (its holder was paused past the TTL and
 another instance took over) is refused, so a stale producer can never add an offset
-(fencing). It also publishes the event on ``wsctl:events``, which every instance
+(fencing); it also refuses an append whose offset or epoch is not what the producer
+expected (its view is stale). It also publishes the event on ``wsctl:events``, which every instance
 subscribes to, to deliver events produced elsewhere to its own clients (``RedisFollower``).
 
 All keys of a stream get a TTL (``idle_ttl``), refreshed by every append: a stream no
@@ -46,9 +47,14 @@ INSTALL_HINT = "pip install 'wsctl[redis]'"
 LEASE_TTL = 3.0  # s: a dead holder's streams are taken over within this (+ one renew tick)
 LEASE_RENEW = 1.0  # s: holders renew, others try to take over, this often
 EVENTS_CHANNEL = "events"
+POLL = 0.2  # s: the follower checks whether it should stop this often
 
 
-class LeaseLost(RunFailed):
+class Refused(RunFailed):
+    """Redis refused one append: the producer's view of the stream is out of date."""
+
+
+class LeaseLost(Refused):
     """The append's token no longer holds the stream's producer lease."""
 
 
@@ -82,21 +88,33 @@ def check_url(url: str) -> str:
     return url
 
 
-# KEYS: log, meta, lease   ARGV: token, ts, data, max_events, cutoff, ttl_ms, new_epoch,
-# job_number, job_step, channel, stream. Returns {offset, epoch}.
+# KEYS: log, meta, lease
+# ARGV: 1 token, 2 ts, 3 data, 4 max_events, 5 cutoff, 6 ttl_ms, 7 epoch, 8 state,
+#       9 channel, 10 stream, 11 expected offset ('' = any), 12 '1' = epoch must match.
+# Returns {offset, epoch}; errors WSCTL_LEASE (fenced), WSCTL_EPOCH (the history this
+# producer knew is gone), WSCTL_CONFLICT (the head moved under it).
 _APPEND = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then
   return redis.error_reply('WSCTL_LEASE the producer lease is not held')
 end
-redis.call('HSETNX', KEYS[2], 'epoch', ARGV[7])
-local offset = redis.call('HINCRBY', KEYS[2], 'head', 1)
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local head = tonumber(redis.call('HGET', KEYS[2], 'head') or '0')
+if not epoch then
+  if ARGV[12] == '1' and ARGV[11] ~= '' and tonumber(ARGV[11]) ~= 1 then
+    return redis.error_reply('WSCTL_EPOCH the stream history is gone')
+  end
+  epoch = ARGV[7]
+  redis.call('HSET', KEYS[2], 'epoch', epoch)
+elseif ARGV[12] == '1' and epoch ~= ARGV[7] then
+  return redis.error_reply('WSCTL_EPOCH the stream has another epoch')
+end
+if ARGV[11] ~= '' and head + 1 ~= tonumber(ARGV[11]) then
+  return redis.error_reply('WSCTL_CONFLICT the head moved')
+end
+local offset = head + 1
 local frame = '{"type":"event","offset":' .. offset .. ',"ts":' .. ARGV[2]
   .. ',"data":' .. ARGV[3] .. '}'
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[2], 'last', ARGV[3], 'jn', ARGV[8], 'js', ARGV[9])
-else
-  redis.call('HSET', KEYS[2], 'last', ARGV[3])
-end
+redis.call('HSET', KEYS[2], 'head', offset, 'last', ARGV[3], 'state', ARGV[8])
 local max = tonumber(ARGV[4])
 if max > 0 then
   redis.call('XADD', KEYS[1], 'MAXLEN', max, offset .. '-0', 't', ARGV[2], 'f', frame)
@@ -117,10 +135,18 @@ if max > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-redis.call('PUBLISH', ARGV[10], ARGV[11] .. ' ' .. epoch .. ' ' .. offset .. ' ' .. ARGV[2]
-  .. ' ' .. frame)
+redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. epoch .. ' ' .. offset .. ' ' .. ARGV[2]
+  .. ' ' .. ARGV[8] .. ' ' .. frame)
 return {offset, epoch}
+"""
+
+# KEYS: log, meta, lease   ARGV: token. Deletes the stream unless another token holds
+# its lease (another instance is producing it). 1 if deleted.
+_DROP = """
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
 """
 
 # KEYS: lease   ARGV: token, ttl_ms. 1 if still held (and extended), else 0.
@@ -157,18 +183,21 @@ class StreamState:
     epoch: str | None
     head: int
     last: str | None
-    job_number: int | None
-    job_step: int | None
+    state: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """One event to append: the data as compact JSON, and the job progress it records."""
+    """One event to append: the data as compact JSON, the producer state kept with it,
+    and the lease token, epoch and offset the producer expects (checked by the script)."""
 
     stream: str
     data_json: str
     token: str = ""
-    job: tuple[int, int] | None = None
+    state_json: str = "null"
+    epoch: str | None = None  # the epoch the producer knows (None: any; new stream)
+    offset: int | None = None  # the offset the producer assigned (None: the next one)
+    ts: float | None = None  # its wall time (None: now)
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -208,6 +237,7 @@ class RedisStreams:
         self._renew = self.client.register_script(_RENEW)
         self._release = self.client.register_script(_RELEASE)
         self._epoch = self.client.register_script(_EPOCH)
+        self._drop = self.client.register_script(_DROP)
 
     def __repr__(self) -> str:
         return (f"RedisStreams({self.url!r}, max_events={self.max_events}, "
@@ -240,28 +270,31 @@ class RedisStreams:
     # -- events ----------------------------------------------------------------------
 
     def _append_args(self, item: Append, now: float) -> tuple[list[str], list[Any]]:
-        number, step = item.job if item.job is not None else ("", "")
         ttl_ms = max(1, round(self.idle_ttl * 1000))
         return list(self.keys(item.stream)), [
-            item.token, repr(now), item.data_json, self.max_events, repr(now - self.max_age),
-            ttl_ms, secrets.token_hex(6), number, step, self.channel, item.stream]
+            item.token, repr(item.ts if item.ts is not None else now), item.data_json,
+            self.max_events, repr(now - self.max_age), ttl_ms, item.epoch or secrets.token_hex(6),
+            item.state_json, self.channel,
+            item.stream, "" if item.offset is None else item.offset,
+            "1" if item.epoch is not None else ""]
 
     async def append(self, stream: str, data_json: str, *, token: str = "",
-                     job: tuple[int, int] | None = None) -> tuple[StoredEvent, str]:
+                     state_json: str = "null") -> tuple[StoredEvent, str]:
         """Append one event; returns it with the stream's epoch. ``token`` (if given) must
-        hold the stream's lease (else LeaseLost); ``job`` is stored as its progress."""
-        results = await self.append_many([Append(stream, data_json, token, job)])
-        result = results[0]
+        hold the stream's lease (else LeaseLost); ``state_json`` is kept as its producer's
+        state (the job's progress)."""
+        result = (await self.append_many([Append(stream, data_json, token, state_json)]))[0]
         if isinstance(result, BaseException):
             raise result
         return result
 
     async def append_many(
         self, items: Sequence[Append]
-    ) -> list[tuple[StoredEvent, str] | LeaseLost]:
+    ) -> list[tuple[StoredEvent, str] | Refused]:
         """Append several events in one round trip (a pipeline of append scripts: the group
-        commit of one scheduler tick). Each result is the event and its epoch, or LeaseLost
-        for an item whose token lost the lease; StoreUnavailable fails them all."""
+        commit of one scheduler tick). Each result is the event and its epoch, or Refused
+        (LeaseLost, or a head or epoch that moved) for that item alone; StoreUnavailable
+        fails them all."""
         if not items:
             return []
         now = self._wall()
@@ -270,17 +303,22 @@ class RedisStreams:
                 keys, args = self._append_args(item, now)
                 await self._append(keys=keys, args=args, client=pipe)
             replies = await self._call(pipe.execute(raise_on_error=False))
-        out: list[tuple[StoredEvent, str] | LeaseLost] = []
+        out: list[tuple[StoredEvent, str] | Refused] = []
         for item, reply in zip(items, replies, strict=True):
             if isinstance(reply, Exception):
-                if str(reply).startswith("WSCTL_LEASE"):
-                    out.append(LeaseLost(f"stream {item.stream}: lease lost"))
-                    continue
-                raise StoreUnavailable(f"redis {self.url}: {reply}")
+                text = str(reply)
+                if text.startswith("WSCTL_LEASE"):
+                    out.append(LeaseLost(f"stream {item.stream}: {text.partition(' ')[2]}"))
+                elif text.startswith("WSCTL_"):
+                    out.append(Refused(f"stream {item.stream}: {text.partition(' ')[2]}"))
+                else:
+                    raise StoreUnavailable(f"redis {self.url}: {reply}")
+                continue
             offset, epoch = int(reply[0]), _text(reply[1]) or ""
-            frame = (f'{{"type":"event","offset":{offset},"ts":{now!r},'
+            ts = item.ts if item.ts is not None else now
+            frame = (f'{{"type":"event","offset":{offset},"ts":{ts!r},'
                      f'"data":{item.data_json}}}').encode()
-            out.append((StoredEvent(offset, now, frame), epoch))
+            out.append((StoredEvent(offset, ts, frame), epoch))
         return out
 
     async def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
@@ -312,12 +350,11 @@ class RedisStreams:
             start = f"({entries[-1][0].decode()}"
 
     async def state(self, stream: str) -> StreamState:
-        """Epoch, head, last data and job progress of ``stream``."""
+        """Epoch, head, last data and producer state (JSON) of ``stream``."""
         values = await self._call(
-            self.client.hmget(self.keys(stream)[1], "epoch", "head", "last", "jn", "js"))
-        epoch, head, last, number, step = (_text(v) for v in values)
-        return StreamState(epoch, int(head or 0), last,
-                           int(number) if number else None, int(step) if step else None)
+            self.client.hmget(self.keys(stream)[1], "epoch", "head", "last", "state"))
+        epoch, head, last, state = (_text(v) for v in values)
+        return StreamState(epoch, int(head or 0), last, state)
 
     async def states(self, streams: Iterable[str]) -> dict[str, tuple[str | None, int]]:
         """Epoch and head of several streams in one round trip."""
@@ -341,9 +378,16 @@ class RedisStreams:
         return int(await self._call(
             self.client.xtrim(self.keys(stream)[0], minid=f"{upto + 1}-0", approximate=False)))
 
-    async def delete(self, stream: str) -> None:
-        """Forget the stream entirely: its next use starts a new epoch."""
-        await self._call(self.client.delete(*self.keys(stream)))
+    async def delete(self, stream: str, token: str = "") -> bool:
+        """Forget the stream entirely (its next use starts a new epoch), unless a token
+        other than ``token`` holds its lease: another instance still produces it."""
+        return bool(await self._call(self._drop(keys=list(self.keys(stream)), args=[token])))
+
+    async def names(self) -> list[str]:
+        """Every stream the database holds (a SCAN)."""
+        start = len(self.prefix) + 2
+        return [key.decode()[start:-len("}:meta")] async for key in
+                self.client.scan_iter(match=f"{self.prefix}:{{*}}:meta", count=1000)]
 
     async def size(self) -> int:
         """Events retained over all streams (a SCAN: for tests and /metrics, not hot paths)."""
@@ -359,6 +403,18 @@ class RedisStreams:
         ok = await self._call(self.client.set(self.keys(stream)[2], token, nx=True,
                                               px=max(1, round(ttl * 1000))))
         return bool(ok)
+
+    async def acquire_many(self, tokens: dict[str, str],
+                           ttl: float = LEASE_TTL) -> dict[str, bool]:
+        """``acquire`` for several streams (stream -> token) in one round trip."""
+        if not tokens:
+            return {}
+        ttl_ms = max(1, round(ttl * 1000))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, token in tokens.items():
+                pipe.set(self.keys(stream)[2], token, nx=True, px=ttl_ms)
+            replies = await self._call(pipe.execute())
+        return {stream: bool(r) for stream, r in zip(tokens, replies, strict=True)}
 
     async def renew(self, leases: dict[str, str], ttl: float = LEASE_TTL) -> dict[str, bool]:
         """Extend each held lease (stream -> token) in one round trip; False where the
@@ -399,23 +455,23 @@ class Leases:
         """The token to append with ('' when not held: the append is then refused)."""
         return self.held.get(stream, "")
 
-    async def tick(self, wanted: Iterable[str]) -> tuple[set[str], set[str]]:
-        """Renew the leases held, try to take the ``wanted`` ones not held, give up the
-        held ones no longer wanted. Returns (gained, lost)."""
+    async def tick(self, wanted: Iterable[str], renew: bool = True
+                   ) -> tuple[set[str], set[str]]:
+        """Renew the leases held (if ``renew``), try to take the ``wanted`` ones not held,
+        give up the held ones no longer wanted. Returns (gained, lost)."""
         wanted = set(wanted)
         for stream in [s for s in self.held if s not in wanted]:
             token = self.held.pop(stream)
             await self.redis.release(stream, token)
-        renewed = await self.redis.renew(self.held, self.ttl)
+        renewed = await self.redis.renew(self.held, self.ttl) if renew else {}
         lost = {stream for stream, ok in renewed.items() if not ok}
         for stream in lost:
             del self.held[stream]
-        gained = set()
-        for stream in wanted - self.held.keys() - lost:
-            token = f"{self.instance}:{next(self._seq)}"
-            if await self.redis.acquire(stream, token, self.ttl):
-                self.held[stream] = token
-                gained.add(stream)
+        tokens = {stream: f"{self.instance}:{next(self._seq)}"
+                  for stream in wanted - self.held.keys() - lost}
+        taken = await self.redis.acquire_many(tokens, self.ttl)
+        gained = {stream for stream, ok in taken.items() if ok}
+        self.held.update((stream, tokens[stream]) for stream in gained)
         return gained, lost
 
     def lost(self, stream: str) -> None:
@@ -428,108 +484,58 @@ class Leases:
         self.held.clear()
 
 
-Deliver = Callable[[str, list[StoredEvent]], None]
-Reset = Callable[[str, str], None]
+Published = Callable[[str, str, StoredEvent, str], Awaitable[None]]
 
 
 class RedisFollower:
-    """Delivers events produced by any instance to this instance's subscribers.
+    """Hears every event any instance appends (one channel, ``wsctl:events``) and hands
+    each to ``on_event(stream, epoch, event, state_json)``, in the order published.
 
-    Every append is published on one channel; the follower keeps, per followed stream,
-    the last offset delivered and hands ``deliver`` only the next ones, in order: a
-    published event past a gap (a notification lost while the subscription was down)
-    first gets the gap filled from the log (XRANGE). ``catch_up`` (run every tick) does
-    the same from the stream's head, for a gap with no later notification. An epoch that
-    changes under a followed stream (Redis lost its data) is reported to ``reset``.
+    Pub/sub delivers at most once: a notification missed while the subscription was down
+    is not repeated. The receiver orders by offset and fills gaps from the log; a stream
+    whose head moved with no notification is caught up by its periodic check.
     """
 
-    def __init__(self, redis: RedisStreams, deliver: Deliver, reset: Reset) -> None:
+    def __init__(self, redis: RedisStreams, on_event: Published) -> None:
         self.redis = redis
-        self.deliver = deliver
-        self.reset = reset
-        self.position: dict[str, tuple[str, int]] = {}  # stream -> (epoch, delivered)
-        self._pubsub: Any = None
+        self.on_event = on_event
+        self.connected = False
+        self.error: str | None = None
+        self._stopping = False
 
-    def follow(self, stream: str, epoch: str, delivered: int) -> None:
-        """Deliver ``stream``'s events after ``delivered`` from now on."""
-        self.position[stream] = (epoch, delivered)
-
-    def unfollow(self, stream: str) -> None:
-        self.position.pop(stream, None)
-
-    async def offer(self, stream: str, epoch: str, events: list[StoredEvent]) -> None:
-        """Hand over events known to exist (own appends, or published ones): only those
-        after the delivered offset, with any gap before them filled from the log."""
-        position = self.position.get(stream)
-        if position is None or not events:
-            return
-        known_epoch, delivered = position
-        if epoch != known_epoch:
-            self.unfollow(stream)
-            self.reset(stream, epoch)
-            return
-        if events[0].offset > delivered + 1:
-            gap = await self.redis.read(stream, delivered, events[0].offset - delivered - 1)
-            events = gap + events
-        fresh = [e for e in events if e.offset > delivered]
-        if not fresh:
-            return
-        expected = range(delivered + 1, delivered + 1 + len(fresh))
-        if [e.offset for e in fresh] != list(expected):
-            # the gap was trimmed away: only a resync can tell the clients the truth
-            self.unfollow(stream)
-            self.reset(stream, epoch)
-            return
-        if self.position.get(stream) != position:
-            return  # moved on while the gap was read: those events went out already
-        self.position[stream] = (epoch, fresh[-1].offset)
-        self.deliver(stream, fresh)
-
-    async def catch_up(self) -> None:
-        """Fill every followed stream up to its head (one round trip, plus reads)."""
-        if not self.position:
-            return
-        states = await self.redis.states(list(self.position))
-        for stream, (epoch, head) in states.items():
-            position = self.position.get(stream)
-            if position is None:
-                continue
-            if epoch != position[0]:
-                self.unfollow(stream)
-                self.reset(stream, epoch or "")
-            elif head > position[1]:
-                await self.offer(stream, epoch, await self.redis.read(stream, position[1]))
+    def stop(self) -> None:
+        """Make ``run`` return within ``POLL`` seconds (cancelling it mid-read would leave
+        its connection half closed)."""
+        self._stopping = True
 
     async def run(self) -> None:
-        """Listen on the events channel and offer what is published, forever (cancel to
-        stop); a lost subscription is re-made, the gap filled by ``catch_up``."""
-        while True:
+        """Listen and hand over until ``stop``; a lost subscription is re-made every
+        second."""
+        while not self._stopping:
+            pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
             try:
-                self._pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(self.redis.channel)
-                while True:
-                    message = await self._pubsub.get_message(timeout=1.0)
+                await pubsub.subscribe(self.redis.channel)
+                self.connected, self.error = True, None
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=POLL)
                     if message is not None and message["type"] == "message":
-                        await self._on_message(message["data"])
+                        await self._hand_over(message["data"])
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis went away: retry; catch_up fills the gap
-                log.debug("redis follower: %s; resubscribing in 1s", exc)
+            except Exception as exc:  # Redis went away: retry; the periodic check fills in
+                if self.connected or self.error is None:
+                    log.warning("redis %s: event subscription lost: %s; retrying every 1s",
+                                self.redis.url, exc)
+                self.connected, self.error = False, str(exc) or type(exc).__name__
                 await asyncio.sleep(1.0)
             finally:
-                if self._pubsub is not None:
-                    pubsub, self._pubsub = self._pubsub, None
-                    try:
-                        await pubsub.aclose()
-                    except Exception:  # the connection is already gone
-                        pass
+                self.connected = False
+                try:
+                    await pubsub.aclose()
+                except Exception:  # the connection is already gone
+                    pass
 
-    async def _on_message(self, payload: bytes) -> None:
-        stream_b, epoch_b, offset_b, ts_b, frame = payload.split(b" ", 4)
-        stream = stream_b.decode()
-        if stream in self.position:
-            event = StoredEvent(int(offset_b), float(ts_b), frame)
-            try:
-                await self.offer(stream, epoch_b.decode(), [event])
-            except StoreUnavailable as exc:
-                log.debug("redis follower: %s", exc)
+    async def _hand_over(self, payload: bytes) -> None:
+        stream, epoch, offset, ts, state, frame = payload.split(b" ", 5)
+        await self.on_event(stream.decode(), epoch.decode(),
+                            StoredEvent(int(offset), float(ts), frame), state.decode())
