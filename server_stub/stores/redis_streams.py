@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -441,12 +442,14 @@ class RedisStreams:
 
 class Leases:
     """This instance's producer leases: one token per acquisition (``instance:n``), so a
-    token lost once is never valid again, even if this instance takes the stream back."""
+    token lost once is never valid again, even if this instance takes the stream back.
+    The instance id is ``PID-RANDOM``: an operator (or a test) can tell which process
+    produces a stream from its lease key."""
 
     def __init__(self, redis: RedisStreams, instance: str | None = None,
                  ttl: float = LEASE_TTL) -> None:
         self.redis = redis
-        self.instance = instance or secrets.token_hex(4)
+        self.instance = instance or f"{os.getpid()}-{secrets.token_hex(3)}"
         self.ttl = ttl
         self.held: dict[str, str] = {}  # stream -> token
         self._seq = itertools.count(1)
