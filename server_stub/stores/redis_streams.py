@@ -120,7 +120,9 @@ local max = tonumber(ARGV[4])
 if max > 0 then
   redis.call('XADD', KEYS[1], 'MAXLEN', max, offset .. '-0', 't', ARGV[2], 'f', frame)
   local cutoff = tonumber(ARGV[5])
-  while true do
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  -- usually nothing is stale: one entry read; else 64 at a time until a young one
+  while tonumber(oldest[1][2][2]) < cutoff do
     local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 64)
     local keep = nil
     for _, entry in ipairs(batch) do
@@ -132,6 +134,7 @@ if max > 0 then
     end
     local last = string.match(batch[#batch][1], '^(%d+)')
     redis.call('XTRIM', KEYS[1], 'MINID', (tonumber(last) + 1) .. '-0')
+    oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
 end

@@ -240,3 +240,17 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     with pytest.raises(InvalidInput, match=r"pip install 'wsctl\[redis\]'"):
         RedisStreams("redis://127.0.0.1:6379/0")
+
+
+async def test_age_trim_past_one_batch(redis_server: RedisProcess) -> None:  # noqa: F811
+    """More stale events than the script reads at once (64) all go in one append."""
+    clock = WallClock()
+    store = RedisStreams(redis_server.url, max_events=500, max_age=10.0, wall=clock)
+    try:
+        await store.append_many([Append("a", data(i)) for i in range(150)])
+        clock.now += 11
+        event, _ = await store.append("a", data(151))
+        assert await store.client.xlen(store.keys("a")[0]) == 1
+        assert event.offset == 151 and await store.first("a") == 151
+    finally:
+        await store.close()
