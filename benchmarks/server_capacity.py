@@ -12,6 +12,9 @@ server's default job rate (1 event/s). Targets, in the same run:
   ref/no-replay   reference with --replay-size 0: what the connection costs without the
                   stream's replay history (which grows for --replay-age, 60 s by default:
                   use --hold 70 or more to see the full steady state)
+  ref/sqlite      reference with --store sqlite:FILE (a fresh file in a temporary
+                  directory per run): history in the file, a hot window of 8 events per
+                  stream in memory, replay working (issue 14's memory target)
   baseline        wsctl serve --profile baseline (EP-0001's "before")
   bare            a bare websockets echo server, compression off; its clients send one
                   message a second and read the echo
@@ -20,7 +23,8 @@ Figures per target (medians over rounds): server RSS growth per connection at st
 state, handshakes per second seen by the clients, handshakes per server CPU-second,
 server CPU share while holding. Then the ratios the issue sets targets on:
 reference <= 1.25x bare memory/conn, <= 0.5x baseline memory/conn, handshake rate >=
-0.9x bare. This machine is shared and noisy: read the ratios and medians.
+0.9x bare; ref/sqlite <= 1.25x bare memory/conn (issue 14). This machine is shared
+and noisy: read the ratios and medians.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,7 @@ import _servers  # benchmarks/_servers.py: scripts here run from this folder's p
 import psutil
 
 HERE = Path(__file__).resolve().parent
+SCRATCH = "{scratch}"  # in a command: a temporary directory made for that run
 
 
 @dataclass
@@ -50,11 +56,13 @@ class Target:
 
 def targets() -> list[Target]:
     serve = [sys.executable, "-m", "server_stub", "--port", "0", "--log-level", "warning",
-             "--max-connections", "0"]
+             "--max-connections", "0", "--max-streams-per-client", "0"]
     return [
         Target("reference", serve, "/ws/bench-{n}"),
         Target("reference/pc", [*serve, "--health-mode", "per-connection"], "/ws/bench-{n}"),
         Target("ref/no-replay", [*serve, "--replay-size", "0"], "/ws/bench-{n}"),
+        Target("ref/sqlite", [*serve, "--store", f"sqlite:{SCRATCH}/capacity.db"],
+               "/ws/bench-{n}"),
         Target("baseline", [*serve, "--profile", "baseline"], "/ws/bench-{n}"),
         Target("bare", [sys.executable, str(HERE / "_bare_echo.py")], "/c{n}", echo=True),
     ]
@@ -78,7 +86,14 @@ def median_rss(proc: psutil.Process, samples: int, gap: float) -> float:
 
 
 def run_one(target: Target, connections: int, hold: float, concurrency: int) -> dict[str, float]:
-    server, url = _servers.start(target.command)
+    with tempfile.TemporaryDirectory(prefix="capacity-") as scratch:
+        command = [part.replace(SCRATCH, scratch) for part in target.command]
+        return _measure(target, command, connections, hold, concurrency)
+
+
+def _measure(target: Target, command: list[str], connections: int, hold: float,
+             concurrency: int) -> dict[str, float]:
+    server, url = _servers.start(command)
     url += target.path
     try:
         proc = psutil.Process(server.pid)
@@ -157,6 +172,10 @@ def main() -> None:
               f"{ref['handshakes_per_s'] / bare['handshakes_per_s']:.2f}  (target >= 0.90)")
         print(f"  handshakes/cpu-s reference / bare = "
               f"{ref['handshakes_per_cpu_s'] / bare['handshakes_per_cpu_s']:.2f}")
+    if {"ref/sqlite", "bare"} <= med.keys():
+        print(f"  memory/conn ref/sqlite / bare    = "
+              f"{med['ref/sqlite']['rss_per_conn_kib'] / med['bare']['rss_per_conn_kib']:.2f}"
+              "  (target <= 1.25, issue 14)")
     if {"reference", "reference/pc"} <= med.keys():
         ref, pc = med["reference"], med["reference/pc"]
         print(f"  health scheduler vs per-connection: memory/conn "

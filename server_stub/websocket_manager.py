@@ -176,7 +176,8 @@ class WebSocketManager:
         self.slow_consumers = 0
         self.store_errors = 0  # commits failed in a row
         self._outbox: list[tuple[str, StoredEvent]] = []  # published, not yet committed
-        store.watch(self.fan_out, self.reset_stream)
+        store.watch(lambda stream, events: self.deliver([(stream, e) for e in events]),
+                    self.reset_stream)
 
     def __repr__(self) -> str:
         return f"WebSocketManager(streams={len(self.jobs)}, store={self.store!r})"
@@ -265,17 +266,18 @@ class WebSocketManager:
         if self.store_errors:
             log.warning("store commit works again after %d failures", self.store_errors)
             self.store_errors = 0
-        head = self.store.head
-        for stream, event in batch:
-            if event.offset <= head(stream):  # past the head: the store refused it
-                self.fan_out(stream, (event,))
+        head = self.store.head  # an event past it was refused by the store: never sent
+        self.deliver([(stream, event) for stream, event in batch
+                      if event.offset <= head(stream)])
 
-    def fan_out(self, stream: str, events: Iterable[StoredEvent]) -> None:
-        """Send committed events to the stream's subscribers here, each once, in order
-        (a shared store hands over the events other instances commit this way)."""
-        subs = self.subscribers.get(stream)
-        if subs:
-            for event in events:
+    def deliver(self, batch: list[tuple[str, StoredEvent]]) -> None:
+        """Send committed events to their streams' subscribers, each offset at most once
+        per connection. The committing instance calls it from ``flush``; a store shared
+        by several instances hands the others' committed events to it (``watch``)."""
+        subscribers = self.subscribers
+        for stream, event in batch:
+            subs = subscribers.get(stream)
+            if subs:
                 offset = event.offset
                 for session in list(subs):
                     if offset > session.sent and self.write(session, event.frame):

@@ -10,7 +10,7 @@ import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from server_stub.stores.base import StoredEvent, StreamStore, compact_json
 from wsctl.protocol import encode_event
@@ -86,7 +86,58 @@ def make_event(offset: int, ts: float, data: dict[str, Any]) -> tuple[StoredEven
     return StoredEvent(offset, ts, encode_event(offset, ts, data_json).encode()), data_json
 
 
-class MemoryStreamStore(StreamStore):
+L = TypeVar("L", bound=_Log)
+
+
+class LogStore(StreamStore, Generic[L]):
+    """What the memory store and a durable store's hot window share: one ``_Log`` per
+    stream held in memory, events older than ``max_age`` forgotten whenever it is read."""
+
+    def __init__(self, max_age: float, wall: Callable[[], float]) -> None:
+        self.max_age = max_age
+        self._wall = wall
+        self._logs: dict[str, L] = {}
+
+    def _expire(self, log: L, now: float | None = None) -> None:
+        self._forgot(log.expire((self._wall() if now is None else now) - self.max_age))
+
+    def _forgot(self, n: int) -> None:
+        """``n`` held events were forgotten for age (a hook for the size count)."""
+
+    def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
+        log = self._logs.get(stream)
+        if log is None:
+            return []
+        self._expire(log)
+        return log.slice(after, limit)
+
+    def head(self, stream: str) -> int:
+        log = self._logs.get(stream)
+        return log.head if log else 0
+
+    def first(self, stream: str) -> int:
+        log = self._logs.get(stream)
+        if log is None:
+            return 1
+        self._expire(log)
+        return log.first
+
+    def snapshot(self, stream: str) -> dict[str, Any]:
+        log = self._logs.get(stream)
+        if log is None:
+            return {"offset": 0, "data": None}
+        data = json.loads(log.last_data) if log.last_data is not None else None
+        return {"offset": log.head, "data": data}
+
+    def snapshot_json(self, stream: str) -> str:
+        log = self._logs.get(stream)
+        return log.snapshot_json() if log is not None else '{"offset":0,"data":null}'
+
+    def streams(self) -> Iterable[str]:
+        return self._logs.keys()
+
+
+class MemoryStreamStore(LogStore[_Log]):
     """In-memory store bounded per stream by count (``max_events``) and age (``max_age`` s).
 
     Everything is lost with the process; each store instance draws a random boot id so
@@ -102,12 +153,10 @@ restarts from it). Its commit is immediate: an appended
         max_age: float = 120.0,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(max_age, wall)
         self.max_events = max_events
-        self.max_age = max_age
-        self._wall = wall
         self._boot = secrets.token_hex(4)
         self._seq = itertools.count(1)
-        self._logs: dict[str, _Log] = {}
         self._size = 0
 
     def __repr__(self) -> str:
@@ -126,40 +175,14 @@ restarts from it). Its commit is immediate: an appended
         now = self._wall()
         event, log.last_data = make_event(log.head + 1, now, data)
         self._size += log.push(event, self.max_events)
-        self._size -= log.expire(now - self.max_age)
+        self._expire(log, now)
         return event
 
-    def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
-        log = self._logs.get(stream)
-        if log is None:
-            return []
-        self._size -= log.expire(self._wall() - self.max_age)
-        return log.slice(after, limit)
+    def _forgot(self, n: int) -> None:
+        self._size -= n
 
     def epoch(self, stream: str) -> str:
         return self._log(stream).epoch
-
-    def head(self, stream: str) -> int:
-        log = self._logs.get(stream)
-        return log.head if log else 0
-
-    def first(self, stream: str) -> int:
-        log = self._logs.get(stream)
-        if log is None:
-            return 1
-        self._size -= log.expire(self._wall() - self.max_age)
-        return log.first
-
-    def snapshot(self, stream: str) -> dict[str, Any]:
-        log = self._logs.get(stream)
-        if log is None:
-            return {"offset": 0, "data": None}
-        data = json.loads(log.last_data) if log.last_data is not None else None
-        return {"offset": log.head, "data": data}
-
-    def snapshot_json(self, stream: str) -> str:
-        log = self._logs.get(stream)
-        return log.snapshot_json() if log is not None else '{"offset":0,"data":null}'
 
     def trim(self, stream: str, upto: int) -> int:
         log = self._logs.get(stream)
@@ -173,9 +196,6 @@ restarts from it). Its commit is immediate: an appended
         log = self._logs.pop(stream, None)
         if log is not None:
             self._size -= len(log.frames)
-
-    def streams(self) -> Iterable[str]:
-        return self._logs.keys()
 
     def size(self) -> int:
         return self._size

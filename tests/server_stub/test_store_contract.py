@@ -31,6 +31,9 @@ MAKERS: dict[str, Maker] = {
     # hot window of 2 events: most gaps below are read from the file
     "sqlite": lambda tmp, n, age, wall: SqliteStreamStore(tmp / "s.db", n, age, hot_events=2,
                                                           wall=wall),
+    # synchronous=full: commits on the writer thread instead of inline
+    "sqlite-full": lambda tmp, n, age, wall: SqliteStreamStore(
+        tmp / "s.db", n, age, hot_events=2, synchronous="full", wall=wall),
     # a private key prefix per store on one redis-server; hot window of 2 as for sqlite
     "redis": lambda tmp, n, age, wall: _redis_store(n, age, wall),
 }

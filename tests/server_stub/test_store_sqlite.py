@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +177,36 @@ async def test_unopenable_file_is_bad_input(tmp_path):
     bad.write_bytes(b"not a database" * 100)
     with pytest.raises(InvalidInput, match="cannot open"):
         await _opened(bad)
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "server_stub"], [str(Path(sys.executable).parent / "wsctl"), "serve"]])
+@pytest.mark.parametrize("store", ["disk", "sqlite:/no/such/dir/s.db", "NOTADB"])
+def test_bad_store_exits_2_with_one_line(command, store, tmp_path):
+    """Both commands refuse a bad --store (or a file that is not a database) with exit 2
+    and one line on stderr, before listening."""
+    if store == "NOTADB":
+        bad = tmp_path / "s.db"
+        bad.write_bytes(b"not a database" * 100)
+        store = f"sqlite:{bad}"
+    done = subprocess.run([*command, "--port", "0", "--store", store], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "--store" in done.stderr
+    assert "listening" not in done.stdout
+
+
+def test_scenario_store_maps_onto_the_server_flag(tmp_path):
+    """In a scenario, store: sqlite is a file in the runner's scratch dir, sqlite:PATH is
+    passed on as is, and a bad value is a field error naming the problem."""
+    from pydantic import ValidationError
+
+    from wsctl.scenario.model import ServerSpec
+    from wsctl.scenario.server_process import ServerProcess as Child
+
+    child = Child("reference", ServerSpec(store="sqlite").args(), tmp_path)
+    assert f"sqlite:{tmp_path}/streams.db" in child.spec.command
+    assert ServerSpec(store=f"sqlite:{tmp_path}/a.db").args() == [
+        "--store", f"sqlite:{tmp_path}/a.db"]
+    with pytest.raises(ValidationError, match="use memory, sqlite:PATH or redis://HOST:PORT/DB"):
+        ServerSpec(store="disk")
