@@ -30,11 +30,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from server_stub.stores.base import StoredEvent, StreamStore, compact_json
-from server_stub.stores.memory import _Log, make_event
+from server_stub.stores.base import StoredEvent, compact_json
+from server_stub.stores.memory import LogStore, _Log, make_event
 from server_stub.stores.redis_streams import (
     LEASE_RENEW,
     LEASE_TTL,
@@ -82,7 +82,7 @@ def parse_redis(spec: str) -> Callable[[int, float], RedisStreamStore]:
     return make
 
 
-class RedisStreamStore(StreamStore):
+class RedisStreamStore(LogStore[_Mirror]):
     """Shared durable store in Redis; see the module docstring for its promise."""
 
     commit_window = 0.002  # events due within 2 ms share one round trip
@@ -91,17 +91,15 @@ class RedisStreamStore(StreamStore):
                  hot_events: int = HOT_EVENTS, wall: Callable[[], float] = time.time,
                  prefix: str = "wsctl", lease_ttl: float = LEASE_TTL,
                  lease_renew: float = LEASE_RENEW, instance: str | None = None) -> None:
+        super().__init__(max_age, wall)
         self.url = url
         self.max_events = max_events
-        self.max_age = max_age
         self.hot_events = min(hot_events, max_events)
-        self._wall = wall
         self.redis = RedisStreams(url, max_events=max_events, max_age=max_age, prefix=prefix,
                                   wall=wall)
         self.leases = Leases(self.redis, instance, lease_ttl)
         self.lease_renew = lease_renew
         self.follower = RedisFollower(self.redis, self._published)
-        self._streams: dict[str, _Mirror] = {}
         self._pending: list[tuple[str, _Mirror, StoredEvent, str, str]] = []
         self._drops: list[tuple[str, str]] = []
         self._wanted: set[str] = set()  # streams whose job runs here (produces() asked)
@@ -179,9 +177,9 @@ class RedisStreamStore(StreamStore):
         return stream in self._ready
 
     def _mirror(self, stream: str) -> _Mirror:
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         if s is None:
-            s = self._streams[stream] = _Mirror(secrets.token_hex(6))
+            s = self._logs[stream] = _Mirror(secrets.token_hex(6))
         return s
 
     def append(self, stream: str, data: dict[str, Any],
@@ -235,7 +233,7 @@ class RedisStreamStore(StreamStore):
                     log.warning("store %s: %s; re-reading the stream", self.url, result)
                     asyncio.get_running_loop().create_task(self._refresh_quietly(item.stream))
                 continue
-            if self._streams.get(item.stream) is s and event.offset == s.head + 1:
+            if self._logs.get(item.stream) is s and event.offset == s.head + 1:
                 self._apply(s, [event], item.data_json, item.state_json)
 
     def _apply(self, s: _Mirror, events: list[StoredEvent], data_json: str | None,
@@ -247,13 +245,13 @@ class RedisStreamStore(StreamStore):
         s.last_data = data_json if data_json is not None else _data_of(events[-1].frame)
         if state_json is not None:
             s.state = state_json
-        self._size -= s.expire(self._wall() - self.max_age)
+        self._expire(s)
 
     # -- following other instances ---------------------------------------------------
 
     async def _published(self, stream: str, epoch: str, event: StoredEvent,
                          state_json: str) -> None:
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         if s is None or event.offset <= s.head:
             return
         if epoch != s.epoch or event.offset > s.head + 1:
@@ -280,16 +278,16 @@ class RedisStreamStore(StreamStore):
         mirror and resets the stream's clients, who then resume and are told the truth."""
         state = await self.redis.state(stream)
         if state.epoch is None:
-            if create and stream not in self._streams:
+            if create and stream not in self._logs:
                 epoch = await self.redis.epoch(stream)  # one epoch for every instance
-                self._streams.setdefault(stream, _Mirror(epoch))
+                self._logs.setdefault(stream, _Mirror(epoch))
             return
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         if s is not None and s.epoch == state.epoch and state.head <= s.head:
             return
         if s is not None and s.epoch == state.epoch:
             events = [e for e in await self.redis.read(stream, s.head) if e.offset > s.head]
-            if self._streams.get(stream) is not s:
+            if self._logs.get(stream) is not s:
                 return
             if events and events[0].offset == s.head + 1:
                 events = [e for e in events if e.offset <= state.head]
@@ -307,10 +305,10 @@ class RedisStreamStore(StreamStore):
                     fresh.frames.append(event.frame)
                     fresh.times.append(event.ts)
             fresh.head = state.head
-        if s is not None and self._streams.get(stream) is not s:
+        if s is not None and self._logs.get(stream) is not s:
             return
         self._size += len(fresh.frames) - (len(s.frames) if s is not None else 0)
-        self._streams[stream] = fresh
+        self._logs[stream] = fresh
         if s is not None and self._reset is not None:
             log.warning("store %s: stream %s moved on without this instance (epoch %s -> "
                         "%s): its clients here reconnect", self.url, stream, s.epoch,
@@ -327,13 +325,13 @@ class RedisStreamStore(StreamStore):
         """Catch up every mirrored stream whose head moved unheard, once a period."""
         while not await self._stopped_within(CHECK_PERIOD):
             try:
-                states = await self.redis.states(list(self._streams))
+                states = await self.redis.states(list(self._logs))
                 self._worked()
             except StoreUnavailable as exc:
                 self._failed(exc)
                 continue
             for stream, (epoch, head) in states.items():
-                s = self._streams.get(stream)
+                s = self._logs.get(stream)
                 if s is not None and (epoch != s.epoch or head > s.head) and (
                         epoch is not None or s.head > 0):
                     await self._refresh_quietly(stream)
@@ -363,7 +361,7 @@ class RedisStreamStore(StreamStore):
                 except StoreUnavailable as exc:
                     self._failed(exc)
                     break
-                s = self._streams.get(stream)
+                s = self._logs.get(stream)
                 if s is not None and stream in self.leases.held:
                     s.appended = s.head
                     self._ready.add(stream)
@@ -373,16 +371,9 @@ class RedisStreamStore(StreamStore):
 
     # -- reading ---------------------------------------------------------------------
 
-    def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
-        s = self._streams.get(stream)
-        if s is None:
-            return []
-        self._size -= s.expire(self._wall() - self.max_age)
-        return s.slice(after, limit)
-
     async def read_history(self, stream: str, after: int,
                            limit: int | None = None) -> list[StoredEvent]:
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         if s is None or after >= s.head:
             return []
         if after + 1 >= self.first(stream):
@@ -398,29 +389,8 @@ class RedisStreamStore(StreamStore):
     def epoch(self, stream: str) -> str:
         return self._mirror(stream).epoch
 
-    def head(self, stream: str) -> int:
-        s = self._streams.get(stream)
-        return s.head if s else 0
-
-    def first(self, stream: str) -> int:
-        s = self._streams.get(stream)
-        if s is None:
-            return 1
-        self._size -= s.expire(self._wall() - self.max_age)
-        return s.first
-
-    def snapshot(self, stream: str) -> dict[str, Any]:
-        s = self._streams.get(stream)
-        if s is None:
-            return {"offset": 0, "data": None}
-        return {"offset": s.head, "data": json.loads(s.last_data) if s.last_data else None}
-
-    def snapshot_json(self, stream: str) -> str:
-        s = self._streams.get(stream)
-        return s.snapshot_json() if s is not None else '{"offset":0,"data":null}'
-
     def state(self, stream: str) -> dict[str, Any] | None:
-        s = self._streams.get(stream)
+        s = self._logs.get(stream)
         if s is None or not s.state:
             return None
         value = json.loads(s.state)
@@ -433,7 +403,7 @@ class RedisStreamStore(StreamStore):
 
     def drop(self, stream: str) -> None:
         """Forget the stream here; in Redis too unless another instance produces it."""
-        s = self._streams.pop(stream, None)
+        s = self._logs.pop(stream, None)
         if s is not None:
             self._size -= len(s.frames)
         self._wanted.discard(stream)
@@ -441,8 +411,8 @@ class RedisStreamStore(StreamStore):
         token = self.leases.held.pop(stream, "")
         self._drops.append((stream, token))
 
-    def streams(self) -> Iterable[str]:
-        return self._streams.keys()
+    def _forgot(self, n: int) -> None:
+        self._size -= n
 
     def size(self) -> int:
         """Events held in this instance's hot windows (Redis holds the rest)."""
