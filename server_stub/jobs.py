@@ -82,6 +82,13 @@ class JobSchedule:
         job = self._jobs.get(stream)
         return job.progress() if job is not None else None
 
+    def follow(self, stream: str, progress: dict[str, object] | None) -> None:
+        """Set a running job to stored ``progress`` (another instance produces the stream:
+        this one keeps pace, ready to take over); a job without stored progress keeps
+        its own."""
+        if stream in self._jobs and progress is not None:
+            self._jobs[stream] = Job.from_progress(progress)
+
     def stop(self, stream: str) -> None:
         """Stop the stream's job (its heap entry is dropped lazily)."""
         self._jobs.pop(stream, None)

@@ -489,7 +489,9 @@ class ReferenceServer:
 
     def health(self) -> dict[str, Any]:
         """The /ws/health document."""
-        status = "draining" if self.draining else "at_capacity" if self.pool.at_capacity else "ok"
+        problem = self.store.problem()
+        status = ("draining" if self.draining else "at_capacity" if self.pool.at_capacity
+                  else "degraded" if problem else "ok")
         liveness = self.monitor.counts() if self.monitor else {}
         return {
             "status": status,
@@ -503,6 +505,7 @@ class ReferenceServer:
             "late": liveness.get("late", 0),
             "streams": len(self.jobs),
             "store_size": self.store.size(),
+            **({"reason": problem} if problem else {}),
         }
 
 

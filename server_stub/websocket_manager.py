@@ -36,6 +36,7 @@ from wsctl import protocol as p
 from wsctl.clock import Clock, MonotonicClock
 
 log = logging.getLogger("server_stub")
+CLOSE_INTERNAL_ERROR = 1011
 _json_str = json.encoder.encode_basestring_ascii  # json.dumps' own string encoder (C)
 
 
@@ -175,6 +176,8 @@ class WebSocketManager:
         self.slow_consumers = 0
         self.store_errors = 0  # commits failed in a row
         self._outbox: list[tuple[str, StoredEvent]] = []  # published, not yet committed
+        store.watch(lambda stream, events: self.deliver([(stream, e) for e in events]),
+                    self.reset_stream)
 
     def __repr__(self) -> str:
         return f"WebSocketManager(streams={len(self.jobs)}, store={self.store!r})"
@@ -236,8 +239,14 @@ class WebSocketManager:
     # -- streams ---------------------------------------------------------------------
 
     def publish(self, stream: str, data: dict[str, Any]) -> None:
-        """Append one event to the stream (with its job's progress); ``flush`` sends it."""
-        event = self.store.append(stream, data, self.jobs.progress(stream))
+        """Append one event to the stream (with its job's progress); ``flush`` sends it.
+        A stream another instance produces (shared store) is not appended to: its job
+        follows the stored progress instead, ready to take over."""
+        store = self.store
+        if not store.produces(stream):
+            self.jobs.follow(stream, store.state(stream))
+            return
+        event = store.append(stream, data, self.jobs.progress(stream))
         self._outbox.append((stream, event))
 
     async def flush(self) -> None:
@@ -257,12 +266,14 @@ class WebSocketManager:
         if self.store_errors:
             log.warning("store commit works again after %d failures", self.store_errors)
             self.store_errors = 0
-        self.deliver(batch)
+        head = self.store.head  # an event past it was refused by the store: never sent
+        self.deliver([(stream, event) for stream, event in batch
+                      if event.offset <= head(stream)])
 
     def deliver(self, batch: list[tuple[str, StoredEvent]]) -> None:
         """Send committed events to their streams' subscribers, each offset at most once
         per connection. The committing instance calls it from ``flush``; a store shared
-        by several instances would hand the others' committed events to it the same way."""
+        by several instances hands the others' committed events to it (``watch``)."""
         subscribers = self.subscribers
         for stream, event in batch:
             subs = subscribers.get(stream)
@@ -271,6 +282,14 @@ class WebSocketManager:
                 for session in list(subs):
                     if offset > session.sent and self.write(session, event.frame):
                         session.sent = offset
+
+    def reset_stream(self, stream: str) -> None:
+        """The stream's history changed under this instance (a shared store lost it, or
+        it moved on past what can be replayed): close its clients here so that they
+        reconnect and are told (``recovered: false``)."""
+        for session in list(self.subscribers.get(stream, ())):
+            self.close_with_error(session, "stream_reset", "stream history changed; "
+                                  "reconnect and resume", CLOSE_INTERNAL_ERROR)
 
     def restore(self) -> int:
         """Resume the jobs of the streams a durable store brought back (at their stored
@@ -423,6 +442,7 @@ class WebSocketManager:
 
     async def serve(self, session: Session, request: ResumeRequest) -> ResumePlan:
         """Run one stream connection until it closes."""
+        await self.store.refresh(request.stream)  # a shared store: others may have appended
         history = await self.prefetch(request) if request.resuming else None
         plan = self.attach(session, request, history)
         try:

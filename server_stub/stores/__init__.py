@@ -2,6 +2,7 @@
 
     memory          in the server's memory (the default); lost with the process
     sqlite:PATH     one SQLite file; survives a crash (stores/sqlite.py)
+    redis://H:P/DB  one Redis database, shared by several instances (stores/redis_store.py)
 
 A store kind is one entry of ``KINDS``: the text before the first ``:`` of ``--store``,
 mapped to a parser that checks the rest (InvalidInput in one line) and returns a maker
@@ -33,8 +34,15 @@ def _sqlite(spec: str) -> StoreMaker:
     return parse_sqlite(spec)
 
 
-KINDS: dict[str, Callable[[str], StoreMaker]] = {"memory": _memory, "sqlite": _sqlite}
-STORE_HELP = "memory or sqlite:PATH"
+def _redis(spec: str) -> StoreMaker:
+    from server_stub.stores.redis_store import parse_redis  # redis-py only when asked for
+
+    return parse_redis(spec)
+
+
+KINDS: dict[str, Callable[[str], StoreMaker]] = {"memory": _memory, "sqlite": _sqlite,
+                                                 "redis": _redis}
+STORE_HELP = "memory, sqlite:PATH or redis://HOST:PORT/DB"
 
 
 def store_maker(spec: str) -> StoreMaker:

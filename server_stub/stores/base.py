@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,26 @@ class StreamStore(ABC):
 
     def state(self, stream: str) -> dict[str, Any] | None:
         """The producer state committed with the stream's latest event (None if none)."""
+        return None
+
+    # Shared stores (several server instances on one store: stores/redis_store.py).
+
+    def produces(self, stream: str) -> bool:
+        """Whether this instance produces ``stream``'s events now (it holds the stream's
+        producer lease); the job of a stream produced elsewhere follows its state."""
+        return True
+
+    async def refresh(self, stream: str) -> None:  # noqa: B027 - nothing is shared
+        """Catch up with what other instances appended, before a client attaches."""
+
+    def watch(  # noqa: B027 - nothing is shared
+            self, deliver: Callable[[str, list[StoredEvent]], None],
+            reset: Callable[[str], None]) -> None:
+        """Have events other instances commit handed to ``deliver(stream, events)``, and
+        a stream whose history changed under this instance to ``reset(stream)``."""
+
+    def problem(self) -> str | None:
+        """Why the store is degraded now (it cannot reach its server), else None."""
         return None
 
     @abstractmethod

@@ -7,6 +7,7 @@ own resume path (``WebSocketManager.prefetch`` then ``plan_resume``) and closes 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from server_stub.jobs import JobSchedule
 from server_stub.stores import MemoryStreamStore, StreamStore
 from server_stub.stores.sqlite import SqliteStreamStore
 from server_stub.websocket_manager import ResumePlan, ResumeRequest, WebSocketManager, plan_resume
+from tests.redisproc import shared_redis
 from wsctl import protocol as p
 
 Wall = Callable[[], float]
@@ -32,7 +34,19 @@ MAKERS: dict[str, Maker] = {
     # synchronous=full: commits on the writer thread instead of inline
     "sqlite-full": lambda tmp, n, age, wall: SqliteStreamStore(
         tmp / "s.db", n, age, hot_events=2, synchronous="full", wall=wall),
+    # a private key prefix per store on one redis-server; hot window of 2 as for sqlite
+    "redis": lambda tmp, n, age, wall: _redis_store(n, age, wall),
 }
+
+
+def _redis_store(max_events: int, max_age: float, wall: Wall) -> StreamStore:
+    from server_stub.stores.redis_store import RedisStreamStore
+
+    return RedisStreamStore(shared_redis().url, max_events, max_age, hot_events=2, wall=wall,
+                            prefix=f"t{next(_prefixes)}")
+
+
+_prefixes = itertools.count()
 
 
 class Wall_:

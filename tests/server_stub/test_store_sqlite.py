@@ -148,7 +148,7 @@ async def test_failed_commit_holds_events_back_and_counts():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("disk", "use memory or sqlite:PATH"),
+    ("disk", "use memory, sqlite:PATH or redis://HOST:PORT/DB"),
     ("memory:x", "takes no options"),
     ("sqlite:", "give a file"),
     ("sqlite:/no/such/dir/s.db", "does not exist"),
@@ -208,5 +208,5 @@ def test_scenario_store_maps_onto_the_server_flag(tmp_path):
     assert f"sqlite:{tmp_path}/streams.db" in child.spec.command
     assert ServerSpec(store=f"sqlite:{tmp_path}/a.db").args() == [
         "--store", f"sqlite:{tmp_path}/a.db"]
-    with pytest.raises(ValidationError, match="use memory or sqlite:PATH"):
+    with pytest.raises(ValidationError, match="use memory, sqlite:PATH or redis://HOST:PORT/DB"):
         ServerSpec(store="disk")

@@ -1,0 +1,547 @@
+"""Redis layer of the ``redis://`` stream store: streams, epochs, job state and producer
+leases in Redis, shared by every server instance that points at the same database.
+
+Keys of stream ``S`` (``{S}`` is a Redis Cluster hash tag, so one script can touch all):
+
+    wsctl:{S}:log     Redis Stream of retained events; entry id ``<offset>-0``, fields
+                      ``t`` (wall time) and ``f`` (the ready-to-send ``event`` frame)
+    wsctl:{S}:meta    hash: ``epoch``, ``head`` (last offset), ``last`` (last data JSON),
+                      ``state`` (the producer's state with the last event: job progress)
+    wsctl:{S}:lease   producer lease: the holder's token, with a TTL
+
+Offsets have no holes: the append script increments ``head`` and adds the entry under the
+explicit id ``<head>-0`` in one atomic step (a Lua script runs alone on the Redis server),
+so the counter and the log cannot disagree and a replay is ``XRANGE <after+1> +``. Size
+trimming is ``XADD ... MAXLEN n`` (exact), age trimming ``XTRIM MINID`` at the first entry
+young enough; both happen in the append. The same script checks the lease: an append
+carrying a token that no longer holds the lease (its holder was paused past the TTL and
+another instance took over) is refused, so a stale producer can never add an offset
+(fencing); it also refuses an append whose offset or epoch is not what the producer
+expected (its view is stale). It also publishes the event on ``wsctl:events``, which every instance
+subscribes to, to deliver events produced elsewhere to its own clients (``RedisFollower``).
+
+All keys of a stream get a TTL (``idle_ttl``), refreshed by every append: a stream no
+instance produces for that long disappears, and its next use starts a new epoch.
+
+The ``redis`` package (redis-py) is imported only when a ``redis://`` store is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from server_stub.streams import StoredEvent
+from wsctl.errors import InvalidInput, RunFailed
+
+log = logging.getLogger("server_stub")
+
+INSTALL_HINT = "pip install 'wsctl[redis]'"
+LEASE_TTL = 3.0  # s: a dead holder's streams are taken over within this (+ one renew tick)
+LEASE_RENEW = 1.0  # s: holders renew, others try to take over, this often
+EVENTS_CHANNEL = "events"
+POLL = 0.2  # s: the follower checks whether it should stop this often
+
+
+class Refused(RunFailed):
+    """Redis refused one append: the producer's view of the stream is out of date."""
+
+
+class LeaseLost(Refused):
+    """The append's token no longer holds the stream's producer lease."""
+
+
+class StoreUnavailable(RunFailed):
+    """Redis cannot be reached (or answered with an error): the store is degraded."""
+
+
+def import_redis() -> ModuleType:
+    """``redis.asyncio``, or InvalidInput with the one line that installs it."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError as exc:
+        raise InvalidInput(f"a redis:// store needs the redis package: {INSTALL_HINT}") from exc
+    return aioredis
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is a ``redis://HOST:PORT/DB`` address, else InvalidInput saying so."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    db = parts.path.lstrip("/")
+    try:
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok or (
+            db and not db.isdecimal()):
+        raise InvalidInput(f"--store {url!r}: use redis://HOST:PORT/DB (e.g. "
+                           "redis://127.0.0.1:6379/0)")
+    return url
+
+
+# KEYS: log, meta, lease
+# ARGV: 1 token, 2 ts, 3 data, 4 max_events, 5 cutoff, 6 ttl_ms, 7 epoch, 8 state,
+#       9 channel, 10 stream, 11 expected offset ('' = any), 12 '1' = epoch must match.
+# Returns {offset, epoch}; errors WSCTL_LEASE (fenced), WSCTL_EPOCH (the history this
+# producer knew is gone), WSCTL_CONFLICT (the head moved under it).
+_APPEND = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then
+  return redis.error_reply('WSCTL_LEASE the producer lease is not held')
+end
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+local head = tonumber(redis.call('HGET', KEYS[2], 'head') or '0')
+if not epoch then
+  if ARGV[12] == '1' and ARGV[11] ~= '' and tonumber(ARGV[11]) ~= 1 then
+    return redis.error_reply('WSCTL_EPOCH the stream history is gone')
+  end
+  epoch = ARGV[7]
+  redis.call('HSET', KEYS[2], 'epoch', epoch)
+elseif ARGV[12] == '1' and epoch ~= ARGV[7] then
+  return redis.error_reply('WSCTL_EPOCH the stream has another epoch')
+end
+if ARGV[11] ~= '' and head + 1 ~= tonumber(ARGV[11]) then
+  return redis.error_reply('WSCTL_CONFLICT the head moved')
+end
+local offset = head + 1
+local frame = '{"type":"event","offset":' .. offset .. ',"ts":' .. ARGV[2]
+  .. ',"data":' .. ARGV[3] .. '}'
+redis.call('HSET', KEYS[2], 'head', offset, 'last', ARGV[3], 'state', ARGV[8])
+local max = tonumber(ARGV[4])
+if max > 0 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', max, offset .. '-0', 't', ARGV[2], 'f', frame)
+  local cutoff = tonumber(ARGV[5])
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  -- usually nothing is stale: one entry read; else 64 at a time until a young one
+  while tonumber(oldest[1][2][2]) < cutoff do
+    local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 64)
+    local keep = nil
+    for _, entry in ipairs(batch) do
+      if tonumber(entry[2][2]) >= cutoff then keep = entry[1] break end
+    end
+    if keep then
+      if keep ~= batch[1][1] then redis.call('XTRIM', KEYS[1], 'MINID', keep) end
+      break
+    end
+    local last = string.match(batch[#batch][1], '^(%d+)')
+    redis.call('XTRIM', KEYS[1], 'MINID', (tonumber(last) + 1) .. '-0')
+    oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. epoch .. ' ' .. offset .. ' ' .. ARGV[2]
+  .. ' ' .. ARGV[8] .. ' ' .. frame)
+return {offset, epoch}
+"""
+
+# KEYS: log, meta, lease   ARGV: token. Deletes the stream unless another token holds
+# its lease (another instance is producing it). 1 if deleted.
+_DROP = """
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
+"""
+
+# KEYS: lease   ARGV: token, ttl_ms. 1 if still held (and extended), else 0.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lease   ARGV: token. 1 if it was held and is now free.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# KEYS: meta   ARGV: new_epoch, ttl_ms. The stream's epoch, made if it has none.
+_EPOCH = """
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'head', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('HGET', KEYS[1], 'epoch')
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """What Redis holds about a stream besides its events (epoch None: no such stream)."""
+
+    epoch: str | None
+    head: int
+    last: str | None
+    state: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One event to append: the data as compact JSON, the producer state kept with it,
+    and the lease token, epoch and offset the producer expects (checked by the script)."""
+
+    stream: str
+    data_json: str
+    token: str = ""
+    state_json: str = "null"
+    epoch: str | None = None  # the epoch the producer knows (None: any; new stream)
+    offset: int | None = None  # the offset the producer assigned (None: the next one)
+    ts: float | None = None  # its wall time (None: now)
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStreams:
+    """Streams, epochs, job state and leases in one Redis database (see the module doc).
+
+    Every method is a coroutine; a Redis that cannot be reached raises StoreUnavailable,
+    and a fenced append LeaseLost.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_events: int = 1000,
+        max_age: float = 60.0,
+        idle_ttl: float | None = None,
+        prefix: str = "wsctl",
+        wall: Callable[[], float] = time.time,
+        timeout: float = 2.0,
+    ) -> None:
+        self.url = check_url(url)
+        self.max_events = max_events
+        self.max_age = max_age
+        self.idle_ttl = idle_ttl if idle_ttl is not None else max(2 * max_age, 60.0)
+        self.prefix = prefix
+        self.channel = f"{prefix}:{EVENTS_CHANNEL}"
+        self._wall = wall
+        self._timeout = timeout
+        self._aioredis = import_redis()
+        self.client: Any = self._aioredis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._append = self.client.register_script(_APPEND)
+        self._renew = self.client.register_script(_RENEW)
+        self._release = self.client.register_script(_RELEASE)
+        self._epoch = self.client.register_script(_EPOCH)
+        self._drop = self.client.register_script(_DROP)
+
+    def __repr__(self) -> str:
+        return (f"RedisStreams({self.url!r}, max_events={self.max_events}, "
+                f"max_age={self.max_age})")
+
+    def keys(self, stream: str) -> tuple[str, str, str]:
+        """The stream's log, meta and lease keys."""
+        base = f"{self.prefix}:{{{stream}}}"
+        return f"{base}:log", f"{base}:meta", f"{base}:lease"
+
+    async def _call(self, op: Awaitable[Any]) -> Any:
+        """Await one Redis operation, translating its errors to this module's."""
+        errors = self._aioredis
+        try:
+            return await op
+        except errors.ResponseError as exc:
+            if str(exc).startswith("WSCTL_LEASE"):
+                raise LeaseLost(str(exc).partition(" ")[2]) from exc
+            raise StoreUnavailable(f"redis {self.url}: {exc}") from exc
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"redis {self.url} unreachable: {exc}") from exc
+
+    async def ping(self) -> None:
+        """StoreUnavailable unless Redis answers."""
+        await self._call(self.client.ping())
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- events ----------------------------------------------------------------------
+
+    def _append_args(self, item: Append, now: float) -> tuple[list[str], list[Any]]:
+        ttl_ms = max(1, round(self.idle_ttl * 1000))
+        return list(self.keys(item.stream)), [
+            item.token, repr(item.ts if item.ts is not None else now), item.data_json,
+            self.max_events, repr(now - self.max_age), ttl_ms, item.epoch or secrets.token_hex(6),
+            item.state_json, self.channel,
+            item.stream, "" if item.offset is None else item.offset,
+            "1" if item.epoch is not None else ""]
+
+    async def append(self, stream: str, data_json: str, *, token: str = "",
+                     state_json: str = "null") -> tuple[StoredEvent, str]:
+        """Append one event; returns it with the stream's epoch. ``token`` (if given) must
+        hold the stream's lease (else LeaseLost); ``state_json`` is kept as its producer's
+        state (the job's progress)."""
+        result = (await self.append_many([Append(stream, data_json, token, state_json)]))[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def append_many(
+        self, items: Sequence[Append]
+    ) -> list[tuple[StoredEvent, str] | Refused]:
+        """Append several events in one round trip (a pipeline of append scripts: the group
+        commit of one scheduler tick). Each result is the event and its epoch, or Refused
+        (LeaseLost, or a head or epoch that moved) for that item alone; StoreUnavailable
+        fails them all."""
+        if not items:
+            return []
+        now = self._wall()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for item in items:
+                keys, args = self._append_args(item, now)
+                await self._append(keys=keys, args=args, client=pipe)
+            replies = await self._call(pipe.execute(raise_on_error=False))
+        out: list[tuple[StoredEvent, str] | Refused] = []
+        for item, reply in zip(items, replies, strict=True):
+            if isinstance(reply, Exception):
+                text = str(reply)
+                if text.startswith("WSCTL_LEASE"):
+                    out.append(LeaseLost(f"stream {item.stream}: {text.partition(' ')[2]}"))
+                elif text.startswith("WSCTL_"):
+                    out.append(Refused(f"stream {item.stream}: {text.partition(' ')[2]}"))
+                else:
+                    raise StoreUnavailable(f"redis {self.url}: {reply}")
+                continue
+            offset, epoch = int(reply[0]), _text(reply[1]) or ""
+            ts = item.ts if item.ts is not None else now
+            frame = (f'{{"type":"event","offset":{offset},"ts":{ts!r},'
+                     f'"data":{item.data_json}}}').encode()
+            out.append((StoredEvent(offset, ts, frame), epoch))
+        return out
+
+    async def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
+        """Retained events with offset > ``after`` and no older than ``max_age``, in order."""
+        log_key = self.keys(stream)[0]
+        entries = await self._call(
+            self.client.xrange(log_key, f"{after + 1}-0", "+", count=limit))
+        cutoff = self._wall() - self.max_age
+        events = []
+        for entry_id, fields in entries:
+            ts = float(fields[b"t"])
+            if ts >= cutoff:
+                events.append(StoredEvent(int(entry_id.split(b"-")[0]), ts, fields[b"f"]))
+        return events
+
+    async def first(self, stream: str) -> int:
+        """Offset of the oldest event young enough to replay (head + 1 when none)."""
+        log_key, meta_key, _ = self.keys(stream)
+        cutoff = self._wall() - self.max_age
+        start = "-"
+        while True:
+            entries = await self._call(self.client.xrange(log_key, start, "+", count=64))
+            for entry_id, fields in entries:
+                if float(fields[b"t"]) >= cutoff:
+                    return int(entry_id.split(b"-")[0])
+            if len(entries) < 64:
+                head = await self._call(self.client.hget(meta_key, "head"))
+                return int(head or 0) + 1
+            start = f"({entries[-1][0].decode()}"
+
+    async def state(self, stream: str) -> StreamState:
+        """Epoch, head, last data and producer state (JSON) of ``stream``."""
+        values = await self._call(
+            self.client.hmget(self.keys(stream)[1], "epoch", "head", "last", "state"))
+        epoch, head, last, state = (_text(v) for v in values)
+        return StreamState(epoch, int(head or 0), last, state)
+
+    async def states(self, streams: Iterable[str]) -> dict[str, tuple[str | None, int]]:
+        """Epoch and head of several streams in one round trip."""
+        names = list(streams)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in names:
+                pipe.hmget(self.keys(stream)[1], "epoch", "head")
+            replies = await self._call(pipe.execute())
+        return {name: (_text(epoch), int(head or 0))
+                for name, (epoch, head) in zip(names, replies, strict=True)}
+
+    async def epoch(self, stream: str) -> str:
+        """The stream's epoch, made (with head 0) if the stream is new."""
+        ttl_ms = max(1, round(self.idle_ttl * 1000))
+        value = await self._call(self._epoch(keys=[self.keys(stream)[1]],
+                                             args=[secrets.token_hex(6), ttl_ms]))
+        return _text(value) or ""
+
+    async def trim(self, stream: str, upto: int) -> int:
+        """Forget events with offset <= ``upto``; returns how many went."""
+        return int(await self._call(
+            self.client.xtrim(self.keys(stream)[0], minid=f"{upto + 1}-0", approximate=False)))
+
+    async def delete(self, stream: str, token: str = "") -> bool:
+        """Forget the stream entirely (its next use starts a new epoch), unless a token
+        other than ``token`` holds its lease: another instance still produces it."""
+        return bool(await self._call(self._drop(keys=list(self.keys(stream)), args=[token])))
+
+    async def names(self) -> list[str]:
+        """Every stream the database holds (a SCAN)."""
+        start = len(self.prefix) + 2
+        return [key.decode()[start:-len("}:meta")] async for key in
+                self.client.scan_iter(match=f"{self.prefix}:{{*}}:meta", count=1000)]
+
+    async def size(self) -> int:
+        """Events retained over all streams (a SCAN: for tests and /metrics, not hot paths)."""
+        total = 0
+        async for key in self.client.scan_iter(match=f"{self.prefix}:{{*}}:log", count=500):
+            total += int(await self._call(self.client.xlen(key)))
+        return total
+
+    # -- leases ----------------------------------------------------------------------
+
+    async def acquire(self, stream: str, token: str, ttl: float = LEASE_TTL) -> bool:
+        """Take the stream's producer lease for ``token`` if nobody holds it."""
+        ok = await self._call(self.client.set(self.keys(stream)[2], token, nx=True,
+                                              px=max(1, round(ttl * 1000))))
+        return bool(ok)
+
+    async def acquire_many(self, tokens: dict[str, str],
+                           ttl: float = LEASE_TTL) -> dict[str, bool]:
+        """``acquire`` for several streams (stream -> token) in one round trip."""
+        if not tokens:
+            return {}
+        ttl_ms = max(1, round(ttl * 1000))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, token in tokens.items():
+                pipe.set(self.keys(stream)[2], token, nx=True, px=ttl_ms)
+            replies = await self._call(pipe.execute())
+        return {stream: bool(r) for stream, r in zip(tokens, replies, strict=True)}
+
+    async def renew(self, leases: dict[str, str], ttl: float = LEASE_TTL) -> dict[str, bool]:
+        """Extend each held lease (stream -> token) in one round trip; False where the
+        token no longer holds it."""
+        if not leases:
+            return {}
+        ttl_ms = max(1, round(ttl * 1000))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, token in leases.items():
+                await self._renew(keys=[self.keys(stream)[2]], args=[token, ttl_ms],
+                                  client=pipe)
+            replies = await self._call(pipe.execute())
+        return {stream: bool(r) for stream, r in zip(leases, replies, strict=True)}
+
+    async def release(self, stream: str, token: str) -> bool:
+        """Give the lease up (if ``token`` still holds it), so another instance can take
+        the stream over at once instead of after the TTL."""
+        return bool(await self._call(self._release(keys=[self.keys(stream)[2]], args=[token])))
+
+    async def holder(self, stream: str) -> str | None:
+        """The token holding the stream's lease, if any."""
+        return _text(await self._call(self.client.get(self.keys(stream)[2])))
+
+
+class Leases:
+    """This instance's producer leases: one token per acquisition (``instance:n``), so a
+    token lost once is never valid again, even if this instance takes the stream back.
+    The instance id is ``PID-RANDOM``: an operator (or a test) can tell which process
+    produces a stream from its lease key."""
+
+    def __init__(self, redis: RedisStreams, instance: str | None = None,
+                 ttl: float = LEASE_TTL) -> None:
+        self.redis = redis
+        self.instance = instance or f"{os.getpid()}-{secrets.token_hex(3)}"
+        self.ttl = ttl
+        self.held: dict[str, str] = {}  # stream -> token
+        self._seq = itertools.count(1)
+
+    def token(self, stream: str) -> str:
+        """The token to append with ('' when not held: the append is then refused)."""
+        return self.held.get(stream, "")
+
+    async def tick(self, wanted: Iterable[str], renew: bool = True
+                   ) -> tuple[set[str], set[str]]:
+        """Renew the leases held (if ``renew``), try to take the ``wanted`` ones not held,
+        give up the held ones no longer wanted. Returns (gained, lost)."""
+        wanted = set(wanted)
+        for stream in [s for s in self.held if s not in wanted]:
+            token = self.held.pop(stream)
+            await self.redis.release(stream, token)
+        renewed = await self.redis.renew(self.held, self.ttl) if renew else {}
+        lost = {stream for stream, ok in renewed.items() if not ok}
+        for stream in lost:
+            del self.held[stream]
+        tokens = {stream: f"{self.instance}:{next(self._seq)}"
+                  for stream in wanted - self.held.keys() - lost}
+        taken = await self.redis.acquire_many(tokens, self.ttl)
+        gained = {stream for stream, ok in taken.items() if ok}
+        self.held.update((stream, tokens[stream]) for stream in gained)
+        return gained, lost
+
+    def lost(self, stream: str) -> None:
+        """Forget a lease an append found lost."""
+        self.held.pop(stream, None)
+
+    async def release_all(self) -> None:
+        for stream, token in list(self.held.items()):
+            await self.redis.release(stream, token)
+        self.held.clear()
+
+
+Published = Callable[[str, str, StoredEvent, str], Awaitable[None]]
+
+
+class RedisFollower:
+    """Hears every event any instance appends (one channel, ``wsctl:events``) and hands
+    each to ``on_event(stream, epoch, event, state_json)``, in the order published.
+
+    Pub/sub delivers at most once: a notification missed while the subscription was down
+    is not repeated. The receiver orders by offset and fills gaps from the log; a stream
+    whose head moved with no notification is caught up by its periodic check.
+    """
+
+    def __init__(self, redis: RedisStreams, on_event: Published) -> None:
+        self.redis = redis
+        self.on_event = on_event
+        self.connected = False
+        self.error: str | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Make ``run`` return within ``POLL`` seconds (cancelling it mid-read would leave
+        its connection half closed)."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Listen and hand over until ``stop``; a lost subscription is re-made every
+        second."""
+        while not self._stopping:
+            pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.redis.channel)
+                self.connected, self.error = True, None
+                while not self._stopping:
+                    message = await pubsub.get_message(timeout=POLL)
+                    if message is not None and message["type"] == "message":
+                        await self._hand_over(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: retry; the periodic check fills in
+                if self.connected or self.error is None:
+                    log.warning("redis %s: event subscription lost: %s; retrying every 1s",
+                                self.redis.url, exc)
+                self.connected, self.error = False, str(exc) or type(exc).__name__
+                await asyncio.sleep(1.0)
+            finally:
+                self.connected = False
+                try:
+                    await pubsub.aclose()
+                except Exception:  # the connection is already gone
+                    pass
+
+    async def _hand_over(self, payload: bytes) -> None:
+        stream, epoch, offset, ts, state, frame = payload.split(b" ", 5)
+        await self.on_event(stream.decode(), epoch.decode(),
+                            StoredEvent(int(offset), float(ts), frame), state.decode())
