@@ -539,7 +539,7 @@ def loop_factory(config: ServerConfig) -> Callable[[], asyncio.AbstractEventLoop
     if event_loop(config) == "uvloop":
         import uvloop
 
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return uvloop.new_event_loop
     return None
 
 
