@@ -67,14 +67,19 @@ def reserve_port(config: ServerConfig) -> list[socket.socket]:
         infos = socket.getaddrinfo(config.host or None, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
         for family, kind, proto, _, address in dict.fromkeys(infos):
+            # First without SO_REUSEPORT: a port that other SO_REUSEPORT listeners hold
+            # (another --workers server) must be refused, not silently shared with them.
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                _v6only(probe, family)
+                probe.bind((address[0], port, *address[2:]))
+                port = probe.getsockname()[1]
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address[0], port, *address[2:]))
-            port = sock.getsockname()[1]  # port 0: the others take the same number
+            _v6only(sock, family)
+            sock.bind((address[0], port, *address[2:]))  # port 0: the probe's, for all
     except OSError as exc:
         for sock in sockets:
             sock.close()
@@ -230,6 +235,12 @@ class Supervisor:
                 log.warning("worker pid %s did not stop in time: killed", process.pid)
                 process.kill()
                 process.join()
+
+
+def _v6only(sock: socket.socket, family: int) -> None:
+    """IPv6 sockets bind IPv6 only, as asyncio's create_server binds them."""
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 
 
 def _drain(sock: socket.socket) -> None:
