@@ -145,33 +145,34 @@ class Supervisor:
         worker.process, worker.started, worker.restart_at = process, time.monotonic(), None
 
     def _start_all(self) -> int:
-        """Start every worker and wait until each listens: 0, or the exit status of the
-        first one that could not start (it said why on stderr)."""
+        """Start the workers one after the other, each once the one before listens: 0, or
+        the exit status of the first that could not start (it said why in one line on
+        stderr; starting one at a time keeps a bad option to that one line)."""
         for worker in self.workers:
             self._spawn(worker)
-        ready: set[int] = set()
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.ready_r, selectors.EVENT_READ)
-            selector.register(self.wake_r, selectors.EVENT_READ)
-            for worker in self.workers:
-                assert worker.process is not None
-                selector.register(worker.process.sentinel, selectors.EVENT_READ, worker)
-            while len(ready) < len(self.workers) and not self.stopping:
-                for key, _ in selector.select():
-                    if key.fd == self.ready_r:
-                        ready |= self._read_ready()
-                    elif key.fd == self.wake_r.fileno():
-                        _drain(self.wake_r)
-                    else:
-                        process = key.data.process
-                        process.join()
-                        code = process.exitcode or 0
-                        return code if code > 0 else RunFailed.exit_code
-        if not self.stopping:
-            url = f"{self.config.scheme}://{_url_host(self.config.host)}:{self.config.port}"
-            print(announcement(url, self.config), flush=True)
-            log.info("%d workers listening on %s: pids %s", len(self.workers), url,
-                     " ".join(str(w.process.pid) for w in self.workers if w.process))
+            assert worker.process is not None
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.ready_r, selectors.EVENT_READ)
+                selector.register(self.wake_r, selectors.EVENT_READ)
+                selector.register(worker.process.sentinel, selectors.EVENT_READ)
+                ready = False
+                while not ready and not self.stopping:
+                    for key, _ in selector.select():
+                        if key.fd == self.ready_r:
+                            ready = worker.index in self._read_ready()
+                        elif key.fd == self.wake_r.fileno():
+                            _drain(self.wake_r)
+                        else:
+                            worker.process.join()
+                            code = worker.process.exitcode or 0
+                            worker.process = None
+                            return code if code > 0 else RunFailed.exit_code
+            if self.stopping:
+                return 0
+        url = f"{self.config.scheme}://{_url_host(self.config.host)}:{self.config.port}"
+        print(announcement(url, self.config), flush=True)
+        log.info("%d workers listening on %s: pids %s", len(self.workers), url,
+                 " ".join(str(w.process.pid) for w in self.workers if w.process))
         return 0
 
     def _read_ready(self) -> set[int]:
@@ -224,7 +225,8 @@ class Supervisor:
         """SIGTERM to every worker (each closes its connections with 1001), then wait for
         them; SIGKILL what is left after the graceful stop's own bound and a margin."""
         live = [w.process for w in self.workers if w.process is not None]
-        log.info("stopping %d workers", len(live))
+        if live:
+            log.info("stopping %d workers", len(live))
         for process in live:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid or 0, signal.SIGTERM)

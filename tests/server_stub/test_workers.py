@@ -4,6 +4,7 @@ as real processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -123,6 +124,24 @@ def test_a_port_held_by_workers_is_refused_to_another_server(server_process):
             capture_output=True, text=True, timeout=30)
         assert result.returncode == 3, result.stderr
         assert result.stderr.count("\n") == 1 and "address already in use" in result.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_server_in_one_line(tmp_path):
+    """A worker failing at start (an unreadable certificate) ends the server with that
+    worker's one-line error and exit status, and no process is left."""
+    bad = tmp_path / "cert.pem"
+    bad.write_text("not a certificate\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server_stub", "--port", "0", "--workers", "3",
+         "--certfile", str(bad), "--keyfile", str(bad)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children = []
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(proc.pid).children()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and out == ""
+    assert err.count("\n") == 1 and "cannot load TLS certificate" in err, err
+    assert all(_gone(child.pid) for child in children)
 
 
 @pytest.fixture
