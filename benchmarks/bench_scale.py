@@ -4,6 +4,17 @@
     python benchmarks/bench_scale.py                       # the target run
     python benchmarks/bench_scale.py --small               # 500 / 1,000: a quick check
     python benchmarks/bench_scale.py --memory              # generator bytes per connection
+    python benchmarks/bench_scale.py --connections 10000 --processes 2 --mode resume \
+        --server-workers 1,2                               # the server on 1 vs 2 workers
+
+``--server-workers 1,2`` runs every step once per worker count (``wsctl serve --workers N``;
+docs/server.md, 'Several worker processes'). Besides what ``wsctl bench`` reports, each step
+prints the server's CPU in cores and RSS summed over its process tree (supervisor and
+workers, sampled here with psutil around the bench run), and with ``--mode resume`` the
+stream events delivered per second (the ``delivery_latency`` count over the measured
+window). With workers, ``--server-pid`` is not given to the bench (it would read the
+supervisor alone) and its ``server.*`` figures come from one worker's ``/metrics``: read
+the tree figures.
 
 ``--memory``: what one held connection costs the *generator*, for ``wsctl bench`` (one
 process, picows transport) and ``wsctl probe`` (its worker processes), against a picows echo
@@ -56,20 +67,44 @@ def _load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds (user + system) of ``proc`` and its live descendants."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system
+    return total
+
+
 def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
-             hold: float, message_rate: float) -> dict:
+             hold: float, message_rate: float, mode: str = "echo",
+             workers: int = 1) -> dict:
     ramp = connections / rate
+    server = psutil.Process(pid)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         cmd = [WSCTL, "bench", url + "/ws/scale-{n}", "--connections", str(connections),
                "--connect-rate", str(rate), "--message-rate", str(message_rate),
                "--duration", f"{ramp + hold:.0f}s", "--processes", str(processes),
-               "--server-pid", str(pid), "--connect-timeout", "30s", "--json", str(out),
-               "--quiet"]
+               "--mode", mode, "--connect-timeout", "30s", "--json", str(out), "--quiet"]
+        if workers == 1:  # with workers the bench would read the supervisor's figures
+            cmd += ["--server-pid", str(pid)]
         print("$", " ".join(cmd), flush=True)
         started = time.monotonic()
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        cpu_before = _tree_cpu(server)
+        bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+        rss: list[int] = []
+        while bench.poll() is None:  # the server tree's RSS during the hold
+            time.sleep(1.0)
+            if ramp + 2 < time.monotonic() - started < ramp + hold:
+                rss.append(_tree_rss(server))
+        stdout, stderr = bench.communicate()
         wall = time.monotonic() - started
+        server_cpu = (_tree_cpu(server) - cpu_before) / wall
+        done = subprocess.CompletedProcess(cmd, bench.returncode, stdout, stderr)
         if done.returncode not in (0, 1) or not out.exists():
             print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")
             raise SystemExit(f"wsctl bench exited {done.returncode}")
@@ -79,8 +114,16 @@ def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
     def value(name: str) -> float:
         return float(m[name]["value"]) if name in m else float("nan")
 
+    # the measured window, from the sends in it and their rate
+    measured = value("messages.sent") / value("messages.per_s") if value(
+        "messages.per_s") else float("nan")
+    events = (m.get("delivery_latency") or {}).get("count") or 0
     figures = {
-        "connections": connections, "processes": processes, "wall_s": round(wall, 1),
+        "connections": connections, "processes": processes, "server_workers": workers,
+        "mode": mode, "wall_s": round(wall, 1),
+        "events_per_s": round(events / measured, 1) if mode == "resume" else None,
+        "server_tree_cpu_cores": round(server_cpu, 2),
+        "server_tree_rss_mib": round(statistics.median(rss) / 2**20, 1) if rss else None,
         "held": int(value("connections.held")),
         "failed": int(value("connections.failed")),
         "lost": int(value("connections.lost")),
@@ -207,6 +250,15 @@ def main() -> None:
                         help="echo messages per second per connection")
     parser.add_argument("--job-rate", type=float, default=1.0,
                         help="the server's events per second per stream (its default: 1)")
+    parser.add_argument("--connections", type=int, default=0,
+                        help="one step of this many connections instead of the usual two")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="--connections: bench processes (default: one per 5,000)")
+    parser.add_argument("--mode", choices=("echo", "resume"), default="echo",
+                        help="bench mode; resume also counts stream events delivered/s")
+    parser.add_argument("--server-workers", default="1",
+                        help="comma list of server --workers counts; each step runs once "
+                             "per count (e.g. 1,2)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra option for the server, e.g. --server-arg=--ping-interval=20s")
     parser.add_argument("--memory", action="store_true",
@@ -220,31 +272,41 @@ def main() -> None:
         memory_main(args)
         return
     steps = [(500, 1), (1000, 2)] if args.small else [(5000, 1), (10000, 2)]
+    if args.connections:
+        steps = [(args.connections, args.processes or -(-args.connections // 5000))]
+    counts = [int(n) for n in args.server_workers.split(",")]
     print(_load(), f"; server --job-rate {args.job_rate}", *args.server_arg, flush=True)
     rows = []
     for connections, processes in steps:
-        # A fresh server per step: RSS rarely shrinks, so a reused one would under-report.
-        server, url = _start_server(args.job_rate, args.server_arg)
-        try:
-            rows.append(run_step(url, server.pid, connections, processes, args.rate,
-                                 args.hold, args.message_rate))
-        finally:
-            stop(server)
-        print(_load(), flush=True)
+        for workers in counts:
+            # A fresh server per step: RSS rarely shrinks, so a reused one would under-report.
+            server, url = _start_server(args.job_rate, args.server_arg, workers)
+            try:
+                rows.append(run_step(url, server.pid, connections, processes, args.rate,
+                                     args.hold, args.message_rate, args.mode, workers))
+            finally:
+                stop(server)
+            print(_load(), flush=True)
     print()
-    print(f"{'conns':>6} {'procs':>5} {'held':>6} {'connect p50':>11} {'p99':>9} "
-          f"{'RSS/conn':>9} {'gen CPU':>8} {'sends/CPU-s':>11}")
+    print(f"{'conns':>6} {'procs':>5} {'wkrs':>4} {'held':>6} {'connect p50':>11} {'p99':>9} "
+          f"{'rtt p99':>9} {'events/s':>9} {'srv cores':>9} {'RSS/conn':>9} {'gen CPU':>8} "
+          f"{'sends/CPU-s':>11}")
     for r in rows:
-        print(f"{r['connections']:>6} {r['processes']:>5} {r['held']:>6} "
-              f"{r['connect_p50_ms']:>8.1f} ms {r['connect_p99_ms']:>6.0f} ms "
+        events = "-" if r["events_per_s"] is None else f"{r['events_per_s']:.0f}"
+        print(f"{r['connections']:>6} {r['processes']:>5} {r['server_workers']:>4} "
+              f"{r['held']:>6} {r['connect_p50_ms']:>8.1f} ms {r['connect_p99_ms']:>6.0f} ms "
+              f"{r['rtt_p99_ms']:>6.0f} ms {events:>9} {r['server_tree_cpu_cores']:>9.2f} "
               f"{r['server_rss_per_connection_kib']:>5.1f} KiB {r['generator_cpu_cores']:>8.2f} "
               f"{r['generator_sends_per_cpu_s']:>11.0f}")
 
 
-def _start_server(job_rate: float, extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """The reference server in its own process, its fd soft limit raised to the hard one."""
+def _start_server(job_rate: float, extra: list[str],
+                  workers: int = 1) -> tuple[subprocess.Popen[str], str]:
+    """The reference server in its own process (or a supervisor and ``workers`` processes),
+    its fd soft limit raised to the hard one."""
     cmd = [sys.executable, "-m", "server_stub", "--port", "0", "--max-connections", "12000",
-           "--log-level", "warning", "--job-rate", str(job_rate), *extra]
+           "--log-level", "warning", "--job-rate", str(job_rate), "--workers", str(workers),
+           *extra]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True, preexec_fn=_raise_nofile)
     assert server.stdout is not None

@@ -51,6 +51,10 @@ def serve(*, issue_token: str | None = None, ttl: str = TTL_DEFAULT,
 
     setup_logging(config.log_format, config.log_level)
     check_fd_room(config.max_connections)
+    if config.workers > 1:
+        from server_stub.workers import supervise
+
+        return supervise(config)
     return run(config)
 
 

@@ -4,6 +4,7 @@ the command-line options that set them (the one source of their defaults and hel
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Literal, get_args
@@ -54,6 +55,7 @@ class ServerConfig:
     log_level: str = "info"
     loop: LoopName = "auto"  # auto: uvloop for reference (if installed), asyncio for baseline
     store: str = "memory"  # memory | sqlite:PATH (server_stub.stores)
+    workers: int = 1  # > 1: a supervisor and N processes on one port (server_stub.workers)
 
     @property
     def scheme(self) -> str:
@@ -122,6 +124,10 @@ class Option:
         return "WSCTL_" + self.name.upper()
 
 
+MAX_WORKERS = 64
+# Stores a worker may use beside the others: memory (each worker its own streams) and the
+# stores made to be shared. A file store has one writer: one process.
+WORKER_STORES = ("memory", "redis")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _LEVELS_TEXT = "debug, info, warning or error"
 # Durations that cannot be zero (``retry_hint`` can: it is kept in ms).
@@ -180,6 +186,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("store", "Where stream history is kept: memory (lost with the process) or "
            "sqlite:PATH (survives a crash; PATH?synchronous=full survives a power loss "
            "too). See docs/server.md, 'Stores'.", DEFAULT.store),
+    Option("workers", "Server processes sharing the port (SO_REUSEPORT, Linux): 1 = one "
+           "process; N > 1 = a supervisor starting N workers, restarting any that dies. "
+           "Each worker has its own connections, /ws/health and /metrics, and with --store "
+           "memory its own streams. See docs/server.md, 'Several worker processes'.",
+           DEFAULT.workers, "int", 1, MAX_WORKERS),
     Option("loop", "Event loop: auto = uvloop for the reference profile (if installed), "
            "asyncio's own for baseline.", DEFAULT.loop, choices=get_args(LoopName)),
 )}
@@ -198,6 +209,25 @@ def config_from_options(**values: Any) -> ServerConfig:
         parse = parse_interval if name == "ping_interval" else parse_positive_duration
         values[name] = parse(values[name], OPTIONS[name].flag)
     store_maker(str(values["store"]))  # InvalidInput in one line for a bad --store
+    _check_workers(int(values["workers"]), str(values["store"]), str(values["profile"]))
     hint = parse_duration(values.pop("retry_hint"), "--retry-hint")
     origins = tuple(values.pop("origin") or ())
     return ServerConfig(**values, origins=origins, retry_hint_ms=round(hint * 1000))
+
+
+def _check_workers(workers: int, store: str, profile: str) -> None:
+    """InvalidInput in one line for a ``--workers`` the server cannot run."""
+    if workers == 1:
+        return
+    if not 1 <= workers <= MAX_WORKERS:
+        raise InvalidInput(f"--workers {workers}: use 1 to {MAX_WORKERS}")
+    if not sys.platform.startswith("linux"):
+        raise InvalidInput(f"--workers {workers} needs Linux (SO_REUSEPORT balancing); "
+                           "use --workers 1")
+    if profile != "reference":
+        raise InvalidInput(f"--workers {workers} needs --profile reference: baseline is "
+                           "EP-0001's one-process 'before'")
+    kind = store.partition(":")[0]
+    if kind not in WORKER_STORES:
+        raise InvalidInput(f"--store {store} cannot be shared by --workers {workers} (one "
+                           "writer per file): use --store redis://… or --workers 1")

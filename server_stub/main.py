@@ -41,7 +41,7 @@ from server_stub.stores import StreamStore, store_maker
 from server_stub.websocket_manager import ResumeRequest, WebSocketManager, abort_after
 from wsctl import __version__
 from wsctl import protocol as p
-from wsctl.errors import InvalidInput, PortInUse, RunFailed
+from wsctl.errors import InvalidInput, PortInUse, RunFailed, WsctlError
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -166,6 +166,7 @@ class ReferenceServer:
                 config.ping_interval, config.ping_timeout, self._send_ping, self._close_dead
             )
         self.keepalive_dead = 0
+        self.worker: int | None = None  # index among --workers, set by server_stub.workers
         self.draining = False
         self.url = ""
         self.port = 0
@@ -225,20 +226,11 @@ class ReferenceServer:
                 create_connection=self._conn_class,
                 server_header=self._server_header,
                 backlog=LISTEN_BACKLOG if cfg.profile == "reference" else STOCK_BACKLOG,
+                reuse_port=cfg.workers > 1 or None,  # workers share the port (workers.py)
             )
         except OSError as exc:
             await self.store.close()
-            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
-                raise InvalidInput(
-                    f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}; --host must be "
-                    "an address of this machine (127.0.0.1 by default)"
-                ) from exc
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(
-                    f"cannot listen on {cfg.host}:{cfg.port}: address already in use; "
-                    "choose another --port (0 picks a free one)"
-                ) from exc
-            raise RunFailed(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from exc
+            raise listen_error(cfg, exc) from exc
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
         host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
@@ -287,13 +279,7 @@ class ReferenceServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         if announce:
-            http_url = url.replace("ws", "http", 1)
-            print(
-                f"wsctl serve: listening on {url} (profile {self.config.profile}); "
-                f"dashboard {http_url}/ ; streams {url}/ws/{{stream}} ; "
-                f"health {http_url}/ws/health",
-                flush=True,
-            )
+            print(announcement(url, self.config), flush=True)
         try:
             await stop.wait()
         finally:
@@ -505,8 +491,32 @@ class ReferenceServer:
             "late": liveness.get("late", 0),
             "streams": len(self.jobs),
             "store_size": self.store.size(),
+            "worker": self.worker,
+            "pid": os.getpid(),
             **({"reason": problem} if problem else {}),
         }
+
+
+def listen_error(config: ServerConfig, exc: OSError) -> WsctlError:
+    """What a failed bind of ``config.host``:``config.port`` means to the person who ran
+    the server (exit 2 for a wrong host, 3 for a taken port)."""
+    where = f"cannot listen on {config.host}:{config.port}"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return InvalidInput(f"{where}: {exc.strerror}; --host must be an address of this "
+                            "machine (127.0.0.1 by default)")
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUse(f"{where}: address already in use; choose another --port (0 picks "
+                         "a free one)")
+    return RunFailed(f"{where}: {exc.strerror}")
+
+
+def announcement(url: str, config: ServerConfig) -> str:
+    """The first stdout line: the URL (``ws://HOST:PORT``) and where everything is."""
+    http_url = url.replace("ws", "http", 1)
+    workers = f", {config.workers} workers" if config.workers > 1 else ""
+    return (f"wsctl serve: listening on {url} (profile {config.profile}{workers}); "
+            f"dashboard {http_url}/ ; streams {url}/ws/{{stream}} ; "
+            f"health {http_url}/ws/health")
 
 
 def event_loop(config: ServerConfig) -> str:
@@ -527,14 +537,18 @@ def event_loop(config: ServerConfig) -> str:
     return wanted
 
 
-def run(config: ServerConfig) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
-    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+def loop_factory(config: ServerConfig) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """For ``asyncio.Runner``: uvloop's loop where ``event_loop`` picks it, else None."""
     if event_loop(config) == "uvloop":
         import uvloop
 
-        factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+        return uvloop.new_event_loop
+    return None
+
+
+def run(config: ServerConfig) -> int:
+    """Run the server until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
+    with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
         runner.run(ReferenceServer(config).serve_forever())
     return 0
 

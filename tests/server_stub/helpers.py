@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import struct
+
+from websockets.exceptions import ConnectionClosed
 
 from wsctl import protocol as p
 
@@ -14,6 +17,22 @@ async def recv_message(ws: object, timeout: float = 5.0) -> p.ServerMessage:
     """Next protocol message from a websockets client connection."""
     frame = await asyncio.wait_for(ws.recv(), timeout)  # type: ignore[attr-defined]
     return p.parse_server(frame)
+
+
+async def read_until_closed(ws: object, timeout: float = 5.0) -> None:
+    """Read and drop frames until the server closes ``ws`` (TimeoutError if a frame or the
+    close takes longer than ``timeout``)."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)  # type: ignore[attr-defined]
+
+
+async def closed_going_away(clients: list, retry_ms: int, timeout: float = 5.0) -> None:
+    """Every client is closed 1001 (going away) with ``retry_ms`` as its retry hint."""
+    for ws in clients:
+        await read_until_closed(ws, timeout)
+        assert ws.close_code == 1001
+        assert p.retry_hint_ms(ws.close_reason or "") == retry_ms
 
 
 async def recv_events(ws: object, n: int, timeout: float = 5.0) -> list[p.Event]:

@@ -10,9 +10,8 @@ import time
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
-from tests.server_stub.helpers import recv_message
+from tests.server_stub.helpers import closed_going_away, read_until_closed, recv_message
 from wsctl import protocol as p
 
 
@@ -24,12 +23,7 @@ async def test_sigterm_closes_every_client_with_1001_and_exits_0(server_process)
         assert isinstance(await recv_message(ws), p.Welcome)
     t0 = time.monotonic()
     server.signal(signal.SIGTERM)
-    for ws in clients:
-        with pytest.raises(ConnectionClosed):
-            while True:
-                await asyncio.wait_for(ws.recv(), 5)
-        assert ws.close_code == 1001
-        assert p.retry_hint_ms(ws.close_reason or "") == 1500
+    await closed_going_away(clients, 1500, 5)
     assert await asyncio.to_thread(server.proc.wait, 10) == 0
     assert time.monotonic() - t0 < 5
 
@@ -40,9 +34,7 @@ async def test_sigint_is_graceful_too(server_process):
     async with connect(f"{server.url}/ws/a") as ws:
         await recv_message(ws)
         server.signal(signal.SIGINT)
-        with pytest.raises(ConnectionClosed):
-            while True:
-                await asyncio.wait_for(ws.recv(), 5)
+        await read_until_closed(ws, 5)
         assert ws.close_code == 1001
     assert await asyncio.to_thread(server.proc.wait, 10) == 0
 

@@ -85,6 +85,7 @@ def serve(
     log_level: Annotated[str, _opt("log_level")] = _DEFAULT["log_level"],
     loop: Annotated[LoopName, _opt("loop")] = _DEFAULT["loop"],
     store: Annotated[str, _opt("store")] = _DEFAULT["store"],
+    workers: Annotated[int, _opt("workers")] = _DEFAULT["workers"],
     issue_token: Annotated[str | None, typer.Option(help=ISSUE_TOKEN_HELP,
                                                     metavar="STREAM")] = None,
     ttl: Annotated[str, typer.Option(help=TTL_HELP)] = TTL_DEFAULT,
