@@ -106,7 +106,8 @@ def run(
         "Run only this scenario (repeat for several); --list shows the names.", None,
         "--scenario", "-s", show_default=False)] = None,
     list_only: Annotated[bool, _opt("List the scenarios (name, duration, description) and "
-                                    "exit.", None, "--list")] = False,
+                                    "exit; with no FILE, of every bundled suite.", None,
+                                    "--list")] = False,
     server_command: Annotated[str | None, _opt(
         "Run your service for every selected scenario: the command that starts it, split "
         "as a shell would (no shell runs it); {port} is a free port wsctl picks. Needs "
@@ -133,6 +134,8 @@ def run(
             raise InvalidInput(f"no FILE given and the bundled suite {default} is missing; "
                                "pass a scenario file: wsctl run FILE.yaml")
         files = [default]
+        if list_only:  # every bundled suite, the default first (ep-0001-durable.yaml...)
+            files += sorted(p for p in default.parent.glob("*.yaml") if p != default)
     suites = [load_suite(path) for path in files]  # every file checked before anything runs
     if list_only:
         _list(suites)

@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 from wsctl.errors import ActionFailed, InvalidInput, WsctlError
 
@@ -37,11 +38,20 @@ Needs = Literal["server", "proxy", "probes", "nothing"]
 Run = Callable[[Any, Any], Awaitable[str]]  # (what it acts on, the step) -> detail line
 
 
+@runtime_checkable
+class Instances(Protocol):
+    """Several instances of the server (``wsctl.scenario.server_process.ServerGroup``):
+    a ``server.*`` action acts on the one its step names."""
+
+    @property
+    def members(self) -> Sequence[ServiceProcess]: ...
+
+
 class Targets(Protocol):
     """What the actions act on (``wsctl.scenario.stage.Stage``); None: not there."""
 
     @property
-    def server(self) -> ServiceProcess | None: ...
+    def server(self) -> ServiceProcess | Instances | None: ...
     @property
     def proxy(self) -> Proxy | None: ...
     @property
@@ -175,6 +185,30 @@ async def _cut(proxy: Proxy, _step: object) -> str:
 # -- the probes -------------------------------------------------------------------------
 
 
+def _instance(stage: Targets, index: int) -> tuple[ServiceProcess, str]:
+    """Server instance ``index`` and, with several, how it is named in the detail line:
+    its address and the proxy's connections to it just before the action (so a report
+    shows that probes were on the instance a fault hit)."""
+    server = stage.server
+    assert server is not None
+    if not isinstance(server, Instances):
+        if index != 0:
+            raise ActionFailed(f"no instance {index}: the server runs one instance, 0")
+        return server, ""
+    members = server.members
+    if index >= len(members):
+        raise ActionFailed(f"no instance {index}: the server runs {len(members)}, 0 to "
+                           f"{len(members) - 1}")
+    member = members[index]
+    address = urlsplit(member.url).netloc
+    where = f"instance {index} ({address}"
+    if stage.proxy is not None:
+        connections = list(stage.proxy.connections.values())
+        held = sum(1 for conn in connections if conn.upstream_address == address)
+        where += f", {held} of {len(connections)} proxy connections to it"
+    return member, where + ")"
+
+
 async def _add_probes(fleet: Fleet, step: WithCount) -> str:
     if not fleet.running:
         raise ActionFailed("every probe has finished: there is no running fleet to add to")
@@ -231,13 +265,17 @@ async def perform(stage: Targets, do: str, step: Any) -> str:
         raise ActionFailed(f"{do} needs {what[spec.needs]}")
     if spec.run is None:
         raise ActionFailed(f"{do} is carried out by the timeline, not performed")
+    where = ""
+    if spec.needs == "server":  # a ProcessStep's instance (the model is not imported)
+        target, where = _instance(stage, getattr(step, "instance", 0))
     try:
-        return await spec.run(target, step)
+        detail = await spec.run(target, step)
     except ActionFailed:
         raise
     except WsctlError as exc:
-        raise ActionFailed(exc.message) from None
+        raise ActionFailed(f"{where}: {exc.message}" if where else exc.message) from None
+    return f"{where}: {detail}" if where else detail
 
 
-__all__ = ["ACTIONS", "IN_FILES", "UNDOABLE", "ActionSpec", "Needs", "parse_toxic",
-           "perform"]
+__all__ = ["ACTIONS", "IN_FILES", "UNDOABLE", "ActionSpec", "Instances", "Needs",
+           "parse_toxic", "perform"]

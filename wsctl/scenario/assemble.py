@@ -3,7 +3,8 @@
 The probes' Result (one process's fleet or the merge of its workers', ``fleet.result()``)
 with what the run adds to it: the peak of connection attempts per
 second and closes by code (from the sampler), the connections open at the end, and —
-when wsctl owned the server — its RSS (of its whole process tree) at steady state and
+when wsctl owned the server — its RSS (of its whole process tree; of every instance's,
+summed, with ``server.instances``) at steady state and
 ``server.rss_per_connection``, and for the reference server, whose ``/metrics`` is
 scraped, its connections then and its refusals and dead connections summed over every
 incarnation (a team's command server may have no ``/metrics``: those are not emitted,
@@ -21,7 +22,8 @@ from wsctl.probe.workers import AnyFleet
 from wsctl.scenario.model import Scenario
 from wsctl.scenario.monitor import Monitor
 from wsctl.scenario.sampler import Sampler
-from wsctl.scenario.server_process import Scraped
+from wsctl.scenario.server_process import Scraped, ServerGroup
+from wsctl.scenario.service import ServiceProcess
 from wsctl.scenario.stage import Stage
 
 
@@ -66,9 +68,13 @@ def run_result(scenario: Scenario, stage: Stage, fleet: AnyFleet, sampler: Sampl
                 "connections": steady.connections,
             }
         details["server"] = {"url": server.url, "incarnations": server.incarnations}
+        if isinstance(server, ServerGroup):
+            details["server"]["instances"] = [
+                {"url": member.url, "incarnations": member.incarnations,
+                 "last_exit": member.last_exit} for member in server.members]
         if scraped:
             details["server"]["profile"] = scenario.server.profile
-        else:
+        elif isinstance(server, ServiceProcess):
             details["server"].update(command=server.command, log=str(server.log_path),
                                      last_exit=server.last_exit)
     config: dict[str, Any] = {

@@ -127,15 +127,19 @@ class ServerSpec(_Model):
     health_mode: Literal["scheduler", "per-connection"] | None = None
     shutdown_timeout: Duration | None = Field(default=None, gt=0)
     retry_hint: Duration | None = Field(default=None, ge=0)
-    # memory | sqlite (a file in the run's own scratch directory) | sqlite:PATH
+    # memory | sqlite (a file in the run's own scratch directory) | sqlite:PATH |
+    # redis (a redis-server the runner starts for the run) | redis://HOST:PORT/DB
     store: str | None = None
+    # Reference server processes, each on its own port, behind the chaos proxy; more than
+    # one share their streams through a Redis store.
+    instances: int = Field(default=1, ge=1, le=16)
 
     @field_validator("store")
     @classmethod
     def _store(cls, value: str | None) -> str | None:
         from server_stub.stores import store_maker
 
-        if value is not None and value != "sqlite":
+        if value is not None and value not in OWN_STORES:
             try:
                 store_maker(value)
             except InvalidInput as exc:
@@ -194,7 +198,22 @@ class ServerSpec(_Model):
                 raise _At((options[0],), "only for the embedded server; with "
                           f"{'command' if self.command is not None else 'url'} the server "
                           "is yours to configure")
+        if self.instances > 1 and not self.shared_store:
+            raise _At(("instances",), f"{self.instances} instances share their streams "
+                      "through Redis: give store: redis (wsctl starts a redis-server for "
+                      "the run) or store: redis://HOST:PORT/DB")
         return self
+
+    @property
+    def shared_store(self) -> bool:
+        """Several instances can share the store (Redis)."""
+        return self.store is not None and (self.store == "redis" or
+                                           self.store.startswith("redis://"))
+
+    @property
+    def own_redis(self) -> bool:
+        """The runner starts a redis-server for the run (``store: redis``)."""
+        return self.embedded and self.store == "redis"
 
     @property
     def embedded(self) -> bool:
@@ -220,19 +239,23 @@ class ServerSpec(_Model):
         out: list[str] = []
         if not self.embedded:
             return out
-        for name in sorted(self.model_fields_set - {"url", "profile"}):
+        for name in sorted(self.model_fields_set - {"url", "profile", "instances"}):
             value = getattr(self, name)
             if value is None:
                 continue
             option = OPTIONS[name]
-            if name == "store" and value == "sqlite":
-                value = f"sqlite:{SCRATCH}/streams.db"  # the runner's: gone after the run
+            if name == "store" and value in OWN_STORES:
+                value = OWN_STORES[value]  # the runner's: gone after the run
             out += [option.flag, f"{value}s" if option.kind == "duration" else str(value)]
         return out
 
 
-# In ``args()``, the scratch directory the runner makes for the server (ServerProcess).
+# In ``args()``, the scratch directory the runner makes for the server (ServerProcess),
+# and the URL of the redis-server it starts for ``store: redis`` (Stage).
 SCRATCH = "{scratch}"
+REDIS = "{redis}"
+# Bare store names: a store the runner makes for the run, as the server's --store.
+OWN_STORES = {"sqlite": f"sqlite:{SCRATCH}/streams.db", "redis": REDIS}
 
 
 # The fields of a command server beside command and url.
@@ -334,10 +357,12 @@ class _Step(_Model):
 
 
 class ProcessStep(_Step):
-    """A signal to, or a start of, the server's process (embedded or a command)."""
+    """A signal to, or a start of, the server's process (embedded or a command); with
+    ``server.instances`` > 1, of instance ``instance`` (0, the first, by default)."""
 
     do: Literal["server.kill", "server.term", "server.pause", "server.resume",
                 "server.start", "server.restart"]
+    instance: int = Field(default=0, ge=0)
 
 
 class ProxyStep(_Step):
@@ -458,13 +483,30 @@ class Scenario(_Model):
         return self
 
     @model_validator(mode="after")
+    def _instances_behind_the_proxy(self) -> Scenario:
+        """Several instances are reached through the chaos proxy, which balances over
+        them: ``proxy: true`` is implied (and ``proxy: false`` refused)."""
+        if self.server.instances > 1:
+            if "proxy" in self.model_fields_set and not self.proxy:
+                raise _At(("proxy",), f"server.instances is {self.server.instances}: "
+                          "the probes reach them through the chaos proxy, which balances "
+                          "over them; leave proxy out or set it true")
+            self.proxy = True
+        return self
+
+    @model_validator(mode="after")
     def _timeline_fits(self) -> Scenario:
         last_at = 0.0
+        instances = self.server.instances
         for index, step in enumerate(self.timeline):
             where = ("timeline", index)
             needs = ACTIONS[step.do].needs
             if needs == "server" and not self.server.owned:
                 raise _At((*where, "do"), server_action_refused(step.do))
+            if isinstance(step, ProcessStep) and step.instance >= instances:
+                have = ("the server runs one instance, 0" if instances == 1 else
+                        f"server.instances is {instances}: 0 to {instances - 1}")
+                raise _At((*where, "instance"), f"no instance {step.instance}: {have}")
             if needs == "proxy" and not self.proxy:
                 raise _At((*where, "do"), f"{step.do} acts on the chaos proxy: set "
                           "proxy: true")

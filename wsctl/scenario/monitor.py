@@ -21,7 +21,7 @@ from wsctl.clock import Clock
 from wsctl.probe.workers import AnyFleet
 from wsctl.results.outcome import ScenarioOutcome
 from wsctl.scenario.sampler import Sampler
-from wsctl.scenario.server_process import Scrape, Scraped
+from wsctl.scenario.server_process import Scrape, Scraped, ServerGroup
 from wsctl.scenario.service import ServiceProcess
 from wsctl.scenario.timeline import Action
 
@@ -59,7 +59,8 @@ class Monitor:
     """Watches ``fleet`` (and ``server``, when wsctl owns it) from ``start`` to ``end``,
     instants of ``clock``."""
 
-    def __init__(self, *, fleet: AnyFleet, sampler: Sampler, server: ServiceProcess | None,
+    def __init__(self, *, fleet: AnyFleet, sampler: Sampler,
+                 server: ServiceProcess | ServerGroup | None,
                  clock: Clock, start: float, end: float,
                  progress: Progress | None = None) -> None:
         self.fleet = fleet

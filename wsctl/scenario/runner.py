@@ -38,6 +38,8 @@ from wsctl.scenario.actions import perform
 from wsctl.scenario.assemble import run_result, unreachable
 from wsctl.scenario.model import Scenario, Suite
 from wsctl.scenario.monitor import SAMPLE, Monitor, Progress
+from wsctl.scenario.redis_server import MISSING
+from wsctl.scenario.redis_server import binary as redis_binary
 from wsctl.scenario.sampler import Sampler
 from wsctl.scenario.stage import Stage
 from wsctl.scenario.timeline import Action, Timeline
@@ -261,6 +263,17 @@ class Runner:
         return None
 
 
+def skipped(outcome: ScenarioOutcome, scenario: Scenario, reason: str) -> ScenarioOutcome:
+    """``outcome`` of a scenario that could not start for want of something on this
+    machine: every criterion INCONCLUSIVE with ``reason`` (never a pass); with no
+    criterion to carry it, an error (could not run)."""
+    if not scenario.criteria:
+        outcome.error = reason
+    outcome.verdicts = [Verdict(criterion, "inconclusive", None, None, message=reason)
+                        for criterion in scenario.criteria]
+    return outcome
+
+
 async def run_suite(suite: Suite, *, baseline: Baseline = None,
                     progress: Progress | None = None,
                     only: Iterable[str] | None = None) -> RunReport:
@@ -297,6 +310,9 @@ class ScenarioRun:
     async def execute(self) -> ScenarioOutcome:
         scenario = self.scenario
         outcome = ScenarioOutcome(scenario.name, scenario.description, self.file, None)
+        if scenario.server.own_redis and redis_binary() is None:
+            return skipped(outcome, scenario, f"not run: {MISSING}; store: redis starts "
+                           "one for the run (or give store: redis://HOST:PORT/DB)")
         scratch = Path(tempfile.mkdtemp(prefix=f"wsctl-run-{scenario.name[:40]}-"))
         log = self.log_dir / f"{scenario.name}.service.log" if self.log_dir else None
         self.stage = stage = Stage(scenario, scratch, self.clock, service_log=log)

@@ -56,14 +56,16 @@ class ServerProcess(ServiceProcess):
     """One reference server, possibly started several times on the same port."""
 
     def __init__(self, profile: str, args: list[str], scratch: Path,
-                 start_timeout: float = 15.0) -> None:
+                 start_timeout: float = 15.0, *, instance: int | None = None) -> None:
         args = [arg.replace(SCRATCH, str(scratch)) for arg in args]  # store: sqlite
         spec = ServiceCommand(
             command=(sys.executable, "-m", "server_stub", "--port", "{port}",
                      "--profile", profile, *args),
             url="ws://127.0.0.1:{port}", ready=ReadyCheck("log", ANNOUNCED, start_timeout),
             stop_timeout=15.0)
-        super().__init__(spec, scratch / "server.log", name="the server")
+        log = "server.log" if instance is None else f"server-{instance}.log"
+        name = "the server" if instance is None else f"server instance {instance}"
+        super().__init__(spec, scratch / log, name=name)
         self.profile = profile
         self.args = args
         self.scratch = scratch
@@ -120,14 +122,64 @@ class ServerProcess(ServiceProcess):
 
     def totals(self) -> Scrape:
         """Counters summed over every incarnation (each restarted server counts from 0)."""
-        total = Scrape()
         parts = [*self.scrapes, *([self.last_scrape] if self.last_scrape else [])]
-        for part in parts:
-            total.refused += part.refused
-            total.dead_detected += part.dead_detected
-        if parts:
-            total.connections = parts[-1].connections
+        total = _summed(parts)
+        total.connections = parts[-1].connections if parts else 0.0
         return total
 
 
-__all__ = ["LIVE", "Scrape", "Scraped", "ServerProcess", "kill_all"]
+class ServerGroup:
+    """Several reference server instances (``server.instances``), measured as one server:
+    RSS summed over the running instances, ``/metrics`` scraped from each and summed
+    (None unless every running one answered), counters summed over every incarnation of
+    every instance. ``members[i]`` is instance ``i``, which the timeline's actions act on."""
+
+    def __init__(self, members: list[ServerProcess]) -> None:
+        self.members = members
+
+    @property
+    def url(self) -> str:
+        """The first instance's (the probes go through the proxy to all of them)."""
+        return self.members[0].url
+
+    @property
+    def incarnations(self) -> int:
+        return sum(member.incarnations for member in self.members)
+
+    def rss(self) -> int | None:
+        """Resident memory of every running instance's process tree, summed."""
+        parts = [rss for rss in (member.rss() for member in self.members) if rss]
+        return sum(parts) if parts else None
+
+    async def scrape(self, timeout: float = 2.0) -> Scrape | None:
+        running = [member for member in self.members if member.state == "running"]
+        if not running:
+            return None
+        scrapes = await asyncio.gather(*(member.scrape(timeout) for member in running))
+        if any(scrape is None for scrape in scrapes):
+            return None
+        return _summed([scrape for scrape in scrapes if scrape is not None])
+
+    def totals(self) -> Scrape:
+        """Refusals and dead connections over every incarnation of every instance; the
+        connections of the running instances."""
+        total = _summed([member.totals() for member in self.members])
+        total.connections = sum(member.totals().connections for member in self.members
+                                if member.state != "stopped")
+        return total
+
+    def close(self) -> None:
+        for member in self.members:
+            member.close()
+
+
+def _summed(scrapes: list[Scrape]) -> Scrape:
+    total = Scrape()
+    for scrape in scrapes:
+        total.connections += scrape.connections
+        total.refused += scrape.refused
+        total.dead_detected += scrape.dead_detected
+    return total
+
+
+__all__ = ["LIVE", "Scrape", "Scraped", "ServerGroup", "ServerProcess", "kill_all"]

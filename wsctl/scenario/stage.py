@@ -7,6 +7,11 @@ when the fleet is split over several (``probes.processes``; ``wsctl.probe.worker
 ``start_probes()`` starts the fleet pointed at the proxy or the server; ``close()`` stops
 probes, workers, proxy and server whatever happened and never raises. The timeline's
 actions (``actions.py``) act on ``server``, ``proxy`` and ``fleet``.
+
+With ``server.instances: N`` > 1 the reference server runs as N processes, one after the
+other on ports of their own (``server`` is then a ``ServerGroup``), and the proxy
+balances over them. ``store: redis`` first starts a private redis-server for the run
+(``redis_server.py``) in the scratch directory; it is stopped after the server.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from wsctl.probe.driver import RecordSink, websockets_connector
 from wsctl.probe.fleet import Fleet
 from wsctl.probe.machine import ProbeConfig
 from wsctl.probe.workers import AnyFleet, ConnectorSpec, WorkerFleet, resolve_processes
-from wsctl.scenario.model import Scenario
-from wsctl.scenario.server_process import ServerProcess
+from wsctl.scenario.model import REDIS, Scenario
+from wsctl.scenario.redis_server import RedisServer
+from wsctl.scenario.server_process import ServerGroup, ServerProcess
 from wsctl.scenario.service import ServiceProcess
 
 log = logging.getLogger(__name__)
@@ -69,7 +75,8 @@ class Stage:
         self.scratch = scratch
         self.clock = clock
         self.service_log = service_log or scratch / "service.log"
-        self.server: ServiceProcess | None = None
+        self.server: ServiceProcess | ServerGroup | None = None
+        self.redis: RedisServer | None = None  # store: redis's own redis-server
         self.chaos: Chaos | None = None
         self.proxy: Proxy | None = None
         self.fleet: AnyFleet | None = None
@@ -82,24 +89,49 @@ class Stage:
     async def open(self) -> None:
         """Start the server (embedded or ``command``) and the proxy (``proxy: true``)."""
         spec = self.scenario.server
+        upstreams: list[str] = []
         if spec.owned:
             if spec.embedded:
-                self.server = ServerProcess(spec.profile, spec.args(), self.scratch)
+                members = await self._start_reference()
+                upstreams = [_host_port(member.url) for member in members]
             else:
                 self.server = ServiceProcess(spec.service(), self.service_log)
-            await self.server.start()
+                await self.server.start()
+            assert self.server is not None
             self.rss_before = self.server.rss()
             self.target = self.server.url
-        upstream = _host_port(self.target)
+        upstreams = upstreams or [_host_port(self.target)]
         if self.scenario.proxy:
             self.chaos = Chaos()
-            self.proxy = await self._create_proxy(self.chaos, upstream)
+            self.proxy = await self._create_proxy(self.chaos, upstreams)
         await self._spawn_workers()
 
-    async def _create_proxy(self, chaos: Chaos, upstream: str) -> Proxy:
+    async def _start_reference(self) -> list[ServerProcess]:
+        """The reference server's instances, started one after the other (after the
+        redis-server of ``store: redis``); ``server`` is set first, so that ``close()``
+        stops those that started when another will not."""
+        spec = self.scenario.server
+        args = spec.args()
+        if spec.own_redis:
+            self.redis = RedisServer(self.scratch / "redis")
+            self.redis.spawn()  # in this thread: it dies with the thread that forked it
+            await asyncio.to_thread(self.redis.ready)
+            args = [arg.replace(REDIS, self.redis.url) for arg in args]
+        if spec.instances == 1:
+            members = [ServerProcess(spec.profile, args, self.scratch)]
+            self.server = members[0]
+        else:
+            members = [ServerProcess(spec.profile, args, self.scratch, instance=index)
+                       for index in range(spec.instances)]
+            self.server = ServerGroup(members)
+        for member in members:
+            await member.start()
+        return members
+
+    async def _create_proxy(self, chaos: Chaos, upstreams: list[str]) -> Proxy:
         try:
             return await chaos.create(name=self.scenario.name, listen="127.0.0.1:0",
-                                      upstream=upstream)
+                                      upstream=upstreams[0], upstreams=upstreams)
         except WsctlError as exc:
             raise InvalidInput(f"chaos proxy: {exc.message}") from None
 
@@ -167,3 +199,5 @@ class Stage:
                 await self.chaos.close()
         if self.server is not None:
             self.server.close()
+        if self.redis is not None:
+            self.redis.stop()
