@@ -12,6 +12,7 @@ its loop's thread (the death signal follows the thread that forked) and waits fo
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -30,6 +31,16 @@ MISSING = ("redis-server is not installed (Debian/Ubuntu package redis-server: "
 def binary() -> str | None:
     """The ``redis-server`` on PATH (None: not installed)."""
     return shutil.which("redis-server")
+
+
+def missing() -> str | None:
+    """Why a run cannot have a Redis store of its own here (None: it can): no
+    ``redis-server``, or no redis-py for the server to reach it with."""
+    if binary() is None:
+        return MISSING
+    if importlib.util.find_spec("redis") is None:
+        return "the redis package is not installed (pip install 'wsctl[redis]')"
+    return None
 
 
 class RedisServer:
@@ -95,4 +106,4 @@ class RedisServer:
         self.proc = None
 
 
-__all__ = ["MISSING", "RedisServer", "binary"]
+__all__ = ["MISSING", "RedisServer", "binary", "missing"]

@@ -38,8 +38,7 @@ from wsctl.scenario.actions import perform
 from wsctl.scenario.assemble import run_result, unreachable
 from wsctl.scenario.model import Scenario, Suite
 from wsctl.scenario.monitor import SAMPLE, Monitor, Progress
-from wsctl.scenario.redis_server import MISSING
-from wsctl.scenario.redis_server import binary as redis_binary
+from wsctl.scenario.redis_server import missing as redis_missing
 from wsctl.scenario.sampler import Sampler
 from wsctl.scenario.stage import Stage
 from wsctl.scenario.timeline import Action, Timeline
@@ -310,9 +309,10 @@ class ScenarioRun:
     async def execute(self) -> ScenarioOutcome:
         scenario = self.scenario
         outcome = ScenarioOutcome(scenario.name, scenario.description, self.file, None)
-        if scenario.server.own_redis and redis_binary() is None:
-            return skipped(outcome, scenario, f"not run: {MISSING}; store: redis starts "
-                           "one for the run (or give store: redis://HOST:PORT/DB)")
+        lacking = redis_missing() if scenario.server.own_redis else None
+        if lacking is not None:
+            return skipped(outcome, scenario, f"not run: {lacking}; store: redis starts a "
+                           "redis-server for the run (or give store: redis://HOST:PORT/DB)")
         scratch = Path(tempfile.mkdtemp(prefix=f"wsctl-run-{scenario.name[:40]}-"))
         log = self.log_dir / f"{scenario.name}.service.log" if self.log_dir else None
         self.stage = stage = Stage(scenario, scratch, self.clock, service_log=log)
