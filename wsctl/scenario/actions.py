@@ -136,6 +136,30 @@ def _starting(start: Callable[[ServiceProcess], Awaitable[float]]) -> Run:
     return run
 
 
+def _instance(stage: Targets, index: int) -> tuple[ServiceProcess, str]:
+    """Server instance ``index`` and, with several, how it is named in the detail line:
+    its address and the proxy's connections to it just before the action (so a report
+    shows that probes were on the instance a fault hit)."""
+    server = stage.server
+    assert server is not None
+    if not isinstance(server, Instances):
+        if index != 0:
+            raise ActionFailed(f"no instance {index}: the server runs one instance, 0")
+        return server, ""
+    members = server.members
+    if index >= len(members):
+        raise ActionFailed(f"no instance {index}: the server runs {len(members)}, 0 to "
+                           f"{len(members) - 1}")
+    member = members[index]
+    address = urlsplit(member.url).netloc
+    where = f"instance {index} ({address}"
+    if stage.proxy is not None:
+        connections = list(stage.proxy.connections.values())
+        held = sum(1 for conn in connections if conn.upstream_address == address)
+        where += f", {held} of {len(connections)} proxy connections to it"
+    return member, where + ")"
+
+
 # -- the chaos proxy ------------------------------------------------------------------
 
 
@@ -183,30 +207,6 @@ async def _cut(proxy: Proxy, _step: object) -> str:
 
 
 # -- the probes -------------------------------------------------------------------------
-
-
-def _instance(stage: Targets, index: int) -> tuple[ServiceProcess, str]:
-    """Server instance ``index`` and, with several, how it is named in the detail line:
-    its address and the proxy's connections to it just before the action (so a report
-    shows that probes were on the instance a fault hit)."""
-    server = stage.server
-    assert server is not None
-    if not isinstance(server, Instances):
-        if index != 0:
-            raise ActionFailed(f"no instance {index}: the server runs one instance, 0")
-        return server, ""
-    members = server.members
-    if index >= len(members):
-        raise ActionFailed(f"no instance {index}: the server runs {len(members)}, 0 to "
-                           f"{len(members) - 1}")
-    member = members[index]
-    address = urlsplit(member.url).netloc
-    where = f"instance {index} ({address}"
-    if stage.proxy is not None:
-        connections = list(stage.proxy.connections.values())
-        held = sum(1 for conn in connections if conn.upstream_address == address)
-        where += f", {held} of {len(connections)} proxy connections to it"
-    return member, where + ")"
 
 
 async def _add_probes(fleet: Fleet, step: WithCount) -> str:
