@@ -207,8 +207,8 @@ class ServerSpec(_Model):
     @property
     def shared_store(self) -> bool:
         """Several instances can share the store (Redis)."""
-        return self.store is not None and (self.store == "redis" or
-                                           self.store.startswith("redis://"))
+        return self.store is not None and \
+            self.store.partition(":")[0] in ("redis", "rediss")
 
     @property
     def own_redis(self) -> bool:

@@ -6,10 +6,11 @@ child process (or the scenario's ``url``) and the chaos proxy in front of it
 (``timeline.py``), each action carried out by the action table (``actions.py``), watch
 until ``duration`` (``monitor.py``: progress, the series, the server's steady state),
 and assemble the records into a ``Result`` (kind ``run``, ``assemble.py``) that the
-criteria judge. A scenario whose ``store: redis`` needs a redis-server this machine does
-not have is not started: its criteria are INCONCLUSIVE with the reason (``skipped``). The stage is closed in a ``finally`` — on success, on errors and on
+criteria judge. The stage is closed in a ``finally`` — on success, on errors and on
 Ctrl-C — and every server process is reaped (``server_process.py``). Every instant
-comes from one injected clock.
+comes from one injected clock. A scenario whose ``store: redis`` needs a redis-server
+this machine does not have is not started: its criteria are INCONCLUSIVE with the
+reason (``skipped``).
 
 Library use::
 
