@@ -2,8 +2,10 @@
 
     python benchmarks/store.py [--connections 5000] [--hold 20] [--skip-delivery]
 
-Three measurements per store (memory; sqlite with synchronous=normal, the default; and
-sqlite with synchronous=full), each store in a fresh temporary directory:
+Three measurements per store (memory; sqlite with synchronous=normal, the default;
+sqlite with synchronous=full; and redis, a private redis-server on 127.0.0.1 with
+persistence off, skipped with a reason when redis-server is not installed), each store
+in a fresh temporary directory (and a fresh redis-server):
 
   appends         in process: 200 streams, events appended and committed in groups of
                   25 (what a 5 ms window gathers at 5,000 events/s): events per second,
@@ -25,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import _servers  # benchmarks/_servers.py: scripts here run from this folder's path
@@ -38,7 +42,43 @@ from server_stub.stores import StreamStore, store_maker
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STORES = ("memory", "sqlite:{dir}/bench.db", "sqlite:{dir}/bench.db?synchronous=full")
+STORES = ("memory", "sqlite:{dir}/bench.db", "sqlite:{dir}/bench.db?synchronous=full",
+          "{redis}")
+
+
+@contextlib.contextmanager
+def concrete(spec: str) -> Iterator[str]:
+    """``spec`` made real for one measurement: a fresh scratch directory for a file, a
+    fresh private redis-server (persistence off) for ``{redis}``."""
+    from wsctl.scenario.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as scratch:
+        if spec != "{redis}":
+            yield spec.format(dir=scratch)
+            return
+        redis = RedisServer(scratch)
+        redis.start()
+        try:
+            yield redis.url
+        finally:
+            redis.stop()
+
+
+def available(spec: str) -> bool:
+    """Whether the store can be measured here (redis needs redis-server and redis-py)."""
+    if spec != "{redis}":
+        return True
+    from wsctl.scenario.redis_server import missing
+
+    reason = missing()
+    if reason:
+        print(f"redis: skipped: {reason}", flush=True)
+    return reason is None
+
+
+def label(spec: str) -> str:
+    return "redis (local, no persistence)" if spec == "{redis}" else \
+        spec.replace("{dir}/bench.db", "F")
 DATA = {"step": 42, "total": 100, "status": "running", "message": "job 1: step 42/100 running"}
 
 
@@ -123,11 +163,11 @@ async def client(url: str, connections: int, hold: float) -> None:
 
 
 def delivery(spec: str, connections: int, hold: float) -> tuple[int, list[float]]:
-    with tempfile.TemporaryDirectory(prefix="store-bench-") as scratch:
+    with concrete(spec) as store:
         server, url = _servers.start(
             [sys.executable, "-m", "server_stub", "--port", "0", "--log-level", "warning",
              "--max-connections", "0", "--max-streams-per-client", "0",
-             "--store", spec.format(dir=scratch)])
+             "--store", store])
         try:
             out = subprocess.run(
                 [sys.executable, __file__, "--client", url, "--connections", str(connections),
@@ -148,15 +188,13 @@ def main() -> None:
     if args.client:
         asyncio.run(client(args.client, args.connections, args.hold))
         return
-    rows = []
-    for spec in STORES:
-        with tempfile.TemporaryDirectory(prefix="store-bench-") as scratch:
-            concrete = spec.format(dir=scratch)
-            rate, commits = asyncio.run(appends(concrete))
-        with tempfile.TemporaryDirectory(prefix="store-bench-") as scratch:
-            cold, hot = asyncio.run(replays(spec.format(dir=scratch)))
-        name = spec.replace("{dir}/bench.db", "F")
-        rows.append(name)
+    stores = [spec for spec in STORES if available(spec)]
+    for spec in stores:
+        with concrete(spec) as store:
+            rate, commits = asyncio.run(appends(store))
+        with concrete(spec) as store:
+            cold, hot = asyncio.run(replays(store))
+        name = label(spec)
         print(f"{name:28s} appends {rate:9.0f}/s  commit of 25 {ms(commits)}  "
               f"replay 100 {ms(cold)}  replay 5 {ms(hot)}", flush=True)
     if args.skip_delivery:
@@ -164,9 +202,9 @@ def main() -> None:
     print(f"\ndelivery latency, {args.connections} connections, 1 event/s each, "
           f"{args.hold:.0f} s hold (p50 / p99):")
     base: list[float] | None = None
-    for spec in STORES:
+    for spec in stores:
         opened, lat = delivery(spec, args.connections, args.hold)
-        name = spec.replace("{dir}/bench.db", "F")
+        name = label(spec)
         extra = ""
         if base is None:
             base = lat
