@@ -104,7 +104,8 @@ def test_every_scenario_server_option_is_a_server_flag():
     """What a scenario's ``server:`` sets becomes flags the server reads back as set."""
     spec = ServerSpec(ping_interval=0.5, replay_age=90, job_steps=7, retry_hint=0,
                       health_mode="per-connection")
-    own = {"url", "profile", "command", *SERVICE_FIELDS}  # not the embedded server's
+    # not the embedded server's flags: another service's, or how many servers to run
+    own = {"url", "profile", "command", "instances", *SERVICE_FIELDS}
     assert set(ServerSpec.model_fields) - own <= set(OPTIONS)
     parsed = vars(parser().parse_args(spec.args()))
     config = config_from_options(**{k: v for k, v in parsed.items()

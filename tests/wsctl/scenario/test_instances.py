@@ -202,8 +202,14 @@ def test_list_without_a_file_shows_every_bundled_suite() -> None:
 
 
 def own_children(word: str) -> list[psutil.Process]:
+    """This test process's children whose command line has ``word``, except the
+    session's shared redis-server (tests/redisproc.py), which other tests started."""
+    from tests import redisproc
+
+    shared = redisproc._shared.proc.pid if redisproc._shared and redisproc._shared.proc \
+        else None
     return [p for p in psutil.Process().children(recursive=True)
-            if word in " ".join(p.cmdline())]
+            if word in " ".join(p.cmdline()) and p.pid != shared]
 
 
 @pytest.mark.skipif(binary() is None, reason=MISSING)
