@@ -539,11 +539,9 @@ def event_loop(config: ServerConfig) -> str:
 
 def loop_factory(config: ServerConfig) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """For ``asyncio.Runner``: uvloop's loop where ``event_loop`` picks it, else None."""
-    if event_loop(config) == "uvloop":
-        import uvloop
+    from wsctl.runtime import loop_factory as named
 
-        return uvloop.new_event_loop
-    return None
+    return named(event_loop(config))
 
 
 def run(config: ServerConfig) -> int:

@@ -9,31 +9,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from wsctl.bench.engine import Engine, Progress, Recorder, to_metrics
 from wsctl.bench.listen import unmeasured
 from wsctl.bench.plan import BenchPlan
-from wsctl.errors import InvalidInput
 from wsctl.fdlimit import raise_fd_limit
 from wsctl.metrics import MetricSet, Result
 from wsctl.metrics.instrument import ProcessHealth
-
-
-def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop ``--loop`` names: asyncio's own, or uvloop (InvalidInput if absent)."""
-    if name == "asyncio":
-        return None
-    if name == "uvloop":
-        try:
-            import uvloop
-        except ImportError as exc:
-            raise InvalidInput("--loop uvloop needs the uvloop package: pip install uvloop "
-                               "(or use --loop asyncio)") from exc
-        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-        return factory
-    raise InvalidInput(f"unknown --loop {name!r}; choose asyncio or uvloop")
+from wsctl.runtime import loop_factory
 
 
 def process_cpu() -> tuple[float, float]:
