@@ -83,7 +83,7 @@ class BackoffPolicy:
     min_uptime: float = 2.0
     max_attempts: int | None = None
     deadline: float | None = None
-    fast: float | None = 0.1  # ceiling of the wait after a free failure; None: no fast path
+    fast: float | None = 0.25  # ceiling of the wait after a free failure; None: no fast path
     fast_for: float = 30.0  # seconds from an outage's start that the fast path lasts
 
     def __post_init__(self) -> None:

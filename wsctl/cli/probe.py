@@ -107,7 +107,7 @@ def probe(
     retry_fast: Annotated[str, _opt(
         "Wait at most this long (jittered from half of it) after a connect refused because "
         "nothing listens: it costs the server nothing (0 = back off as for any failure).",
-        "RETRY_FAST")] = "100ms",
+        "RETRY_FAST")] = "250ms",
     retry_fast_for: Annotated[str, _opt(
         "How long into an outage refused connects are retried that fast.",
         "RETRY_FAST_FOR")] = "30s",

@@ -44,16 +44,24 @@ class LoopWatch:
         self._task: asyncio.Task[None] | None = None
         self._cpu = self._wall = 0.0
 
-    def start(self) -> None:
+    def start(self, until: float | None = None) -> None:
+        """Watch from now; ``until`` (a ``loop.time()`` instant, None: to ``stop()``) ends
+        the span measured: lateness after it (the fleet closing every connection at
+        once) stamps no instant the run reports, so it is not counted."""
         self._cpu, self._wall = time.process_time(), time.monotonic()
-        self._task = asyncio.create_task(self._watch())
+        self._task = asyncio.create_task(self._watch(until))
 
-    async def _watch(self) -> None:
+    async def _watch(self, until: float | None) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
+        while until is None or loop.time() < until:
+            due = loop.time() + self.period
             await asyncio.sleep(self.period)
-            self.lag.record(max(0.0, loop.time() - before - self.period))
+            woke = loop.time()
+            if until is not None:
+                if due >= until:
+                    return
+                woke = min(woke, until)
+            self.lag.record(max(0.0, woke - due))
 
     async def stop(self) -> None:
         """Stop watching; the CPU share is that of the span watched."""
@@ -151,7 +159,8 @@ class Fleet:
         self.stop_at = start + duration if duration is not None else None
         watching = isinstance(clock, MonotonicClock)  # a fake clock measures nothing
         if watching:
-            self.watch.start()
+            loop = asyncio.get_running_loop()
+            self.watch.start(None if duration is None else loop.time() + duration)
         try:
             with contextlib.ExitStack() as tuning:
                 await self._spawn_and_wait(tuning)

@@ -17,6 +17,7 @@ a browser's WebSocket.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
 import socket
@@ -56,11 +57,33 @@ async def open_socket(url: str) -> socket.socket | None:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, target)
+        err = sock.connect_ex(target)
+        if err == errno.EINPROGRESS:
+            # A refusal on this host is known before connect() returns (the RST is
+            # handled inside the call): read it now and skip a selector round trip.
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if not err:
+                await _writable(sock)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err and err != errno.EISCONN:
+            raise OSError(err, f"Connect call failed {target}")
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+async def _writable(sock: socket.socket) -> None:
+    """Until ``sock``'s connect is over (its fd selects writable), as asyncio's
+    ``sock_connect`` waits."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_writer(fd)
 
 
 __all__ = ["ip_address_of", "open_socket"]

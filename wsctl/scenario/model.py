@@ -88,7 +88,7 @@ class BackoffSpec(_Model):
     min_uptime: Duration = 2.0
     max_attempts: int | None = Field(default=None, ge=1)
     deadline: Duration | None = Field(default=None, gt=0)
-    fast: Duration | None = Field(default=0.1, ge=0)  # 0 or null: no fast path
+    fast: Duration | None = Field(default=0.25, ge=0)  # 0 or null: no fast path
     fast_for: Duration = Field(default=30.0, ge=0)
 
     def policy(self) -> BackoffPolicy:

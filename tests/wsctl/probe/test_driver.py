@@ -203,7 +203,7 @@ async def test_refused_connects_are_counted_as_errors_refused():
 
 
 async def test_refused_connects_are_retried_fast_until_the_deadline():
-    """Nothing listening: the default fast path retries every <= 50 ms (no exponential
+    """Nothing listening: the fast path (50 ms here) retries every <= 50 ms (no exponential
     growth) and the retry deadline still ends it."""
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 import pytest
 
 from wsctl.backoff import BackoffPolicy
 from wsctl.clock import FakeClock
 from wsctl.probe import ConnectError, Fleet, ProbeConfig, ProbeMachine
-from wsctl.probe.fleet import spawn_batches
+from wsctl.probe.fleet import LoopWatch, spawn_batches
 from wsctl.probe.machine import new_metrics
 
 pytestmark = pytest.mark.timeout(30)
@@ -93,3 +94,19 @@ async def test_added_probes_start_at_the_spawn_rate_not_in_one_step() -> None:
     await task
     assert 31 + 800 <= len(fleet.probes) <= 31 + 900
     assert fleet.added == 2030  # numbered, though the fleet's end cut the ramp
+
+
+async def test_loop_lag_counts_only_lateness_within_the_measured_span() -> None:
+    """A 100 ms stall inside the span is counted; a 300 ms stall after ``until`` (the
+    fleet closing every connection at once) is not: it stamps no instant the run reports."""
+    loop = asyncio.get_running_loop()
+    watch = LoopWatch("t", period=0.05)
+    watch.start(until=loop.time() + 0.4)
+    await asyncio.sleep(0.12)
+    time.sleep(0.1)
+    await asyncio.sleep(0.4)
+    time.sleep(0.3)
+    await asyncio.sleep(0.05)
+    await watch.stop()
+    lag = watch.lag.summary()
+    assert lag["max"] is not None and 0.05 <= lag["max"] < 0.25, lag

@@ -72,3 +72,51 @@ async def test_a_listening_port_gives_a_connected_socket_and_a_name_gives_none()
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_refused_connect_is_known_without_a_selector_round_trip(monkeypatch) -> None:
+    """On this host the kernel refuses inside connect(): open_socket raises at once and
+    never registers the socket with the loop (each such attempt in a reconnect storm
+    would otherwise cost an epoll registration, a wake-up and an unregistration)."""
+    loop = asyncio.get_running_loop()
+    registered: list[int] = []
+    add_writer = loop.add_writer
+
+    def counting_add_writer(fd, callback, *args):  # type: ignore[no-untyped-def]
+        registered.append(fd)
+        return add_writer(fd, callback, *args)
+
+    monkeypatch.setattr(loop, "add_writer", counting_add_writer)
+    with pytest.raises(ConnectionRefusedError):
+        await open_socket(f"ws://127.0.0.1:{_free_port()}/ws/a")
+    assert registered == []
+
+
+async def test_a_connect_still_in_progress_is_awaited_and_cancels_cleanly() -> None:
+    """A listener whose accept queue is full leaves a connect in progress: open_socket
+    waits for it (through the selector) and, cancelled, closes its socket and leaves no
+    writer registered."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue: later SYNs go unanswered
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.05)
+        before = _open_fds()
+        task = asyncio.create_task(open_socket(f"ws://127.0.0.1:{port}/ws/a"))
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _open_fds() == before
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()

@@ -56,10 +56,10 @@ async def test_a_stalled_measuring_loop_makes_timing_verdicts_inconclusive(monke
     run's exit code is 4."""
     watch_start = LoopWatch.start
 
-    def start_then_stall(self: LoopWatch) -> None:
+    def start_then_stall(self: LoopWatch, until: float | None = None) -> None:
         # 0.7 s into the measured span however long the server took to start (a full
         # suite on a loaded machine made a stall timed from the test's start miss it).
-        watch_start(self)
+        watch_start(self, until)
         asyncio.get_running_loop().call_later(0.7, time.sleep, 0.5)
 
     monkeypatch.setattr(LoopWatch, "start", start_then_stall)
