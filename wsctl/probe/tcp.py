@@ -79,7 +79,12 @@ async def _writable(sock: socket.socket) -> None:
     loop = asyncio.get_running_loop()
     done = loop.create_future()
     fd = sock.fileno()
-    loop.add_writer(fd, lambda: done.done() or done.set_result(None))
+
+    def ready() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_writer(fd, ready)
     try:
         await done
     finally:
