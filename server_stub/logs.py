@@ -40,25 +40,34 @@ class CleanRecords(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg."""
+    """One JSON object per line: ts, level, logger, msg (and ``worker``, its index, in a
+    ``--workers`` process)."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "ts": round(record.created, 6),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
+        line: dict[str, object] = {
+            "ts": round(record.created, 6),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if self.worker is not None:
+            line["worker"] = self.worker
+        return json.dumps(line)
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-12-02T10:00:00.123Z INFO message``, UTC; the date and time text is made
-    once per second, not once per line."""
+    """``2026-12-02T10:00:00.123Z INFO message``, UTC (``... INFO worker=1 message`` in
+    a ``--workers`` process); the date and time text is made once per second, not once
+    per line."""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s.%(msecs)03dZ %(levelname)s %(message)s")
+    def __init__(self, worker: int | None = None) -> None:
+        tag = "" if worker is None else f"worker={worker} "
+        super().__init__(f"%(asctime)s.%(msecs)03dZ %(levelname)s {tag}%(message)s")
+        self.worker = worker
         self._second = -1
         self._stamp = ""
 
@@ -90,3 +99,10 @@ def setup_logging(fmt: str = "text", level: str = "info") -> None:
     root.propagate = False
     # websockets logs every rejected handshake and closing handshake; ours are better.
     logging.getLogger("websockets").setLevel(logging.ERROR)
+
+
+def name_worker(index: int) -> None:
+    """From now on every line this process logs names ``--workers`` worker ``index``."""
+    for handler in logging.getLogger("server_stub").handlers:
+        if isinstance(handler.formatter, JsonFormatter | TextFormatter):
+            handler.setFormatter(type(handler.formatter)(worker=index))

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.process import BaseProcess
 
 from server_stub.config import ServerConfig
+from server_stub.logs import name_worker
 from server_stub.main import ReferenceServer, announcement, listen_error, loop_factory
 from wsctl.errors import RunFailed, WsctlError
 
@@ -283,6 +284,7 @@ def _worker_main(config: ServerConfig, index: int, parent: int, ready_fd: int,
 
 
 async def _serve_worker(config: ServerConfig, index: int, ready_fd: int) -> None:
+    name_worker(index)
     server = ReferenceServer(config)
     server.worker = index
     stop = asyncio.Event()

@@ -189,3 +189,23 @@ def test_restart_delay_backs_off_only_for_quick_deaths():
     assert [restart_delay(0.1, n) for n in range(3)] == [
         RESTART_DELAY, 2 * RESTART_DELAY, 4 * RESTART_DELAY]
     assert restart_delay(0.1, 50) == 30.0
+
+
+def test_a_worker_names_itself_in_every_log_line(monkeypatch):
+    """After name_worker(3), text lines carry ``worker=3`` and JSON lines ``"worker": 3``;
+    a process that is no worker logs neither."""
+    import logging
+
+    from server_stub.logs import JsonFormatter, TextFormatter, name_worker
+
+    record = logging.LogRecord("server_stub", logging.INFO, "", 0, "opened %s", ("s1",), None)
+    assert "worker" not in TextFormatter().format(record)
+    assert "worker" not in json.loads(JsonFormatter().format(record))
+    handler = logging.StreamHandler()
+    handler.setFormatter(TextFormatter())
+    json_handler = logging.StreamHandler()
+    json_handler.setFormatter(JsonFormatter())
+    monkeypatch.setattr(logging.getLogger("server_stub"), "handlers", [handler, json_handler])
+    name_worker(3)
+    assert " INFO worker=3 opened s1" in handler.format(record)
+    assert json.loads(json_handler.format(record))["worker"] == 3
