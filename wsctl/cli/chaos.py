@@ -24,7 +24,6 @@ from wsctl.runtime import loop_factory
 
 app = typer.Typer(
     help="Fault-injection TCP proxy with Toxiproxy's HTTP API and WebSocket-aware faults.",
-    short_help="Fault-injection proxy: Toxiproxy's API and WebSocket faults.",
     no_args_is_help=True,
 )
 proxy_app = typer.Typer(

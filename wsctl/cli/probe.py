@@ -278,5 +278,4 @@ def probe(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe", help=HELP,
-                short_help="Reconnecting probe clients that measure what a user feels.")(probe)
+    app.command("probe", help=HELP)(probe)

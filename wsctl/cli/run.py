@@ -250,5 +250,4 @@ def _ensure_fds(selected: list[Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", help=HELP,
-                short_help="Run scenario files and judge them against their criteria.")(run)
+    app.command("run", help=HELP)(run)
