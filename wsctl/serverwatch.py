@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 # Figures read from /metrics: sample name (without ``_total``) -> figure. Labelled series
 # of one name are added up (refusals by reason).
@@ -34,6 +33,9 @@ FETCH_ERRORS = (OSError, TimeoutError, ValueError, EOFError, asyncio.LimitOverru
 def parse_metrics(text: str) -> dict[str, float]:
     """The ``FIGURES`` found in Prometheus text (a figure absent from the page is absent
     here); ValueError when the text is not Prometheus's format."""
+    # prometheus_client loads all of itself: only where a page is parsed.
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:  # by sample name: "# TYPE" lines vary by exporter

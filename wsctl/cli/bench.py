@@ -274,5 +274,4 @@ def _one_baseline(path: Path) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("bench", help=HELP,
-                short_help="Open-model connection and message load, with gates.")(bench)
+    app.command("bench", help=HELP)(bench)

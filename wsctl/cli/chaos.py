@@ -10,21 +10,23 @@ import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from wsctl.chaos.client import ChaosClient
 from wsctl.chaos.faults import FAULTS
 from wsctl.chaos.model import DEFAULT_API, DEFAULT_MAX_CONNECTIONS
 from wsctl.cli._common import fail_usage, reports_errors
 from wsctl.runtime import loop_factory
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from wsctl.chaos.client import ChaosClient
+
 app = typer.Typer(
     help="Fault-injection TCP proxy with Toxiproxy's HTTP API and WebSocket-aware faults.",
-    short_help="Fault-injection proxy: Toxiproxy's API and WebSocket faults.",
     no_args_is_help=True,
 )
 proxy_app = typer.Typer(
@@ -56,8 +58,23 @@ def register(parent: typer.Typer) -> None:
     parent.add_typer(app, name="chaos")
 
 
+# rich and httpx (the API client) load only in the commands that print or call the API.
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(soft_wrap=True)
+
+
+def _table(*columns: str) -> Table:
+    from rich.table import Table
+
+    return Table(*columns)
+
+
+def _client(api: str, token: str | None) -> ChaosClient:
+    from wsctl.chaos.client import ChaosClient
+
+    return ChaosClient(api, token)
 
 
 @app.command(short_help="Run the proxy and its API until Ctrl-C or SIGTERM.")
@@ -153,7 +170,7 @@ def _loopback(address: str) -> bool:
 
 
 def _proxy_table(proxies: list[dict[str, Any]]) -> Table:
-    table = Table("name", "listen", "upstream", "enabled", "toxics")
+    table = _table("name", "listen", "upstream", "enabled", "toxics")
     for p in proxies:
         toxics = ", ".join(t["name"] for t in p.get("toxics", [])) or "-"
         upstreams = ", ".join(p.get("upstreams") or [p["upstream"]])
@@ -183,7 +200,7 @@ def proxy_add(
         body["upstream"] = upstream[0]  # exactly Toxiproxy's body
     else:
         body["upstreams"] = upstream
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         proxy = client.request("POST", "/proxies", body)
     _console().print(_proxy_table([proxy]))
 
@@ -198,7 +215,7 @@ def proxy_upstreams(
 ) -> None:
     """Replace a proxy's upstreams: new connections go round robin over these; the
     listener stays, and so do live connections to upstreams still listed."""
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         proxy = client.request("PATCH", f"/proxies/{name}", {"upstreams": upstreams})
     _console().print(_proxy_table([proxy]))
 
@@ -207,7 +224,7 @@ def proxy_upstreams(
 @reports_errors
 def proxy_list(api: Api = DEFAULT_API, api_token: Token = None) -> None:
     """List proxies and their toxics."""
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         proxies = client.request("GET", "/proxies")
     _console().print(_proxy_table(list(proxies.values())))
 
@@ -220,13 +237,13 @@ def proxy_rm(
     api_token: Token = None,
 ) -> None:
     """Delete a proxy, closing its connections."""
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         client.request("DELETE", f"/proxies/{name}")
     _console().print(f"removed proxy {name}")
 
 
 def _set_enabled(name: str, enabled: bool, api: str, token: str | None) -> None:
-    with ChaosClient(api, token) as client:
+    with _client(api, token) as client:
         proxy = client.request("PATCH", f"/proxies/{name}", {"enabled": enabled})
     _console().print(_proxy_table([proxy]))
 
@@ -272,7 +289,7 @@ def _attribute(text: str) -> tuple[str, Any]:
 
 
 def _toxic_table(toxics: list[dict[str, Any]]) -> Table:
-    table = Table("name", "type", "stream", "toxicity", "attributes")
+    table = _table("name", "type", "stream", "toxicity", "attributes")
     for t in toxics:
         attrs = ", ".join(f"{k}={v}" for k, v in t["attributes"].items()) or "-"
         table.add_row(t["name"], t["type"], t["stream"], f"{t['toxicity']:g}", attrs)
@@ -322,7 +339,7 @@ def toxic_add(
     }
     if name:
         body["name"] = name
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         if at is not None or for_ is not None or every is not None:
             timing = {"at": at or 0, "for": for_, "every": every, "connection": connection}
             schedule = client.request(
@@ -336,7 +353,7 @@ def toxic_add(
 
 
 def _schedule_table(schedules: list[dict[str, Any]]) -> Table:
-    table = Table("schedule", "toxic", "type", "at", "for", "every", "connection", "state")
+    table = _table("schedule", "toxic", "type", "at", "for", "every", "connection", "state")
     for s in schedules:
 
         def show(value: Any) -> str:
@@ -363,7 +380,7 @@ def toxic_list(
     api_token: Token = None,
 ) -> None:
     """List a proxy's toxics, and its schedules if it has any."""
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         toxics = client.request("GET", f"/proxies/{proxy}/toxics")
         schedules = client.request("GET", f"/proxies/{proxy}/schedules")
     console = _console()
@@ -385,7 +402,7 @@ def toxic_rm(
 ) -> None:
     """Remove a toxic; data it was holding is forwarded, not dropped."""
     path = f"/proxies/{proxy}" + (f"/connections/{connection}" if connection else "")
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         client.request("DELETE", f"{path}/toxics/{name}")
     _console().print(f"removed toxic {name} from {proxy}")
 
@@ -401,9 +418,9 @@ def conns(
     api_token: Token = None,
 ) -> None:
     """List a proxy's live connections."""
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         listing = client.request("GET", f"/proxies/{proxy}/connections")
-    table = Table("id", "client", "upstream", "bytes up", "bytes down", "toxics")
+    table = _table("id", "client", "upstream", "bytes up", "bytes down", "toxics")
     for c in listing:
         toxics = ", ".join(t["name"] for t in c["toxics"]) or "-"
         b = c["bytes"]
@@ -433,7 +450,7 @@ def cut(
     if (connection is None) == (not all_):
         raise fail_usage("give a connection id or --all (not both)")
     path = f"/proxies/{proxy}/connections" + (f"/{connection}" if connection else "")
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         client.request("DELETE", path)
     _console().print(
         f"cut {'every connection' if all_ else 'connection ' + str(connection)} of {proxy}"
@@ -449,7 +466,7 @@ def unschedule(
     api_token: Token = None,
 ) -> None:
     """Cancel a schedule; a toxic it switched on is removed."""
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         client.request("DELETE", f"/proxies/{proxy}/schedules/{schedule}")
     _console().print(f"cancelled schedule {schedule} of {proxy}")
 
@@ -458,6 +475,6 @@ def unschedule(
 @reports_errors
 def reset(api: Api = DEFAULT_API, api_token: Token = None) -> None:
     """Enable every proxy and remove every toxic and schedule (Toxiproxy: POST /reset)."""
-    with ChaosClient(api, api_token) as client:
+    with _client(api, api_token) as client:
         client.request("POST", "/reset")
     _console().print("reset: all proxies enabled, all toxics removed")

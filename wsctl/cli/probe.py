@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from enum import StrEnum
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from wsctl.backoff import BackoffPolicy
 from wsctl.cli._common import env_options, reports_errors
@@ -174,6 +172,10 @@ def probe(
         "Stream name for {stream} in URL and protocol templates ({n} filled).", "STREAM")]
     = "alert-{n}",
 ) -> None:
+    import asyncio
+
+    from rich.console import Console
+
     from wsctl.metrics import validate
     from wsctl.probe import dialect as block
     from wsctl.probe.console import summary
@@ -278,5 +280,4 @@ def probe(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe", help=HELP,
-                short_help="Reconnecting probe clients that measure what a user feels.")(probe)
+    app.command("probe", help=HELP)(probe)

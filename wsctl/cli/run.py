@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from wsctl.cli._common import env_options, load_baseline, reports_errors, state
 from wsctl.errors import InvalidInput
@@ -151,6 +149,8 @@ def run(
     check_outputs(outputs, report_dir)
     _ensure_fds(selected)
 
+    from rich.console import Console
+
     from wsctl.report.console import RunProgress, print_report
     from wsctl.scenario.runner import Runner
     from wsctl.scenario.service import kill_all
@@ -224,6 +224,9 @@ def _replace_server(selected: list[Any], command: str | None, url: str | None,
 
 
 def _list(suites: list[Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
     console = Console(highlight=False)
     for suite in suites:
         console.print(f"[bold]{escape(suite.file)}[/bold]: {escape(suite.name)}"
@@ -250,5 +253,4 @@ def _ensure_fds(selected: list[Any]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("run", help=HELP,
-                short_help="Run scenario files and judge them against their criteria.")(run)
+    app.command("run", help=HELP)(run)

@@ -98,5 +98,4 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve", help=DESCRIPTION,
-                short_help="Run the reference server (protocol v1, health, metrics).")(serve)
+    app.command("serve", help=DESCRIPTION)(serve)
