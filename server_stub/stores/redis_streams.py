@@ -208,6 +208,11 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _state(values: list[Any]) -> StreamState:
+    epoch, head, last, state = (_text(v) for v in values)
+    return StreamState(epoch, int(head or 0), last, state)
+
+
 class RedisStreams:
     """Streams, epochs, job state and leases in one Redis database (see the module doc).
 
@@ -327,10 +332,23 @@ class RedisStreams:
 
     async def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
         """Retained events with offset > ``after`` and no older than ``max_age``, in order."""
-        log_key = self.keys(stream)[0]
         entries = await self._call(
-            self.client.xrange(log_key, f"{after + 1}-0", "+", count=limit))
+            self.client.xrange(self.keys(stream)[0], f"{after + 1}-0", "+", count=limit))
+        return self._events(entries, self._wall() - self.max_age)
+
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[StoredEvent]]:
+        """``read(stream, after)`` for several (stream, after) pairs in one round trip."""
+        if not reads:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, after in reads:
+                pipe.xrange(self.keys(stream)[0], f"{after + 1}-0", "+")
+            replies = await self._call(pipe.execute())
         cutoff = self._wall() - self.max_age
+        return [self._events(entries, cutoff) for entries in replies]
+
+    @staticmethod
+    def _events(entries: list[Any], cutoff: float) -> list[StoredEvent]:
         events = []
         for entry_id, fields in entries:
             ts = float(fields[b"t"])
@@ -355,10 +373,18 @@ class RedisStreams:
 
     async def state(self, stream: str) -> StreamState:
         """Epoch, head, last data and producer state (JSON) of ``stream``."""
-        values = await self._call(
-            self.client.hmget(self.keys(stream)[1], "epoch", "head", "last", "state"))
-        epoch, head, last, state = (_text(v) for v in values)
-        return StreamState(epoch, int(head or 0), last, state)
+        return _state(await self._call(
+            self.client.hmget(self.keys(stream)[1], "epoch", "head", "last", "state")))
+
+    async def state_many(self, streams: Sequence[str]) -> list[StreamState]:
+        """``state`` of several streams in one round trip."""
+        if not streams:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.hmget(self.keys(stream)[1], "epoch", "head", "last", "state")
+            replies = await self._call(pipe.execute())
+        return [_state(values) for values in replies]
 
     async def states(self, streams: Iterable[str]) -> dict[str, tuple[str | None, int]]:
         """Epoch and head of several streams in one round trip."""
@@ -372,10 +398,19 @@ class RedisStreams:
 
     async def epoch(self, stream: str) -> str:
         """The stream's epoch, made (with head 0) if the stream is new."""
+        return (await self.epoch_many([stream]))[0]
+
+    async def epoch_many(self, streams: Sequence[str]) -> list[str]:
+        """``epoch`` of several streams in one round trip."""
+        if not streams:
+            return []
         ttl_ms = max(1, round(self.idle_ttl * 1000))
-        value = await self._call(self._epoch(keys=[self.keys(stream)[1]],
-                                             args=[secrets.token_hex(6), ttl_ms]))
-        return _text(value) or ""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                await self._epoch(keys=[self.keys(stream)[1]],
+                                  args=[secrets.token_hex(6), ttl_ms], client=pipe)
+            replies = await self._call(pipe.execute())
+        return [_text(value) or "" for value in replies]
 
     async def trim(self, stream: str, upto: int) -> int:
         """Forget events with offset <= ``upto``; returns how many went."""
@@ -385,7 +420,24 @@ class RedisStreams:
     async def delete(self, stream: str, token: str = "") -> bool:
         """Forget the stream entirely (its next use starts a new epoch), unless a token
         other than ``token`` holds its lease: another instance still produces it."""
-        return bool(await self._call(self._drop(keys=list(self.keys(stream)), args=[token])))
+        return (await self.delete_many([(stream, token)]))[0]
+
+    async def delete_many(self, drops: Sequence[tuple[str, str]]) -> list[bool]:
+        """``delete`` for several (stream, token) pairs in one round trip."""
+        return await self._scripts(self._drop, [(list(self.keys(stream)), [token])
+                                                for stream, token in drops])
+
+    async def _scripts(self, script: Any, calls: Sequence[tuple[list[str], list[Any]]]
+                       ) -> list[bool]:
+        """Run ``script`` once per (keys, args) in one pipelined round trip; truthy
+        replies as booleans."""
+        if not calls:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            replies = await self._call(pipe.execute())
+        return [bool(r) for r in replies]
 
     async def names(self) -> list[str]:
         """Every stream the database holds (a SCAN)."""
@@ -423,20 +475,21 @@ class RedisStreams:
     async def renew(self, leases: dict[str, str], ttl: float = LEASE_TTL) -> dict[str, bool]:
         """Extend each held lease (stream -> token) in one round trip; False where the
         token no longer holds it."""
-        if not leases:
-            return {}
+        leases = dict(leases)  # the caller's dict may change while the reply is awaited
         ttl_ms = max(1, round(ttl * 1000))
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stream, token in leases.items():
-                await self._renew(keys=[self.keys(stream)[2]], args=[token, ttl_ms],
-                                  client=pipe)
-            replies = await self._call(pipe.execute())
-        return {stream: bool(r) for stream, r in zip(leases, replies, strict=True)}
+        replies = await self._scripts(self._renew, [([self.keys(stream)[2]], [token, ttl_ms])
+                                                    for stream, token in leases.items()])
+        return dict(zip(leases, replies, strict=True))
 
     async def release(self, stream: str, token: str) -> bool:
         """Give the lease up (if ``token`` still holds it), so another instance can take
         the stream over at once instead of after the TTL."""
-        return bool(await self._call(self._release(keys=[self.keys(stream)[2]], args=[token])))
+        return (await self.release_many({stream: token}))[0]
+
+    async def release_many(self, leases: dict[str, str]) -> list[bool]:
+        """``release`` for several leases (stream -> token) in one round trip."""
+        return await self._scripts(self._release, [([self.keys(stream)[2]], [token])
+                                                   for stream, token in leases.items()])
 
     async def holder(self, stream: str) -> str | None:
         """The token holding the stream's lease, if any."""
@@ -466,13 +519,10 @@ class Leases:
         """Renew the leases held (if ``renew``), try to take the ``wanted`` ones not held,
         give up the held ones no longer wanted. Returns (gained, lost)."""
         wanted = set(wanted)
-        for stream in [s for s in self.held if s not in wanted]:
-            token = self.held.pop(stream)
-            await self.redis.release(stream, token)
-        renewed = await self.redis.renew(self.held, self.ttl) if renew else {}
-        lost = {stream for stream, ok in renewed.items() if not ok}
-        for stream in lost:
-            del self.held[stream]
+        unwanted = {stream: self.held.pop(stream) for stream in list(self.held)
+                    if stream not in wanted}
+        await self.redis.release_many(unwanted)
+        lost = await self.renew() if renew else set()
         tokens = {stream: f"{self.instance}:{next(self._seq)}"
                   for stream in wanted - self.held.keys() - lost}
         taken = await self.redis.acquire_many(tokens, self.ttl)
@@ -480,14 +530,23 @@ class Leases:
         self.held.update((stream, tokens[stream]) for stream in gained)
         return gained, lost
 
+    async def renew(self) -> set[str]:
+        """Extend every lease held (one round trip); returns (and forgets) those lost."""
+        held = dict(self.held)
+        renewed = await self.redis.renew(held, self.ttl)
+        lost = {stream for stream, ok in renewed.items() if not ok}
+        for stream in lost:
+            if self.held.get(stream) == held[stream]:
+                del self.held[stream]
+        return lost
+
     def lost(self, stream: str) -> None:
         """Forget a lease an append found lost."""
         self.held.pop(stream, None)
 
     async def release_all(self) -> None:
-        for stream, token in list(self.held.items()):
-            await self.redis.release(stream, token)
-        self.held.clear()
+        held, self.held = self.held, {}
+        await self.redis.release_many(held)
 
 
 Published = Callable[[str, str, StoredEvent, str], Awaitable[None]]
