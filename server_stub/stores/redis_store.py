@@ -257,8 +257,8 @@ class RedisStreamStore(LogStore[_Mirror]):
     async def _published(self, stream: str, epoch: str, event: StoredEvent,
                          state_json: str) -> None:
         s = self._logs.get(stream)
-        if s is None or event.offset <= s.head:
-            return
+        if s is None or event.offset <= s.head or stream in self._ready:
+            return  # (a stream produced here: commit() applies its own events)
         if epoch != s.epoch or event.offset > s.head + 1:
             await self._refresh_quietly([stream])
             return

@@ -49,6 +49,7 @@ LEASE_TTL = 3.0  # s: a dead holder's streams are taken over within this (+ one 
 LEASE_RENEW = 1.0  # s: holders renew, others try to take over, this often
 EVENTS_CHANNEL = "events"
 POLL = 0.2  # s: the follower checks whether it should stop this often
+LEASE_CHUNK = 1000  # leases renewed or taken per script call
 
 
 class Refused(RunFailed):
@@ -153,13 +154,33 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
 """
 
-# KEYS: lease   ARGV: token, ttl_ms. 1 if still held (and extended), else 0.
+# The two lease scripts run for many streams at once: one call per LEASE_CHUNK leases,
+# not one command each, as renewing thousands every second would cost the client far more
+# in packing and parsing than Redis spends on them. (Their keys span hash slots: these two
+# need a single Redis, not a Cluster.)
+# KEYS: leases   ARGV: ttl_ms, then the token of each key. Per key 1 if that token holds
+# it (and it is extended), else 0.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = 0
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    out[i] = 1
+  end
 end
-return 0
+return out
+"""
+
+# KEYS: leases   ARGV: ttl_ms, then the token of each key. Per key 1 if it was free and
+# is now held by that token, else 0.
+_ACQUIRE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = 0
+  if redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ARGV[1]) then out[i] = 1 end
+end
+return out
 """
 
 # KEYS: lease   ARGV: token. 1 if it was held and is now free.
@@ -244,6 +265,7 @@ class RedisStreams:
             url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._append = self.client.register_script(_APPEND)
         self._renew = self.client.register_script(_RENEW)
+        self._acquire = self.client.register_script(_ACQUIRE)
         self._release = self.client.register_script(_RELEASE)
         self._epoch = self.client.register_script(_EPOCH)
         self._drop = self.client.register_script(_DROP)
@@ -463,23 +485,33 @@ class RedisStreams:
     async def acquire_many(self, tokens: dict[str, str],
                            ttl: float = LEASE_TTL) -> dict[str, bool]:
         """``acquire`` for several streams (stream -> token) in one round trip."""
-        if not tokens:
-            return {}
-        ttl_ms = max(1, round(ttl * 1000))
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stream, token in tokens.items():
-                pipe.set(self.keys(stream)[2], token, nx=True, px=ttl_ms)
-            replies = await self._call(pipe.execute())
-        return {stream: bool(r) for stream, r in zip(tokens, replies, strict=True)}
+        return await self._leases(self._acquire, tokens, ttl)
 
     async def renew(self, leases: dict[str, str], ttl: float = LEASE_TTL) -> dict[str, bool]:
         """Extend each held lease (stream -> token) in one round trip; False where the
         token no longer holds it."""
+        return await self._leases(self._renew, leases, ttl)
+
+    async def _leases(self, script: Any, leases: dict[str, str], ttl: float
+                      ) -> dict[str, bool]:
+        """Run a lease script (``_RENEW``, ``_ACQUIRE``) over ``leases`` (stream -> token),
+        ``LEASE_CHUNK`` per call, every call in one pipelined round trip."""
         leases = dict(leases)  # the caller's dict may change while the reply is awaited
+        if not leases:
+            return {}
         ttl_ms = max(1, round(ttl * 1000))
-        replies = await self._scripts(self._renew, [([self.keys(stream)[2]], [token, ttl_ms])
-                                                    for stream, token in leases.items()])
-        return dict(zip(leases, replies, strict=True))
+        streams = list(leases)
+        calls = []
+        for i in range(0, len(streams), LEASE_CHUNK):
+            chunk = streams[i:i + LEASE_CHUNK]
+            calls.append(([self.keys(stream)[2] for stream in chunk],
+                          [ttl_ms, *(leases[stream] for stream in chunk)]))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            replies = await self._call(pipe.execute())
+        flat = [bool(r) for reply in replies for r in reply]
+        return dict(zip(streams, flat, strict=True))
 
     async def release(self, stream: str, token: str) -> bool:
         """Give the lease up (if ``token`` still holds it), so another instance can take
