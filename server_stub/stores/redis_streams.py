@@ -50,6 +50,7 @@ LEASE_RENEW = 1.0  # s: holders renew, others try to take over, this often
 EVENTS_CHANNEL = "events"
 POLL = 0.2  # s: the follower checks whether it should stop this often
 LEASE_CHUNK = 1000  # leases renewed or taken per script call
+APPEND_CHUNK = 100  # events appended per script call
 
 
 class Refused(RunFailed):
@@ -90,59 +91,72 @@ def check_url(url: str) -> str:
     return url
 
 
-# KEYS: log, meta, lease
-# ARGV: 1 token, 2 ts, 3 data, 4 max_events, 5 cutoff, 6 ttl_ms, 7 epoch, 8 state,
-#       9 channel, 10 stream, 11 expected offset ('' = any), 12 '1' = epoch must match.
-# Returns {offset, epoch}; errors WSCTL_LEASE (fenced), WSCTL_EPOCH (the history this
-# producer knew is gone), WSCTL_CONFLICT (the head moved under it).
+# Appends several events, in order, in one call (up to APPEND_CHUNK; a commit's events).
+# KEYS: log, meta, lease of each event (3 per event)
+# ARGV: 1 max_events, 2 cutoff, 3 ttl_ms, 4 channel, then 8 per event: token, ts, data,
+#       epoch, state, stream, expected offset ('' = any), '1' = epoch must match.
+# Returns per event {offset, epoch}, or {0, reason} where it is refused: WSCTL_LEASE
+# (fenced), WSCTL_EPOCH (the history this producer knew is gone), WSCTL_CONFLICT (the head
+# moved under it). The appended events are published as one message, a line each.
 _APPEND = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then
-  return redis.error_reply('WSCTL_LEASE the producer lease is not held')
-end
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-local head = tonumber(redis.call('HGET', KEYS[2], 'head') or '0')
-if not epoch then
-  if ARGV[12] == '1' and ARGV[11] ~= '' and tonumber(ARGV[11]) ~= 1 then
-    return redis.error_reply('WSCTL_EPOCH the stream history is gone')
+local max, cutoff, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local function append(log, meta, lease, token, ts, data, new_epoch, state, stream,
+                      expected, strict)
+  if token ~= '' and redis.call('GET', lease) ~= token then
+    return {0, 'WSCTL_LEASE the producer lease is not held'}
   end
-  epoch = ARGV[7]
-  redis.call('HSET', KEYS[2], 'epoch', epoch)
-elseif ARGV[12] == '1' and epoch ~= ARGV[7] then
-  return redis.error_reply('WSCTL_EPOCH the stream has another epoch')
-end
-if ARGV[11] ~= '' and head + 1 ~= tonumber(ARGV[11]) then
-  return redis.error_reply('WSCTL_CONFLICT the head moved')
-end
-local offset = head + 1
-local frame = '{"type":"event","offset":' .. offset .. ',"ts":' .. ARGV[2]
-  .. ',"data":' .. ARGV[3] .. '}'
-redis.call('HSET', KEYS[2], 'head', offset, 'last', ARGV[3], 'state', ARGV[8])
-local max = tonumber(ARGV[4])
-if max > 0 then
-  redis.call('XADD', KEYS[1], 'MAXLEN', max, offset .. '-0', 't', ARGV[2], 'f', frame)
-  local cutoff = tonumber(ARGV[5])
-  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-  -- usually nothing is stale: one entry read; else 64 at a time until a young one
-  while tonumber(oldest[1][2][2]) < cutoff do
-    local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 64)
-    local keep = nil
-    for _, entry in ipairs(batch) do
-      if tonumber(entry[2][2]) >= cutoff then keep = entry[1] break end
+  local epoch = redis.call('HGET', meta, 'epoch')
+  local head = tonumber(redis.call('HGET', meta, 'head') or '0')
+  if not epoch then
+    if strict == '1' and expected ~= '' and tonumber(expected) ~= 1 then
+      return {0, 'WSCTL_EPOCH the stream history is gone'}
     end
-    if keep then
-      if keep ~= batch[1][1] then redis.call('XTRIM', KEYS[1], 'MINID', keep) end
-      break
-    end
-    local last = string.match(batch[#batch][1], '^(%d+)')
-    redis.call('XTRIM', KEYS[1], 'MINID', (tonumber(last) + 1) .. '-0')
-    oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+    epoch = new_epoch
+    redis.call('HSET', meta, 'epoch', epoch)
+  elseif strict == '1' and epoch ~= new_epoch then
+    return {0, 'WSCTL_EPOCH the stream has another epoch'}
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  if expected ~= '' and head + 1 ~= tonumber(expected) then
+    return {0, 'WSCTL_CONFLICT the head moved'}
+  end
+  local offset = head + 1
+  local frame = '{"type":"event","offset":' .. offset .. ',"ts":' .. ts
+    .. ',"data":' .. data .. '}'
+  redis.call('HSET', meta, 'head', offset, 'last', data, 'state', state)
+  if max > 0 then
+    redis.call('XADD', log, 'MAXLEN', max, offset .. '-0', 't', ts, 'f', frame)
+    local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+    -- usually nothing is stale: one entry read; else 64 at a time until a young one
+    while tonumber(oldest[1][2][2]) < cutoff do
+      local batch = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
+      local keep = nil
+      for _, entry in ipairs(batch) do
+        if tonumber(entry[2][2]) >= cutoff then keep = entry[1] break end
+      end
+      if keep then
+        if keep ~= batch[1][1] then redis.call('XTRIM', log, 'MINID', keep) end
+        break
+      end
+      local last = string.match(batch[#batch][1], '^(%d+)')
+      redis.call('XTRIM', log, 'MINID', (tonumber(last) + 1) .. '-0')
+      oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+    end
+    redis.call('PEXPIRE', log, ttl)
+  end
+  redis.call('PEXPIRE', meta, ttl)
+  return {offset, epoch, stream .. ' ' .. epoch .. ' ' .. offset .. ' ' .. ts .. ' ' .. state
+    .. ' ' .. frame}
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. epoch .. ' ' .. offset .. ' ' .. ARGV[2]
-  .. ' ' .. ARGV[8] .. ' ' .. frame)
-return {offset, epoch}
+local out, lines = {}, {}
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, 4 + i * 8
+  local r = append(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2],
+                   ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+  if r[3] then lines[#lines + 1] = r[3] end
+  out[i + 1] = {r[1], r[2]}
+end
+if #lines > 0 then redis.call('PUBLISH', ARGV[4], table.concat(lines, '\\n')) end
+return out
 """
 
 # KEYS: log, meta, lease   ARGV: token. Deletes the stream unless another token holds
@@ -285,8 +299,6 @@ class RedisStreams:
         try:
             return await op
         except errors.ResponseError as exc:
-            if str(exc).startswith("WSCTL_LEASE"):
-                raise LeaseLost(str(exc).partition(" ")[2]) from exc
             raise StoreUnavailable(f"redis {self.url}: {exc}") from exc
         except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"redis {self.url} unreachable: {exc}") from exc
@@ -299,15 +311,6 @@ class RedisStreams:
         await self.client.aclose()
 
     # -- events ----------------------------------------------------------------------
-
-    def _append_args(self, item: Append, now: float) -> tuple[list[str], list[Any]]:
-        ttl_ms = max(1, round(self.idle_ttl * 1000))
-        return list(self.keys(item.stream)), [
-            item.token, repr(item.ts if item.ts is not None else now), item.data_json,
-            self.max_events, repr(now - self.max_age), ttl_ms, item.epoch or secrets.token_hex(6),
-            item.state_json, self.channel,
-            item.stream, "" if item.offset is None else item.offset,
-            "1" if item.epoch is not None else ""]
 
     async def append(self, stream: str, data_json: str, *, token: str = "",
                      state_json: str = "null") -> tuple[StoredEvent, str]:
@@ -322,34 +325,43 @@ class RedisStreams:
     async def append_many(
         self, items: Sequence[Append]
     ) -> list[tuple[StoredEvent, str] | Refused]:
-        """Append several events in one round trip (a pipeline of append scripts: the group
-        commit of one scheduler tick). Each result is the event and its epoch, or Refused
-        (LeaseLost, or a head or epoch that moved) for that item alone; StoreUnavailable
-        fails them all."""
+        """Append several events in one round trip (``APPEND_CHUNK`` per script call, the
+        calls pipelined: the group commit of one scheduler tick). Each result is the event
+        and its epoch, or Refused (LeaseLost, or a head or epoch that moved) for that item
+        alone; StoreUnavailable fails them all."""
         if not items:
             return []
         now = self._wall()
+        shared = [self.max_events, repr(now - self.max_age),
+                  max(1, round(self.idle_ttl * 1000)), self.channel]
         async with self.client.pipeline(transaction=False) as pipe:
-            for item in items:
-                keys, args = self._append_args(item, now)
+            for i in range(0, len(items), APPEND_CHUNK):
+                keys: list[str] = []
+                args: list[Any] = list(shared)
+                for item in items[i:i + APPEND_CHUNK]:
+                    keys += self.keys(item.stream)
+                    args += [item.token, repr(item.ts if item.ts is not None else now),
+                             item.data_json, item.epoch or secrets.token_hex(6),
+                             item.state_json, item.stream,
+                             "" if item.offset is None else item.offset,
+                             "1" if item.epoch is not None else ""]
                 await self._append(keys=keys, args=args, client=pipe)
             replies = await self._call(pipe.execute(raise_on_error=False))
-        out: list[tuple[StoredEvent, str] | Refused] = []
-        for item, reply in zip(items, replies, strict=True):
+        for reply in replies:
             if isinstance(reply, Exception):
-                text = str(reply)
-                if text.startswith("WSCTL_LEASE"):
-                    out.append(LeaseLost(f"stream {item.stream}: {text.partition(' ')[2]}"))
-                elif text.startswith("WSCTL_"):
-                    out.append(Refused(f"stream {item.stream}: {text.partition(' ')[2]}"))
-                else:
-                    raise StoreUnavailable(f"redis {self.url}: {reply}")
+                raise StoreUnavailable(f"redis {self.url}: {reply}")
+        out: list[tuple[StoredEvent, str] | Refused] = []
+        for item, (offset, epoch) in zip(
+                items, (r for reply in replies for r in reply), strict=True):
+            if not offset:
+                text = _text(epoch) or ""
+                refused = LeaseLost if text.startswith("WSCTL_LEASE") else Refused
+                out.append(refused(f"stream {item.stream}: {text.partition(' ')[2]}"))
                 continue
-            offset, epoch = int(reply[0]), _text(reply[1]) or ""
             ts = item.ts if item.ts is not None else now
             frame = (f'{{"type":"event","offset":{offset},"ts":{ts!r},'
                      f'"data":{item.data_json}}}').encode()
-            out.append((StoredEvent(offset, ts, frame), epoch))
+            out.append((StoredEvent(int(offset), ts, frame), _text(epoch) or ""))
         return out
 
     async def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
@@ -633,6 +645,7 @@ class RedisFollower:
                     pass
 
     async def _hand_over(self, payload: bytes) -> None:
-        stream, epoch, offset, ts, state, frame = payload.split(b" ", 5)
-        await self.on_event(stream.decode(), epoch.decode(),
-                            StoredEvent(int(offset), float(ts), frame), state.decode())
+        for line in payload.split(b"\n"):  # one line per event (frames are JSON text)
+            stream, epoch, offset, ts, state, frame = line.split(b" ", 5)
+            await self.on_event(stream.decode(), epoch.decode(),
+                                StoredEvent(int(offset), float(ts), frame), state.decode())
