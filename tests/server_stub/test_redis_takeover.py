@@ -16,7 +16,7 @@ import pytest
 
 from server_stub.stores.redis_store import RedisStreamStore
 from server_stub.stores.redis_streams import Append, RedisStreams
-from tests.redisproc import RedisProcess, redis_server  # noqa: F401
+from tests.redisproc import RedisProcess, redis_server, until  # noqa: F401
 
 EVENTS = 3  # per stream, so that each mirror is read from Redis, not only its state
 
@@ -130,8 +130,8 @@ async def test_thousands_of_streams_ready_and_kept(redis_server: RedisProcess) -
             assert loop.time() < deadline, f"{len(store._ready)} of {len(streams)} ready"
             await asyncio.sleep(0.1)
         tokens = dict(store.leases.held)
-        until = loop.time() + 2.0
-        while loop.time() < until:
+        kept_until = loop.time() + 2.0
+        while loop.time() < kept_until:
             assert len(store._ready) == len(streams)
             await asyncio.sleep(0.1)
         assert store.leases.held == tokens
@@ -182,16 +182,10 @@ async def test_group_append_is_heard_event_by_event(redis_server: RedisProcess, 
     follower = RedisFollower(redis, on_event)
     task = asyncio.create_task(follower.run())
     try:
-        for _ in range(50):
-            if follower.connected:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: follower.connected)
         results = await redis.append_many(
             [Append(f"g{i % 3}", json.dumps({"i": i})) for i in range(items)])
-        for _ in range(50):
-            if len(heard) == items:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(heard) == items)
     finally:
         follower.stop()
         await task
