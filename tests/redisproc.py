@@ -5,8 +5,9 @@ same port, for tests of a Redis that goes away). Tests skip when the binary is a
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -53,3 +54,12 @@ def shared_redis() -> RedisProcess:
         _shared = RedisProcess()
         atexit.register(_shared.close)
     return _shared
+
+
+async def until(condition: Callable[[], bool], seconds: float = 2.5) -> None:
+    """Wait (polling every 50 ms) until ``condition()`` holds or ``seconds`` pass; the
+    test's own assertion then says what was missing."""
+    for _ in range(round(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)

@@ -45,6 +45,7 @@ from server_stub.stores.redis_streams import (
     RedisStreams,
     Refused,
     StoreUnavailable,
+    StreamState,
     check_url,
 )
 from wsctl.errors import RunFailed
@@ -52,7 +53,8 @@ from wsctl.errors import RunFailed
 log = logging.getLogger("server_stub")
 
 HOT_EVENTS = 8
-CHECK_PERIOD = 1.0  # s between catch-up checks of every mirrored stream
+CHECK_PERIOD = 1.0  # s between catch-up checks of the streams another instance produces
+BATCH = 500  # streams read (or checked) per pipelined round trip
 _DATA = b',"data":'
 
 Deliver = Callable[[str, list[StoredEvent]], None]
@@ -90,7 +92,8 @@ class RedisStreamStore(LogStore[_Mirror]):
     def __init__(self, url: str, max_events: int = 1000, max_age: float = 120.0, *,
                  hot_events: int = HOT_EVENTS, wall: Callable[[], float] = time.time,
                  prefix: str = "wsctl", lease_ttl: float = LEASE_TTL,
-                 lease_renew: float = LEASE_RENEW, instance: str | None = None) -> None:
+                 lease_renew: float = LEASE_RENEW, instance: str | None = None,
+                 clock: Callable[[], float] = time.monotonic, batch: int = BATCH) -> None:
         super().__init__(max_age, wall)
         self.url = url
         self.max_events = max_events
@@ -99,6 +102,9 @@ class RedisStreamStore(LogStore[_Mirror]):
                                   wall=wall)
         self.leases = Leases(self.redis, instance, lease_ttl)
         self.lease_renew = lease_renew
+        self.batch = batch
+        self._clock = clock
+        self._renew_at = float("-inf")  # when (self._clock) the held leases are next renewed
         self.follower = RedisFollower(self.redis, self._published)
         self._pending: list[tuple[str, _Mirror, StoredEvent, str, str]] = []
         self._drops: list[tuple[str, str]] = []
@@ -124,9 +130,7 @@ class RedisStreamStore(LogStore[_Mirror]):
             return
         try:
             await self.redis.ping()
-            names = await self.redis.names()
-            for name in names:
-                await self._refresh(name)
+            await self._refresh(await self.redis.names())
         except StoreUnavailable as exc:
             await self.redis.close()
             raise RunFailed(f"--store {self.url}: cannot reach Redis: {exc}") from exc
@@ -195,9 +199,9 @@ class RedisStreamStore(LogStore[_Mirror]):
         when it cannot be reached) is dropped, never made visible, so never sent."""
         pending, self._pending = self._pending, []
         drops, self._drops = self._drops, []
-        for stream, token in drops:
+        if drops:
             try:
-                await self.redis.delete(stream, token)
+                await self.redis.delete_many(drops)
             except StoreUnavailable as exc:
                 self._failed(exc)
         items = []
@@ -231,7 +235,8 @@ class RedisStreamStore(LogStore[_Mirror]):
                     self.leases.lost(item.stream)
                 else:
                     log.warning("store %s: %s; re-reading the stream", self.url, result)
-                    asyncio.get_running_loop().create_task(self._refresh_quietly(item.stream))
+                    asyncio.get_running_loop().create_task(
+                        self._refresh_quietly([item.stream]))
                 continue
             if self._logs.get(item.stream) is s and event.offset == s.head + 1:
                 self._apply(s, [event], item.data_json, item.state_json)
@@ -252,10 +257,10 @@ class RedisStreamStore(LogStore[_Mirror]):
     async def _published(self, stream: str, epoch: str, event: StoredEvent,
                          state_json: str) -> None:
         s = self._logs.get(stream)
-        if s is None or event.offset <= s.head:
-            return
+        if s is None or event.offset <= s.head or stream in self._ready:
+            return  # (a stream produced here: commit() applies its own events)
         if epoch != s.epoch or event.offset > s.head + 1:
-            await self._refresh_quietly(stream)
+            await self._refresh_quietly([stream])
             return
         self._apply(s, [event], None, state_json)
         if self._deliver is not None:
@@ -264,49 +269,70 @@ class RedisStreamStore(LogStore[_Mirror]):
     async def refresh(self, stream: str) -> None:
         """Bring the mirror of ``stream`` up to date before a client attaches (another
         instance may have appended what this one has not heard yet)."""
-        await self._refresh_quietly(stream, create=True)
+        await self._refresh_quietly([stream], create=True)
 
-    async def _refresh_quietly(self, stream: str, create: bool = False) -> None:
+    async def _refresh_quietly(self, streams: list[str], create: bool = False) -> None:
         try:
-            await self._refresh(stream, create)
+            await self._refresh(streams, create)
         except StoreUnavailable as exc:
             self._failed(exc)
 
-    async def _refresh(self, stream: str, create: bool = False) -> None:
-        """Read the stream's state from Redis and catch the mirror up: events after the
+    async def _refresh(self, streams: list[str], create: bool = False) -> None:
+        """Read the streams' state from Redis and catch their mirrors up: events after a
         mirror's head are delivered; a new epoch (or a gap trimmed away) replaces the
-        mirror and resets the stream's clients, who then resume and are told the truth."""
-        state = await self.redis.state(stream)
-        if state.epoch is None:
-            if create and stream not in self._logs:
-                epoch = await self.redis.epoch(stream)  # one epoch for every instance
+        mirror and resets the stream's clients, who then resume and are told the truth.
+        ``create``: a stream Redis does not hold gets its epoch made there (one epoch for
+        every instance). Two pipelined round trips per ``batch`` streams at most: the
+        states, then the epochs to make and the events to read."""
+        for i in range(0, len(streams), self.batch):
+            chunk = streams[i:i + self.batch]
+            states = dict(zip(chunk, await self.redis.state_many(chunk), strict=True))
+            new = [stream for stream, state in states.items()
+                   if state.epoch is None and create and stream not in self._logs]
+            reads: list[tuple[str, _Mirror | None, StreamState, int]] = []
+            for stream, state in states.items():
+                s = self._logs.get(stream)
+                if state.epoch is None or (
+                        s is not None and s.epoch == state.epoch and state.head <= s.head):
+                    continue
+                if s is not None and s.epoch == state.epoch:
+                    reads.append((stream, s, state, s.head))  # catch up from the mirror
+                elif self.hot_events > 0 and state.head > 0:
+                    reads.append((stream, s, state, max(0, state.head - self.hot_events)))
+                else:
+                    self._replace(stream, s, state, [])
+            for stream, epoch in zip(new, await self.redis.epoch_many(new), strict=True):
                 self._logs.setdefault(stream, _Mirror(epoch))
-            return
-        s = self._logs.get(stream)
-        if s is not None and s.epoch == state.epoch and state.head <= s.head:
-            return
-        if s is not None and s.epoch == state.epoch:
-            events = [e for e in await self.redis.read(stream, s.head) if e.offset > s.head]
-            if self._logs.get(stream) is not s:
-                return
-            if events and events[0].offset == s.head + 1:
-                events = [e for e in events if e.offset <= state.head]
-                self._apply(s, events, None, state.state)
-                if self._deliver is not None:
-                    self._deliver(stream, events)
-                return
-            if not events or state.head <= s.head:
-                return
+            read = await self.redis.read_many([(stream, after) for stream, _, _, after in reads])
+            for (stream, s, state, _), events in zip(reads, read, strict=True):
+                if s is not None and self._logs.get(stream) is not s:
+                    continue  # replaced while Redis answered
+                if s is not None and s.epoch == state.epoch:
+                    events = [e for e in events if e.offset > s.head]
+                    if events and events[0].offset == s.head + 1:
+                        events = [e for e in events if e.offset <= state.head]
+                        self._apply(s, events, None, state.state)
+                        if self._deliver is not None:
+                            self._deliver(stream, events)
+                        continue
+                    if not events:
+                        continue
+                # A gap trimmed away after the mirror's head: what was read from there
+                # holds every retained event of the fresh mirror's hot window.
+                hot = max(0, state.head - self.hot_events)
+                self._replace(stream, s, state,
+                              [e for e in events if hot < e.offset <= state.head])
+
+    def _replace(self, stream: str, s: _Mirror | None, state: StreamState,
+                 events: list[StoredEvent]) -> None:
+        """Mirror ``stream`` afresh from Redis (``events``: its hot window), resetting the
+        clients of the mirror it replaces."""
+        assert state.epoch is not None
         fresh = _Mirror(state.epoch, state.head)
         fresh.last_data, fresh.state = state.last, state.state
-        if self.hot_events > 0 and state.head > 0:
-            for event in await self.redis.read(stream, max(0, state.head - self.hot_events)):
-                if event.offset <= state.head:
-                    fresh.frames.append(event.frame)
-                    fresh.times.append(event.ts)
-            fresh.head = state.head
-        if s is not None and self._logs.get(stream) is not s:
-            return
+        for event in events:
+            fresh.frames.append(event.frame)
+            fresh.times.append(event.ts)
         self._size += len(fresh.frames) - (len(s.frames) if s is not None else 0)
         self._logs[stream] = fresh
         if s is not None and self._reset is not None:
@@ -322,45 +348,58 @@ class RedisStreamStore(LogStore[_Mirror]):
         return self._stop.is_set()
 
     async def _check_loop(self) -> None:
-        """Catch up every mirrored stream whose head moved unheard, once a period."""
+        """Catch up, once a period, the mirrored streams whose head moved unheard."""
         while not await self._stopped_within(CHECK_PERIOD):
             try:
-                states = await self.redis.states(list(self._logs))
+                await self._check()
                 self._worked()
             except StoreUnavailable as exc:
                 self._failed(exc)
-                continue
+
+    async def _check(self) -> None:
+        """One catch-up pass over the streams mirrored here that this instance does not
+        hold the lease of (a stream it produces cannot move unheard: another producer
+        would first have to take the lease, which the next renewal notices), ``batch``
+        states per round trip."""
+        held = self.leases.held
+        streams = [stream for stream in self._logs if stream not in held]
+        for i in range(0, len(streams), self.batch):
+            states = await self.redis.states(streams[i:i + self.batch])
+            moved = []
             for stream, (epoch, head) in states.items():
                 s = self._logs.get(stream)
                 if s is not None and (epoch != s.epoch or head > s.head) and (
                         epoch is not None or s.head > 0):
-                    await self._refresh_quietly(stream)
+                    moved.append(stream)
+            await self._refresh(moved)
 
     async def _lease_loop(self) -> None:
         """Take the leases of the streams wanted here, renew the held ones, release the
         rest; a stream is produced only once its mirror is re-read after taking it."""
         attempt = self.lease_renew / 4  # try to take over four times per renewal
-        ticks = 0
         while not await self._stopped_within(attempt):
-            ticks += 1
             try:
-                gained, lost = await self.leases.tick(self._wanted, renew=ticks % 4 == 0)
+                await self._leases_pass()
                 self._worked()
             except StoreUnavailable as exc:
                 self._failed(exc)
                 self._ready.clear()
-                continue
-            self._ready -= lost
-            self._ready &= self.leases.held.keys()
-            for stream in lost:
-                log.info("store %s: lease of %s lost: another instance produces it",
-                         self.url, stream)
-            for stream in self.leases.held.keys() - self._ready:
-                try:
-                    await self._refresh(stream, create=True)
-                except StoreUnavailable as exc:
-                    self._failed(exc)
-                    break
+
+    async def _leases_pass(self) -> None:
+        """Renew the held leases if due, release the unwanted, take the wanted, then make
+        the streams held but not ready ready: their mirrors re-read ``batch`` at a time,
+        with the renewal due checked between batches, so taking over thousands of
+        streams never lets the leases already held expire."""
+        await self._renew_if_due()
+        gained, _ = await self.leases.tick(self._wanted, renew=False)
+        self._ready &= self.leases.held.keys()
+        waiting = [stream for stream in self.leases.held if stream not in self._ready]
+        for i in range(0, len(waiting), self.batch):
+            await self._renew_if_due()
+            chunk = [stream for stream in waiting[i:i + self.batch]
+                     if stream in self.leases.held]
+            await self._refresh(chunk, create=True)
+            for stream in chunk:
                 s = self._logs.get(stream)
                 if s is not None and stream in self.leases.held:
                     s.appended = s.head
@@ -368,6 +407,19 @@ class RedisStreamStore(LogStore[_Mirror]):
                     if stream in gained:
                         log.debug("store %s: producing %s from offset %d", self.url, stream,
                                   s.head + 1)
+
+    async def _renew_if_due(self) -> None:
+        """Renew every held lease if ``lease_renew`` s have passed since the last renewal
+        (by the clock, however long the work between two calls took)."""
+        now = self._clock()
+        if now < self._renew_at:
+            return
+        self._renew_at = now + self.lease_renew
+        lost = await self.leases.renew()
+        self._ready -= lost
+        for stream in lost:
+            log.info("store %s: lease of %s lost: another instance produces it",
+                     self.url, stream)
 
     # -- reading ---------------------------------------------------------------------
 

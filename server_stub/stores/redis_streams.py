@@ -49,6 +49,8 @@ LEASE_TTL = 3.0  # s: a dead holder's streams are taken over within this (+ one 
 LEASE_RENEW = 1.0  # s: holders renew, others try to take over, this often
 EVENTS_CHANNEL = "events"
 POLL = 0.2  # s: the follower checks whether it should stop this often
+LEASE_CHUNK = 1000  # leases renewed or taken per script call
+APPEND_CHUNK = 100  # events appended per script call
 
 
 class Refused(RunFailed):
@@ -89,59 +91,72 @@ def check_url(url: str) -> str:
     return url
 
 
-# KEYS: log, meta, lease
-# ARGV: 1 token, 2 ts, 3 data, 4 max_events, 5 cutoff, 6 ttl_ms, 7 epoch, 8 state,
-#       9 channel, 10 stream, 11 expected offset ('' = any), 12 '1' = epoch must match.
-# Returns {offset, epoch}; errors WSCTL_LEASE (fenced), WSCTL_EPOCH (the history this
-# producer knew is gone), WSCTL_CONFLICT (the head moved under it).
+# Appends several events, in order, in one call (up to APPEND_CHUNK; a commit's events).
+# KEYS: log, meta, lease of each event (3 per event)
+# ARGV: 1 max_events, 2 cutoff, 3 ttl_ms, 4 channel, then 8 per event: token, ts, data,
+#       epoch, state, stream, expected offset ('' = any), '1' = epoch must match.
+# Returns per event {offset, epoch}, or {0, reason} where it is refused: WSCTL_LEASE
+# (fenced), WSCTL_EPOCH (the history this producer knew is gone), WSCTL_CONFLICT (the head
+# moved under it). The appended events are published as one message, a line each.
 _APPEND = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then
-  return redis.error_reply('WSCTL_LEASE the producer lease is not held')
-end
-local epoch = redis.call('HGET', KEYS[2], 'epoch')
-local head = tonumber(redis.call('HGET', KEYS[2], 'head') or '0')
-if not epoch then
-  if ARGV[12] == '1' and ARGV[11] ~= '' and tonumber(ARGV[11]) ~= 1 then
-    return redis.error_reply('WSCTL_EPOCH the stream history is gone')
+local max, cutoff, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local function append(log, meta, lease, token, ts, data, new_epoch, state, stream,
+                      expected, strict)
+  if token ~= '' and redis.call('GET', lease) ~= token then
+    return {0, 'WSCTL_LEASE the producer lease is not held'}
   end
-  epoch = ARGV[7]
-  redis.call('HSET', KEYS[2], 'epoch', epoch)
-elseif ARGV[12] == '1' and epoch ~= ARGV[7] then
-  return redis.error_reply('WSCTL_EPOCH the stream has another epoch')
-end
-if ARGV[11] ~= '' and head + 1 ~= tonumber(ARGV[11]) then
-  return redis.error_reply('WSCTL_CONFLICT the head moved')
-end
-local offset = head + 1
-local frame = '{"type":"event","offset":' .. offset .. ',"ts":' .. ARGV[2]
-  .. ',"data":' .. ARGV[3] .. '}'
-redis.call('HSET', KEYS[2], 'head', offset, 'last', ARGV[3], 'state', ARGV[8])
-local max = tonumber(ARGV[4])
-if max > 0 then
-  redis.call('XADD', KEYS[1], 'MAXLEN', max, offset .. '-0', 't', ARGV[2], 'f', frame)
-  local cutoff = tonumber(ARGV[5])
-  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-  -- usually nothing is stale: one entry read; else 64 at a time until a young one
-  while tonumber(oldest[1][2][2]) < cutoff do
-    local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 64)
-    local keep = nil
-    for _, entry in ipairs(batch) do
-      if tonumber(entry[2][2]) >= cutoff then keep = entry[1] break end
+  local epoch = redis.call('HGET', meta, 'epoch')
+  local head = tonumber(redis.call('HGET', meta, 'head') or '0')
+  if not epoch then
+    if strict == '1' and expected ~= '' and tonumber(expected) ~= 1 then
+      return {0, 'WSCTL_EPOCH the stream history is gone'}
     end
-    if keep then
-      if keep ~= batch[1][1] then redis.call('XTRIM', KEYS[1], 'MINID', keep) end
-      break
-    end
-    local last = string.match(batch[#batch][1], '^(%d+)')
-    redis.call('XTRIM', KEYS[1], 'MINID', (tonumber(last) + 1) .. '-0')
-    oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+    epoch = new_epoch
+    redis.call('HSET', meta, 'epoch', epoch)
+  elseif strict == '1' and epoch ~= new_epoch then
+    return {0, 'WSCTL_EPOCH the stream has another epoch'}
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  if expected ~= '' and head + 1 ~= tonumber(expected) then
+    return {0, 'WSCTL_CONFLICT the head moved'}
+  end
+  local offset = head + 1
+  local frame = '{"type":"event","offset":' .. offset .. ',"ts":' .. ts
+    .. ',"data":' .. data .. '}'
+  redis.call('HSET', meta, 'head', offset, 'last', data, 'state', state)
+  if max > 0 then
+    redis.call('XADD', log, 'MAXLEN', max, offset .. '-0', 't', ts, 'f', frame)
+    local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+    -- usually nothing is stale: one entry read; else 64 at a time until a young one
+    while tonumber(oldest[1][2][2]) < cutoff do
+      local batch = redis.call('XRANGE', log, '-', '+', 'COUNT', 64)
+      local keep = nil
+      for _, entry in ipairs(batch) do
+        if tonumber(entry[2][2]) >= cutoff then keep = entry[1] break end
+      end
+      if keep then
+        if keep ~= batch[1][1] then redis.call('XTRIM', log, 'MINID', keep) end
+        break
+      end
+      local last = string.match(batch[#batch][1], '^(%d+)')
+      redis.call('XTRIM', log, 'MINID', (tonumber(last) + 1) .. '-0')
+      oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)
+    end
+    redis.call('PEXPIRE', log, ttl)
+  end
+  redis.call('PEXPIRE', meta, ttl)
+  return {offset, epoch, stream .. ' ' .. epoch .. ' ' .. offset .. ' ' .. ts .. ' ' .. state
+    .. ' ' .. frame}
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-redis.call('PUBLISH', ARGV[9], ARGV[10] .. ' ' .. epoch .. ' ' .. offset .. ' ' .. ARGV[2]
-  .. ' ' .. ARGV[8] .. ' ' .. frame)
-return {offset, epoch}
+local out, lines = {}, {}
+for i = 0, #KEYS / 3 - 1 do
+  local k, a = i * 3, 4 + i * 8
+  local r = append(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a + 1], ARGV[a + 2],
+                   ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+  if r[3] then lines[#lines + 1] = r[3] end
+  out[i + 1] = {r[1], r[2]}
+end
+if #lines > 0 then redis.call('PUBLISH', ARGV[4], table.concat(lines, '\\n')) end
+return out
 """
 
 # KEYS: log, meta, lease   ARGV: token. Deletes the stream unless another token holds
@@ -153,13 +168,33 @@ redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return 1
 """
 
-# KEYS: lease   ARGV: token, ttl_ms. 1 if still held (and extended), else 0.
+# The two lease scripts run for many streams at once: one call per LEASE_CHUNK leases,
+# not one command each, as renewing thousands every second would cost the client far more
+# in packing and parsing than Redis spends on them. (Their keys span hash slots: these two
+# need a single Redis, not a Cluster.)
+# KEYS: leases   ARGV: ttl_ms, then the token of each key. Per key 1 if that token holds
+# it (and it is extended), else 0.
 _RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = 0
+  if redis.call('GET', key) == ARGV[i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    out[i] = 1
+  end
 end
-return 0
+return out
+"""
+
+# KEYS: leases   ARGV: ttl_ms, then the token of each key. Per key 1 if it was free and
+# is now held by that token, else 0.
+_ACQUIRE = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = 0
+  if redis.call('SET', key, ARGV[i + 1], 'NX', 'PX', ARGV[1]) then out[i] = 1 end
+end
+return out
 """
 
 # KEYS: lease   ARGV: token. 1 if it was held and is now free.
@@ -208,6 +243,11 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _state(values: list[Any]) -> StreamState:
+    epoch, head, last, state = (_text(v) for v in values)
+    return StreamState(epoch, int(head or 0), last, state)
+
+
 class RedisStreams:
     """Streams, epochs, job state and leases in one Redis database (see the module doc).
 
@@ -239,6 +279,7 @@ class RedisStreams:
             url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._append = self.client.register_script(_APPEND)
         self._renew = self.client.register_script(_RENEW)
+        self._acquire = self.client.register_script(_ACQUIRE)
         self._release = self.client.register_script(_RELEASE)
         self._epoch = self.client.register_script(_EPOCH)
         self._drop = self.client.register_script(_DROP)
@@ -258,8 +299,6 @@ class RedisStreams:
         try:
             return await op
         except errors.ResponseError as exc:
-            if str(exc).startswith("WSCTL_LEASE"):
-                raise LeaseLost(str(exc).partition(" ")[2]) from exc
             raise StoreUnavailable(f"redis {self.url}: {exc}") from exc
         except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
             raise StoreUnavailable(f"redis {self.url} unreachable: {exc}") from exc
@@ -272,15 +311,6 @@ class RedisStreams:
         await self.client.aclose()
 
     # -- events ----------------------------------------------------------------------
-
-    def _append_args(self, item: Append, now: float) -> tuple[list[str], list[Any]]:
-        ttl_ms = max(1, round(self.idle_ttl * 1000))
-        return list(self.keys(item.stream)), [
-            item.token, repr(item.ts if item.ts is not None else now), item.data_json,
-            self.max_events, repr(now - self.max_age), ttl_ms, item.epoch or secrets.token_hex(6),
-            item.state_json, self.channel,
-            item.stream, "" if item.offset is None else item.offset,
-            "1" if item.epoch is not None else ""]
 
     async def append(self, stream: str, data_json: str, *, token: str = "",
                      state_json: str = "null") -> tuple[StoredEvent, str]:
@@ -295,42 +325,64 @@ class RedisStreams:
     async def append_many(
         self, items: Sequence[Append]
     ) -> list[tuple[StoredEvent, str] | Refused]:
-        """Append several events in one round trip (a pipeline of append scripts: the group
-        commit of one scheduler tick). Each result is the event and its epoch, or Refused
-        (LeaseLost, or a head or epoch that moved) for that item alone; StoreUnavailable
-        fails them all."""
+        """Append several events in one round trip (``APPEND_CHUNK`` per script call, the
+        calls pipelined: the group commit of one scheduler tick). Each result is the event
+        and its epoch, or Refused (LeaseLost, or a head or epoch that moved) for that item
+        alone; StoreUnavailable fails them all."""
         if not items:
             return []
         now = self._wall()
+        shared = [self.max_events, repr(now - self.max_age),
+                  max(1, round(self.idle_ttl * 1000)), self.channel]
         async with self.client.pipeline(transaction=False) as pipe:
-            for item in items:
-                keys, args = self._append_args(item, now)
+            for i in range(0, len(items), APPEND_CHUNK):
+                keys: list[str] = []
+                args: list[Any] = list(shared)
+                for item in items[i:i + APPEND_CHUNK]:
+                    keys += self.keys(item.stream)
+                    args += [item.token, repr(item.ts if item.ts is not None else now),
+                             item.data_json, item.epoch or secrets.token_hex(6),
+                             item.state_json, item.stream,
+                             "" if item.offset is None else item.offset,
+                             "1" if item.epoch is not None else ""]
                 await self._append(keys=keys, args=args, client=pipe)
             replies = await self._call(pipe.execute(raise_on_error=False))
-        out: list[tuple[StoredEvent, str] | Refused] = []
-        for item, reply in zip(items, replies, strict=True):
+        for reply in replies:
             if isinstance(reply, Exception):
-                text = str(reply)
-                if text.startswith("WSCTL_LEASE"):
-                    out.append(LeaseLost(f"stream {item.stream}: {text.partition(' ')[2]}"))
-                elif text.startswith("WSCTL_"):
-                    out.append(Refused(f"stream {item.stream}: {text.partition(' ')[2]}"))
-                else:
-                    raise StoreUnavailable(f"redis {self.url}: {reply}")
+                raise StoreUnavailable(f"redis {self.url}: {reply}")
+        out: list[tuple[StoredEvent, str] | Refused] = []
+        for item, (offset, epoch) in zip(
+                items, (r for reply in replies for r in reply), strict=True):
+            if not offset:
+                text = _text(epoch) or ""
+                refused = LeaseLost if text.startswith("WSCTL_LEASE") else Refused
+                out.append(refused(f"stream {item.stream}: {text.partition(' ')[2]}"))
                 continue
-            offset, epoch = int(reply[0]), _text(reply[1]) or ""
             ts = item.ts if item.ts is not None else now
             frame = (f'{{"type":"event","offset":{offset},"ts":{ts!r},'
                      f'"data":{item.data_json}}}').encode()
-            out.append((StoredEvent(offset, ts, frame), epoch))
+            out.append((StoredEvent(int(offset), ts, frame), _text(epoch) or ""))
         return out
 
     async def read(self, stream: str, after: int, limit: int | None = None) -> list[StoredEvent]:
         """Retained events with offset > ``after`` and no older than ``max_age``, in order."""
-        log_key = self.keys(stream)[0]
         entries = await self._call(
-            self.client.xrange(log_key, f"{after + 1}-0", "+", count=limit))
+            self.client.xrange(self.keys(stream)[0], f"{after + 1}-0", "+", count=limit))
+        return self._events(entries, self._wall() - self.max_age)
+
+    async def read_many(self, reads: Sequence[tuple[str, int]]) -> list[list[StoredEvent]]:
+        """``read(stream, after)`` for several (stream, after) pairs in one round trip."""
+        if not reads:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, after in reads:
+                pipe.xrange(self.keys(stream)[0], f"{after + 1}-0", "+")
+            replies = await self._call(pipe.execute())
         cutoff = self._wall() - self.max_age
+        return [self._events(entries, cutoff) for entries in replies]
+
+    @staticmethod
+    def _events(entries: list[Any], cutoff: float) -> list[StoredEvent]:
         events = []
         for entry_id, fields in entries:
             ts = float(fields[b"t"])
@@ -355,10 +407,18 @@ class RedisStreams:
 
     async def state(self, stream: str) -> StreamState:
         """Epoch, head, last data and producer state (JSON) of ``stream``."""
-        values = await self._call(
-            self.client.hmget(self.keys(stream)[1], "epoch", "head", "last", "state"))
-        epoch, head, last, state = (_text(v) for v in values)
-        return StreamState(epoch, int(head or 0), last, state)
+        return _state(await self._call(
+            self.client.hmget(self.keys(stream)[1], "epoch", "head", "last", "state")))
+
+    async def state_many(self, streams: Sequence[str]) -> list[StreamState]:
+        """``state`` of several streams in one round trip."""
+        if not streams:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.hmget(self.keys(stream)[1], "epoch", "head", "last", "state")
+            replies = await self._call(pipe.execute())
+        return [_state(values) for values in replies]
 
     async def states(self, streams: Iterable[str]) -> dict[str, tuple[str | None, int]]:
         """Epoch and head of several streams in one round trip."""
@@ -372,10 +432,19 @@ class RedisStreams:
 
     async def epoch(self, stream: str) -> str:
         """The stream's epoch, made (with head 0) if the stream is new."""
+        return (await self.epoch_many([stream]))[0]
+
+    async def epoch_many(self, streams: Sequence[str]) -> list[str]:
+        """``epoch`` of several streams in one round trip."""
+        if not streams:
+            return []
         ttl_ms = max(1, round(self.idle_ttl * 1000))
-        value = await self._call(self._epoch(keys=[self.keys(stream)[1]],
-                                             args=[secrets.token_hex(6), ttl_ms]))
-        return _text(value) or ""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                await self._epoch(keys=[self.keys(stream)[1]],
+                                  args=[secrets.token_hex(6), ttl_ms], client=pipe)
+            replies = await self._call(pipe.execute())
+        return [_text(value) or "" for value in replies]
 
     async def trim(self, stream: str, upto: int) -> int:
         """Forget events with offset <= ``upto``; returns how many went."""
@@ -385,7 +454,24 @@ class RedisStreams:
     async def delete(self, stream: str, token: str = "") -> bool:
         """Forget the stream entirely (its next use starts a new epoch), unless a token
         other than ``token`` holds its lease: another instance still produces it."""
-        return bool(await self._call(self._drop(keys=list(self.keys(stream)), args=[token])))
+        return (await self.delete_many([(stream, token)]))[0]
+
+    async def delete_many(self, drops: Sequence[tuple[str, str]]) -> list[bool]:
+        """``delete`` for several (stream, token) pairs in one round trip."""
+        return await self._scripts(self._drop, [(list(self.keys(stream)), [token])
+                                                for stream, token in drops])
+
+    async def _scripts(self, script: Any, calls: Sequence[tuple[list[str], list[Any]]]
+                       ) -> list[bool]:
+        """Run ``script`` once per (keys, args) in one pipelined round trip; truthy
+        replies as booleans."""
+        if not calls:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
+            replies = await self._call(pipe.execute())
+        return [bool(r) for r in replies]
 
     async def names(self) -> list[str]:
         """Every stream the database holds (a SCAN)."""
@@ -411,32 +497,43 @@ class RedisStreams:
     async def acquire_many(self, tokens: dict[str, str],
                            ttl: float = LEASE_TTL) -> dict[str, bool]:
         """``acquire`` for several streams (stream -> token) in one round trip."""
-        if not tokens:
-            return {}
-        ttl_ms = max(1, round(ttl * 1000))
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stream, token in tokens.items():
-                pipe.set(self.keys(stream)[2], token, nx=True, px=ttl_ms)
-            replies = await self._call(pipe.execute())
-        return {stream: bool(r) for stream, r in zip(tokens, replies, strict=True)}
+        return await self._leases(self._acquire, tokens, ttl)
 
     async def renew(self, leases: dict[str, str], ttl: float = LEASE_TTL) -> dict[str, bool]:
         """Extend each held lease (stream -> token) in one round trip; False where the
         token no longer holds it."""
+        return await self._leases(self._renew, leases, ttl)
+
+    async def _leases(self, script: Any, leases: dict[str, str], ttl: float
+                      ) -> dict[str, bool]:
+        """Run a lease script (``_RENEW``, ``_ACQUIRE``) over ``leases`` (stream -> token),
+        ``LEASE_CHUNK`` per call, every call in one pipelined round trip."""
+        leases = dict(leases)  # the caller's dict may change while the reply is awaited
         if not leases:
             return {}
         ttl_ms = max(1, round(ttl * 1000))
+        streams = list(leases)
+        calls = []
+        for i in range(0, len(streams), LEASE_CHUNK):
+            chunk = streams[i:i + LEASE_CHUNK]
+            calls.append(([self.keys(stream)[2] for stream in chunk],
+                          [ttl_ms, *(leases[stream] for stream in chunk)]))
         async with self.client.pipeline(transaction=False) as pipe:
-            for stream, token in leases.items():
-                await self._renew(keys=[self.keys(stream)[2]], args=[token, ttl_ms],
-                                  client=pipe)
+            for keys, args in calls:
+                await script(keys=keys, args=args, client=pipe)
             replies = await self._call(pipe.execute())
-        return {stream: bool(r) for stream, r in zip(leases, replies, strict=True)}
+        flat = [bool(r) for reply in replies for r in reply]
+        return dict(zip(streams, flat, strict=True))
 
     async def release(self, stream: str, token: str) -> bool:
         """Give the lease up (if ``token`` still holds it), so another instance can take
         the stream over at once instead of after the TTL."""
-        return bool(await self._call(self._release(keys=[self.keys(stream)[2]], args=[token])))
+        return (await self.release_many({stream: token}))[0]
+
+    async def release_many(self, leases: dict[str, str]) -> list[bool]:
+        """``release`` for several leases (stream -> token) in one round trip."""
+        return await self._scripts(self._release, [([self.keys(stream)[2]], [token])
+                                                   for stream, token in leases.items()])
 
     async def holder(self, stream: str) -> str | None:
         """The token holding the stream's lease, if any."""
@@ -466,13 +563,10 @@ class Leases:
         """Renew the leases held (if ``renew``), try to take the ``wanted`` ones not held,
         give up the held ones no longer wanted. Returns (gained, lost)."""
         wanted = set(wanted)
-        for stream in [s for s in self.held if s not in wanted]:
-            token = self.held.pop(stream)
-            await self.redis.release(stream, token)
-        renewed = await self.redis.renew(self.held, self.ttl) if renew else {}
-        lost = {stream for stream, ok in renewed.items() if not ok}
-        for stream in lost:
-            del self.held[stream]
+        unwanted = {stream: self.held.pop(stream) for stream in list(self.held)
+                    if stream not in wanted}
+        await self.redis.release_many(unwanted)
+        lost = await self.renew() if renew else set()
         tokens = {stream: f"{self.instance}:{next(self._seq)}"
                   for stream in wanted - self.held.keys() - lost}
         taken = await self.redis.acquire_many(tokens, self.ttl)
@@ -480,14 +574,23 @@ class Leases:
         self.held.update((stream, tokens[stream]) for stream in gained)
         return gained, lost
 
+    async def renew(self) -> set[str]:
+        """Extend every lease held (one round trip); returns (and forgets) those lost."""
+        held = dict(self.held)
+        renewed = await self.redis.renew(held, self.ttl)
+        lost = {stream for stream, ok in renewed.items() if not ok}
+        for stream in lost:
+            if self.held.get(stream) == held[stream]:
+                del self.held[stream]
+        return lost
+
     def lost(self, stream: str) -> None:
         """Forget a lease an append found lost."""
         self.held.pop(stream, None)
 
     async def release_all(self) -> None:
-        for stream, token in list(self.held.items()):
-            await self.redis.release(stream, token)
-        self.held.clear()
+        held, self.held = self.held, {}
+        await self.redis.release_many(held)
 
 
 Published = Callable[[str, str, StoredEvent, str], Awaitable[None]]
@@ -542,6 +645,7 @@ class RedisFollower:
                     pass
 
     async def _hand_over(self, payload: bytes) -> None:
-        stream, epoch, offset, ts, state, frame = payload.split(b" ", 5)
-        await self.on_event(stream.decode(), epoch.decode(),
-                            StoredEvent(int(offset), float(ts), frame), state.decode())
+        for line in payload.split(b"\n"):  # one line per event (frames are JSON text)
+            stream, epoch, offset, ts, state, frame = line.split(b" ", 5)
+            await self.on_event(stream.decode(), epoch.decode(),
+                                StoredEvent(int(offset), float(ts), frame), state.decode())

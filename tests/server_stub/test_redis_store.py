@@ -21,7 +21,7 @@ from server_stub.stores.redis_streams import (
     check_url,
 )
 from server_stub.streams import StoredEvent
-from tests.redisproc import RedisProcess, redis_server  # noqa: F401
+from tests.redisproc import RedisProcess, redis_server, until  # noqa: F401
 from wsctl.errors import InvalidInput
 from wsctl.protocol import encode_event
 
@@ -192,18 +192,12 @@ async def test_follower_hears_every_append(streams: RedisStreams) -> None:
     follower = RedisFollower(streams, on_event)
     task = asyncio.create_task(follower.run())
     try:
-        for _ in range(50):
-            if follower.connected:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: follower.connected)
         producer = RedisStreams(streams.url, max_events=5, wall=streams._wall)
         appended = [await producer.append("a", data(i), state_json=f'{{"i":{i}}}')
                     for i in range(1, 4)]
         await producer.close()
-        for _ in range(50):
-            if len(heard) == 3:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(heard) == 3)
     finally:
         follower.stop()
         await task
