@@ -15,6 +15,9 @@ server's default job rate (1 event/s). Targets, in the same run:
   ref/sqlite      reference with --store sqlite:FILE (a fresh file in a temporary
                   directory per run): history in the file, a hot window of 8 events per
                   stream in memory, replay working (issue 14's memory target)
+  ref/redis       reference with --store redis://... on a private redis-server started
+                  for the run (persistence off; skipped with the reason when redis-server
+                  or redis-py is missing): the hot window in memory, history in Redis
   baseline        wsctl serve --profile baseline (EP-0001's "before")
   bare            a bare websockets echo server, compression off; its clients send one
                   message a second and read the echo
@@ -23,7 +26,7 @@ Figures per target (medians over rounds): server RSS growth per connection at st
 state, handshakes per second seen by the clients, handshakes per server CPU-second,
 server CPU share while holding. Then the ratios the issue sets targets on:
 reference <= 1.25x bare memory/conn, <= 0.5x baseline memory/conn, handshake rate >=
-0.9x bare; ref/sqlite <= 1.25x bare memory/conn (issue 14). This machine is shared
+0.9x bare; ref/sqlite and ref/redis <= 1.25x bare memory/conn (issue 14). This machine is shared
 and noisy: read the ratios and medians.
 """
 
@@ -44,6 +47,7 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 SCRATCH = "{scratch}"  # in a command: a temporary directory made for that run
+REDIS = "{redis}"  # in a command: the URL of a private redis-server started for that run
 
 
 @dataclass
@@ -63,6 +67,7 @@ def targets() -> list[Target]:
         Target("ref/no-replay", [*serve, "--replay-size", "0"], "/ws/bench-{n}"),
         Target("ref/sqlite", [*serve, "--store", f"sqlite:{SCRATCH}/capacity.db"],
                "/ws/bench-{n}"),
+        Target("ref/redis", [*serve, "--store", REDIS], "/ws/bench-{n}"),
         Target("baseline", [*serve, "--profile", "baseline"], "/ws/bench-{n}"),
         Target("bare", [sys.executable, str(HERE / "_bare_echo.py")], "/c{n}", echo=True),
     ]
@@ -88,7 +93,29 @@ def median_rss(proc: psutil.Process, samples: int, gap: float) -> float:
 def run_one(target: Target, connections: int, hold: float, concurrency: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="capacity-") as scratch:
         command = [part.replace(SCRATCH, scratch) for part in target.command]
-        return _measure(target, command, connections, hold, concurrency)
+        if REDIS not in command:
+            return _measure(target, command, connections, hold, concurrency)
+        from wsctl.scenario.redis_server import RedisServer
+
+        redis = RedisServer(scratch)
+        redis.start()
+        try:
+            command = [redis.url if part == REDIS else part for part in command]
+            return _measure(target, command, connections, hold, concurrency)
+        finally:
+            redis.stop()
+
+
+def runnable(target: Target) -> bool:
+    """Whether the target can run here (ref/redis needs redis-server and redis-py)."""
+    if REDIS not in target.command:
+        return True
+    from wsctl.scenario.redis_server import missing
+
+    reason = missing()
+    if reason:
+        print(f"{target.name}: skipped: {reason}", flush=True)
+    return reason is None
 
 
 def _measure(target: Target, command: list[str], connections: int, hold: float,
@@ -140,7 +167,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", help="run only these targets")
     args = parser.parse_args()
 
-    chosen = [t for t in targets() if not args.only or t.name in args.only]
+    chosen = [t for t in targets() if (not args.only or t.name in args.only) and runnable(t)]
     results: dict[str, list[dict[str, float]]] = {t.name: [] for t in chosen}
     for r in range(args.rounds):
         for target in chosen:  # interleaved, so drift on the machine hits every target
@@ -172,10 +199,11 @@ def main() -> None:
               f"{ref['handshakes_per_s'] / bare['handshakes_per_s']:.2f}  (target >= 0.90)")
         print(f"  handshakes/cpu-s reference / bare = "
               f"{ref['handshakes_per_cpu_s'] / bare['handshakes_per_cpu_s']:.2f}")
-    if {"ref/sqlite", "bare"} <= med.keys():
-        print(f"  memory/conn ref/sqlite / bare    = "
-              f"{med['ref/sqlite']['rss_per_conn_kib'] / med['bare']['rss_per_conn_kib']:.2f}"
-              "  (target <= 1.25, issue 14)")
+    for store in ("ref/sqlite", "ref/redis"):
+        if {store, "bare"} <= med.keys():
+            print(f"  memory/conn {store} / bare {' ' * (10 - len(store))}= "
+                  f"{med[store]['rss_per_conn_kib'] / med['bare']['rss_per_conn_kib']:.2f}"
+                  "  (target <= 1.25, issue 14)")
     if {"reference", "reference/pc"} <= med.keys():
         ref, pc = med["reference"], med["reference/pc"]
         print(f"  health scheduler vs per-connection: memory/conn "
