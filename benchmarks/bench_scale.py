@@ -26,7 +26,8 @@ during the hold (the median is kept; the most connections the server held with i
 held connection = (RSS at N - RSS at the few) / (held at N - held at the few): start-up,
 imports and the worker processes' own base cancel out.
 
-A fresh reference server runs for each step in its own process with --max-connections 12000 (its
+A fresh reference server runs for each step in its own process with --max-connections 12000
+and --max-streams-per-client 0 (every client here is one address; its
 RLIMIT_NOFILE soft limit raised to the hard limit). Each step runs ``wsctl bench`` as a
 separate process with ``--json`` and prints connections held, connect_time p50/p99,
 server.rss_per_connection and the generator's CPU. The machine's load average is printed
@@ -305,6 +306,7 @@ def _start_server(job_rate: float, extra: list[str],
     """The reference server in its own process (or a supervisor and ``workers`` processes),
     its fd soft limit raised to the hard one."""
     cmd = [sys.executable, "-m", "server_stub", "--port", "0", "--max-connections", "12000",
+           "--max-streams-per-client", "0",  # every client here is 127.0.0.1
            "--log-level", "warning", "--job-rate", str(job_rate), "--workers", str(workers),
            *extra]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
