@@ -403,8 +403,8 @@ async def one_run(kind: str, port: int, args: argparse.Namespace) -> tuple[Run, 
     workers = []
     for index, count in enumerate(counts):
         cmd = [sys.executable, __file__, "--worker", kind, url, str(count), str(index)]
-        workers.append(await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
+        workers.append(await asyncio.create_subprocess_exec(  # a report line can pass 64 KiB
+            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26))
     try:
         ready = await asyncio.gather(*(expect(w, "ready", 120) for w in workers))
         if not all(ready):
