@@ -3,6 +3,7 @@
     python benchmarks/peers.py [--connections 100] [--round-trips 4000] [--duration 20]
                                [--unpaced | --both] [--echo picows|websockets]
                                [--held-cap 5000] [--held-rate 500] [--tools wsctl,artillery,locust]
+                               [--rounds 3]
 
 Installs the peers itself when missing: Artillery 2 with npm into benchmarks/.peers/
 (``PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1``, telemetry off when it runs), Locust with pip. Starts
@@ -33,6 +34,13 @@ The echo server is picows on uvloop (``--echo picows``, benchmarks/transports.py
 what gets measured) or a bare websockets server (``--echo websockets``,
 benchmarks/_bare_echo.py).
 
+The efficiency phase runs ``--rounds`` times (default 3), the tools' order rotating from
+round to round, so that a drift of the machine hits every tool alike. The table shows each
+tool's median over the rounds (sent, CPU, messages per CPU-second) and its ratios to
+Artillery's and Locust's medians; beside them, wsctl's ratio to Artillery in each round
+(the same round's figures): one round of a CPU-efficiency ratio on a shared machine moved
+from 2.7x to 4.5x between two runs minutes apart, so read the medians and the spread.
+
 Not a test: figures depend on the machine and on whatever else runs on it (the load
 average is printed with the table). ``--json FILE`` keeps every figure.
 """
@@ -47,6 +55,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -309,27 +318,68 @@ def _last(log: str) -> str:
 # --- the table ------------------------------------------------------------------------------
 
 
-def table(efficiency: list[Run], held: list[Run]) -> str:
-    by_tool = {r.tool: r for r in efficiency}
-    art = by_tool.get("Artillery")
-    loc = by_tool.get("Locust")
+def median_run(runs: list[Run]) -> Run:
+    """One tool's rounds as one row: the median of each figure over its ok rounds (a
+    failed round is left out; no ok round: the first failure)."""
+    ok = [r for r in runs if r.status == "ok"]
+    if not ok:
+        return runs[0]
+
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return Run(ok[0].tool, ok[0].phase, sent=round(mid([r.sent for r in ok])),
+               received=round(mid([r.received for r in ok])),
+               errors=round(mid([r.errors for r in ok])),
+               cpu_s=mid([r.cpu_s for r in ok]),
+               cpu_s_psutil=mid([r.cpu_s_psutil for r in ok]),
+               wall_s=mid([r.wall_s for r in ok]),
+               own={"per_cpu_s_median": mid([r.sent / r.cpu_s for r in ok if r.cpu_s > 0]),
+                    "rounds_ok": len(ok), "rounds": len(runs)})
+
+
+def per_round_ratios(rounds: list[dict[str, Run]], tool: str, peer: str) -> list[float]:
+    """``tool``'s messages per CPU-second over ``peer``'s, round by round (rounds where
+    either failed are left out)."""
+    out = []
+    for by_tool in rounds:
+        mine, theirs = by_tool.get(tool), by_tool.get(peer)
+        if mine and theirs and mine.per_cpu_s and theirs.per_cpu_s:
+            out.append(mine.per_cpu_s / theirs.per_cpu_s)
+    return out
+
+
+def table(rounds: list[dict[str, Run]], held: list[Run]) -> str:
+    tools = list(dict.fromkeys(t for by_tool in rounds for t in by_tool))
+    medians = [median_run([by_tool[t] for by_tool in rounds if t in by_tool]) for t in tools]
+    by_tool = {r.tool: r for r in medians}
+
+    def per(run: Run | None) -> float | None:
+        if run is None or run.status != "ok":
+            return None
+        return float(run.own.get("per_cpu_s_median") or 0.0) or None
+
+    art = per(by_tool.get("Artillery"))
+    loc = per(by_tool.get("Locust"))
     held_by = {r.tool: r for r in held}
-    rows = [("tool", "sent", "received", "cpu s", "msgs/cpu-s", "x Artillery", "x Locust",
-             "held")]
-    for run in efficiency or [Run(h.tool, "efficiency", status="(skipped)") for h in held]:
-        per = run.per_cpu_s
+    rows = [("tool", "rounds", "sent", "received", "cpu s", "msgs/cpu-s", "x Artillery",
+             "each round", "x Locust", "held")]
+    for run in medians or [Run(h.tool, "efficiency", status="(skipped)") for h in held]:
         h = held_by.get(run.tool)
         held_cell = (str(h.held) if h and h.status == "ok" else (h.status.split(":")[0]
                                                                   if h else "-"))
         if run.status != "ok":
-            rows.append((run.tool, run.status[:40], "", "", "", "", "", held_cell))
+            rows.append((run.tool, "0", run.status[:40], "", "", "", "", "", "", held_cell))
             continue
+        mine = per(run)
+        each = per_round_ratios(rounds, run.tool, "Artillery") \
+            if run.tool != "Artillery" else []
         rows.append((
-            run.tool, f"{run.sent:,}", f"{run.received:,}", f"{run.cpu_s:.1f}",
-            f"{per:,.0f}" if per else "-",
-            _ratio(per, art.per_cpu_s if art else None),
-            _ratio(per, loc.per_cpu_s if loc else None),
-            held_cell,
+            run.tool, f"{run.own.get('rounds_ok', 1)}/{run.own.get('rounds', 1)}",
+            f"{run.sent:,}", f"{run.received:,}", f"{run.cpu_s:.1f}",
+            f"{mine:,.0f}" if mine else "-",
+            _ratio(mine, art), " ".join(f"{r:.2f}" for r in each) or "-",
+            _ratio(mine, loc), held_cell,
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w)
@@ -374,7 +424,11 @@ def main() -> None:
     parser.add_argument("--tools", default="wsctl,artillery,locust")
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="efficiency rounds per phase, the tools' order rotating")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = [t for t in tools if t not in RUNNERS]
     if unknown:
@@ -390,7 +444,7 @@ def main() -> None:
     echo = ([sys.executable, str(HERE / "transports.py"), "--serve-echo"]
             if args.echo == "picows" else [sys.executable, str(HERE / "_bare_echo.py")])
     server, url = _servers.start(echo)
-    efficiency: dict[str, list[Run]] = {}
+    efficiency: dict[str, list[dict[str, Run]]] = {}
     held: list[Run] = []
     try:
         with tempfile.TemporaryDirectory(prefix="wsctl-peers-") as tmp:
@@ -398,18 +452,24 @@ def main() -> None:
             watch = ServerWatch(server.pid)
             for name, msg_rate in [] if args.held_only else phases:
                 print(f"{args.echo} echo server {url}; efficiency, {args.connections} "
-                      f"connections x {_pace(msg_rate, args)}", flush=True)
-                for tool in tools:
-                    watch.drain()
-                    with ServerWatch(server.pid) as peak:
-                        run = runners[tool](url, args.connections, float(args.connections),
-                                            args.duration, msg_rate, work, f"efficiency-{name}",
-                                            args.duration * 4 + 120)
-                    run.held = peak.peak
-                    efficiency.setdefault(name, []).append(run)
-                    print(f"  {run.tool}: {run.status}, sent {run.sent:,} in "
-                          f"{run.wall_s:.1f}s, cpu {run.cpu_s:.1f}s "
-                          f"(psutil {run.cpu_s_psutil:.1f}s)", flush=True)
+                      f"connections x {_pace(msg_rate, args)}, {args.rounds} round(s)",
+                      flush=True)
+                for number in range(args.rounds):
+                    this_round: dict[str, Run] = {}
+                    efficiency.setdefault(name, []).append(this_round)
+                    shift = number % len(tools)
+                    for tool in tools[shift:] + tools[:shift]:
+                        watch.drain()
+                        with ServerWatch(server.pid) as peak:
+                            run = runners[tool](url, args.connections, float(args.connections),
+                                                args.duration, msg_rate, work,
+                                                f"efficiency-{name}-{number + 1}",
+                                                args.duration * 4 + 120)
+                        run.held = peak.peak
+                        this_round[run.tool] = run
+                        print(f"  round {number + 1} {run.tool}: {run.status}, sent "
+                              f"{run.sent:,} in {run.wall_s:.1f}s, cpu {run.cpu_s:.1f}s "
+                              f"(psutil {run.cpu_s_psutil:.1f}s)", flush=True)
             if args.held_cap > 0:
                 ramp = args.held_cap / args.held_rate
                 print(f"held: ramp to {args.held_cap} connections at {args.held_rate:g}/s, "
@@ -439,7 +499,10 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "url": url, "echo": args.echo, "phases": dict(phases),
             "connections": args.connections, "duration": args.duration, "load_average": load,
-            "efficiency": {name: [asdict(r) for r in runs] for name, runs in efficiency.items()},
+            "rounds": args.rounds,
+            "efficiency": {name: [{tool: asdict(r) for tool, r in by_tool.items()}
+                                  for by_tool in rounds]
+                           for name, rounds in efficiency.items()},
             "held": [asdict(r) for r in held],
         }, indent=1))
 
