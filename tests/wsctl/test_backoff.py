@@ -179,3 +179,27 @@ def test_fast_retry_can_be_turned_off():
     policy = BackoffPolicy(kind="exponential", base=1, fast=None)
     retrier = Retrier(policy, random.Random(1), now=0.0)
     assert retrier.next_delay(0.0, free=True) == 1
+
+
+def test_the_policy_scenario_and_cli_defaults_agree() -> None:
+    """BackoffPolicy, a scenario's ``probes.backoff`` and ``wsctl probe``'s flags state
+    each default separately (the flags as text for --help): all three must give the same
+    policy, so a default changed in one place (the fast retry went 100 -> 250 ms) cannot
+    leave the others behind."""
+    import inspect
+
+    from wsctl.cli.probe import probe
+    from wsctl.scenario.model import BackoffSpec
+    from wsctl.units import parse_duration
+
+    assert BackoffSpec().policy() == BackoffPolicy()
+    flags = {name: p.default for name, p in inspect.signature(probe).parameters.items()}
+    from_flags = BackoffPolicy(
+        kind=flags["backoff"].value, base=parse_duration(flags["backoff_base"], "b"),
+        cap=parse_duration(flags["backoff_cap"], "c"), factor=flags["backoff_factor"],
+        min_uptime=parse_duration(flags["min_uptime"], "m"),
+        max_attempts=flags["max_attempts"] or None,
+        deadline=parse_duration(flags["retry_deadline"], "d") or None,
+        fast=parse_duration(flags["retry_fast"], "f") or None,
+        fast_for=parse_duration(flags["retry_fast_for"], "ff"))
+    assert from_flags == BackoffPolicy()
