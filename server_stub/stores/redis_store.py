@@ -30,7 +30,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server_stub.stores.base import StoredEvent, compact_json
@@ -347,14 +347,22 @@ class RedisStreamStore(LogStore[_Mirror]):
             await asyncio.wait_for(self._stop.wait(), seconds)
         return self._stop.is_set()
 
-    async def _check_loop(self) -> None:
-        """Catch up, once a period, the mirrored streams whose head moved unheard."""
-        while not await self._stopped_within(CHECK_PERIOD):
+    async def _every(self, period: float, step: Callable[[], Awaitable[None]],
+                     unavailable: Callable[[], None] | None = None) -> None:
+        """Run ``step`` every ``period`` s until ``close``; Redis out of reach is reported
+        (``_failed``, then ``unavailable``) and the next period tries again."""
+        while not await self._stopped_within(period):
             try:
-                await self._check()
+                await step()
                 self._worked()
             except StoreUnavailable as exc:
                 self._failed(exc)
+                if unavailable is not None:
+                    unavailable()
+
+    async def _check_loop(self) -> None:
+        """Catch up, once a period, the mirrored streams whose head moved unheard."""
+        await self._every(CHECK_PERIOD, self._check)
 
     async def _check(self) -> None:
         """One catch-up pass over the streams mirrored here that this instance does not
@@ -377,13 +385,7 @@ class RedisStreamStore(LogStore[_Mirror]):
         """Take the leases of the streams wanted here, renew the held ones, release the
         rest; a stream is produced only once its mirror is re-read after taking it."""
         attempt = self.lease_renew / 4  # try to take over four times per renewal
-        while not await self._stopped_within(attempt):
-            try:
-                await self._leases_pass()
-                self._worked()
-            except StoreUnavailable as exc:
-                self._failed(exc)
-                self._ready.clear()
+        await self._every(attempt, self._leases_pass, self._ready.clear)
 
     async def _leases_pass(self) -> None:
         """Renew the held leases if due, release the unwanted, take the wanted, then make
