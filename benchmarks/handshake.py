@@ -16,15 +16,18 @@ log level, logs written), the profiles interleaved and their order alternated by
   have opened, as `wsctl run`'s `after` scenario does (300 probes, spawn rate 300/s).
 - raw (`--loads raw`, or add it to the list): serial, but over blocking sockets with a
   hand-written request and no client library, so that the client's own cost (the floor)
-  shrinks from ~0.45 ms to ~0.1 ms and what is measured is the server's part.
+  shrinks from ~0.35 ms to ~0.07 ms and what is measured is the server's part.
 
-Clients run in their own worker processes (never in the server's), on asyncio and
-websockets' client, offering permessage-deflate as browsers do; the same client for
-both profiles. Each worker measures its own loop lag, so a saturated client shows.
+Clients run in their own worker processes (never in the server's), on asyncio with the
+probe's own connector (`wsctl.probe.driver.websockets_connector`: websockets' client
+connection, the request written as soon as TCP is up), offering permessage-deflate as
+browsers do; the same client for both profiles. Each worker measures its own loop lag,
+so a saturated client shows.
 
-`connect` is what the `connect_time` metric is: TCP connect + opening handshake, up to
-the 101. `welcome` runs on to the first frame (the stream attached). `server CPU/conn`
-is the server process's user + system CPU for the measurement divided by connections.
+`connect` is the `connect_time` metric, stamped as the probe stamps it: from just before
+the TCP connect to the 101 read (docs/probe.md, "How connect_time is timed"). `welcome`
+runs on to the first frame (the stream attached). `server CPU/conn` is the server
+process's user + system CPU for the measurement divided by connections.
 Per load and profile: the median over rounds of each round's figure, and reference /
 baseline for connect p50 (issue 13's target: <= 0.70; EP-0001's: <= 0.80).
 
@@ -58,7 +61,8 @@ from typing import Any
 
 import _servers  # benchmarks/_servers.py: scripts here run from this folder's path
 import psutil
-from websockets.asyncio.client import connect
+
+from wsctl.probe.driver import websockets_connector
 
 PROFILES = ("baseline", "reference")
 LOADS = ("serial", "burst", "raw")
@@ -83,14 +87,12 @@ async def _lag_monitor(samples: list[float], stop: asyncio.Event, period: float 
 
 async def _serial(url: str, count: int, deflate: bool) -> dict[str, list[float]]:
     connects, welcomes = [], []
+    connect = websockets_connector(deflate=deflate)
     for i in range(count):
-        started = time.perf_counter()
-        ws = await connect(f"{url}/ws/hs-{i}", compression="deflate" if deflate else None,
-                           open_timeout=10, ping_interval=None)
-        opened = time.perf_counter()
+        ws = await connect(f"{url}/ws/hs-{i}", 10)
         await ws.recv()  # the welcome: the server has attached the stream
-        connects.append(opened - started)
-        welcomes.append(time.perf_counter() - started)
+        connects.append(ws.opened_at - ws.started_at)
+        welcomes.append(time.monotonic() - ws.started_at)
         await ws.close()
     return {"connect": connects, "welcome": welcomes}
 
@@ -105,20 +107,19 @@ async def _burst(url: str, indexes: list[int], count: int, window: float, start_
     loop = asyncio.get_running_loop()
     base = loop.time() + (start_at - time.time())
 
+    connect = websockets_connector(deflate=deflate)
+
     async def one(i: int) -> None:
         await asyncio.sleep(max(0.0, base + window * i / count - loop.time()))
-        started = time.perf_counter()
         try:
-            ws = await connect(f"{url}/ws/hs-{i}", compression="deflate" if deflate else None,
-                               open_timeout=30, ping_interval=None)
+            ws = await connect(f"{url}/ws/hs-{i}", 30)
         except Exception:
             errors.append(1.0)
             return
-        opened = time.perf_counter()
         conns.append(ws)
         await ws.recv()
-        connects.append(opened - started)
-        welcomes.append(time.perf_counter() - started)
+        connects.append(ws.opened_at - ws.started_at)
+        welcomes.append(time.monotonic() - ws.started_at)
 
     await asyncio.gather(*(one(i) for i in indexes))
     await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)

@@ -216,9 +216,12 @@ class ProbeConfig:
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """The opening handshake completed."""
+    """The opening handshake completed. ``started_at``: when the connect began on the
+    wire (just before the TCP connect), when the link knows it; ``connect_time`` runs
+    from there, else from the moment the machine asked for the attempt."""
 
     at: float
+    started_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +465,12 @@ class ProbeMachine:
                 self._pong(event.at)
             return []
         if isinstance(event, Connected):
-            return self._on_connected(event.at) if self.state is State.CONNECTING else []
+            if self.state is not State.CONNECTING:
+                return []
+            started = self.attempt_started
+            if event.started_at is not None and event.started_at > started:
+                started = event.started_at
+            return self._on_connected(event.at, started)
         if isinstance(event, ConnectFailed):
             if self.state is not State.CONNECTING:
                 return []
@@ -535,9 +543,9 @@ class ProbeMachine:
             url += ("&" + query[1:]) if "?" in url else query
         return Connect(url, self.config.connect_timeout, headers, subprotocols)
 
-    def _on_connected(self, now: float) -> list[Action]:
+    def _on_connected(self, now: float, started: float) -> list[Action]:
         metrics = self.metrics
-        metrics.histograms["connect_time"].record(now - self.attempt_started)
+        metrics.histograms["connect_time"].record(now - started)
         metrics.counters["connections.opened"] += 1
         self.retrier.opened(now)
         self.ever_opened = True

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import hashlib
 import random
+import time
 
 import pytest
 from websockets.asyncio.server import serve
@@ -335,3 +336,76 @@ async def test_sigusr1_marks_a_fault_for_detect_time():
         marks = [p.machine.fault_at for p in fleet.probes]
         await task
     assert all(m is not None for m in marks)
+
+
+async def test_the_opening_request_is_on_the_wire_before_the_loop_makes_a_transport(
+        monkeypatch):
+    """Over a socket the probe connected itself, the request is written the moment TCP is
+    up, as a browser writes it: it is readable at the server when the loop is first asked
+    for a transport, so the client's own set-up is never counted as the server's. The
+    response is then read as before (a 101, then frames flow), and connect_time's start
+    is the connector's stamp from before the TCP connect."""
+    import socket as socket_module
+
+    listener = socket_module.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    accepted: list[socket_module.socket] = []
+    heads: list[bytes] = []
+    create_connection = loop.create_connection
+
+    async def look_first(*args, **kwargs):
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.setblocking(False)
+        heads.append(conn.recv(4096))  # BlockingIOError if nothing was written yet
+        key = next(line.split(b":", 1)[1].strip() for line in heads[0].split(b"\r\n")
+                   if line.lower().startswith(b"sec-websocket-key:"))
+        guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1(key + guid).digest())
+        conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
+                  b"\r\n\r\n\x81\x02hi")
+        return await create_connection(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "create_connection", look_first)
+    before = time.monotonic()
+    try:
+        link = await websockets_connector()(f"ws://127.0.0.1:{port}/ws/a", 2,
+                                            headers=[("X-Probe", "1")])
+        assert await link.recv() == "hi"
+        link.transport.abort()
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    head = heads[0].decode()
+    assert head.startswith("GET /ws/a HTTP/1.1\r\n")
+    assert "\r\nX-Probe: 1\r\n" in head and "\r\nUser-Agent: wsctl/" in head
+    assert before <= link.started_at <= link.opened_at
+
+
+async def test_a_101_with_a_wrong_accept_key_fails_the_attempt():
+    """The response is checked by websockets' own ClientProtocol: a 101 whose
+    Sec-WebSocket-Accept does not match the key is a failed handshake, not a connection."""
+
+    async def wrong_accept(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n")
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(wrong_accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ConnectError) as info:
+            await websockets_connector()(f"ws://127.0.0.1:{port}/ws/a", 2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert info.value.kind == "protocol"
+    assert "invalid Sec-WebSocket-Accept header" in info.value.message

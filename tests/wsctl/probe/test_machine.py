@@ -53,6 +53,19 @@ def test_connected_records_connect_time_and_opens():
     assert summary(m, "connect_time")["max"] == pytest.approx(0.25, rel=1e-3)
 
 
+def test_connect_time_starts_at_the_links_own_stamp_of_the_tcp_connect():
+    """A link that stamped its TCP connect (started_at) times connect_time from there, not
+    from when the machine asked; a stamp from before the attempt is not believed."""
+    m = machine()
+    m.start(5.0)
+    m.handle(Connected(5.25, started_at=5.1))
+    assert summary(m, "connect_time")["max"] == pytest.approx(0.15, rel=1e-3)
+    m = machine()
+    m.start(5.0)
+    m.handle(Connected(5.25, started_at=4.0))
+    assert summary(m, "connect_time")["max"] == pytest.approx(0.25, rel=1e-3)
+
+
 def test_app_heartbeat_follows_welcome_interval_and_measures_rtt():
     """After a welcome the app ping goes out each interval; its pong gives rtt."""
     m = opened(machine(), hello=welcome(interval=2, timeout=1))

@@ -74,10 +74,8 @@ async def test_a_listening_port_gives_a_connected_socket_and_a_name_gives_none()
         await server.wait_closed()
 
 
-async def test_a_refused_connect_is_known_without_a_selector_round_trip(monkeypatch) -> None:
-    """On this host the kernel refuses inside connect(): open_socket raises at once and
-    never registers the socket with the loop (each such attempt in a reconnect storm
-    would otherwise cost an epoll registration, a wake-up and an unregistration)."""
+def _count_writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The descriptors the running loop is asked to watch for writability from now on."""
     loop = asyncio.get_running_loop()
     registered: list[int] = []
     add_writer = loop.add_writer
@@ -87,8 +85,33 @@ async def test_a_refused_connect_is_known_without_a_selector_round_trip(monkeypa
         return add_writer(fd, callback, *args)
 
     monkeypatch.setattr(loop, "add_writer", counting_add_writer)
+    return registered
+
+
+async def test_a_refused_connect_is_known_without_a_selector_round_trip(monkeypatch) -> None:
+    """On this host the kernel refuses inside connect(): open_socket raises at once and
+    never registers the socket with the loop (each such attempt in a reconnect storm
+    would otherwise cost an epoll registration, a wake-up and an unregistration)."""
+    registered = _count_writers(monkeypatch)
     with pytest.raises(ConnectionRefusedError):
         await open_socket(f"ws://127.0.0.1:{_free_port()}/ws/a")
+    assert registered == []
+
+
+async def test_a_loopback_connect_is_done_without_a_selector_round_trip(monkeypatch) -> None:
+    """Over loopback the handshake is over when connect() returns: open_socket hands back
+    the connected socket without waiting for the loop's selector (a wait that, in a busy
+    worker, queues behind every other probe's callbacks and lands in connect_time)."""
+    registered = _count_writers(monkeypatch)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        sock = await open_socket(f"ws://127.0.0.1:{listener.getsockname()[1]}/ws/a")
+        assert sock is not None and sock.getpeername() == listener.getsockname()
+        sock.close()
+    finally:
+        listener.close()
     assert registered == []
 
 
