@@ -7,7 +7,8 @@ Runs `wsctl run --json` (the bundled EP-0001 suite unless FILEs are given) `--ru
 times on the machine as it is, then `--busy-runs` times while a separate process spins
 one core (a `while True: pass` loop), alternating quiet and busy runs so that a drift of
 the machine's state over the hour does not look like the busy core's effect. Prints
-each run's exit code and verdict line, then one row per criterion with its status in
+each run's exit code and verdict line (with the reason of each INCONCLUSIVE criterion, and
+each relative criterion's ratio and interval), then one row per criterion with its status in
 every run and its measured figure's range, and flags:
 
 - FLIP — the criterion PASSed in one run and FAILed in another (issue 13: never allowed);
@@ -92,8 +93,10 @@ def main() -> int:
                   f"{line}", flush=True)
             results.append((busy, code, line, criteria_of(out)))
             for name, (status, _, message) in criteria_with_reasons(out).items():
-                if status == "inconclusive":
-                    print(f"    {name}: {message}", flush=True)
+                # INCONCLUSIVE says why; a relative criterion's line carries its ratio and
+                # interval (the table below shows only its measured figure, not the ratio).
+                if status == "inconclusive" or "% interval" in message:
+                    print(f"    {name}: {' '.join(message.split())}", flush=True)
     names = sorted({name for *_, crit in results for name in crit})
     print()
     print("criterion".ljust(48), " ".join(("B" if busy else "Q") + str(i + 1)
