@@ -6,7 +6,8 @@ module turns the rounds of one scenario into the one outcome the reports show:
 
 - a relative criterion (``k * baseline``) is judged on the interval of the per-round
   ratios (``judge_pairs``: ``criteria.judge_rounds``, the t interval of
-  ``wsctl.metrics.stats``);
+  ``wsctl.metrics.stats``), leaving out the pairs in which either side's instrument was
+  saturated;
 - an absolute criterion is judged on every round and takes its worst round's verdict
   (``worst_round``): its threshold was written for one run of the scenario (a count such
   as ``probes.gave_up == 20`` or a peak rate does not add up over rounds), and a
@@ -25,7 +26,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from wsctl.metrics import Gauge, Result, merge
-from wsctl.results.criteria import Criterion, Status, Verdict, format_value, judge_rounds
+from wsctl.metrics.instrument import Instrument
+from wsctl.results.criteria import (
+    Criterion,
+    Status,
+    Verdict,
+    format_value,
+    is_timing,
+    judge_rounds,
+)
 from wsctl.results.outcome import ScenarioOutcome
 
 # Which round's verdict sums up an absolute criterion: the worst.
@@ -66,19 +75,43 @@ def worst_round(index: int, rounds: Sequence[ScenarioOutcome]) -> Verdict:
 def judge_pairs(criterion: Criterion, index: int, candidates: Sequence[ScenarioOutcome],
                 baselines: Sequence[ScenarioOutcome]) -> Verdict:
     """Relative criterion ``index`` of the candidate on its paired rounds: the interval
-    verdict (``judge_rounds``). A round whose own verdict the instrument doubted
-    (``inconclusive``) cannot support a pass or a fail: the verdict is then
-    inconclusive, with that round's reason."""
-    verdict = judge_rounds(criterion, [c.result for c in candidates if c.result],
-                           [b.result for b in baselines if b.result])
-    if verdict.status not in ("pass", "fail"):
-        return verdict
-    for number, outcome in enumerate(candidates, 1):
-        own = outcome.verdicts[index] if index < len(outcome.verdicts) else None
-        if own is not None and own.status == "inconclusive":
-            return verdict.as_inconclusive(f"{verdict.message}; round {number} cannot be "
-                                           f"trusted: {own.message}")
-    return verdict
+    verdict (``judge_rounds``) on the pairs the instrument can vouch for.
+
+    A pair is left out when the candidate round's own verdict was doubted
+    (``inconclusive``: its measuring side was saturated) or, for a timing criterion, when
+    the baseline round's measuring side was saturated: either figure then carries the
+    instrument's own delay, and a delay on the baseline's side makes the ratio look
+    better than it is. The interval is on the rest, the message names the rounds left
+    out and why; with fewer than two pairs left the verdict is inconclusive."""
+    kept: list[tuple[ScenarioOutcome, ScenarioOutcome]] = []
+    left_out: list[tuple[int, str]] = []
+    for number, (candidate, base) in enumerate(zip(candidates, baselines, strict=False), 1):
+        if candidate.result is None or base.result is None:
+            continue
+        own = candidate.verdicts[index] if index < len(candidate.verdicts) else None
+        reason = own.message if own is not None and own.status == "inconclusive" else None
+        if reason is None and is_timing(criterion):
+            instrument = Instrument.from_json(base.result.details.get("instrument") or [])
+            saturated = instrument.saturation() if instrument.measured else None
+            if saturated is not None:
+                reason = f"its baseline round: {saturated}"
+        if reason is None:
+            kept.append((candidate, base))
+        else:
+            left_out.append((number, reason))
+    if not left_out:
+        return judge_rounds(criterion, [c.result for c, _ in kept if c.result],
+                            [b.result for _, b in kept if b.result])
+    numbers = ", ".join(str(number) for number, _ in left_out)
+    why = (f"round{'s' if len(left_out) > 1 else ''} {numbers} left out, the instrument "
+           f"distorted {'them' if len(left_out) > 1 else 'it'} (round {left_out[0][0]}: "
+           f"{left_out[0][1]})")
+    if len(kept) < 2:
+        return Verdict(criterion, "inconclusive", None, None,
+                       message=f"fewer than two rounds to judge: {why}")
+    verdict = judge_rounds(criterion, [c.result for c, _ in kept if c.result],
+                           [b.result for _, b in kept if b.result])
+    return replace(verdict, message=f"{verdict.message}; {why}")
 
 
 def combine(rounds: Sequence[ScenarioOutcome],
