@@ -7,7 +7,8 @@ Runs `wsctl run --json` (the bundled EP-0001 suite unless FILEs are given) `--ru
 times on the machine as it is, then `--busy-runs` times while a separate process spins
 one core (a `while True: pass` loop), alternating quiet and busy runs so that a drift of
 the machine's state over the hour does not look like the busy core's effect. Prints
-each run's exit code and verdict line (with the reason of each INCONCLUSIVE criterion, and
+each run's exit code, load, CPU steal (Linux: time the hypervisor gave this machine's
+CPUs to others) and verdict line (with the reason of each INCONCLUSIVE criterion, and
 each relative criterion's ratio and interval), then one row per criterion with its status in
 every run and its measured figure's range, and flags:
 
@@ -42,6 +43,22 @@ def run_once(files: list[str], extra: list[str], out: Path) -> tuple[int, str, f
     last = next((line for line in reversed(lines) if ": suite " in line), lines[-1] if lines
                 else proc.stderr.strip()[-200:])
     return proc.returncode, last, time.monotonic() - start
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat (Linux), else None: the time
+    the hypervisor gave this machine's CPUs to others, which no load average shows."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str:
+    if before is None or after is None or after[1] <= before[1]:
+        return ""
+    return f", steal {100 * (after[0] - before[0]) / (after[1] - before[1]):.1f}%"
 
 
 def criteria_of(path: Path) -> dict[str, tuple[str, float | None]]:
@@ -83,14 +100,16 @@ def main() -> int:
             spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if busy else None
             try:
                 out = Path(tmp) / f"run{n}.json"
+                ticks = cpu_ticks()
                 code, line, took = run_once(args.files, extra, out)
+                stolen = steal_share(ticks, cpu_ticks())
             finally:
                 if spinner is not None:
                     spinner.kill()
                     spinner.wait()
             label = "busy " if busy else "quiet"
-            print(f"run {n:2d} {label} exit {code} ({took:.0f} s, load {os.getloadavg()[0]:.2f}): "
-                  f"{line}", flush=True)
+            print(f"run {n:2d} {label} exit {code} ({took:.0f} s, load {os.getloadavg()[0]:.2f}"
+                  f"{stolen}): {line}", flush=True)
             results.append((busy, code, line, criteria_of(out)))
             for name, (status, _, message) in criteria_with_reasons(out).items():
                 # INCONCLUSIVE says why; a relative criterion's line carries its ratio and

@@ -84,3 +84,19 @@ def test_help_lists_every_command_with_its_summary():
     for name, spec in COMMANDS.items():
         assert f"  {name:5}  {spec.summary}" in listing
         assert load_command(name).get_short_help_str() == spec.summary
+
+
+def test_a_bench_worker_on_picows_does_not_load_websockets():
+    """A bench worker process (its module, the engine, the default picows transport)
+    leaves websockets' client unloaded: it is the websockets transport's alone."""
+    code = ("import json, sys\n"
+            "import wsctl.bench.worker, wsctl.bench.engine\n"
+            "from wsctl.bench.transport import get_transport\n"
+            "get_transport('picows')\n"
+            "print(json.dumps(sorted(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    modules = set(json.loads(proc.stdout))
+    assert "wsctl.bench.transport_picows" in modules
+    assert _loaded(modules, ("websockets", "wsctl.bench.transport_websockets")) == []
