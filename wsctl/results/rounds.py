@@ -99,19 +99,18 @@ def judge_pairs(criterion: Criterion, index: int, candidates: Sequence[ScenarioO
             kept.append((candidate, base))
         else:
             left_out.append((number, reason))
-    if not left_out:
-        return judge_rounds(criterion, [c.result for c, _ in kept if c.result],
-                            [b.result for _, b in kept if b.result])
-    numbers = ", ".join(str(number) for number, _ in left_out)
-    why = (f"round{'s' if len(left_out) > 1 else ''} {numbers} left out, the instrument "
-           f"distorted {'them' if len(left_out) > 1 else 'it'} (round {left_out[0][0]}: "
-           f"{left_out[0][1]})")
-    if len(kept) < 2:
-        return Verdict(criterion, "inconclusive", None, None,
-                       message=f"fewer than two rounds to judge: {why}")
+    why = ""
+    if left_out:
+        numbers = ", ".join(str(number) for number, _ in left_out)
+        many = len(left_out) > 1
+        why = (f"round{'s' if many else ''} {numbers} left out, the instrument distorted "
+               f"{'them' if many else 'it'} (round {left_out[0][0]}: {left_out[0][1]})")
+        if len(kept) < 2:
+            return Verdict(criterion, "inconclusive", None, None,
+                           message=f"fewer than two rounds to judge: {why}")
     verdict = judge_rounds(criterion, [c.result for c, _ in kept if c.result],
                            [b.result for _, b in kept if b.result])
-    return replace(verdict, message=f"{verdict.message}; {why}")
+    return replace(verdict, message=f"{verdict.message}; {why}") if why else verdict
 
 
 def combine(rounds: Sequence[ScenarioOutcome],
