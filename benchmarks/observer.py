@@ -345,6 +345,7 @@ def probe_worker(url: str, count: int, out_dir: Path, seed: int, worker: int) ->
     """A Fleet as `wsctl probe` runs it; stdin says `fault T` and `stop`. Probe ``i`` of
     worker ``k`` is called ``k-i`` (its stream ``obs-k-i``)."""
     from wsctl.backoff import BackoffPolicy
+    from wsctl.probe import ioclock
     from wsctl.probe.fleet import Fleet
     from wsctl.probe.machine import ProbeConfig, new_metrics
     from wsctl.probe.runner import RecordsWriter
@@ -386,7 +387,7 @@ def probe_worker(url: str, count: int, out_dir: Path, seed: int, worker: int) ->
         control.cancel()
         (out_dir / f"result-{worker}.json").write_text(json.dumps(result.to_dict()))
 
-    asyncio.run(main())
+    ioclock.run(main())
     writer.close()
     with (out_dir / f"taps-{worker}.jsonl").open("w") as f:
         for tap in taps:

@@ -172,12 +172,12 @@ def probe(
         "Stream name for {stream} in URL and protocol templates ({n} filled).", "STREAM")]
     = "alert-{n}",
 ) -> None:
-    import asyncio
 
     from rich.console import Console
 
     from wsctl.metrics import validate
     from wsctl.probe import dialect as block
+    from wsctl.probe import ioclock
     from wsctl.probe.console import summary
     from wsctl.probe.fleet import Fleet
     from wsctl.probe.machine import ProbeConfig
@@ -256,7 +256,7 @@ def probe(
     # With --json - stdout carries only the JSON; people's output goes to stderr.
     console = Console(stderr=json_stdout)
     try:
-        result = asyncio.run(run_fleet(fleet, view=view.value, report_interval=interval,
+        result = ioclock.run(run_fleet(fleet, view=view.value, report_interval=interval,
                                        metrics_port=metrics_port, metrics_host=metrics_host,
                                        console=console, out=console.file,
                                        fault_file=fault_file))

@@ -151,6 +151,7 @@ def run(
 
     from rich.console import Console
 
+    from wsctl.probe import ioclock
     from wsctl.report.console import RunProgress, print_report
     from wsctl.scenario.runner import Runner
     from wsctl.scenario.service import kill_all
@@ -165,9 +166,9 @@ def run(
     try:
         if progress is not None:
             with progress:
-                report = asyncio.run(_run(runner, suites, scenario))
+                report = ioclock.run(_run(runner, suites, scenario))
         else:
-            report = asyncio.run(_run(runner, suites, scenario))
+            report = ioclock.run(_run(runner, suites, scenario))
     finally:
         kill_all()  # whatever happened, no server (embedded or yours) outlives the command
     for outcome in report.scenarios:

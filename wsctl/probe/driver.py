@@ -31,6 +31,7 @@ from websockets.uri import parse_uri
 from wsctl import __version__
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import ConnectError, classify_connect_error
+from wsctl.probe.ioclock import io_wake
 from wsctl.probe.machine import (
     Abort,
     Action,
@@ -76,9 +77,12 @@ _USER_AGENT = f"wsctl/{__version__}"  # what websockets' connect() sends too
 
 class StampedConnection(ClientConnection):
     """websockets' client connection that notes when things happened in the I/O callback
-    that sees them (``time.monotonic()``; ``time.time()`` too for messages), not when the
-    task awaiting them next runs: with hundreds of probes on one loop, a burst of losses
-    or opens would otherwise be stamped tens of milliseconds late, one after the other.
+    that sees them, not when the task awaiting them next runs: with hundreds of probes on
+    one loop, a burst of losses or opens would otherwise be stamped tens of milliseconds
+    late, one after the other. On a ``WakeStampingLoop`` (what runs probes) the stamp is
+    the selector's wake-up that reported the socket (``wsctl.probe.ioclock``), so a burst
+    is not stamped later for each socket handled before it; elsewhere
+    ``time.monotonic()`` in the callback.
 
     ``started_at``: the connector's stamp just before the TCP connect. ``opened_at``: the
     101 response arrived. ``arrivals``: one ``(monotonic, wall)`` per whole message, in
@@ -91,13 +95,28 @@ class StampedConnection(ClientConnection):
     pong_at: float | None = None
     lost_at: float | None = None
     _read_at: tuple[float, float] = (0.0, 0.0)
+    _sent_in = -1.0  # the wake-up of the iteration that last wrote (on a WakeStampingLoop)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrivals: deque[tuple[float, float]] = deque()
+        self._wake = io_wake()
+
+    def _now(self) -> tuple[float, float]:
+        """When the bytes being handled arrived: the wake-up that reported the socket,
+        unless this connection wrote since (a reply cannot predate its request)."""
+        wake = self._wake
+        if wake is None or wake.woke_at == self._sent_in:
+            return time.monotonic(), time.time()
+        return wake.woke_at, wake.woke_wall
+
+    def send_data(self) -> None:
+        if self._wake is not None:
+            self._sent_in = self._wake.woke_at
+        super().send_data()
 
     def data_received(self, data: bytes) -> None:
-        self._read_at = (time.monotonic(), time.time())
+        self._read_at = self._now()
         super().data_received(data)
 
     def process_event(self, event: Any) -> None:
@@ -117,12 +136,15 @@ class StampedConnection(ClientConnection):
 
     def eof_received(self) -> None:
         if self.lost_at is None:
-            self.lost_at = time.monotonic()
+            self.lost_at = self._now()[0]
         super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.lost_at is None:
-            self.lost_at = time.monotonic()
+            # asyncio calls this one iteration after the handler that saw the reset
+            # (call_soon): that iteration's wake-up is when the loop learned of it.
+            wake = self._wake
+            self.lost_at = time.monotonic() if wake is None else wake.prior_at
         super().connection_lost(exc)
 
 

@@ -55,7 +55,11 @@ async def open_socket(url: str) -> socket.socket | None:
     if address is None:
         return None
     family, target = address
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on a socket whose
+    # proto says TCP. With Nagle on, a heartbeat written while the previous segment
+    # waited for its delayed ACK sat in the kernel 33-40 ms, all of it inside rtt
+    # (benchmarks/observer.py: ~4% of rtt samples).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setblocking(False)
         err = sock.connect_ex(target)

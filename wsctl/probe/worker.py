@@ -39,6 +39,7 @@ import sys
 import time
 from typing import Any
 
+from wsctl.probe import ioclock
 from wsctl.probe.fleet import Fleet
 from wsctl.probe.machine import ProbeConfig, Record
 from wsctl.probe.workers import (
@@ -167,7 +168,7 @@ async def _pump(fleet: Fleet, outbox: Outbox, live_view: bool) -> None:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it says stop
-    return report_failures(lambda: asyncio.run(serve()))
+    return report_failures(lambda: ioclock.run(serve()))
 
 
 if __name__ == "__main__":

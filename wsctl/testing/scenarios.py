@@ -12,7 +12,6 @@ the file, line and field.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from wsctl.errors import InvalidInput
 from wsctl.metrics import Result
+from wsctl.probe import ioclock
 from wsctl.results.outcome import ScenarioOutcome
 from wsctl.scenario.model import Scenario, Suite, load_suite
 from wsctl.scenario.runner import Runner, ScenarioRun
@@ -76,7 +76,7 @@ class ScenarioItem(pytest.Item):
         return await ScenarioRun(scenario, file, baseline=baseline).execute()
 
     def runtest(self) -> None:
-        outcome = asyncio.run(self._run())
+        outcome = ioclock.run(self._run())
         if outcome.result is not None and outcome.error is None:
             self.file.results[self.scenario.name] = outcome.result
         self.user_properties.append(("verdict", outcome.verdict))

@@ -143,3 +143,18 @@ async def test_a_connect_still_in_progress_is_awaited_and_cancels_cleanly() -> N
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+async def test_a_probe_connection_has_nagle_off() -> None:
+    """asyncio sets TCP_NODELAY only on a socket whose proto says TCP: the probe's own
+    socket must say so, or a heartbeat written while an earlier segment waits for its
+    delayed ACK sits in the kernel up to 40 ms, inside rtt."""
+    from websockets.asyncio.server import serve
+
+    async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        link = await websockets_connector()(f"ws://127.0.0.1:{port}/ws/a", 5.0)
+        sock = link.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        await link.close()
+    assert nodelay != 0
