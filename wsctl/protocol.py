@@ -7,12 +7,13 @@ Client -> server: ``ping`` and ``ack``. The full contract is in ``docs/protocol.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from wsctl.errors import InvalidInput
 
@@ -209,14 +210,18 @@ def parse_server(frame: str | bytes) -> ServerMessage:
 
 
 def resume_query(epoch: str | None, offset: int | None, token: str | None = None) -> str:
-    """Query string for a (re)connect: ``?epoch=E&offset=N[&token=T]``, or '' when fresh."""
-    params: dict[str, str] = {}
+    """Query string for a (re)connect: ``?epoch=E&offset=N[&token=T]``, or '' when fresh
+    (form-encoded, as ``urlencode`` writes it). Built on every attempt, refused ones
+    included: a probe's epoch and token are encoded once, not per attempt."""
+    parts = []
     if epoch is not None and offset is not None:
-        params["epoch"] = epoch
-        params["offset"] = str(offset)
+        parts.append(f"epoch={_form(epoch)}&offset={int(offset)}")
     if token:
-        params["token"] = token
-    return "?" + urlencode(params) if params else ""
+        parts.append(f"token={_form(token)}")
+    return "?" + "&".join(parts) if parts else ""
+
+
+_form = functools.lru_cache(maxsize=4096)(quote_plus)
 
 
 def check_url(url: str) -> None:

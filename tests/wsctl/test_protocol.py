@@ -68,3 +68,21 @@ def test_numbers_outside_json_and_64_bits_are_protocol_errors(frame, reason):
     with pytest.raises(p.ProtocolError, match=reason):
         p.parse_client(frame)
     assert p.parse_client('{"type":"ack","offset":9223372036854775807}').offset == 2**63 - 1
+
+
+@pytest.mark.parametrize(("epoch", "offset", "token"), [
+    ("1700000000-ab", 12, None), ("a b&c=d/é", 0, "tok+en/="), (None, None, "x y"),
+    ("e", None, None), (None, None, None), ("e", -1, ""),
+])
+def test_resume_query_is_what_urlencode_writes(epoch, offset, token):
+    """The hand-built query (made on every reconnect attempt) encodes as urlencode does."""
+    from urllib.parse import urlencode
+
+    from wsctl.protocol import resume_query
+
+    params = {}
+    if epoch is not None and offset is not None:
+        params.update(epoch=epoch, offset=str(offset))
+    if token:
+        params["token"] = token
+    assert resume_query(epoch, offset, token) == ("?" + urlencode(params) if params else "")
