@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from wsctl import yamlfile
 from wsctl.chaos.proxy import Chaos, Proxy
 from wsctl.errors import ActionFailed, InvalidInput, RunFailed, WsctlError
-from wsctl.probe import dialect
+from wsctl.probe import dialect, ioclock
 from wsctl.probe.driver import websockets_connector
 from wsctl.probe.fleet import Fleet
 from wsctl.probe.machine import State
@@ -85,7 +85,7 @@ class Harness:
 
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
-        self.loop = asyncio.new_event_loop()
+        self.loop = ioclock.WakeStampingLoop()  # the probes' instants: docs/probe.md
         self._thread = threading.Thread(target=self.loop.run_forever, name="wsctl-loop",
                                         daemon=True)
         self._thread.start()
