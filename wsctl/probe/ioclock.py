@@ -12,7 +12,9 @@ every one of those sockets was ready; ``StampedConnection`` stamps with it:
   the iteration whose read handler got them;
 - a connection lost (reset, write error): ``connection_lost`` runs in the iteration
   after the handler that saw the error (asyncio schedules it with ``call_soon``), so the
-  wake-up before the current one.
+  wake-up before the current one. Over TLS asyncio's ``SSLProtocol`` schedules it one
+  iteration later still, so there the stamp is one wake-up late (never later than a
+  stamp taken in the callback).
 
 Bytes the kernel received after the wake-up but read in the same handler are stamped
 early by at most the time the iteration had run; a reply to something the connection
