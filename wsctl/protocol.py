@@ -209,6 +209,11 @@ def parse_server(frame: str | bytes) -> ServerMessage:
     raise ProtocolError(f"unknown message type {kind!r}")
 
 
+# form-encoding (urlencode's quote_plus) of a probe's epoch or token, which repeat on
+# every reconnect attempt
+_form = functools.lru_cache(maxsize=4096)(quote_plus)
+
+
 def resume_query(epoch: str | None, offset: int | None, token: str | None = None) -> str:
     """Query string for a (re)connect: ``?epoch=E&offset=N[&token=T]``, or '' when fresh
     (form-encoded, as ``urlencode`` writes it). Built on every attempt, refused ones
@@ -219,9 +224,6 @@ def resume_query(epoch: str | None, offset: int | None, token: str | None = None
     if token:
         parts.append(f"token={_form(token)}")
     return "?" + "&".join(parts) if parts else ""
-
-
-_form = functools.lru_cache(maxsize=4096)(quote_plus)
 
 
 def check_url(url: str) -> None:
