@@ -49,7 +49,7 @@ from wsctl.probe.machine import (
     Stop,
     Tick,
 )
-from wsctl.probe.tcp import open_socket
+from wsctl.probe.tcp import open_socket, read_first, stamp_arrivals
 
 
 class Link(Protocol):
@@ -85,7 +85,8 @@ class StampedConnection(ClientConnection):
     ``time.monotonic()`` in the callback.
 
     ``started_at``: the connector's stamp just before the TCP connect. ``opened_at``: the
-    101 response arrived. ``arrivals``: one ``(monotonic, wall)`` per whole message, in
+    101 response arrived (through ``_handshake_over``, on Linux, the kernel's stamp of
+    its arrival on the socket). ``arrivals``: one ``(monotonic, wall)`` per whole message, in
     the order ``recv()`` returns them. ``pong_at``: the last pong. ``lost_at``: the first
     of a close frame, end of stream or the connection lost.
     """
@@ -96,6 +97,8 @@ class StampedConnection(ClientConnection):
     lost_at: float | None = None
     _read_at: tuple[float, float] = (0.0, 0.0)
     _sent_in = -1.0  # the wake-up of the iteration that last wrote (on a WakeStampingLoop)
+    # Bytes read before the transport existed and when they came (_handshake_over).
+    first: tuple[bytes, tuple[float, float]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -109,6 +112,14 @@ class StampedConnection(ClientConnection):
         if wake is None or wake.woke_at == self._sent_in:
             return time.monotonic(), time.time()
         return wake.woke_at, wake.woke_wall
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        first, self.first = self.first, None
+        if first is not None and first[0]:
+            # Before the transport's first read (it starts reading after this call).
+            self._read_at = first[1]
+            super().data_received(first[0])
 
     def send_data(self) -> None:
         if self._wake is not None:
@@ -218,11 +229,17 @@ async def _handshake_over(
     ms of a busy worker, measured by stamping each step). The same sans-I/O
     ``ClientProtocol`` makes the request and checks the response, so the handshake is
     validated exactly as websockets validates it; a redirect is a failed attempt, as it is
-    over any socket given to ``connect()`` and for a browser's WebSocket."""
+    over any socket given to ``connect()`` and for a browser's WebSocket.
+
+    The first bytes of the response are read here, with the kernel's stamp of their
+    arrival where there is one (``wsctl.probe.tcp.read_first``): ``opened_at`` is when
+    the 101 reached the socket, not when this process next ran. The transport is made
+    after them and hands them to the connection first (``StampedConnection.first``)."""
     protocol = ClientProtocol(parse_uri(url), extensions=extensions,
                               subprotocols=subprotocols, max_size=max_size)
     link = StampedConnection(protocol, ping_interval=None, close_timeout=1)
     transport: asyncio.Transport | None = None
+    loop = asyncio.get_running_loop()
     try:
         link.request = request = protocol.connect()
         if headers:
@@ -230,14 +247,18 @@ async def _handshake_over(
         request.headers.setdefault("User-Agent", _USER_AGENT)
         protocol.send_request(request)
         data = b"".join(protocol.data_to_send())
+        stamped = stamp_arrivals(sock)
+        sent_at = time.monotonic()
         try:
             sent = sock.send(data)  # a fresh socket's buffer holds a request head
         except BlockingIOError:
             sent = 0
-        transport, _ = await asyncio.get_running_loop().create_connection(
-            lambda: link, sock=sock)
         if sent < len(data):
-            transport.write(data[sent:])
+            await loop.sock_sendall(sock, data[sent:])
+        link.first = await read_first(sock, sent_at)
+        if stamped:
+            stamp_arrivals(sock, False)  # one recvmsg() wanted it; recv() cannot read it
+        transport, _ = await loop.create_connection(lambda: link, sock=sock)
         await asyncio.wait([link.response_rcvd, link.connection_lost_waiter],
                            return_when=asyncio.FIRST_COMPLETED)
         if protocol.handshake_exc is not None:

@@ -20,7 +20,9 @@ Bytes the kernel received after the wake-up but read in the same handler are sta
 early by at most the time the iteration had run; a reply to something the connection
 sent in the current iteration is stamped at the read instead (it cannot predate the
 request). With another loop (uvloop, a caller's own) there is no wake-up to read and the
-stamps are ``time.monotonic()`` where the callback runs, as before.
+stamps are ``time.monotonic()`` where the callback runs, as before. The opening 101 of a
+probe's own socket carries the kernel's receive stamp where Linux gives one
+(``wsctl.probe.tcp.read_first``), which does not move with the process's own delays.
 """
 
 from __future__ import annotations

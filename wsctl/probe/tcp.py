@@ -22,7 +22,12 @@ import functools
 import ipaddress
 import select
 import socket
+import struct
+import sys
+import time
 from urllib.parse import urlsplit
+
+from wsctl.probe.ioclock import io_wake
 
 Address = tuple[socket.AddressFamily, tuple[str, int]]
 
@@ -108,4 +113,70 @@ async def _writable(sock: socket.socket) -> None:
         loop.remove_writer(fd)
 
 
-__all__ = ["ip_address_of", "open_socket"]
+# Linux's SO_TIMESTAMPNS (Python's socket module does not name it): the kernel stamps each
+# segment when it reaches the socket, and recvmsg() returns the stamp of the last segment
+# it read as a struct timespec of CLOCK_REALTIME.
+_SO_TIMESTAMPNS = 35 if sys.platform.startswith("linux") else None
+_TIMESPEC = struct.Struct("@ll")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_READ = 65536
+
+
+def stamp_arrivals(sock: socket.socket, on: bool = True) -> bool:
+    """Ask the kernel to stamp when each segment reaches ``sock`` (``on=False``: stop);
+    False where it cannot (not Linux, refused)."""
+    if _SO_TIMESTAMPNS is None:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, int(on))
+    except OSError:
+        return False
+    return True
+
+
+async def read_first(sock: socket.socket, not_before: float
+                     ) -> tuple[bytes, tuple[float, float]]:
+    """The first bytes ``sock`` receives (b"" at end of stream) and when they arrived, as
+    ``(time.monotonic(), time.time())``: the kernel's stamp of the segment when
+    ``stamp_arrivals`` is on, else (or if it is later) the loop's wake-up that reported
+    the socket (``wsctl.probe.ioclock``), else the instant it was read. A process waiting
+    for a CPU, or busy with other probes, learns of a response later than it came; the
+    kernel's stamp does not move with that. A stamp before ``not_before`` (the request
+    went out then: the wall clock was stepped) is not used. Raises the OSError the read
+    raised (reset, ...)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[tuple[bytes, tuple[float, float]]] = loop.create_future()
+    fd = sock.fileno()
+
+    def ready() -> None:
+        if done.done():
+            return
+        try:
+            data, ancillary, _, _ = sock.recvmsg(_READ, _ANCILLARY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            loop.remove_reader(fd)
+            done.set_exception(exc)
+            return
+        loop.remove_reader(fd)
+        wake = io_wake()
+        at = (time.monotonic(), time.time()) if wake is None else (wake.woke_at, wake.woke_wall)
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and \
+                    len(payload) >= _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+                wall = seconds + nanoseconds * 1e-9
+                mono = wall + (time.monotonic() - time.time())
+                if not_before <= mono < at[0]:
+                    at = (mono, wall)
+        done.set_result((data, at))
+
+    loop.add_reader(fd, ready)
+    try:
+        return await done
+    finally:
+        loop.remove_reader(fd)  # cancelled (a timeout) while waiting; else a no-op
+
+
+__all__ = ["ip_address_of", "open_socket", "read_first", "stamp_arrivals"]

@@ -338,23 +338,23 @@ async def test_sigusr1_marks_a_fault_for_detect_time():
     assert all(m is not None for m in marks)
 
 
-async def test_the_opening_request_is_on_the_wire_before_the_loop_makes_a_transport(
-        monkeypatch):
+async def test_the_opening_request_is_on_the_wire_before_the_probe_waits(monkeypatch):
     """Over a socket the probe connected itself, the request is written the moment TCP is
-    up, as a browser writes it: it is readable at the server when the loop is first asked
-    for a transport, so the client's own set-up is never counted as the server's. The
+    up, as a browser writes it: it is readable at the server when the probe first waits
+    for the response, so the client's own set-up is never counted as the server's. The
     response is then read as before (a 101, then frames flow), and connect_time's start
     is the connector's stamp from before the TCP connect."""
     import socket as socket_module
+
+    from wsctl.probe import driver
 
     listener = socket_module.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     port = listener.getsockname()[1]
-    loop = asyncio.get_running_loop()
     accepted: list[socket_module.socket] = []
     heads: list[bytes] = []
-    create_connection = loop.create_connection
+    read_first = driver.read_first
 
     async def look_first(*args, **kwargs):
         conn, _ = listener.accept()
@@ -368,9 +368,9 @@ async def test_the_opening_request_is_on_the_wire_before_the_loop_makes_a_transp
         conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                   b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
                   b"\r\n\r\n\x81\x02hi")
-        return await create_connection(*args, **kwargs)
+        return await read_first(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "create_connection", look_first)
+    monkeypatch.setattr(driver, "read_first", look_first)
     before = time.monotonic()
     try:
         link = await websockets_connector()(f"ws://127.0.0.1:{port}/ws/a", 2,

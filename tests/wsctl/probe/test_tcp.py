@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
+import sys
+import time
 
 import pytest
 
 from wsctl.errors import ConnectError
 from wsctl.probe.driver import websockets_connector
-from wsctl.probe.tcp import ip_address_of, open_socket
+from wsctl.probe.tcp import ip_address_of, open_socket, read_first, stamp_arrivals
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -158,3 +161,83 @@ async def test_a_probe_connection_has_nagle_off() -> None:
         nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         await link.close()
     assert nodelay != 0
+
+
+async def _pair() -> tuple[socket.socket, socket.socket, socket.socket]:
+    """(listener, server side, client side) of one loopback TCP connection; the client
+    side non-blocking, connected by open_socket as a probe's is."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = await open_socket(f"ws://127.0.0.1:{listener.getsockname()[1]}/")
+    assert client is not None
+    server, _ = listener.accept()
+    return listener, server, client
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS is Linux's")
+async def test_the_first_bytes_carry_the_kernels_arrival_stamp() -> None:
+    """A response that waits in the kernel while the probe's loop is busy is stamped when
+    it reached the socket (the kernel's stamp), not when the loop got to read it: without
+    the stamp it would carry the 80 ms the loop was blocked. Then it can be turned off."""
+    listener, server, client = await _pair()
+    try:
+        assert stamp_arrivals(client)
+        sent = time.monotonic()
+        server.send(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        time.sleep(0.08)  # the loop is busy: the bytes wait in the kernel
+        wall_before_read = time.time()
+        data, (mono, wall) = await read_first(client, sent)
+        assert data.startswith(b"HTTP/1.1 101")
+        assert sent <= mono < sent + 0.04
+        assert wall < wall_before_read - 0.04
+        assert stamp_arrivals(client, False)
+    finally:
+        for sock in (listener, server, client):
+            sock.close()
+
+
+async def test_without_the_kernels_stamp_the_first_bytes_are_stamped_when_read() -> None:
+    """No kernel stamp asked for (or none given): the instant the loop read the bytes (a
+    WakeStampingLoop's wake-up, here the read itself); end of stream is b""; a stamp from
+    before the request went out (a stepped wall clock) is never used."""
+    listener, server, client = await _pair()
+    try:
+        sent = time.monotonic()
+        server.send(b"x")
+        time.sleep(0.05)
+        data, (mono, _) = await read_first(client, sent)
+        assert data == b"x" and mono >= sent + 0.05
+        stamp_arrivals(client)
+        server.send(b"y")
+        time.sleep(0.05)
+        data, (mono, _) = await read_first(client, time.monotonic() + 10)  # after any stamp
+        assert data == b"y" and mono >= sent + 0.1
+        server.close()
+        data, _ = await read_first(client, sent)
+        assert data == b""
+    finally:
+        for sock in (listener, server, client):
+            sock.close()
+
+
+async def test_a_reset_before_the_response_raises_and_a_cancelled_read_leaves_no_reader(
+        ) -> None:
+    """A reset reaches the caller as the OSError the read raised; a read cancelled while
+    waiting (the probe's connect timeout) takes its reader off the loop."""
+    listener, server, client = await _pair()
+    loop = asyncio.get_running_loop()
+    try:
+        waiting = asyncio.ensure_future(read_first(client, time.monotonic()))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert loop.remove_reader(client.fileno()) is False  # nothing left registered
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        with pytest.raises(ConnectionResetError):
+            await read_first(client, time.monotonic())
+    finally:
+        for sock in (listener, server, client):
+            sock.close()
