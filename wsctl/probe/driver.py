@@ -31,7 +31,7 @@ from websockets.uri import parse_uri
 from wsctl import __version__
 from wsctl.clock import Clock, MonotonicClock
 from wsctl.errors import ConnectError, classify_connect_error
-from wsctl.probe.ioclock import io_wake
+from wsctl.probe.ioclock import io_wake, woke
 from wsctl.probe.machine import (
     Abort,
     Action,
@@ -109,9 +109,9 @@ class StampedConnection(ClientConnection):
         """When the bytes being handled arrived: the wake-up that reported the socket,
         unless this connection wrote since (a reply cannot predate its request)."""
         wake = self._wake
-        if wake is None or wake.woke_at == self._sent_in:
-            return time.monotonic(), time.time()
-        return wake.woke_at, wake.woke_wall
+        if wake is not None and wake.woke_at == self._sent_in:
+            wake = None  # it wrote in this iteration: the read itself is the instant
+        return woke(wake)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

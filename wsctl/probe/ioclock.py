@@ -68,10 +68,17 @@ def io_wake() -> WakeSelector | None:
     return getattr(asyncio.get_running_loop(), "io_wake", None)
 
 
+def woke(wake: WakeSelector | None) -> tuple[float, float]:
+    """``(time.monotonic(), time.time())`` of ``wake``'s last wake-up; now without one."""
+    if wake is None:
+        return time.monotonic(), time.time()
+    return wake.woke_at, wake.woke_wall
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on a ``WakeStampingLoop``: what runs probes uses this."""
     with asyncio.Runner(loop_factory=WakeStampingLoop) as runner:
         return runner.run(main)
 
 
-__all__ = ["WakeSelector", "WakeStampingLoop", "io_wake", "run"]
+__all__ = ["WakeSelector", "WakeStampingLoop", "io_wake", "run", "woke"]

@@ -27,7 +27,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from wsctl.probe.ioclock import io_wake
+from wsctl.probe.ioclock import io_wake, woke
 
 Address = tuple[socket.AddressFamily, tuple[str, int]]
 
@@ -160,8 +160,7 @@ async def read_first(sock: socket.socket, not_before: float
             done.set_exception(exc)
             return
         loop.remove_reader(fd)
-        wake = io_wake()
-        at = (time.monotonic(), time.time()) if wake is None else (wake.woke_at, wake.woke_wall)
+        at = woke(io_wake())
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and \
                     len(payload) >= _TIMESPEC.size:
