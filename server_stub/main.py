@@ -42,6 +42,7 @@ from server_stub.websocket_manager import ResumeRequest, WebSocketManager, abort
 from wsctl import __version__
 from wsctl import protocol as p
 from wsctl.errors import InvalidInput, PortInUse, RunFailed, WsctlError
+from wsctl.runtime import PacedCollector
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -141,7 +142,12 @@ def _own_origins(config: ServerConfig, host: str, port: int) -> frozenset[str]:
 class ReferenceServer:
     """EP-0001's server side: pool, health monitor, manager, store and jobs on one port."""
 
-    def __init__(self, config: ServerConfig, store: StreamStore | None = None) -> None:
+    def __init__(self, config: ServerConfig, store: StreamStore | None = None,
+                 owns_process: bool = False) -> None:
+        """``owns_process``: this server is its process's only job (``run``, a worker), so
+        the reference profile may pace the process's garbage collector
+        (``wsctl.runtime.PacedCollector``); servers started inside other programs leave
+        the collector alone."""
         self.config = config = config.for_profile()
         self.started = time.monotonic()
         self.store = store or store_maker(config.store)(config.replay_size, config.replay_age)
@@ -166,6 +172,10 @@ class ReferenceServer:
                 config.ping_interval, config.ping_timeout, self._send_ping, self._close_dead
             )
         self.keepalive_dead = 0
+        self.connections_gone = 0  # transports lost, HTTP requests' too
+        self.collector: PacedCollector | None = None
+        if owns_process and config.profile == "reference":  # baseline: CPython's, as stock
+            self.collector = PacedCollector()
         self.worker: int | None = None  # index among --workers, set by server_stub.workers
         self.draining = False
         self.url = ""
@@ -243,6 +253,10 @@ class ReferenceServer:
         self._tasks.append(loop.create_task(self._housekeeping()))
         if self.monitor is not None:
             self._tasks.append(loop.create_task(self.monitor.run()))
+        if self.collector is not None:
+            self.collector.install()
+            self._tasks.append(loop.create_task(
+                self.collector.run(self.pool.__len__, lambda: self.connections_gone)))
         log.info("listening on %s profile=%s loop=%s", self.url, cfg.profile,
                  type(loop).__module__.partition(".")[0])
         return self.url
@@ -268,6 +282,8 @@ class ReferenceServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.collector is not None:
+            self.collector.uninstall()
         self._server = None
         await self.store.close()
 
@@ -432,6 +448,7 @@ class ReferenceServer:
     def connection_gone(self, conn: ServerConnection) -> None:
         """Transport lost: release the slot, log the close, count keepalive deaths."""
         code, reason = _close_code(conn)
+        self.connections_gone += 1
         session = self.pool.release(conn, code)
         if session is None:
             return
@@ -547,7 +564,7 @@ def loop_factory(config: ServerConfig) -> Callable[[], asyncio.AbstractEventLoop
 def run(config: ServerConfig) -> int:
     """Run the server until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
     with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-        runner.run(ReferenceServer(config).serve_forever())
+        runner.run(ReferenceServer(config, owns_process=True).serve_forever())
     return 0
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from server_stub.jobs import JobSchedule
     from server_stub.streams import StreamStore
     from server_stub.websocket_manager import WebSocketManager
+    from wsctl.runtime import PacedCollector
 
 AGE_BUCKETS = (1.0, 10.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0)
 
@@ -55,6 +56,8 @@ class Server(Protocol):
     def draining(self) -> bool: ...
     @property
     def started(self) -> float: ...
+    @property
+    def collector(self) -> PacedCollector | None: ...
 
 
 def registry_for(server: Server) -> CollectorRegistry:
@@ -140,3 +143,15 @@ class _ServerCollector:
                                 value=int(s.draining))
         yield GaugeMetricFamily("wsctl_server_uptime_seconds", "Seconds since start.",
                                 value=time.monotonic() - s.started)
+        if s.collector is not None:  # the process's collector is paced by the server
+            runs = CounterMetricFamily("wsctl_server_gc_collections",
+                                       "Garbage collections, by generation (2 = full).",
+                                       labels=["generation"])
+            longest = GaugeMetricFamily("wsctl_server_gc_pause_max_seconds",
+                                        "Longest collection pause so far, by generation.",
+                                        labels=["generation"])
+            for generation in range(3):
+                runs.add_metric([str(generation)], s.collector.collections[generation])
+                longest.add_metric([str(generation)], s.collector.longest[generation])
+            yield runs
+            yield longest

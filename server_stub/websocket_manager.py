@@ -412,7 +412,7 @@ class WebSocketManager:
             self.close_with_error(session, p.ERR_BAD_MESSAGE, str(exc), p.CLOSE_POLICY)
             return
         if isinstance(message, p.Ping):
-            self.write(session, p.encode(p.Pong(message.t)))
+            self.write(session, p.encode_pong(message.t))
             return
         session.acked = max(session.acked, message.offset)
         assert session.stream is not None

@@ -285,7 +285,7 @@ def _worker_main(config: ServerConfig, index: int, parent: int, ready_fd: int,
 
 async def _serve_worker(config: ServerConfig, index: int, ready_fd: int) -> None:
     name_worker(index)
-    server = ReferenceServer(config)
+    server = ReferenceServer(config, owns_process=True)
     server.worker = index
     stop = asyncio.Event()
     # Before start: a SIGTERM while starting still stops the worker gracefully.

@@ -118,6 +118,14 @@ def encode_event(offset: int, ts: float, data_json: str) -> str:
     return f'{{"type":"event","offset":{offset},"ts":{ts!r},"data":{data_json}}}'
 
 
+def encode_pong(t: float) -> str:
+    """Fast path for the server's answer to a ``ping``: ``encode(Pong(t))``'s text (a test
+    holds them equal) without ``asdict`` and ``json.dumps`` per ping."""
+    if not math.isfinite(t):  # json writes Infinity / NaN, repr inf / nan
+        return encode(Pong(t))
+    return f'{{"type":"pong","t":{t!r}}}'
+
+
 MAX_INT = 2**63 - 1  # offsets are 0..MAX_INT; any integer in a message is 64-bit
 
 

@@ -247,3 +247,36 @@ async def test_a_full_server_says_when_the_oldest_idle_stream_expires(make_serve
     assert server.manager.reap_idle() == ["a"]
     async with connect(f"{server.url}/ws/b") as ws:
         assert isinstance(await recv_message(ws), p.Welcome)
+
+
+async def test_a_server_owning_its_process_paces_the_collector_and_shows_its_pauses():
+    """owns_process (python -m server_stub, a worker): the reference profile takes the
+    process's collector over while it runs, shows collections and their longest pause in
+    /metrics, and gives the collector back at stop. Embedded servers leave it alone."""
+    import gc
+
+    from server_stub import ReferenceServer, ServerConfig
+
+    before = gc.get_threshold()
+    embedded = ReferenceServer(ServerConfig(port=0))
+    await embedded.start()
+    try:
+        assert gc.get_threshold() == before
+        assert "wsctl_server_gc_collections_total{generation=0}" not in await metrics(embedded)
+    finally:
+        await embedded.stop()
+    server = ReferenceServer(ServerConfig(port=0), owns_process=True)
+    await server.start()
+    try:
+        assert gc.get_threshold()[1:] == (2**31 - 1, 2**31 - 1)
+        async with connect(server.url + "/ws/gc-1") as ws:
+            await recv_message(ws)
+        await asyncio.sleep(0.1)  # young passes every 20 ms
+        m = await metrics(server)
+        assert m["wsctl_server_gc_collections_total{generation=0}"] >= 2
+        assert m["wsctl_server_gc_pause_max_seconds{generation=0}"] > 0
+    finally:
+        await server.stop()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    baseline = ReferenceServer(ServerConfig(port=0, profile="baseline"), owns_process=True)
+    assert baseline.collector is None  # "before" keeps CPython's collector, as stock

@@ -23,6 +23,15 @@ def test_event_fast_path_matches_codec():
 
 
 @pytest.mark.parametrize(
+    "t", [0.0, -0.0, 1.5, 1764140000.123456, 1e-300, 1e300, 3.0, float("inf"), -float("inf"),
+          float("nan")])
+def test_pong_fast_path_is_the_codecs_text(t):
+    """encode_pong writes exactly what encode(Pong(t)) writes, non-finite values too."""
+    assert p.encode_pong(t) == p.encode(p.Pong(t))
+    assert p.encode_pong(float(json.loads('{"t": 12}')["t"])) == p.encode(p.Pong(12.0))
+
+
+@pytest.mark.parametrize(
     "frame",
     ['{"type":"hello"}', "[1]", "not json", '{"type":"ack","offset":-1}', b"\x00",
      '{"type":"ping","t":true}'],

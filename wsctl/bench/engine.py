@@ -40,7 +40,7 @@ from wsctl.errors import CONNECT_KINDS, classify_connect_error
 from wsctl.metrics import MetricSet
 from wsctl.probe.dialect import Context, Dialect
 from wsctl.probe.dialect import frame as frame_text
-from wsctl.runtime import quiet_gc
+from wsctl.runtime import PacedCollector
 
 # Every fixed connect-failure kind is in the result, at zero too, so a criterion on one is
 # measured; errors.status_<code> and errors.closed_<code> appear when one happens.
@@ -330,7 +330,8 @@ class Engine:
         self.unreachable = asyncio.Event()
         self.ramp_done_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._quiet_gc = contextlib.ExitStack()  # quiet_gc() from the end of the ramp
+        # tune_gc: the collector paced by this loop for the whole run (wsctl.runtime)
+        self.collector = PacedCollector() if tune_gc else None
         self._trimmed = False  # the ramp's garbage given back to the OS (once)
 
     # sends: one scheduler for every connection -------------------------------------------
@@ -433,8 +434,6 @@ class Engine:
         schedule = ArrivalSchedule(self.start, plan.connections, plan.arrival)
         await run_arrivals(schedule, self.clock, self._launch)
         self.ramp_done_at = self.clock.now()
-        if self.tune_gc:
-            self._quiet_gc.enter_context(quiet_gc())
 
     # monitors -----------------------------------------------------------------------------
 
@@ -492,6 +491,10 @@ class Engine:
         loop = asyncio.get_running_loop()
         helpers = [loop.create_task(self._arrivals()), loop.create_task(self._sender()),
                    loop.create_task(self._lag_monitor()), loop.create_task(self._sampler())]
+        if self.collector is not None:
+            self.collector.install()
+            helpers.append(loop.create_task(self.collector.run(
+                lambda: rec.held, lambda: sum(rec.closes.values()))))
         try:
             end = rec.rec_end
             while clock.now() < end and not self.unreachable.is_set():
@@ -502,7 +505,8 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*helpers, *self._tasks, return_exceptions=True)
             await self._close_all()
-            self._quiet_gc.close()
+            if self.collector is not None:
+                self.collector.uninstall()
         if self.listener is not None:
             settle(self.conns, rec)
             rec.per_connection = per_connection(self.conns, rec)
