@@ -6,8 +6,13 @@
     python benchmarks/bench_scale.py --memory              # generator bytes per connection
     python benchmarks/bench_scale.py --connections 10000 --processes 2 --mode resume \
         --server-workers 1,2                               # the server on 1 vs 2 workers
+    python benchmarks/bench_scale.py --connections 10000 --processes 2 --mode resume \
+        --server-gc cpython,paced --rounds 3               # CPython's collector vs paced
 
-``--server-workers 1,2`` runs every step once per worker count (``wsctl serve --workers N``;
+``--server-gc cpython,paced`` runs every step once per ``--gc`` mode of the server
+(docs/server.md, Design: the paced collector), ``--rounds N`` repeats the whole set with
+the variants alternating, and prints the medians. ``--server-workers 1,2`` runs every
+step once per worker count (``wsctl serve --workers N``;
 docs/server.md, 'Several worker processes'). Besides what ``wsctl bench`` reports, each step
 prints the server's CPU in cores and RSS summed over its process tree (supervisor and
 workers, sampled here with psutil around the bench run), and with ``--mode resume`` the
@@ -260,6 +265,12 @@ def main() -> None:
     parser.add_argument("--server-workers", default="1",
                         help="comma list of server --workers counts; each step runs once "
                              "per count (e.g. 1,2)")
+    parser.add_argument("--server-gc", default="auto",
+                        help="comma list of server --gc modes; each step runs once per mode "
+                             "(e.g. cpython,paced: CPython's collector beside the paced one)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every step; the variants alternate within a round and "
+                             "a table of medians over rounds follows")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra option for the server, e.g. --server-arg=--ping-interval=20s")
     parser.add_argument("--memory", action="store_true",
@@ -276,27 +287,48 @@ def main() -> None:
     if args.connections:
         steps = [(args.connections, args.processes or -(-args.connections // 5000))]
     counts = [int(n) for n in args.server_workers.split(",")]
+    gcs = args.server_gc.split(",")
     print(_load(), f"; server --job-rate {args.job_rate}", *args.server_arg, flush=True)
     rows = []
-    for connections, processes in steps:
-        for workers in counts:
-            # A fresh server per step: RSS rarely shrinks, so a reused one would under-report.
-            server, url = _start_server(args.job_rate, args.server_arg, workers)
-            try:
-                rows.append(run_step(url, server.pid, connections, processes, args.rate,
-                                     args.hold, args.message_rate, args.mode, workers))
-            finally:
-                stop(server)
-            print(_load(), flush=True)
+    for _ in range(args.rounds):
+        for connections, processes in steps:
+            for workers in counts:
+                for gc_mode in gcs:
+                    # A fresh server per step: RSS rarely shrinks, so a reused one would
+                    # under-report.
+                    server, url = _start_server(args.job_rate,
+                                                [*args.server_arg, "--gc", gc_mode], workers)
+                    try:
+                        row = run_step(url, server.pid, connections, processes, args.rate,
+                                       args.hold, args.message_rate, args.mode, workers)
+                    finally:
+                        stop(server)
+                    rows.append(row | {"server_gc": gc_mode})
+                    print(_load(), flush=True)
     print()
-    print(f"{'conns':>6} {'procs':>5} {'wkrs':>4} {'held':>6} {'connect p50':>11} {'p99':>9} "
-          f"{'rtt p99':>9} {'events/s':>9} {'srv cores':>9} {'RSS/conn':>9} {'gen CPU':>8} "
-          f"{'sends/CPU-s':>11}")
+    _table(rows)
+    if args.rounds > 1:
+        print(f"\nmedians over {args.rounds} rounds:")
+        groups: dict[tuple[Any, ...], list[dict]] = {}
+        for r in rows:
+            groups.setdefault((r["connections"], r["processes"], r["server_workers"],
+                               r["server_gc"]), []).append(r)
+        _table([{k: (statistics.median(x[k] for x in group)
+                     if isinstance(v, int | float) and not isinstance(v, bool) and
+                     all(x[k] is not None for x in group) else v)
+                 for k, v in group[0].items()} for group in groups.values()])
+
+
+def _table(rows: list[dict]) -> None:
+    print(f"{'conns':>6} {'procs':>5} {'wkrs':>4} {'gc':>7} {'held':>6} {'connect p50':>11} "
+          f"{'p99':>9} {'rtt p99':>9} {'events/s':>9} {'srv cores':>9} {'RSS/conn':>9} "
+          f"{'gen CPU':>8} {'sends/CPU-s':>11}")
     for r in rows:
         events = "-" if r["events_per_s"] is None else f"{r['events_per_s']:.0f}"
         print(f"{r['connections']:>6} {r['processes']:>5} {r['server_workers']:>4} "
-              f"{r['held']:>6} {r['connect_p50_ms']:>8.1f} ms {r['connect_p99_ms']:>6.0f} ms "
-              f"{r['rtt_p99_ms']:>6.0f} ms {events:>9} {r['server_tree_cpu_cores']:>9.2f} "
+              f"{r['server_gc']:>7} {r['held']:>6.0f} {r['connect_p50_ms']:>8.1f} ms "
+              f"{r['connect_p99_ms']:>6.0f} ms {r['rtt_p99_ms']:>6.0f} ms {events:>9} "
+              f"{r['server_tree_cpu_cores']:>9.2f} "
               f"{r['server_rss_per_connection_kib']:>5.1f} KiB {r['generator_cpu_cores']:>8.2f} "
               f"{r['generator_sends_per_cpu_s']:>11.0f}")
 

@@ -17,6 +17,7 @@ Profile = Literal["reference", "baseline"]
 HealthMode = Literal["scheduler", "per-connection"]
 LogFormat = Literal["text", "json"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
+GcName = Literal["auto", "paced", "cpython"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ServerConfig:
     log_format: LogFormat = "text"
     log_level: str = "info"
     loop: LoopName = "auto"  # auto: uvloop for reference (if installed), asyncio for baseline
+    gc: GcName = "auto"  # auto: paced for reference, CPython's own for baseline
     store: str = "memory"  # memory | sqlite:PATH (server_stub.stores)
     workers: int = 1  # > 1: a supervisor and N processes on one port (server_stub.workers)
 
@@ -193,6 +195,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            DEFAULT.workers, "int", 1, MAX_WORKERS),
     Option("loop", "Event loop: auto = uvloop for the reference profile (if installed), "
            "asyncio's own for baseline.", DEFAULT.loop, choices=get_args(LoopName)),
+    Option("gc", "Garbage collector: auto = paced for the reference profile, cpython for "
+           "baseline; paced = young collections every 20 ms of the event loop and a full "
+           "one only after connections end; cpython = CPython's own thresholds.",
+           DEFAULT.gc, choices=get_args(GcName)),
 )}
 
 

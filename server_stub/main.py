@@ -145,9 +145,9 @@ class ReferenceServer:
     def __init__(self, config: ServerConfig, store: StreamStore | None = None,
                  owns_process: bool = False) -> None:
         """``owns_process``: this server is its process's only job (``run``, a worker), so
-        the reference profile may pace the process's garbage collector
-        (``wsctl.runtime.PacedCollector``); servers started inside other programs leave
-        the collector alone."""
+        it may pace the process's garbage collector as ``config.gc`` says
+        (``paced_gc``, ``wsctl.runtime.PacedCollector``); servers started inside other
+        programs leave the collector alone."""
         self.config = config = config.for_profile()
         self.started = time.monotonic()
         self.store = store or store_maker(config.store)(config.replay_size, config.replay_age)
@@ -174,7 +174,7 @@ class ReferenceServer:
         self.keepalive_dead = 0
         self.connections_gone = 0  # transports lost, HTTP requests' too
         self.collector: PacedCollector | None = None
-        if owns_process and config.profile == "reference":  # baseline: CPython's, as stock
+        if owns_process and paced_gc(config):
             self.collector = PacedCollector()
         self.worker: int | None = None  # index among --workers, set by server_stub.workers
         self.draining = False
@@ -552,6 +552,14 @@ def event_loop(config: ServerConfig) -> str:
             raise InvalidInput("--loop uvloop needs the uvloop package: pip install uvloop "
                                "(or use --loop asyncio)") from exc
     return wanted
+
+
+def paced_gc(config: ServerConfig) -> bool:
+    """Whether ``config.gc`` paces the collector: ``auto`` does for the reference profile;
+    baseline keeps CPython's own (EP-0001's "before" ran a stock server)."""
+    if config.gc == "auto":
+        return config.profile == "reference"
+    return config.gc == "paced"
 
 
 def loop_factory(config: ServerConfig) -> Callable[[], asyncio.AbstractEventLoop] | None:

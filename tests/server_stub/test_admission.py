@@ -278,5 +278,9 @@ async def test_a_server_owning_its_process_paces_the_collector_and_shows_its_pau
     finally:
         await server.stop()
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
-    baseline = ReferenceServer(ServerConfig(port=0, profile="baseline"), owns_process=True)
-    assert baseline.collector is None  # "before" keeps CPython's collector, as stock
+    def paced(**config: object) -> bool:
+        return ReferenceServer(ServerConfig(port=0, **config),  # type: ignore[arg-type]
+                               owns_process=True).collector is not None
+
+    assert not paced(profile="baseline")  # "before" keeps CPython's collector, as stock
+    assert not paced(gc="cpython") and paced(profile="baseline", gc="paced")

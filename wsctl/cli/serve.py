@@ -35,6 +35,12 @@ class LoopName(StrEnum):
     uvloop = "uvloop"
 
 
+class GcName(StrEnum):
+    auto = "auto"
+    paced = "paced"
+    cpython = "cpython"
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -84,6 +90,7 @@ def serve(
     log_format: Annotated[LogFormat, _opt("log_format")] = _DEFAULT["log_format"],
     log_level: Annotated[str, _opt("log_level")] = _DEFAULT["log_level"],
     loop: Annotated[LoopName, _opt("loop")] = _DEFAULT["loop"],
+    gc: Annotated[GcName, _opt("gc")] = _DEFAULT["gc"],
     store: Annotated[str, _opt("store")] = _DEFAULT["store"],
     workers: Annotated[int, _opt("workers")] = _DEFAULT["workers"],
     issue_token: Annotated[str | None, typer.Option(help=ISSUE_TOKEN_HELP,
