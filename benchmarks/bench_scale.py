@@ -325,7 +325,7 @@ def _table(rows: list[dict]) -> None:
           f"{'gen CPU':>8} {'sends/CPU-s':>11}")
     for r in rows:
         events = "-" if r["events_per_s"] is None else f"{r['events_per_s']:.0f}"
-        print(f"{r['connections']:>6} {r['processes']:>5} {r['server_workers']:>4} "
+        print(f"{r['connections']:>6.0f} {r['processes']:>5.0f} {r['server_workers']:>4.0f} "
               f"{r['server_gc']:>7} {r['held']:>6.0f} {r['connect_p50_ms']:>8.1f} ms "
               f"{r['connect_p99_ms']:>6.0f} ms {r['rtt_p99_ms']:>6.0f} ms {events:>9} "
               f"{r['server_tree_cpu_cores']:>9.2f} "

@@ -10,9 +10,15 @@ One run measures these paths to the same websockets echo server (its own process
     wsctl chaos    client -> `wsctl chaos serve` proxy, no toxics, default loop (uvloop
                    where installed; own process) -> echo server
     chaos asyncio  the same with `--loop asyncio`
+    socat          client -> socat (C, one process per connection: `fork`, 256 KiB reads)
+                   -> echo server: a relay outside Python, for scale (skipped when socat
+                   is not installed: `apt-get install socat`)
 
 Latency: one message at a time, paced at ~1,000 msg/s, p50/p99 of the round trip.
-Throughput: 64 KiB binary messages, pipelined, MB/s of echoed payload.
+Throughput: 64 KiB binary messages, pipelined, MB/s of echoed payload, with the cores
+the client, the echo server and the relay each used meanwhile (medians over rounds): on
+a 2-core machine direct already keeps both cores busy, so whatever a relay spends comes
+out of the endpoints' share.
 Rounds alternate between the paths so drift on the machine hits all of them alike.
 
     python benchmarks/proxy_overhead.py [--messages 3000] [--count 3000] [--rounds 3]
@@ -26,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -37,6 +45,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 from websockets.asyncio.client import connect
 
 ECHO_SERVER = """
@@ -133,6 +142,27 @@ def spawn_script(code: str, *args: str) -> tuple[subprocess.Popen[str], int]:
     return proc, int(proc.stdout.readline())
 
 
+def spawn_socat(upstream_port: int) -> tuple[subprocess.Popen[str], int] | None:
+    """socat relaying a free port to ``upstream_port`` (None when socat is missing)."""
+    socat = shutil.which("socat")
+    if socat is None:
+        return None
+    port = free_port()
+    # -b: read up to 256 KiB at once, as asyncio's and uvloop's transports do (socat's
+    # default is 8 KiB)
+    proc = subprocess.Popen([socat, "-b", "262144",
+                             f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr",
+                             f"TCP:127.0.0.1:{upstream_port}"], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:  # listening yet?
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, port
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("socat did not come up")
+        time.sleep(0.05)
+
+
 def spawn_wsctl_chaos(
     upstream_port: int, workdir: Path, loop: str = "auto"
 ) -> tuple[subprocess.Popen[str], int]:
@@ -219,17 +249,38 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def tree_cpu(proc: psutil.Process | None) -> float:
+    """CPU seconds of ``proc`` and its children (socat forks one per connection)."""
+    if proc is None:
+        return 0.0
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
 async def measure(
-    targets: dict[str, int], rounds: int, messages: int, count: int, rate: float
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    targets: dict[str, int], rounds: int, messages: int, count: int, rate: float,
+    echo: psutil.Process, relays: dict[str, psutil.Process | None],
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[tuple[float, ...]]]]:
+    """Latency samples, throughput (MB/s) and, per throughput run, the cores used by
+    the client (this process), the echo server and the relay (client, echo, relay)."""
     rtts: dict[str, list[float]] = {name: [] for name in targets}
     mbps: dict[str, list[float]] = {name: [] for name in targets}
+    cores: dict[str, list[tuple[float, ...]]] = {name: [] for name in targets}
     for r in range(rounds):
         order = list(targets) if r % 2 == 0 else list(reversed(targets))
         for name in order:
             rtts[name] += await latency(targets[name], messages, rate)
+            relay = relays.get(name)
+            before = (time.process_time(), tree_cpu(echo), tree_cpu(relay), time.perf_counter())
             mbps[name].append(await throughput(targets[name], count))
-    return rtts, mbps
+            after = (time.process_time(), tree_cpu(echo), tree_cpu(relay), time.perf_counter())
+            wall = after[3] - before[3]
+            cores[name].append(tuple((a - b) / wall for a, b in zip(after[:3], before[:3])))
+    return rtts, mbps, cores
 
 
 def main() -> None:
@@ -248,14 +299,25 @@ def main() -> None:
             relay, relay_port = spawn_script(BARE_RELAY, str(echo_port))
             procs.append(relay)
             targets = {"direct": echo_port, "bare relay": relay_port}
+            relays: dict[str, psutil.Process | None] = {"bare relay": psutil.Process(relay.pid)}
             for name, loop in (("proto asyncio", "asyncio"), ("proto uvloop", "uvloop")):
                 proto, targets[name] = spawn_script(PROTOCOL_RELAY, str(echo_port), loop)
                 procs.append(proto)
+                relays[name] = psutil.Process(proto.pid)
             for name, loop in (("wsctl chaos", "auto"), ("chaos asyncio", "asyncio")):
                 chaos, targets[name] = spawn_wsctl_chaos(echo_port, Path(tmp), loop)
                 procs.append(chaos)
-            rtts, mbps = asyncio.run(
-                measure(targets, args.rounds, args.messages, args.count, args.rate)
+                relays[name] = psutil.Process(chaos.pid)
+            socat = spawn_socat(echo_port)
+            if socat is None:
+                print("socat not installed (apt-get install socat): its row is left out")
+            else:
+                procs.append(socat[0])
+                targets["socat"] = socat[1]
+                relays["socat"] = psutil.Process(socat[0].pid)
+            rtts, mbps, cores = asyncio.run(
+                measure(targets, args.rounds, args.messages, args.count, args.rate,
+                        psutil.Process(echo.pid), relays)
             )
     finally:
         for proc in procs:
@@ -272,11 +334,14 @@ def main() -> None:
         f"{args.rounds} rounds x {args.messages} msgs @ {args.rate:g}/s, "
         f"{args.count} x 64 KiB for throughput"
     )
-    print(f"{'path':<14} {'p50 us':>8} {'p99 us':>8} {'+p50 us':>8} {'MB/s':>8} {'vs direct':>9}")
+    print(f"{'path':<14} {'p50 us':>8} {'p99 us':>8} {'+p50 us':>8} {'MB/s':>8} {'vs direct':>9}"
+          f"   cores in the throughput runs: {'client':>6} {'echo':>5} {'relay':>5} {'all':>5}")
     for name in rtts:
+        used = [statistics.median(c[i] for c in cores[name]) for i in range(3)]
         print(
             f"{name:<14} {p50[name]:8.0f} {p99[name]:8.0f} {added[name]:8.0f} {tput[name]:8.0f} "
-            f"{tput[name] / tput['direct']:8.0%}"
+            f"{tput[name] / tput['direct']:8.0%}   {'':29}{used[0]:>6.2f} {used[1]:>5.2f} "
+            f"{used[2]:>5.2f} {sum(used):>5.2f}"
         )
 
     def ratio(name: str, floor: str) -> float:
