@@ -99,6 +99,7 @@ class PacedCollector:
         self.collections = [0, 0, 0]  # by generation, automatic ones included
         self.longest = [0.0, 0.0, 0.0]  # longest pause by generation, seconds
         self._saved: tuple[int, int, int] | None = None
+        self._unfreeze = True
         self._began = 0.0
 
     def __repr__(self) -> str:
@@ -128,6 +129,7 @@ class PacedCollector:
         if self._saved is not None:
             return
         self._saved = gc.get_threshold()
+        self._unfreeze = gc.get_freeze_count() == 0  # else a quiet_gc() around us owns it
         gc.collect()
         gc.freeze()  # the imports' heap: never garbage, never scanned again
         self.rss_after_full = self._rss()
@@ -140,7 +142,8 @@ class PacedCollector:
             return
         gc.callbacks.remove(self._timed)
         gc.set_threshold(*self._saved)
-        gc.unfreeze()
+        if self._unfreeze:
+            gc.unfreeze()
         self._saved = None
 
     def full(self, ended_total: int) -> None:

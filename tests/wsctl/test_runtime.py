@@ -81,6 +81,17 @@ def test_install_takes_automatic_collections_over_and_uninstall_gives_them_back(
     assert paced.collections[0] == runs  # no longer timing the process's collections
 
 
+def test_inside_quiet_gc_the_collector_leaves_its_freeze_in_place() -> None:
+    """Installed inside quiet_gc(), uninstall restores quiet_gc's thresholds and leaves
+    the heap frozen for quiet_gc to unfreeze."""
+    with quiet_gc():
+        paced = PacedCollector()
+        paced.install()
+        paced.uninstall()
+        assert gc.get_threshold() == QUIET_THRESHOLDS and gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+
+
 async def test_young_garbage_is_collected_on_the_loops_clock(
         collector: PacedCollector) -> None:
     """With automatic collection off, the young passes of run() free a new cycle."""
