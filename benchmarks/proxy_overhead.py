@@ -279,7 +279,8 @@ async def measure(
             mbps[name].append(await throughput(targets[name], count))
             after = (time.process_time(), tree_cpu(echo), tree_cpu(relay), time.perf_counter())
             wall = after[3] - before[3]
-            cores[name].append(tuple((a - b) / wall for a, b in zip(after[:3], before[:3])))
+            used = zip(after[:3], before[:3], strict=True)
+            cores[name].append(tuple((a - b) / wall for a, b in used))
     return rtts, mbps, cores
 
 
