@@ -158,11 +158,12 @@ class PacedCollector:
         while True:
             await asyncio.sleep(self.young)
             passes += 1
-            ended = ended_total()
-            if passes % 50 == 0 and self.wants_full(open_now(), ended - self.ended_at_full,
-                                                    self._rss()):
-                self.full(ended)  # checked about once a second
-            elif passes % self.middle_every == 0:
+            if passes % 50 == 0:  # about once a second: is a full collection due?
+                ended = ended_total()
+                if self.wants_full(open_now(), ended - self.ended_at_full, self._rss()):
+                    self.full(ended)
+                    continue
+            if passes % self.middle_every == 0:
                 gc.collect(1)
             else:
                 gc.collect(0)
