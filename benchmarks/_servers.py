@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
+
+import psutil
 
 URL = re.compile(r"ws://127\.0\.0\.1:\d+")
 
@@ -31,3 +34,17 @@ def stop(server: subprocess.Popen[str]) -> None:
         server.wait()
     if server.stdout:
         server.stdout.close()
+
+
+def tree_cpu(proc: psutil.Process | None) -> float:
+    """CPU seconds (user + system) of ``proc`` and its live descendants, with what each has
+    reaped of its own children (socat forks one per connection); 0 for None."""
+    if proc is None:
+        return 0.0
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+    return total

@@ -58,7 +58,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import stop
+from _servers import stop, tree_cpu
 
 WSCTL = str(Path(sys.executable).with_name("wsctl"))
 
@@ -71,17 +71,6 @@ def _raise_nofile() -> None:
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
-
-
-def _tree_cpu(proc: psutil.Process) -> float:
-    """CPU seconds (user + system) of ``proc`` and its live descendants."""
-    total = 0.0
-    with contextlib.suppress(psutil.Error):
-        for p in [proc, *proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                times = p.cpu_times()
-                total += times.user + times.system
-    return total
 
 
 def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
@@ -99,7 +88,7 @@ def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
             cmd += ["--server-pid", str(pid)]
         print("$", " ".join(cmd), flush=True)
         started = time.monotonic()
-        cpu_before = _tree_cpu(server)
+        cpu_before = tree_cpu(server)
         bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         rss: list[int] = []
@@ -109,7 +98,7 @@ def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
                 rss.append(_tree_rss(server))
         stdout, stderr = bench.communicate()
         wall = time.monotonic() - started
-        server_cpu = (_tree_cpu(server) - cpu_before) / wall
+        server_cpu = (tree_cpu(server) - cpu_before) / wall
         done = subprocess.CompletedProcess(cmd, bench.returncode, stdout, stderr)
         if done.returncode not in (0, 1) or not out.exists():
             print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")

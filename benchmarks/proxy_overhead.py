@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+from _servers import tree_cpu  # benchmarks/_servers.py: scripts here run from this folder
 from websockets.asyncio.client import connect
 
 ECHO_SERVER = """
@@ -247,18 +247,6 @@ async def throughput(port: int, count: int, size: int = 64 * 1024) -> float:
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def tree_cpu(proc: psutil.Process | None) -> float:
-    """CPU seconds of ``proc`` and its children (socat forks one per connection)."""
-    if proc is None:
-        return 0.0
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            times = p.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-    return total
 
 
 async def measure(
