@@ -121,6 +121,13 @@ async def wait_health(server: ServerProcess, status: int, within: float) -> dict
         await asyncio.sleep(0.2)
 
 
+async def wait_logged(server: ServerProcess, text: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while text not in server.logs():
+        assert time.monotonic() < deadline, f"{text!r} not logged: {server.logs()}"
+        await asyncio.sleep(0.1)
+
+
 async def test_redis_going_away_degrades_health(redis_server: RedisProcess) -> None:  # noqa: F811
     """With Redis stopped the server stays up, logs a clear error and answers /ws/health
     503 degraded with the reason; when Redis is back it is healthy again and streams
@@ -133,6 +140,10 @@ async def test_redis_going_away_degrades_health(redis_server: RedisProcess) -> N
         body = await wait_health(server, 503, 10)
         assert body["status"] == "degraded" and "redis" in body["reason"]
         assert server.proc.poll() is None
+        # The subscription's loss makes health degraded at once; the error that names
+        # Redis unreachable comes with the first command that fails (an append, a lease
+        # renewal), so Redis stays down until it has been logged.
+        await wait_logged(server, "unreachable", 10)
         redis_server.start()
         await wait_health(server, 200, 15)
         fresh = Reader(server.url, "outage-2")
@@ -140,5 +151,5 @@ async def test_redis_going_away_degrades_health(redis_server: RedisProcess) -> N
         logs = server.logs()
     finally:
         server.close()
-    assert "redis" in logs and "unreachable" in logs
+    assert "redis" in logs and "unreachable" in logs and "answers again" in logs
     assert offsets(fresh)[:3] == [1, 2, 3]
