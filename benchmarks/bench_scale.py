@@ -17,9 +17,11 @@ docs/server.md, 'Several worker processes'). Besides what ``wsctl bench`` report
 prints the server's CPU in cores and RSS summed over its process tree (supervisor and
 workers, sampled here with psutil around the bench run), and with ``--mode resume`` the
 stream events delivered per second (the ``delivery_latency`` count over the measured
-window). With workers, ``--server-pid`` is not given to the bench (it would read the
-supervisor alone) and its ``server.*`` figures come from one worker's ``/metrics``: read
-the tree figures.
+window), and from the server's ``/metrics`` its full collections and longest collection
+pause (the paced collector's figures: nan with ``--gc cpython``), so that a tail can be
+told from a collector's pause. With workers, ``--server-pid`` is not given to the bench
+(it would read the supervisor alone) and its ``server.*`` figures come from one worker's
+``/metrics``: read the tree figures.
 
 ``--memory``: what one held connection costs the *generator*, for ``wsctl bench`` (one
 process, picows transport) and ``wsctl probe`` (its worker processes), against a picows echo
@@ -51,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,26 @@ def _raise_nofile() -> None:
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def server_gc_figures(url: str) -> tuple[float, float]:
+    """(full collections, longest pause in ms over every generation) from the server's
+    ``/metrics``; NaNs when the server does not pace its collector (``--gc cpython``) or
+    does not answer."""
+    try:
+        with urllib.request.urlopen(url.replace("ws://", "http://", 1) + "/metrics",
+                                    timeout=10) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return float("nan"), float("nan")
+    full, longest = float("nan"), float("nan")
+    for line in text.splitlines():
+        if line.startswith('wsctl_server_gc_collections_total{generation="2"}'):
+            full = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("wsctl_server_gc_pause_max_seconds{"):
+            pause = float(line.rsplit(" ", 1)[1]) * 1000
+            longest = pause if longest != longest else max(longest, pause)
+    return full, longest
 
 
 def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
@@ -99,6 +122,7 @@ def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
         stdout, stderr = bench.communicate()
         wall = time.monotonic() - started
         server_cpu = (tree_cpu(server) - cpu_before) / wall
+        gc_full, gc_pause_ms = server_gc_figures(url)
         done = subprocess.CompletedProcess(cmd, bench.returncode, stdout, stderr)
         if done.returncode not in (0, 1) or not out.exists():
             print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")
@@ -132,6 +156,7 @@ def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
         "generator_cpu_cores": round(value("generator.cpu"), 2),
         "generator_sends_per_cpu_s": round(value("generator.sends_per_cpu_s"), 1),
         "loop_lag_p99_ms": round((m["generator.loop_lag"]["p99"] or 0) * 1000, 1),
+        "server_gc_full": gc_full, "server_gc_pause_max_ms": round(gc_pause_ms, 1),
         "server_steady_sources": (obj["details"].get("server", {}).get("steady") or {}
                                   ).get("sources"),
         "warnings": obj["details"].get("warnings", []),
@@ -311,7 +336,7 @@ def main() -> None:
 def _table(rows: list[dict]) -> None:
     print(f"{'conns':>6} {'procs':>5} {'wkrs':>4} {'gc':>7} {'held':>6} {'connect p50':>11} "
           f"{'p99':>9} {'rtt p99':>9} {'events/s':>9} {'srv cores':>9} {'RSS/conn':>9} "
-          f"{'gen CPU':>8} {'sends/CPU-s':>11}")
+          f"{'gen CPU':>8} {'sends/CPU-s':>11} {'srv GC full':>11} {'longest':>9}")
     for r in rows:
         events = "-" if r["events_per_s"] is None else f"{r['events_per_s']:.0f}"
         print(f"{r['connections']:>6.0f} {r['processes']:>5.0f} {r['server_workers']:>4.0f} "
@@ -319,7 +344,8 @@ def _table(rows: list[dict]) -> None:
               f"{r['connect_p99_ms']:>6.0f} ms {r['rtt_p99_ms']:>6.0f} ms {events:>9} "
               f"{r['server_tree_cpu_cores']:>9.2f} "
               f"{r['server_rss_per_connection_kib']:>5.1f} KiB {r['generator_cpu_cores']:>8.2f} "
-              f"{r['generator_sends_per_cpu_s']:>11.0f}")
+              f"{r['generator_sends_per_cpu_s']:>11.0f} {r['server_gc_full']:>11.0f} "
+              f"{r['server_gc_pause_max_ms']:>6.0f} ms")
 
 
 def _start_server(job_rate: float, extra: list[str],
