@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -86,14 +87,15 @@ def server_gc_figures(url: str) -> tuple[float, float]:
             text = reply.read().decode()
     except OSError:
         return float("nan"), float("nan")
-    full, longest = float("nan"), float("nan")
-    for line in text.splitlines():
-        if line.startswith('wsctl_server_gc_collections_total{generation="2"}'):
-            full = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("wsctl_server_gc_pause_max_seconds{"):
-            pause = float(line.rsplit(" ", 1)[1]) * 1000
-            longest = pause if longest != longest else max(longest, pause)
-    return full, longest
+    full, pauses = float("nan"), []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "wsctl_server_gc_collections_total" and \
+                    sample.labels.get("generation") == "2":
+                full = float(sample.value)
+            elif sample.name == "wsctl_server_gc_pause_max_seconds":
+                pauses.append(float(sample.value) * 1000)
+    return full, max(pauses, default=float("nan"))
 
 
 def run_step(url: str, pid: int, connections: int, processes: int, rate: float,
